@@ -1,0 +1,5 @@
+import sys
+
+from ecrkit.cli import main
+
+sys.exit(main())

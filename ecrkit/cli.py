@@ -1,0 +1,101 @@
+"""`ecrkit ...`: every renderer for users without Ansible. Only this module prints."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ecrkit import __version__, aws
+from ecrkit.errors import EcrkitError, FileFormatError, InputError
+from ecrkit.renderers import docker_config
+from ecrkit.settings import CredentialRule
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _add_rule_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--registry",
+        action="append",
+        default=[],
+        metavar="R",
+        help="registry hostname to name with credHelpers (repeatable); none: credsStore",
+    )
+    parser.add_argument("--public", action="store_true", help="add public.ecr.aws to credHelpers")
+    parser.add_argument(
+        "--creds-store",
+        action="store_true",
+        help="write credsStore too, even when registries are named (needs AWS_REGION where it is used)",
+    )
+
+
+def _rule(args: argparse.Namespace) -> CredentialRule:
+    return CredentialRule.build(
+        args.registry, include_public=args.public, force_creds_store=args.creds_store, source="--registry"
+    )
+
+
+def _render_docker_config(args: argparse.Namespace) -> int:
+    existing = None
+    path = "<new>"
+    if args.merge:
+        path = args.merge
+        try:
+            with open(args.merge, encoding="utf-8") as handle:
+                existing = handle.read()
+        except FileNotFoundError:
+            existing = None
+        except OSError as exc:
+            raise EcrkitError(f"{args.merge}: cannot be read ({exc.strerror})") from None
+    sys.stdout.write(docker_config.render(existing, _rule(args), path=path))
+    return EXIT_OK
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    changed = aws.download_verified(args.source, args.sha256, args.output)
+    print(f"{args.output}: {'downloaded and verified' if changed else 'already present with this sha256'}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ecrkit", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"ecrkit {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    render = commands.add_parser("render", help="print a rendered file to stdout")
+    kinds = render.add_subparsers(dest="kind", required=True)
+    docker = kinds.add_parser(
+        "docker-config",
+        help="a Docker config.json naming the helper",
+        description="Print config.json with the helper merged in; --merge reads an existing file "
+        "(never modified) and keeps every key ecrkit does not own.",
+    )
+    _add_rule_arguments(docker)
+    docker.add_argument("--merge", metavar="PATH", help="existing config.json to merge into (read only)")
+    docker.set_defaults(handler=_render_docker_config)
+
+    fetch = commands.add_parser(
+        "fetch", help="download s3://BUCKET/KEY to a file, replacing it only if the sha256 matches"
+    )
+    fetch.add_argument("source", help="s3://BUCKET/KEY")
+    fetch.add_argument("--sha256", required=True, help="expected sha256 of the object")
+    fetch.add_argument("-o", "--output", required=True, help="destination file")
+    fetch.set_defaults(handler=_fetch)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except (InputError, FileFormatError) as exc:
+        print(f"ecrkit: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except EcrkitError as exc:
+        print(f"ecrkit: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

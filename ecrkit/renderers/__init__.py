@@ -1,0 +1,1 @@
+"""Pure renderers: inputs in, file content out. No I/O here."""

@@ -1,0 +1,86 @@
+"""`ecrkit` as a user runs it: output, exit codes, and files it must never modify."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import boto3
+
+from tests.conftest import run_ecrkit
+
+ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+
+
+def test_no_registry_prints_creds_store() -> None:
+    result = run_ecrkit("render", "docker-config")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"credsStore": "ecr-login"}
+
+
+def test_registries_print_cred_helpers_and_creds_store_can_be_forced() -> None:
+    result = run_ecrkit("render", "docker-config", "--registry", ECR, "--public", "--creds-store")
+    assert json.loads(result.stdout) == {
+        "credsStore": "ecr-login",
+        "credHelpers": {ECR: "ecr-login", "public.ecr.aws": "ecr-login"},
+    }
+
+
+def test_merge_keeps_foreign_keys_and_never_modifies_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    original = '{"auths": {"ghcr.io": {"auth": "eDp5"}}, "credHelpers": {"gcr.io": "gcloud"}}'
+    path.write_text(original)
+    result = run_ecrkit("render", "docker-config", "--registry", ECR, "--merge", str(path))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "auths": {"ghcr.io": {"auth": "eDp5"}},
+        "credHelpers": {"gcr.io": "gcloud", ECR: "ecr-login"},
+    }
+    assert path.read_text() == original
+
+
+def test_merge_of_a_missing_file_starts_empty(tmp_path: Path) -> None:
+    result = run_ecrkit("render", "docker-config", "--merge", str(tmp_path / "none.json"))
+    assert json.loads(result.stdout) == {"credsStore": "ecr-login"}
+
+
+def test_a_bad_registry_exits_2_naming_it() -> None:
+    result = run_ecrkit("render", "docker-config", "--registry", ECR, "--registry", "registry.example.com")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "--registry[1]: 'registry.example.com'" in result.stderr
+
+
+def test_an_unparsable_file_exits_2_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text('{"auths": ')
+    result = run_ecrkit("render", "docker-config", "--merge", str(path))
+    assert result.returncode == 2
+    assert str(path) in result.stderr
+    assert "not valid JSON" in result.stderr
+    assert path.read_text() == '{"auths": '
+
+
+def test_fetch_from_s3_verifies_before_replacing(tmp_path: Path, aws_env: dict[str, str]) -> None:
+    s3 = boto3.client("s3", endpoint_url=aws_env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3.create_bucket(Bucket="helpers")
+    payload = b"\x7fELF pretend helper"
+    s3.put_object(Bucket="helpers", Key="ecr-login/0.12.0", Body=payload)
+    digest = hashlib.sha256(payload).hexdigest()
+    dest = tmp_path / "docker-credential-ecr-login"
+
+    first = run_ecrkit("fetch", "s3://helpers/ecr-login/0.12.0", "--sha256", digest, "-o", str(dest), env=aws_env)
+    assert first.returncode == 0, first.stderr
+    assert dest.read_bytes() == payload
+    assert dest.stat().st_mode & 0o777 == 0o755
+
+    again = run_ecrkit("fetch", "s3://helpers/ecr-login/0.12.0", "--sha256", digest, "-o", str(dest), env=aws_env)
+    assert "already present" in again.stdout
+
+    wrong = run_ecrkit("fetch", "s3://helpers/ecr-login/0.12.0", "--sha256", "0" * 64, "-o", str(dest), env=aws_env)
+    assert wrong.returncode == 1
+    assert f"expected {'0' * 64}" in wrong.stderr
+    assert dest.read_bytes() == payload
+    assert sorted(p.name for p in tmp_path.iterdir()) == [dest.name]
