@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+__all__ = ["HELPER_BINARY", "release", "parse_version", "validate_sha256", "validate_version"]
+
 import re
 
 from ecrkit.errors import InputError
+from ecrkit.settings import HELPER_BINARY
 
 DEFAULT_VERSION = "0.12.0"
 RELEASE_BASE_URL = "https://amazon-ecr-credential-helper-releases.s3.us-east-2.amazonaws.com"
@@ -34,7 +37,7 @@ def release(version: str, architecture: str, base_url: str = RELEASE_BASE_URL) -
     arch = ARCHITECTURES.get(architecture)
     if arch is None:
         raise InputError("architecture", architecture, f"one of {', '.join(sorted(ARCHITECTURES))}")
-    url = f"{base_url.rstrip('/')}/{version}/linux-{arch}/docker-credential-ecr-login"
+    url = f"{base_url.rstrip('/')}/{version}/linux-{arch}/{HELPER_BINARY}"
     return {"url": url, "checksum": f"sha256:{url}.sha256"}
 
 
