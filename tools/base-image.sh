@@ -16,8 +16,7 @@ debootstrap --variant=minbase \
   --include=systemd,systemd-sysv,dbus,python3,openssh-server,sudo,ca-certificates,curl,iproute2,logrotate,python3-apt \
   bookworm "$rootfs" >"$rootfs.log" 2>&1 || { tail -n 30 "$rootfs.log" >&2; exit 1; }
 rm -f "$rootfs.log"
-# A fresh machine-id per container, and no apt lists baked in.
+# An empty machine-id: systemd makes a fresh one in each container.
 : >"$rootfs/etc/machine-id"
-rm -rf "$rootfs"/var/lib/apt/lists/*
-tar -C "$rootfs" -c . | podman import --change 'CMD ["/sbin/init"]' - "$image" >/dev/null
+tar -C "$rootfs" -c . | podman import --quiet --change 'CMD ["/sbin/init"]' - "$image" >/dev/null
 echo "base image $image: built"

@@ -1,0 +1,67 @@
+# ecrkit: `make run` (the embedded default) and `make test` (the whole suite, as CI runs it).
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := .cache/stamps
+# podman settings that work on these machines (runc, ulimits); see molecule/containers.conf.
+export CONTAINERS_CONF := $(CURDIR)/molecule/containers.conf
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+DEBIAN_PACKAGES := podman runc uidmap slirp4netns fuse-overlayfs debootstrap shellcheck amazon-ecr-credential-helper make
+SCENARIOS := $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
+
+.PHONY: help deps venv image lint unit molecule test run clean-hosts bench
+
+help:
+	@echo "make run    provision local disposable hosts with ecrkit's roles and show the result"
+	@echo "make test   install what is missing, then lint, pytest and every Molecule scenario"
+	@echo "make bench  converge benchmark (bench/README.md)"
+
+deps: $(STAMP)/deps
+$(STAMP)/deps: Makefile
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@mkdir -p $(STAMP) && touch $@
+
+venv: $(STAMP)/venv
+$(STAMP)/venv: requirements.txt pyproject.toml
+	@test -x $(BIN)/python || python3 -m venv $(VENV)
+	@$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt
+	@$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@mkdir -p $(STAMP) && touch $@
+
+image: deps
+	@tools/base-image.sh
+
+lint: venv
+	ruff check ecrkit plugins tests bench
+	ruff format --check ecrkit plugins tests bench
+	mypy
+	yamllint --strict .
+	ansible-lint --profile production
+
+unit: venv deps
+	pytest -q -m "not hosts"
+
+molecule: venv image
+	@for s in $(SCENARIOS); do echo "== molecule test -s $$s"; molecule test -s $$s || exit 1; done
+
+test: deps venv image lint
+	pytest -q
+	$(MAKE) --no-print-directory molecule
+
+run: deps venv image
+	@tools/run.sh
+
+bench: deps venv image
+	@python bench/converge.py
+
+clean-hosts:
+	@tools/run.sh --destroy
