@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-__all__ = ["HELPER_BINARY", "release", "parse_version", "validate_sha256", "validate_version"]
+__all__ = ["HELPER_BINARY", "parse_version", "release", "validate_sha256", "validate_version"]
 
 import re
 
 from ecrkit.errors import InputError
-from ecrkit.settings import HELPER_BINARY
+from ecrkit.settings import HELPER_BINARY, validate_absolute_path
 
 DEFAULT_VERSION = "0.12.0"
 RELEASE_BASE_URL = "https://amazon-ecr-credential-helper-releases.s3.us-east-2.amazonaws.com"
@@ -16,6 +16,8 @@ ARCHITECTURES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64
 VERSION = re.compile(r"^\d+\.\d+\.\d+$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 VERSION_IN_OUTPUT = re.compile(r"(\d+\.\d+\.\d+)")
+INSTALL_METHODS = ("package", "release", "url", "controller_file")
+PACKAGE_PATH = f"/usr/bin/{HELPER_BINARY}"  # where apt, dnf and yum put it
 
 
 def validate_version(value: object, source: str = "version") -> str:
@@ -47,3 +49,41 @@ def parse_version(output: str) -> str:
     if match is None:
         raise ValueError(f"no version number in the helper's output {output.strip()!r}")
     return match.group(1)
+
+
+def install_plan(
+    method: str,
+    *,
+    architecture: str,
+    install_dir: str,
+    version: str = DEFAULT_VERSION,
+    release_base_url: str = RELEASE_BASE_URL,
+    url: str = "",
+    sha256: str = "",
+    src: str = "",
+) -> dict[str, object]:
+    """Validate the install inputs (role variable names in errors) and plan the install.
+
+    Returns the method, the binary's path and, by method: the release URL and checksum
+    spec, the URL with its sha256 (and whether it is an s3:// object the controller
+    fetches), or the controller file with its optional sha256.
+    """
+    if method not in INSTALL_METHODS:
+        raise InputError("ecr_credential_helper_install_method", method, f"one of {', '.join(INSTALL_METHODS)}")
+    directory = validate_absolute_path(install_dir, "ecr_credential_helper_install_dir").rstrip("/")
+    plan: dict[str, object] = {"method": method, "path": f"{directory}/{HELPER_BINARY}"}
+    if method == "package":
+        plan["path"] = PACKAGE_PATH
+    elif method == "release":
+        validate_version(version, "ecr_credential_helper_version")
+        plan.update(release(version, architecture, release_base_url))
+    elif method == "url":
+        if not url.startswith(("https://", "http://", "s3://")):
+            raise InputError("ecr_credential_helper_url", url, "an https://, http:// or s3://BUCKET/KEY URL")
+        digest = validate_sha256(sha256, "ecr_credential_helper_sha256 (required by the url method)")
+        plan.update(url=url, sha256=digest, checksum=f"sha256:{digest}", s3=url.startswith("s3://"))
+    else:
+        if not src:
+            raise InputError("ecr_credential_helper_src", src, "the binary's path on the controller")
+        plan.update(src=src, sha256=validate_sha256(sha256, "ecr_credential_helper_sha256") if sha256 else "")
+    return plan

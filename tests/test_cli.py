@@ -63,8 +63,13 @@ def test_an_unparsable_file_exits_2_naming_it(tmp_path: Path) -> None:
 
 
 def test_fetch_from_s3_verifies_before_replacing(tmp_path: Path, aws_env: dict[str, str]) -> None:
-    s3 = boto3.client("s3", endpoint_url=aws_env["AWS_ENDPOINT_URL"], region_name="us-east-1",
-                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=aws_env["AWS_ENDPOINT_URL"],
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     s3.create_bucket(Bucket="helpers")
     payload = b"\x7fELF pretend helper"
     s3.put_object(Bucket="helpers", Key="ecr-login/0.12.0", Body=payload)

@@ -106,7 +106,9 @@ configs = st.fixed_dictionaries(
         "credsStore": st.text(max_size=8),
         "auths": st.dictionaries(st.text(max_size=8), st.dictionaries(st.text(max_size=5), st.text(max_size=5))),
     },
-).flatmap(lambda base: st.dictionaries(st.text(max_size=10), json_values, max_size=4).map(lambda extra: {**extra, **base}))
+).flatmap(
+    lambda base: st.dictionaries(st.text(max_size=10), json_values, max_size=4).map(lambda extra: {**extra, **base})
+)
 rules = st.builds(
     CredentialRule.build,
     st.lists(st.sampled_from([ECR, OTHER, "public.ecr.aws"]), max_size=3),
@@ -142,6 +144,8 @@ def test_the_merged_file_names_the_helper_for_every_registry(config: dict[str, A
 
 
 @given(configs, rules)
-def test_absent_after_present_restores_a_config_ecrkit_had_not_touched(config: dict[str, Any], rule: CredentialRule) -> None:
+def test_absent_after_present_restores_a_config_ecrkit_had_not_touched(
+    config: dict[str, Any], rule: CredentialRule
+) -> None:
     untouched = {k: v for k, v in config.items() if k not in OWNED}
     assert docker_config.remove(docker_config.merge(untouched, rule), rule) == untouched

@@ -99,7 +99,9 @@ class TestCredentialRule:
         assert not rule.needs_region
 
     def test_public_alone_is_a_named_registry(self) -> None:
-        assert CredentialRule.build([], include_public=True).entries() == {"credHelpers": {"public.ecr.aws": "ecr-login"}}
+        assert CredentialRule.build([], include_public=True).entries() == {
+            "credHelpers": {"public.ecr.aws": "ecr-login"}
+        }
 
     def test_creds_store_can_be_forced_on_top(self) -> None:
         rule = CredentialRule.build(["123456789012.dkr.ecr.us-east-1.amazonaws.com"], force_creds_store=True)

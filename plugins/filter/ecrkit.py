@@ -17,7 +17,7 @@ try:
     from ecrkit import helper
     from ecrkit.errors import EcrkitError
     from ecrkit.renderers import docker_config
-    from ecrkit.settings import CredentialRule, validate_absolute_path
+    from ecrkit.settings import CredentialRule
 except ImportError as exc:  # pragma: no cover - depends on the controller's Python
     raise AnsibleFilterError(
         f"the ecrkit package is not importable by the controller's Python ({exc}); "
@@ -25,7 +25,6 @@ except ImportError as exc:  # pragma: no cover - depends on the controller's Pyt
     ) from exc
 
 F = TypeVar("F", bound=Callable[..., Any])
-INSTALL_METHODS = ("package", "release", "url", "controller_file")
 
 
 def _reported(func: F) -> F:
@@ -64,7 +63,10 @@ def ecrkit_docker_configs(
             rendered.append({"path": path, "content": None, "changed": False, "secrets": False})
             continue
         after = docker_config.render(
-            before, credential_rule, path=path, state=state,  # type: ignore[arg-type]
+            before,
+            credential_rule,
+            path=path,
+            state=state,  # type: ignore[arg-type]
             replace_invalid=replace_invalid,
         )
         secrets = docker_config.has_secrets(docker_config.parse(after, path))
@@ -74,46 +76,21 @@ def ecrkit_docker_configs(
                 "content": after,
                 "changed": after != before,
                 "secrets": secrets,
-                "before_redacted": docker_config.redact(before),
-                "after_redacted": docker_config.redact(after),
+                # What a diff may show: looping over the entries above would echo the content.
+                "redacted": {
+                    "path": path,
+                    "before": docker_config.redact(before),
+                    "after": docker_config.redact(after),
+                },
             }
         )
     return rendered
 
 
 @_reported
-def ecrkit_helper_plan(
-    method: str,
-    *,
-    architecture: str,
-    install_dir: str,
-    version: str,
-    release_base_url: str,
-    url: str = "",
-    sha256: str = "",
-    src: str = "",
-) -> dict[str, Any]:
+def ecrkit_helper_plan(method: str, **inputs: str) -> dict[str, Any]:
     """Validate the install inputs and say where the helper comes from and where it goes."""
-    if method not in INSTALL_METHODS:
-        raise ValueError(
-            f"ecr_credential_helper_install_method: {method!r} is not accepted; expected one of {', '.join(INSTALL_METHODS)}"
-        )
-    directory = validate_absolute_path(install_dir, "ecr_credential_helper_install_dir")
-    plan: dict[str, Any] = {"method": method, "path": f"{directory.rstrip('/')}/{helper.HELPER_BINARY}"}
-    if method == "package":
-        plan["path"] = f"/usr/bin/{helper.HELPER_BINARY}"
-    elif method == "release":
-        plan.update(helper.release(version, architecture, release_base_url))
-    elif method == "url":
-        if not url.startswith(("https://", "http://", "s3://")):
-            raise ValueError(f"ecr_credential_helper_url: {url!r} is not accepted; expected an https://, http:// or s3:// URL")
-        digest = helper.validate_sha256(sha256, "ecr_credential_helper_sha256 (required with install_method url)")
-        plan.update(url=url, sha256=digest, checksum=f"sha256:{digest}", s3=url.startswith("s3://"))
-    else:
-        if not src:
-            raise ValueError("ecr_credential_helper_src: '' is not accepted; expected the binary's path on the controller")
-        plan.update(src=src, sha256=helper.validate_sha256(sha256, "ecr_credential_helper_sha256") if sha256 else "")
-    return plan
+    return helper.install_plan(method, **inputs)
 
 
 @_reported

@@ -1,0 +1,81 @@
+"""site.yml on a fresh systemd host: check mode changes nothing, secrets never reach the output,
+a real run converges, and a second run reports changed=0."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.hosts import Host, ansible_playbook, recap, remove_hosts, start_hosts, write_inventory
+
+pytestmark = pytest.mark.hosts
+
+SECRET = "c2VjcmV0LXVzZXI6aHVudGVyMg=="  # base64 of secret-user:hunter2
+EXISTING = '{"auths": {"registry.example.com": {"auth": "%s"}}, "currentContext": "default"}' % SECRET
+ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+
+
+@pytest.fixture(scope="module")
+def host() -> Iterator[Host]:
+    hosts = start_hosts([f"ecrkit-pytest-site-{os.getpid()}"])
+    try:
+        yield hosts[0]
+    finally:
+        remove_hosts(hosts)
+
+
+@pytest.fixture(scope="module")
+def inventory(host: Host, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_inventory(
+        tmp_path_factory.mktemp("inventory") / "hosts.yml",
+        {"workstations": [host]},
+        {
+            "ecr_credential_helper_install_method": "controller_file",
+            "ecr_credential_helper_src": "/usr/bin/docker-credential-ecr-login",
+            "docker_auth_config_registries": [ECR],
+        },
+    )
+
+
+def test_check_mode_reports_changes_and_makes_none(host: Host, inventory: Path) -> None:
+    host.run(f"mkdir -p /root/.docker && printf '%s' '{EXISTING}' > /root/.docker/config.json")
+    result = ansible_playbook("-i", str(inventory), "site.yml", "--check", "--diff", "-vvv")
+    assert result.returncode == 0, result.stdout[-3000:]
+    counts = recap(result.stdout)[host.name]
+    assert counts["changed"] > 0
+    assert counts["failed"] == 0
+    for path in ["/usr/local/bin/docker-credential-ecr-login", "/var/lib/ecr-login", "/etc/logrotate.d/ecr-login"]:
+        assert not host.exists(path), path
+    assert host.read("/root/.docker/config.json") == EXISTING
+    # The diff is shown, redacted: the user sees what would change, never the stored credential.
+    assert f'"{ECR}": "ecr-login"' in result.stdout
+    assert "<redacted>" in result.stdout
+    assert SECRET not in result.stdout
+    assert SECRET not in result.stderr
+
+
+def test_a_real_run_converges_and_a_second_changes_nothing(host: Host, inventory: Path) -> None:
+    first = ansible_playbook("-i", str(inventory), "site.yml", "--diff")
+    assert first.returncode == 0, first.stdout[-3000:]
+    assert recap(first.stdout)[host.name]["changed"] > 0
+    assert SECRET not in first.stdout
+    assert host.run("docker-credential-ecr-login version").returncode == 0
+    assert f'"{ECR}": "ecr-login"' in host.read("/root/.docker/config.json")
+    assert SECRET in host.read("/root/.docker/config.json")
+
+    second = ansible_playbook("-i", str(inventory), "site.yml")
+    assert second.returncode == 0, second.stdout[-3000:]
+    assert recap(second.stdout)[host.name] == {**recap(second.stdout)[host.name], "changed": 0, "failed": 0}
+
+
+def test_bad_input_stops_before_any_change(host: Host, inventory: Path) -> None:
+    before = host.read("/root/.docker/config.json")
+    result = ansible_playbook(
+        "-i", str(inventory), "site.yml", "-e", '{"docker_auth_config_registries": ["registry.example.com"]}'
+    )
+    assert result.returncode != 0
+    assert "docker_auth_config_registries[0]: 'registry.example.com' is not accepted" in result.stdout
+    assert host.read("/root/.docker/config.json") == before
