@@ -3,6 +3,7 @@ a real run converges, and a second run reports changed=0."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ from tests.hosts import Host, ansible_playbook, recap, remove_hosts, start_hosts
 pytestmark = pytest.mark.hosts
 
 SECRET = "c2VjcmV0LXVzZXI6aHVudGVyMg=="  # base64 of secret-user:hunter2
-EXISTING = '{"auths": {"registry.example.com": {"auth": "%s"}}, "currentContext": "default"}' % SECRET
+EXISTING = json.dumps({"auths": {"registry.example.com": {"auth": SECRET}}, "currentContext": "default"})
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 
 
