@@ -34,7 +34,7 @@ venv: $(STAMP)/venv
 $(STAMP)/venv: requirements.txt pyproject.toml
 	@test -x $(BIN)/python || python3 -m venv $(VENV)
 	@$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt
-	@$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
 	@mkdir -p $(STAMP) && touch $@
 
 image: deps
@@ -58,10 +58,10 @@ test: deps venv image lint
 	$(MAKE) --no-print-directory molecule
 
 run: deps venv image
-	@tools/run.sh
+	@python -m ecrkit.testbed
 
 bench: deps venv image
 	@python bench/converge.py
 
 clean-hosts:
-	@tools/run.sh --destroy
+	@python -m ecrkit.testbed --destroy

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hosts import Host, ansible_playbook, recap, remove_hosts, start_hosts, write_inventory
+from ecrkit.testbed import Host, ansible_playbook, recap, remove_hosts, start_hosts, write_inventory
 
 pytestmark = pytest.mark.hosts
 

@@ -56,7 +56,7 @@ def ecrkit_docker_configs(
     `existing` maps a path to its base64 content (as slurp returns it) for files that exist.
     """
     credential_rule = CredentialRule(tuple(rule["registries"]), bool(rule["creds_store"]))
-    rendered = []
+    rendered: list[dict[str, Any]] = []
     for path in paths:
         before = base64.b64decode(existing[path]).decode("utf-8") if path in existing else None
         if before is None and state == "absent":

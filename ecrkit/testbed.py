@@ -1,0 +1,171 @@
+"""Disposable systemd hosts for `make run`, the tests and the benchmarks.
+
+Each host is a podman container of the base image that `tools/base-image.sh` builds, reached
+by Ansible through podman (no SSH). `python -m ecrkit.testbed` is `make run`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from ecrkit.errors import FileFormatError
+from ecrkit.renderers.docker_config import parse
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCAL_INVENTORY = ROOT / "inventory" / "local" / "hosts.yml"
+BASE_IMAGE = os.environ.get("ECRKIT_BASE_IMAGE", "localhost/debian-systemd:bookworm")
+PODMAN_ENV = {**os.environ, "CONTAINERS_CONF": str(ROOT / "molecule" / "containers.conf")}
+ANSIBLE_ENV = {**PODMAN_ENV, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")}
+BIN = Path(sys.executable).parent
+RECAP = re.compile(
+    r"^(?P<host>\S+)\s*:\s*ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+"
+    r"unreachable=(?P<unreachable>\d+)\s+failed=(?P<failed>\d+)",
+    re.M,
+)
+
+
+def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["podman", *args], capture_output=True, text=True, env=PODMAN_ENV, check=check)
+
+
+@dataclass
+class Host:
+    name: str
+
+    def run(self, command: str) -> subprocess.CompletedProcess[str]:
+        return podman("exec", self.name, "sh", "-c", command, check=False)
+
+    def exists(self, path: str) -> bool:
+        return self.run(f"test -e {path}").returncode == 0
+
+    def read(self, path: str) -> str:
+        return podman("exec", self.name, "cat", path).stdout
+
+
+def start_hosts(names: Iterable[str], *, reuse: bool = False) -> list[Host]:
+    """Start systemd containers (fresh ones unless `reuse`) and wait until systemd has booted them."""
+    hosts = []
+    for name in names:
+        running = podman("container", "inspect", "-f", "{{.State.Running}}", name, check=False).stdout.strip()
+        if not (reuse and running == "true"):
+            podman("rm", "-f", "-t", "0", name, check=False)
+            podman("run", "-d", "--name", name, "--hostname", name, "--systemd=always", BASE_IMAGE)
+        hosts.append(Host(name))
+    for host in hosts:
+        for _ in range(100):
+            if host.run("systemctl is-system-running").stdout.strip() in ("running", "degraded"):
+                break
+            time.sleep(0.2)
+    return hosts
+
+
+def remove_hosts(hosts: Iterable[Host]) -> None:
+    for host in hosts:
+        podman("rm", "-f", "-t", "0", host.name, check=False)
+
+
+def write_inventory(path: Path, groups: dict[str, list[Host]], variables: dict[str, object]) -> Path:
+    """A YAML inventory reaching the containers through podman (JSON is valid YAML)."""
+    inventory = {
+        "all": {
+            "vars": {"ansible_connection": "containers.podman.podman", **variables},
+            "children": {group: {"hosts": {h.name: None for h in hosts}} for group, hosts in groups.items()},
+        }
+    }
+    path.write_text(json.dumps(inventory))
+    return path
+
+
+def ansible_playbook(
+    *args: str, env: dict[str, str] | None = None, capture: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """ansible-playbook from the project's root, with its ansible.cfg, as a user runs it."""
+    return subprocess.run(
+        [str(BIN / "ansible-playbook"), *args],
+        capture_output=capture,
+        text=True,
+        cwd=ROOT,
+        env={**ANSIBLE_ENV, "ANSIBLE_FORCE_COLOR": "0", **(env or {})},
+        check=False,
+    )
+
+
+def recap(output: str) -> dict[str, dict[str, int]]:
+    """The PLAY RECAP counters by host."""
+    return {
+        m["host"]: {k: int(m[k]) for k in ("ok", "changed", "unreachable", "failed")} for m in RECAP.finditer(output)
+    }
+
+
+def inventory_groups(inventory: Path) -> dict[str, list[str]]:
+    """Host names by group, as Ansible itself reads the inventory."""
+    listing = subprocess.run(
+        [str(BIN / "ansible-inventory"), "-i", str(inventory), "--list"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env=ANSIBLE_ENV,
+    )
+    data = json.loads(listing.stdout)
+    return {
+        group: value["hosts"]
+        for group, value in data.items()
+        if isinstance(value, dict) and value.get("hosts") and group not in ("all", "ungrouped")
+    }
+
+
+def helper_entries(text: str) -> str:
+    """Which registries a config.json hands to the helper, one per line."""
+    try:
+        config = parse(text, "config.json")
+    except FileFormatError as exc:
+        return str(exc)
+    entries = [f"credsStore={config['credsStore']}"] if "credsStore" in config else []
+    entries += [f"{host} -> {helper}" for host, helper in config.get("credHelpers", {}).items()]
+    return "\n".join(entries) or "no helper"
+
+
+def summary(groups: dict[str, list[str]]) -> Table:
+    table = Table(title="What ecrkit set up on each host")
+    for column in ("host", "group", "helper on PATH", "version", "/root/.docker/config.json"):
+        table.add_column(column, overflow="fold")
+    for group, names in groups.items():
+        for name in names:
+            host = Host(name)
+            path = host.run("command -v docker-credential-ecr-login").stdout.strip() or "missing"
+            version = host.run("docker-credential-ecr-login version").stdout.strip() or "-"
+            config = helper_entries(host.run("cat /root/.docker/config.json").stdout)
+            table.add_row(name, group, path, version, config)
+    return table
+
+
+def run(destroy: bool = False) -> int:
+    """`make run`: provision the local hosts with site.yml and show what each got."""
+    groups = inventory_groups(LOCAL_INVENTORY)
+    names = [name for members in groups.values() for name in members]
+    if destroy:
+        remove_hosts(Host(name) for name in names)
+        print(f"removed {', '.join(names)}")
+        return 0
+    start_hosts(names, reuse=True)
+    print(f"hosts up: {', '.join(names)} (podman containers; `make clean-hosts` removes them)", flush=True)
+    result = ansible_playbook("-i", str(LOCAL_INVENTORY), "site.yml", "--diff", capture=False)
+    if result.returncode == 0:
+        Console(width=max(Console().width, 140)).print(summary(groups))
+    return result.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(run(destroy="--destroy" in sys.argv[1:]))
