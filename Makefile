@@ -33,8 +33,8 @@ $(STAMP)/deps: Makefile
 venv: $(STAMP)/venv
 $(STAMP)/venv: requirements.txt pyproject.toml
 	@test -x $(BIN)/python || python3 -m venv $(VENV)
-	@$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt
-	@$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
+	@$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt 2>&1 | { grep -v "^WARNING: Location" || true; }
+	@$(BIN)/pip install -q --disable-pip-version-check --no-deps -e . 2>&1 | { grep -v "^WARNING: Location" || true; }
 	@mkdir -p $(STAMP) && touch $@
 
 image: deps
