@@ -41,8 +41,8 @@ image: deps
 	@tools/base-image.sh
 
 lint: venv
-	ruff check ecrkit plugins tests bench
-	ruff format --check ecrkit plugins tests bench
+	ruff check ecrkit plugins scripts tests bench
+	ruff format --check ecrkit plugins scripts tests bench
 	mypy
 	yamllint --strict .
 	ansible-lint --profile production

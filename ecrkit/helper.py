@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-__all__ = ["HELPER_BINARY", "parse_version", "release", "validate_sha256", "validate_version"]
-
+import hashlib
 import re
+from collections.abc import Mapping
+from typing import Any
 
-from ecrkit.errors import InputError
+from ecrkit.errors import EcrkitError, InputError
 from ecrkit.settings import HELPER_BINARY, validate_absolute_path
 
 DEFAULT_VERSION = "0.12.0"
@@ -87,3 +88,28 @@ def install_plan(
             raise InputError("ecr_credential_helper_src", src, "the binary's path on the controller")
         plan.update(src=src, sha256=validate_sha256(sha256, "ecr_credential_helper_sha256") if sha256 else "")
     return plan
+
+
+def expected_sha256(plan: Mapping[str, Any]) -> str | None:
+    """The sha256 the installed binary must have, when it is known before installing.
+
+    url and s3 carry it. A controller file is hashed here, on the controller, and refused
+    if it does not match the sha256 given for it. A release's checksum is published beside
+    it and read by the host; a package's is the package manager's business.
+    """
+    if plan["method"] == "url":
+        return str(plan["sha256"])
+    if plan["method"] != "controller_file":
+        return None
+    try:
+        with open(str(plan["src"]), "rb") as handle:
+            actual = hashlib.file_digest(handle, "sha256").hexdigest()
+    except OSError as exc:
+        raise InputError(
+            "ecr_credential_helper_src", plan["src"], f"a readable file on the controller ({exc.strerror})"
+        ) from None
+    if plan.get("sha256") and actual != plan["sha256"]:
+        raise EcrkitError(
+            f"{plan['src']} has sha256 {actual}, expected {plan['sha256']}; {plan['path']} was left as it was"
+        )
+    return actual

@@ -3,6 +3,7 @@
 import base64
 import json
 import re
+from typing import Any
 
 import pytest
 from ansible.errors import AnsibleFilterError
@@ -13,6 +14,27 @@ FILTERS = FilterModule().filters()
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 
 
+def probe_of(files: dict[str, bytes | None], users: tuple[str, ...] = ("root", "ci")) -> dict[str, Any]:
+    """What scripts/ecrkit_probe.py returns for these users and config.json contents."""
+    homes = {"root": "/root", "ci": "/home/ci"}
+    paths: dict[str, Any] = {}
+    contents: dict[str, Any] = {}
+    for user in users:
+        data = files.get(user)
+        paths[f"{user}:.docker"] = {"exists": True, "type": "directory", "mode": "0700", "owner": user}
+        paths[f"{user}:.docker/config.json"] = (
+            {"exists": True, "type": "file", "mode": "0600", "owner": user, "group": user}
+            if data is not None
+            else {"exists": False}
+        )
+        contents[f"{user}:.docker/config.json"] = base64.b64encode(data).decode() if data is not None else None
+    return {
+        "users": {u: {"home": homes[u], "group": u, "uid": 0, "gid": 0} for u in users},
+        "paths": paths,
+        "contents": contents,
+    }
+
+
 def test_errors_reach_ansible_with_ecrkit_message() -> None:
     with pytest.raises(AnsibleFilterError, match=r"docker_auth_config_registries\[0\]: 'nope'"):
         FILTERS["ecrkit_credential_rule"](["nope"], source="docker_auth_config_registries")
@@ -20,24 +42,52 @@ def test_errors_reach_ansible_with_ecrkit_message() -> None:
 
 def test_every_file_is_rendered_before_any_is_written() -> None:
     rule = FILTERS["ecrkit_credential_rule"]([ECR])
-    good = base64.b64encode(b'{"auths": {"x": {"auth": "c2VjcmV0"}}}').decode()
-    bad = base64.b64encode(b"{oops").decode()
-    with pytest.raises(AnsibleFilterError, match=re.escape("/home/b/.docker/config.json: not valid JSON")):
-        FILTERS["ecrkit_docker_configs"](
-            ["/root/.docker/config.json", "/home/b/.docker/config.json"],
-            {"/root/.docker/config.json": good, "/home/b/.docker/config.json": bad},
-            rule,
-            "present",
-        )
-    files = FILTERS["ecrkit_docker_configs"](
-        ["/root/.docker/config.json", "/new/.docker/config.json"], {"/root/.docker/config.json": good}, rule, "present"
-    )
+    probe = probe_of({"root": b'{"auths": {"x": {"auth": "c2VjcmV0"}}}', "ci": b"{oops"})
+    with pytest.raises(AnsibleFilterError, match=re.escape("/home/ci/.docker/config.json: not valid JSON")):
+        FILTERS["ecrkit_docker_configs"](probe, ["root", "ci"], rule, "present")
+
+
+def test_rendered_files_say_what_to_write_and_keep_secrets_out_of_the_diff() -> None:
+    rule = FILTERS["ecrkit_credential_rule"]([ECR])
+    probe = probe_of({"root": b'{"auths": {"x": {"auth": "c2VjcmV0"}}}', "ci": None})
+    files = FILTERS["ecrkit_docker_configs"](probe, ["root", "ci"], rule, "present")
+    assert [f["path"] for f in files] == ["/root/.docker/config.json", "/home/ci/.docker/config.json"]
+    assert [f["write"] for f in files] == [True, True]
     assert [f["secrets"] for f in files] == [True, False]
-    assert "c2VjcmV0" not in files[0]["redacted"]["after"]
+    assert "c2VjcmV0" not in json.dumps(files[0]["redacted"])
     assert json.loads(files[1]["content"]) == {"credHelpers": {ECR: "ecr-login"}}
 
 
+def test_a_file_that_is_already_right_is_not_written() -> None:
+    rule = FILTERS["ecrkit_credential_rule"]([ECR])
+    done = json.dumps({"credHelpers": {ECR: "ecr-login"}}).encode()
+    files = FILTERS["ecrkit_docker_configs"](probe_of({"root": done}, ("root",)), ["root"], rule, "present")
+    assert files[0]["write"] is False
+    assert files[0]["fix_dir"] is False
+
+
+def test_a_right_file_with_a_wrong_mode_is_written() -> None:
+    rule = FILTERS["ecrkit_credential_rule"]([ECR])
+    probe = probe_of({"root": json.dumps({"credHelpers": {ECR: "ecr-login"}}).encode()}, ("root",))
+    probe["paths"]["root:.docker/config.json"]["mode"] = "0644"
+    probe["paths"]["root:.docker"]["mode"] = "0755"
+    files = FILTERS["ecrkit_docker_configs"](probe, ["root"], rule, "present")
+    assert files[0]["write"] is True
+    assert files[0]["fix_dir"] is True
+
+
+def test_missing_users_are_named() -> None:
+    probe = probe_of({}, ("root",))
+    probe["users"]["gitlab-runner"] = None
+    with pytest.raises(AnsibleFilterError, match=r"docker_auth_config_users: \['gitlab-runner'\]"):
+        FILTERS["ecrkit_docker_configs"](
+            probe, ["root", "gitlab-runner"], FILTERS["ecrkit_credential_rule"]([]), "present"
+        )
+
+
 def test_absent_leaves_missing_files_alone() -> None:
-    rule = FILTERS["ecrkit_credential_rule"]([])
-    files = FILTERS["ecrkit_docker_configs"](["/root/.docker/config.json"], {}, rule, "absent")
-    assert files == [{"path": "/root/.docker/config.json", "content": None, "changed": False, "secrets": False}]
+    files = FILTERS["ecrkit_docker_configs"](
+        probe_of({}, ("root",)), ["root"], FILTERS["ecrkit_credential_rule"]([]), "absent"
+    )
+    assert files[0]["content"] is None
+    assert files[0]["write"] is False

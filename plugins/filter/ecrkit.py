@@ -6,7 +6,6 @@ Every ecrkit error becomes an AnsibleFilterError, so the host fails with ecrkit'
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable, Mapping
 from functools import wraps
 from typing import Any, TypeVar
@@ -14,9 +13,8 @@ from typing import Any, TypeVar
 from ansible.errors import AnsibleFilterError
 
 try:
-    from ecrkit import helper
+    from ecrkit import helper, hoststate
     from ecrkit.errors import EcrkitError
-    from ecrkit.renderers import docker_config
     from ecrkit.settings import CredentialRule
 except ImportError as exc:  # pragma: no cover - depends on the controller's Python
     raise AnsibleFilterError(
@@ -49,48 +47,23 @@ def ecrkit_credential_rule(
 
 @_reported
 def ecrkit_docker_configs(
-    paths: list[str], existing: Mapping[str, str], rule: Mapping[str, Any], state: str, replace_invalid: bool = False
+    probe: Mapping[str, Any], users: list[str], rule: Mapping[str, Any], state: str, replace_invalid: bool = False
 ) -> list[dict[str, Any]]:
-    """Render every config.json before any is written, so one bad file stops the host untouched.
-
-    `existing` maps a path to its base64 content (as slurp returns it) for files that exist.
-    """
+    """Render every user's config.json from what the probe read, and say what must be written."""
     credential_rule = CredentialRule(tuple(rule["registries"]), bool(rule["creds_store"]))
-    rendered: list[dict[str, Any]] = []
-    for path in paths:
-        before = base64.b64decode(existing[path]).decode("utf-8") if path in existing else None
-        if before is None and state == "absent":
-            rendered.append({"path": path, "content": None, "changed": False, "secrets": False})
-            continue
-        after = docker_config.render(
-            before,
-            credential_rule,
-            path=path,
-            state=state,  # type: ignore[arg-type]
-            replace_invalid=replace_invalid,
-        )
-        secrets = docker_config.has_secrets(docker_config.parse(after, path))
-        rendered.append(
-            {
-                "path": path,
-                "content": after,
-                "changed": after != before,
-                "secrets": secrets,
-                # What a diff may show: looping over the entries above would echo the content.
-                "redacted": {
-                    "path": path,
-                    "before": docker_config.redact(before),
-                    "after": docker_config.redact(after),
-                },
-            }
-        )
-    return rendered
+    return hoststate.docker_config_files(probe, users, credential_rule, state, replace_invalid)  # type: ignore[arg-type]
 
 
 @_reported
 def ecrkit_helper_plan(method: str, **inputs: str) -> dict[str, Any]:
     """Validate the install inputs and say where the helper comes from and where it goes."""
     return helper.install_plan(method, **inputs)
+
+
+@_reported
+def ecrkit_helper_changes(probe: Mapping[str, Any], plan: Mapping[str, Any], **settings: Any) -> dict[str, Any]:
+    """What the ecr_credential_helper role must write, given what the probe saw."""
+    return hoststate.helper_changes(probe, plan, **settings)
 
 
 @_reported
@@ -104,6 +77,7 @@ class FilterModule:
         return {
             "ecrkit_credential_rule": ecrkit_credential_rule,
             "ecrkit_docker_configs": ecrkit_docker_configs,
+            "ecrkit_helper_changes": ecrkit_helper_changes,
             "ecrkit_helper_plan": ecrkit_helper_plan,
             "ecrkit_helper_version": ecrkit_helper_version,
         }

@@ -1,0 +1,139 @@
+"""Decide, from what the probe saw (scripts/ecrkit_probe.py), which writes a converge needs.
+
+A converge asks the host once, then runs a write task only where the host differs from what
+that task would make. On an idempotent run that leaves one round trip per role instead of
+one per file; the writes themselves stay Ansible builtins (atomic, check and diff mode).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import posixpath
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ecrkit.errors import InputError
+from ecrkit.helper import expected_sha256, parse_version
+from ecrkit.renderers import docker_config
+from ecrkit.renderers.docker_config import State
+from ecrkit.renderers.logrotate import render as render_logrotate
+from ecrkit.settings import CredentialRule
+
+LOGROTATE_PATH = "/etc/logrotate.d/ecr-login"
+# What the docker_auth_config role asks the probe about, relative to each user's home.
+DIRECTORY = ".docker"
+CONFIG = ".docker/config.json"
+
+
+def differs(
+    state: Mapping[str, Any] | None,
+    *,
+    kind: str = "file",
+    mode: str | None = None,
+    owner: str | None = None,
+    group: str | None = None,
+    sha256: str | None = None,
+) -> bool:
+    """True unless the probed path already is exactly what the write would make.
+
+    A None expectation is not checked; a path the probe could not read always differs.
+    """
+    if not state or state.get("exists") is not True or state.get("type") != kind:
+        return True
+    expected = {"mode": mode, "owner": owner, "group": group, "sha256": sha256}
+    return any(value is not None and state.get(key) != value for key, value in expected.items())
+
+
+def version_from(command: Mapping[str, Any] | None) -> str:
+    """The helper's version from the probe's run of `<helper> version`, or '' if it did not run."""
+    if not command or command.get("rc") != 0:
+        return ""
+    try:
+        return parse_version(str(command.get("stdout", "")))
+    except ValueError:
+        return ""
+
+
+def helper_changes(
+    probe: Mapping[str, Any],
+    plan: Mapping[str, Any],
+    *,
+    cache_dir: str,
+    cache_owner: str,
+    logrotate: bool,
+    logrotate_extra_paths: Iterable[str] = (),
+) -> dict[str, Any]:
+    """What the ecr_credential_helper role must write on this host, given the probe."""
+    paths = probe["paths"]
+    owner = probe["users"].get(cache_owner) if cache_dir else {}
+    if owner is None:
+        raise InputError("ecr_credential_helper_cache_owner", cache_owner, "an existing user (create it first)")
+    group = str(owner.get("group", ""))
+    expected = expected_sha256(plan)
+    rule = render_logrotate(cache_dir, cache_owner, group, logrotate_extra_paths) if cache_dir and logrotate else ""
+    return {
+        "install_dir": plan["method"] != "package"
+        and differs(paths.get(posixpath.dirname(plan["path"])), kind="directory"),
+        # Without a known checksum (release, package) the install tasks decide for themselves.
+        "binary": expected is None or differs(paths.get(plan["path"]), mode="0755", owner="root", sha256=expected),
+        "cache_dir": bool(cache_dir)
+        and differs(paths.get(cache_dir), kind="directory", mode="0700", owner=cache_owner),
+        "cache_group": group,
+        "logrotate_content": rule,
+        "logrotate": bool(rule)
+        and differs(
+            paths.get(LOGROTATE_PATH),
+            mode="0644",
+            owner="root",
+            group="root",
+            sha256=hashlib.sha256(rule.encode()).hexdigest(),
+        ),
+        "version": version_from(probe["commands"][0] if probe.get("commands") else None),
+    }
+
+
+def docker_config_files(
+    probe: Mapping[str, Any],
+    users: Iterable[str],
+    rule: CredentialRule,
+    state: State,
+    replace_invalid: bool = False,
+) -> list[dict[str, Any]]:
+    """Every user's config.json rendered before any is written, with what must be written.
+
+    One file that cannot be parsed stops them all (FileFormatError), so no user's file changes.
+    """
+    missing = [user for user in users if probe["users"].get(user) is None]
+    if missing:
+        raise InputError("docker_auth_config_users", missing, "existing user names (create them first)")
+    files: list[dict[str, Any]] = []
+    for user in users:
+        entry = probe["users"][user]
+        path = posixpath.join(entry["home"], ".docker", "config.json")
+        encoded = probe["contents"].get(f"{user}:{CONFIG}")
+        before = base64.b64decode(encoded).decode("utf-8") if encoded is not None else None
+        item: dict[str, Any] = {"user": user, "group": entry["group"], "path": path, "dir": posixpath.dirname(path)}
+        if before is None and state == "absent":
+            files.append({**item, "content": None, "write": False, "fix_dir": False, "secrets": False})
+            continue
+        after = docker_config.render(before, rule, path=path, state=state, replace_invalid=replace_invalid)
+        present = state == "present"
+        wrong_file = differs(probe["paths"].get(f"{user}:{CONFIG}"), mode="0600", owner=user, group=entry["group"])
+        files.append(
+            {
+                **item,
+                "content": after,
+                "write": after != before or (present and wrong_file),
+                "fix_dir": present
+                and differs(probe["paths"].get(f"{user}:{DIRECTORY}"), kind="directory", mode="0700", owner=user),
+                "secrets": docker_config.has_secrets(docker_config.parse(after, path)),
+                # What a diff may show: looping over the entries above would echo the content.
+                "redacted": {
+                    "path": path,
+                    "before": docker_config.redact(before),
+                    "after": docker_config.redact(after),
+                },
+            }
+        )
+    return files
