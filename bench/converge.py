@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from ecrkit.testbed import Host, ansible_playbook, recap, remove_hosts, start_hosts, write_inventory
+from ecrkit.testbed import Host, ansible_playbook, recap, remove_hosts, start_ssh_hosts, write_inventory
 
 HOSTS = 16
 VARIABLES: dict[str, object] = {
@@ -35,31 +37,51 @@ FACTS_AND_PING = """\
 """
 
 
-def timed_playbook(inventory: Path, *args: str) -> float:
-    started = time.perf_counter()
-    result = ansible_playbook("-i", str(inventory), *args, env={"ANSIBLE_FORKS": str(HOSTS)})
-    elapsed = time.perf_counter() - started
+def busy_cpu_seconds() -> float:
+    """CPU time the whole machine has spent busy (every process: controller, podman, hosts)."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def controller_cpu_seconds() -> float:
+    """CPU time of finished children: ansible-playbook, its workers and its ssh clients."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed_playbook(inventory: Path, *args: str) -> tuple[float, float, float]:
+    """Wall-clock, machine-wide busy CPU and controller CPU seconds of one ansible-playbook run."""
+    # A fact cache of the benchmark's own, so that fresh hosts really gather their facts.
+    env = {"ANSIBLE_FORKS": str(HOSTS), "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(inventory.parent / "facts")}
+    started, cpu_started, controller_started = time.perf_counter(), busy_cpu_seconds(), controller_cpu_seconds()
+    result = ansible_playbook("-i", str(inventory), *args, env=env)
+    elapsed, cpu = time.perf_counter() - started, busy_cpu_seconds() - cpu_started
+    controller = controller_cpu_seconds() - controller_started
     if result.returncode != 0 or any(r["failed"] or r["unreachable"] for r in recap(result.stdout).values()):
         sys.exit(f"benchmark run failed: {' '.join(args)}\n{result.stdout[-3000:]}")
-    return elapsed
+    return elapsed, cpu, controller
 
 
 def main() -> int:
     names = [f"ecrkit-bench-{i:02d}" for i in range(1, HOSTS + 1)]
     work = Path(tempfile.mkdtemp(prefix="ecrkit-bench-"))
     (work / "facts.yml").write_text(FACTS_AND_PING)
-    facts_cache = work / "facts"
-    os.environ["ANSIBLE_CACHE_PLUGIN_CONNECTION"] = str(facts_cache)
+    key = work / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    public_key = key.with_suffix(".pub")
     try:
-        one = start_hosts(names[:1])
-        single = write_inventory(work / "one.yml", {"workstations": one}, VARIABLES)
-        converge_one = timed_playbook(single, "site.yml")
-        rerun = timed_playbook(single, "site.yml")
-        facts_ping = timed_playbook(single, str(work / "facts.yml"))
+        one = start_ssh_hosts(names[:1], public_key)
+        single = write_inventory(work / "one.yml", {"workstations": one}, VARIABLES, key)
+        converge_one, converge_one_cpu, _ = timed_playbook(single, "site.yml")
+        rerun, _, _ = timed_playbook(single, "site.yml")
+        facts_ping, _, _ = timed_playbook(single, str(work / "facts.yml"))
 
-        many = start_hosts(names)  # fresh containers, the first one included
-        fleet = write_inventory(work / "many.yml", {"workstations": many}, VARIABLES)
-        converge_many = timed_playbook(fleet, "site.yml")
+        many = start_ssh_hosts(names, public_key)  # fresh containers, the first one included
+        fleet_dir = work / "fleet"
+        fleet_dir.mkdir()
+        fleet = write_inventory(fleet_dir / "many.yml", {"workstations": many}, VARIABLES, key)
+        converge_many, converge_many_cpu, controller_many = timed_playbook(fleet, "site.yml")
     finally:
         remove_hosts(Host(name) for name in names)
 
@@ -71,6 +93,15 @@ def main() -> int:
     print(
         f"(b) converge {HOSTS} hosts / 1 host, forks {HOSTS}: {converge_many:.1f}s / {converge_one:.1f}s"
         f" = {converge_many / converge_one:.2f} (target <= 3)"
+    )
+    # Here the controller and all 16 hosts share the same cores, so a saturated machine
+    # means the ratio can only fall with less CPU per host, not with more parallelism.
+    cores = os.cpu_count() or 1
+    print(
+        f"    CPU: 1 host {converge_one_cpu:.1f} CPU-s, {HOSTS} hosts {converge_many_cpu:.1f} CPU-s"
+        f" ({converge_many_cpu / HOSTS:.2f} per host); the {HOSTS}-host run kept"
+        f" {100 * converge_many_cpu / (cores * converge_many):.0f}% of {cores} cores busy;"
+        f" the controller's share was {controller_many:.1f} CPU-s ({controller_many / HOSTS:.2f} per host)"
     )
     return 0
 

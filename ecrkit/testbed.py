@@ -42,6 +42,7 @@ def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 @dataclass
 class Host:
     name: str
+    ssh_port: int | None = None  # set: reached over SSH on 127.0.0.1, else through podman
 
     def run(self, command: str) -> subprocess.CompletedProcess[str]:
         return podman("exec", self.name, "sh", "-c", command, check=False)
@@ -63,11 +64,36 @@ def start_hosts(names: Iterable[str], *, reuse: bool = False) -> list[Host]:
             podman("run", "-d", "--name", name, "--hostname", name, "--systemd=always", BASE_IMAGE)
         hosts.append(Host(name))
     for host in hosts:
-        for _ in range(100):
-            if host.run("systemctl is-system-running").stdout.strip() in ("running", "degraded"):
-                break
-            time.sleep(0.2)
+        _wait_for_systemd(host)
     return hosts
+
+
+def start_ssh_hosts(names: Iterable[str], public_key: Path, first_port: int = 22001) -> list[Host]:
+    """Systemd containers on the host's network, each with sshd on its own loopback port.
+
+    SSH is how Ansible reaches real hosts, and it allows pipelining; nothing listens beyond
+    127.0.0.1.
+    """
+    hosts = []
+    for port, name in enumerate(names, start=first_port):
+        podman("rm", "-f", "-t", "0", name, check=False)
+        podman("run", "-d", "--name", name, "--hostname", name, "--network", "host", "--systemd=always", BASE_IMAGE)
+        hosts.append(Host(name, ssh_port=port))
+    for host in hosts:
+        _wait_for_systemd(host)
+        host.run(f"printf 'Port {host.ssh_port}\\nListenAddress 127.0.0.1\\n' > /etc/ssh/sshd_config.d/ecrkit.conf")
+        host.run("install -d -m 0700 /root/.ssh")
+        podman("cp", str(public_key), f"{host.name}:/root/.ssh/authorized_keys")
+        host.run("chown root:root /root/.ssh/authorized_keys && chmod 0600 /root/.ssh/authorized_keys")
+        host.run("systemctl restart ssh")
+    return hosts
+
+
+def _wait_for_systemd(host: Host) -> None:
+    for _ in range(100):
+        if host.run("systemctl is-system-running").stdout.strip() in ("running", "degraded"):
+            return
+        time.sleep(0.2)
 
 
 def remove_hosts(hosts: Iterable[Host]) -> None:
@@ -75,12 +101,27 @@ def remove_hosts(hosts: Iterable[Host]) -> None:
         podman("rm", "-f", "-t", "0", host.name, check=False)
 
 
-def write_inventory(path: Path, groups: dict[str, list[Host]], variables: dict[str, object]) -> Path:
-    """A YAML inventory reaching the containers through podman (JSON is valid YAML)."""
+def write_inventory(
+    path: Path, groups: dict[str, list[Host]], variables: dict[str, object], ssh_key: Path | None = None
+) -> Path:
+    """A YAML inventory (JSON is valid YAML) reaching the containers through podman or SSH."""
+
+    def connection(host: Host) -> dict[str, object]:
+        if host.ssh_port is None:
+            return {"ansible_connection": "containers.podman.podman"}
+        return {
+            "ansible_connection": "ssh",
+            "ansible_host": "127.0.0.1",
+            "ansible_port": host.ssh_port,
+            "ansible_user": "root",
+            "ansible_ssh_private_key_file": str(ssh_key),
+            "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+        }
+
     inventory = {
         "all": {
-            "vars": {"ansible_connection": "containers.podman.podman", **variables},
-            "children": {group: {"hosts": {h.name: None for h in hosts}} for group, hosts in groups.items()},
+            "vars": variables,
+            "children": {group: {"hosts": {h.name: connection(h) for h in hosts}} for group, hosts in groups.items()},
         }
     }
     path.write_text(json.dumps(inventory))

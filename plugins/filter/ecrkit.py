@@ -67,9 +67,14 @@ def ecrkit_helper_changes(probe: Mapping[str, Any], plan: Mapping[str, Any], **s
 
 
 @_reported
-def ecrkit_helper_version(output: str) -> str:
-    """The version number from `docker-credential-ecr-login version`."""
-    return helper.parse_version(output)
+def ecrkit_helper_version(command: Mapping[str, Any]) -> str:
+    """The version number from the probe's run of `docker-credential-ecr-login version`."""
+    version = hoststate.version_from(command)
+    if not version:
+        raise ValueError(
+            f"the installed helper did not report a version: {command.get('stderr') or command.get('stdout')!r}"
+        )
+    return version
 
 
 class FilterModule:
