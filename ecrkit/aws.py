@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from urllib.parse import urlparse
@@ -11,7 +10,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ecrkit.errors import EcrkitError, InputError
-from ecrkit.helper import validate_sha256
+from ecrkit.helper import file_sha256, validate_sha256
 
 
 def download_verified(source: str, sha256: str, dest: str) -> bool:
@@ -24,7 +23,7 @@ def download_verified(source: str, sha256: str, dest: str) -> bool:
     parsed = urlparse(source)
     if parsed.scheme != "s3" or not parsed.netloc or not parsed.path.strip("/"):
         raise InputError("source", source, "an S3 URI s3://BUCKET/KEY")
-    if os.path.exists(dest) and _sha256(dest) == expected:
+    if os.path.exists(dest) and file_sha256(dest) == expected:
         return False
     directory = os.path.dirname(os.path.abspath(dest))
     os.makedirs(directory, exist_ok=True)
@@ -35,7 +34,7 @@ def download_verified(source: str, sha256: str, dest: str) -> bool:
                 boto3.client("s3").download_fileobj(parsed.netloc, parsed.path.lstrip("/"), out)
             except (BotoCoreError, ClientError) as exc:
                 raise EcrkitError(f"{source}: download failed ({exc}); {dest} was left untouched") from None
-        actual = _sha256(partial)
+        actual = file_sha256(partial)
         if actual != expected:
             raise EcrkitError(f"{source}: sha256 is {actual}, expected {expected}; {dest} was left untouched")
         os.chmod(partial, 0o755)
@@ -44,11 +43,3 @@ def download_verified(source: str, sha256: str, dest: str) -> bool:
         if os.path.exists(partial):
             os.unlink(partial)
     return True
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -102,8 +102,7 @@ def expected_sha256(plan: Mapping[str, Any]) -> str | None:
     if plan["method"] != "controller_file":
         return None
     try:
-        with open(str(plan["src"]), "rb") as handle:
-            actual = hashlib.file_digest(handle, "sha256").hexdigest()
+        actual = file_sha256(str(plan["src"]))
     except OSError as exc:
         raise InputError(
             "ecr_credential_helper_src", plan["src"], f"a readable file on the controller ({exc.strerror})"
@@ -113,3 +112,8 @@ def expected_sha256(plan: Mapping[str, Any]) -> str | None:
             f"{plan['src']} has sha256 {actual}, expected {plan['sha256']}; {plan['path']} was left as it was"
         )
     return actual
+
+
+def file_sha256(path: str) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
