@@ -71,12 +71,12 @@ def group_name(gid: int) -> str:
 
 def path_state(path: str) -> dict[str, object]:
     try:
-        info = os.lstat(path)
+        info = os.stat(path)  # follows links: what matters is what a caller of the path gets
     except FileNotFoundError:
         return {"path": path, "exists": False}
     except OSError as exc:
         return {"path": path, "exists": None, "error": exc.strerror}
-    kinds = {stat.S_IFREG: "file", stat.S_IFDIR: "directory", stat.S_IFLNK: "link"}
+    kinds = {stat.S_IFREG: "file", stat.S_IFDIR: "directory"}
     state: dict[str, object] = {
         "path": path,
         "exists": True,
