@@ -10,7 +10,9 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import boto3
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,3 +65,15 @@ def aws_env(moto_endpoint: str) -> dict[str, str]:
         AWS_REGION="us-east-1",
     )
     return env
+
+
+@pytest.fixture
+def s3(aws_env: dict[str, str]) -> Any:
+    """An S3 client of the stand-in, as the tests' own tool for setting up buckets."""
+    return boto3.client(
+        "s3",
+        endpoint_url=aws_env["AWS_ENDPOINT_URL"],
+        region_name=aws_env["AWS_REGION"],
+        aws_access_key_id=aws_env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=aws_env["AWS_SECRET_ACCESS_KEY"],
+    )

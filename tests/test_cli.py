@@ -5,8 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-
-import boto3
+from typing import Any
 
 from tests.conftest import run_ecrkit
 
@@ -62,14 +61,7 @@ def test_an_unparsable_file_exits_2_naming_it(tmp_path: Path) -> None:
     assert path.read_text() == '{"auths": '
 
 
-def test_fetch_from_s3_verifies_before_replacing(tmp_path: Path, aws_env: dict[str, str]) -> None:
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=aws_env["AWS_ENDPOINT_URL"],
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+def test_fetch_from_s3_verifies_before_replacing(tmp_path: Path, aws_env: dict[str, str], s3: Any) -> None:
     s3.create_bucket(Bucket="helpers")
     payload = b"\x7fELF pretend helper"
     s3.put_object(Bucket="helpers", Key="ecr-login/0.12.0", Body=payload)

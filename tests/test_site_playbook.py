@@ -3,10 +3,12 @@ a real run converges, and a second run reports changed=0."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -80,3 +82,23 @@ def test_bad_input_stops_before_any_change(host: Host, inventory: Path) -> None:
     assert result.returncode != 0
     assert "docker_auth_config_registries[0]: 'registry.example.com' is not accepted" in result.stdout
     assert host.read("/root/.docker/config.json") == before
+
+
+def test_an_s3_helper_is_fetched_by_the_controller_and_shipped(
+    host: Host, inventory: Path, aws_env: dict[str, str], s3: Any, tmp_path: Path
+) -> None:
+    binary = Path("/usr/bin/docker-credential-ecr-login").read_bytes()
+    s3.create_bucket(Bucket="ecrkit-helpers")
+    s3.put_object(Bucket="ecrkit-helpers", Key="0.12.0/docker-credential-ecr-login", Body=binary)
+    variables = {
+        "ecr_credential_helper_install_method": "url",
+        "ecr_credential_helper_url": "s3://ecrkit-helpers/0.12.0/docker-credential-ecr-login",
+        "ecr_credential_helper_sha256": hashlib.sha256(binary).hexdigest(),
+        "ecr_credential_helper_install_dir": "/opt/ecr/bin",
+        "ecr_credential_helper_controller_cache": str(tmp_path / "cache"),
+    }
+    result = ansible_playbook("-i", str(inventory), "site.yml", "-e", json.dumps(variables), env=aws_env)
+    assert result.returncode == 0, result.stdout[-3000:]
+    shipped = host.run("sha256sum /opt/ecr/bin/docker-credential-ecr-login").stdout.split()[0]
+    assert shipped == variables["ecr_credential_helper_sha256"]
+    assert (tmp_path / "cache" / shipped).exists()
