@@ -40,7 +40,8 @@ $(STAMP)/venv: requirements.txt pyproject.toml
 image: deps
 	@tools/base-image.sh
 
-lint: venv
+lint: venv deps
+	shellcheck tools/*.sh .ci/run
 	ruff check ecrkit plugins scripts tests bench
 	ruff format --check ecrkit plugins scripts tests bench
 	mypy

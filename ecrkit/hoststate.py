@@ -13,7 +13,7 @@ import posixpath
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ecrkit.errors import InputError
+from ecrkit.errors import FileFormatError, InputError
 from ecrkit.helper import expected_sha256, parse_version
 from ecrkit.renderers import docker_config
 from ecrkit.renderers.docker_config import State
@@ -79,7 +79,6 @@ def helper_changes(
         "binary": expected is None or differs(paths.get(plan["path"]), mode="0755", owner="root", sha256=expected),
         "cache_dir": bool(cache_dir)
         and differs(paths.get(cache_dir), kind="directory", mode="0700", owner=cache_owner),
-        "cache_group": group,
         "logrotate_content": rule,
         "logrotate": bool(rule)
         and differs(
@@ -110,9 +109,12 @@ def docker_config_files(
     files: list[dict[str, Any]] = []
     for user in users:
         entry = probe["users"][user]
-        path = posixpath.join(entry["home"], ".docker", "config.json")
+        path = posixpath.join(entry["home"], CONFIG)
         encoded = probe["contents"].get(f"{user}:{CONFIG}")
-        before = base64.b64decode(encoded).decode("utf-8") if encoded is not None else None
+        try:
+            before = base64.b64decode(encoded).decode("utf-8") if encoded is not None else None
+        except UnicodeDecodeError as exc:
+            raise FileFormatError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
         item: dict[str, Any] = {"user": user, "group": entry["group"], "path": path, "dir": posixpath.dirname(path)}
         if before is None and state == "absent":
             files.append({**item, "content": None, "write": False, "fix_dir": False, "secrets": False})

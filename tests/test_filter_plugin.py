@@ -91,3 +91,9 @@ def test_absent_leaves_missing_files_alone() -> None:
     )
     assert files[0]["content"] is None
     assert files[0]["write"] is False
+
+
+def test_a_file_that_is_not_text_is_refused_with_its_path() -> None:
+    probe = probe_of({"root": b"\xff\xfe{}"}, ("root",))
+    with pytest.raises(AnsibleFilterError, match=re.escape("/root/.docker/config.json: not UTF-8 text")):
+        FILTERS["ecrkit_docker_configs"](probe, ["root"], FILTERS["ecrkit_credential_rule"]([]), "present")
