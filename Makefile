@@ -10,15 +10,19 @@ STAMP := .cache/stamps
 export CONTAINERS_CONF := $(CURDIR)/molecule/containers.conf
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-DEBIAN_PACKAGES := podman runc uidmap slirp4netns fuse-overlayfs debootstrap shellcheck amazon-ecr-credential-helper make
+DEBIAN_PACKAGES := podman runc uidmap slirp4netns fuse-overlayfs debootstrap shellcheck amazon-ecr-credential-helper make \
+	docker.io docker-registry openssl util-linux
 SCENARIOS := $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 
-.PHONY: help deps venv image lint unit molecule test run clean-hosts bench
+.PHONY: help deps venv image lint unit molecule test run clean-hosts bench standin standin-down
+
+STANDIN := .cache/standin
 
 help:
 	@echo "make run    provision local disposable hosts with ecrkit's roles and show the result"
 	@echo "make test   install what is missing, then lint, pytest and every Molecule scenario"
 	@echo "make bench  converge benchmark (bench/README.md)"
+	@echo "make standin / make standin-down   start / stop the local stand-in for AWS and ECR"
 
 deps: $(STAMP)/deps
 $(STAMP)/deps: Makefile
@@ -33,9 +37,11 @@ $(STAMP)/deps: Makefile
 venv: $(STAMP)/venv
 $(STAMP)/venv: requirements.txt pyproject.toml
 	@test -x $(BIN)/python || python3 -m venv $(VENV)
-	@$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt 2>&1 | { grep -v "^WARNING: Location" || true; }
-	@$(BIN)/pip install -q --disable-pip-version-check --no-deps -e . 2>&1 | { grep -v "^WARNING: Location" || true; }
-	@mkdir -p $(STAMP) && touch $@
+	@mkdir -p $(STAMP)
+	@# pip's output is kept for a failure only: this machine's pip config warns about every package.
+	@$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt >$(STAMP)/pip.log 2>&1 || { cat $(STAMP)/pip.log; exit 1; }
+	@$(BIN)/pip install -q --disable-pip-version-check --no-deps -e . >$(STAMP)/pip.log 2>&1 || { cat $(STAMP)/pip.log; exit 1; }
+	@touch $@
 
 image: deps
 	@tools/base-image.sh
@@ -66,3 +72,9 @@ bench: deps venv image
 
 clean-hosts:
 	@python -m ecrkit.testbed --destroy
+
+standin: deps venv
+	@python -m ecrkit.standin up $(STANDIN)
+
+standin-down: venv
+	@python -m ecrkit.standin down $(STANDIN)

@@ -1,0 +1,309 @@
+"""A local stand-in for AWS and ECR that the real credential helper and docker talk to.
+
+- the ECR API: moto's server app over TLS on 127.0.0.1:443, wrapped so that its tokens expire
+  in 12 hours (plain moto says 2015, which defeats the helper's cache), GetAuthorizationToken
+  requests are counted, and the API can be told to refuse;
+- the registry: Debian's docker-registry over TLS on 127.0.0.2:443, accepting what the tokens
+  carry (user AWS, password `<account>-auth-token`);
+- a Docker daemon of its own, trusting the test CA.
+
+The helper (Debian's 0.6.0 ignores AWS_ENDPOINT_URL) must reach the real hostnames, so they
+are mapped to loopback in a private mount namespace: the machine's /etc/hosts and
+/etc/docker are never touched. Every process that resolves those names runs inside it
+(`StandIn.run`). Nothing listens beyond loopback.
+
+    python -m ecrkit.standin up|down STATE_DIR
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+API_HOST = f"api.ecr.{REGION}.amazonaws.com"
+REGISTRY_HOST = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
+API_ADDRESS, REGISTRY_ADDRESS = "127.0.0.1", "127.0.0.2"
+TOKEN_PASSWORD = f"{ACCOUNT}-auth-token"  # what moto's GetAuthorizationToken encodes
+TOKEN_LIFETIME = 12 * 3600
+GET_TOKEN = "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken"
+Refusal = str  # an AWS error code such as AccessDeniedException or ThrottlingException
+
+
+class StandIn:
+    def __init__(self, state: Path) -> None:
+        self.state = state.resolve()
+        self.ca = self.state / "ca.crt"
+        self.docker_socket = self.state / "docker.sock"
+
+    # -- what tests and users need -------------------------------------------------------
+
+    def run(
+        self, argv: Iterable[str], env: Mapping[str, str] | None = None, **kwargs: Any
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a command inside the stand-in's mount namespace, where the ECR names resolve."""
+        return subprocess.run(
+            ["nsenter", f"--target={self._holder_pid()}", "--mount", "--", *argv],
+            env=dict(env) if env is not None else self.client_env(),
+            capture_output=True,
+            text=True,
+            check=False,
+            **kwargs,
+        )
+
+    def client_env(self, home: Path | None = None) -> dict[str, str]:
+        """Environment of a docker CLI user whose helper reaches the stand-in (fake keys)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DOCKER_"))}
+        env.update(
+            DOCKER_HOST=f"unix://{self.docker_socket}",
+            AWS_CA_BUNDLE=str(self.ca),
+            AWS_ACCESS_KEY_ID="AKIASTANDIN000000000",
+            AWS_SECRET_ACCESS_KEY="stand-in-secret",
+            AWS_REGION=REGION,
+        )
+        if home is not None:
+            env["HOME"] = str(home)
+        return env
+
+    def token_requests(self) -> int:
+        path = self.state / "token-requests"
+        return len(path.read_text().splitlines()) if path.exists() else 0
+
+    def refuse(self, error: Refusal | None) -> None:
+        """Make GetAuthorizationToken fail with this AWS error code, or work again (None)."""
+        path = self.state / "refuse"
+        if error is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_text(error)
+
+    def push_image(self, repository: str, tag: str) -> str:
+        """Build a one-file image and push it through the helper; returns its reference."""
+        reference = f"{REGISTRY_HOST}/{repository}:{tag}"
+        home = self.state / "pusher"
+        (home / ".docker").mkdir(parents=True, exist_ok=True)
+        (home / ".docker" / "config.json").write_text(json.dumps({"credHelpers": {REGISTRY_HOST: "ecr-login"}}))
+        layer = self.state / "layer"
+        layer.mkdir(exist_ok=True)
+        (layer / "hello.txt").write_text(f"{repository}:{tag}\n")
+        env = self.client_env(home)
+        steps = [
+            ["sh", "-c", f'tar -C "{layer}" -c . | docker import - "{reference}"'],
+            ["docker", "push", reference],
+            ["docker", "rmi", reference],
+        ]
+        for argv in steps:
+            done = self.run(argv, env)
+            if done.returncode != 0:
+                raise RuntimeError(f"{' '.join(argv)}: {done.stderr.strip()}")
+        return reference
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def up(self) -> None:
+        if not Path("/etc/docker").is_dir():
+            raise RuntimeError("stand-in: /etc/docker is missing; install Debian's docker.io (make deps)")
+        self.state.mkdir(parents=True, exist_ok=True)
+        self._write_files()
+        holder = subprocess.Popen(
+            [
+                "unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+                f'mount --bind "{self.state}/hosts" /etc/hosts'
+                f' && mount --bind "{self.state}/docker-etc" /etc/docker && exec sleep infinity',
+            ],
+            start_new_session=True,
+        )  # fmt: skip
+        self._record("holder", holder.pid)
+        _wait(lambda: _mounted(holder.pid), "the mount namespace")
+        self._start("api", [sys.executable, "-m", "ecrkit.standin", "api", str(self.state)])
+        self._start("registry", ["docker-registry", "serve", str(self.state / "registry.yml")])
+        self._start(
+            "dockerd",
+            [
+                "dockerd", "--iptables=false", "--bridge=none",
+                f"--data-root={self.state}/docker/data", f"--exec-root={self.state}/docker/exec",
+                f"--pidfile={self.state}/docker/pid", f"--host=unix://{self.docker_socket}",
+            ],
+        )  # fmt: skip
+        _wait(lambda: _tls_ready(API_ADDRESS, API_HOST, self.ca), "the ECR API")
+        _wait(lambda: _tls_ready(REGISTRY_ADDRESS, REGISTRY_HOST, self.ca), "the registry")
+        _wait(lambda: self.run(["docker", "version"]).returncode == 0, "dockerd", timeout=60)
+
+    def down(self) -> None:
+        for name in ("dockerd", "registry", "api", "holder"):
+            pidfile = self.state / "pids" / name
+            if not pidfile.exists():
+                continue
+            pid = int(pidfile.read_text())
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGTERM)
+            _wait(lambda pid=pid: not _alive(pid), f"{name} to stop", timeout=30)  # type: ignore[misc]
+            pidfile.unlink()
+
+    def _start(self, name: str, argv: list[str]) -> None:
+        log = open(self.state / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
+        process = subprocess.Popen(
+            ["nsenter", f"--target={self._holder_pid()}", "--mount", "--", *argv],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self._record(name, process.pid)
+
+    def _record(self, name: str, pid: int) -> None:
+        (self.state / "pids").mkdir(exist_ok=True)
+        (self.state / "pids" / name).write_text(str(pid))
+
+    def _holder_pid(self) -> int:
+        return int((self.state / "pids" / "holder").read_text())
+
+    def _write_files(self) -> None:
+        import bcrypt  # noqa: PLC0415 - paramiko's dependency, needed only when a stand-in starts
+
+        state = self.state
+        if not self.ca.exists():
+            _make_certificates(state)
+        (state / "hosts").write_text(
+            f"127.0.0.1 localhost\n{API_ADDRESS} {API_HOST}\n{REGISTRY_ADDRESS} {REGISTRY_HOST}\n"
+        )
+        certs = state / "docker-etc" / "certs.d" / REGISTRY_HOST
+        certs.mkdir(parents=True, exist_ok=True)
+        (certs / "ca.crt").write_bytes(self.ca.read_bytes())
+        hashed = bcrypt.hashpw(TOKEN_PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
+        (state / "htpasswd").write_text(f"AWS:{hashed}\n")
+        (state / "registry.yml").write_text(
+            json.dumps(
+                {
+                    "version": 0.1,
+                    "log": {"level": "warn"},
+                    "storage": {"filesystem": {"rootdirectory": str(state / "registry-data")}},
+                    "http": {
+                        "addr": f"{REGISTRY_ADDRESS}:443",
+                        "tls": {"certificate": str(state / "server.crt"), "key": str(state / "server.key")},
+                    },
+                    "auth": {"htpasswd": {"realm": "ecr-stand-in", "path": str(state / "htpasswd")}},
+                }
+            )
+        )
+
+
+def _make_certificates(state: Path) -> None:
+    """A throwaway CA and one server certificate for both ECR names (openssl, as on any host)."""
+    (state / "san.cnf").write_text(
+        f"subjectAltName=DNS:{API_HOST},DNS:{REGISTRY_HOST}\nbasicConstraints=CA:FALSE\n"
+        "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
+    )
+    commands = [
+        "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 3 -subj '/CN=ecrkit stand-in CA'",
+        "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj '/CN=ecrkit stand-in'",
+        "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 3"
+        " -extfile san.cnf",
+    ]
+    for command in commands:
+        subprocess.run(command, shell=True, cwd=state, check=True, capture_output=True)
+
+
+def _wait(ready: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"stand-in: {what} not ready after {timeout:.0f}s")
+        time.sleep(0.2)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split(")")[-1].split()[0] != "Z"
+
+
+def _mounted(pid: int) -> bool:
+    try:
+        return " /etc/docker " in Path(f"/proc/{pid}/mountinfo").read_text()
+    except OSError:
+        return False
+
+
+def _tls_ready(address: str, hostname: str, ca: Path) -> bool:
+    context = ssl.create_default_context(cafile=str(ca))
+    try:
+        with socket.create_connection((address, 443), timeout=1) as raw:
+            context.wrap_socket(raw, server_hostname=hostname).close()
+            return True
+    except OSError:
+        return False
+
+
+def api_app(state: Path) -> Callable[..., Iterable[bytes]]:
+    """moto's server app, with realistic token expiry, a request count and refusals on demand."""
+    # moto is a test-bed dependency (requirements.txt), not one of the package's own.
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app  # noqa: PLC0415
+
+    moto = DomainDispatcherApplication(create_backend_app)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("HTTP_X_AMZ_TARGET") != GET_TOKEN:
+            return moto(environ, start_response)  # type: ignore[no-any-return]
+        with open(state / "token-requests", "a") as counter:
+            counter.write(f"{time.time()}\n")
+        refusal = state / "refuse"
+        if refusal.exists():
+            code = refusal.read_text().strip()
+            body = json.dumps({"__type": code, "message": f"the stand-in refuses: {code}"}).encode()
+            start_response("400 Bad Request", [("Content-Type", "application/x-amz-json-1.1")])
+            return [body]
+        captured: dict[str, Any] = {}
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
+            captured.update(status=status, headers=headers)
+            return lambda data: None
+
+        data = json.loads(b"".join(moto(environ, capture)))
+        for entry in data.get("authorizationData", []):
+            entry["expiresAt"] = time.time() + TOKEN_LIFETIME
+        body = json.dumps(data).encode()
+        headers = [(k, v) for k, v in captured["headers"] if k.lower() != "content-length"]
+        start_response(captured["status"], [*headers, ("Content-Length", str(len(body)))])
+        return [body]
+
+    return app
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2 or argv[0] not in ("up", "down", "api"):
+        print("usage: python -m ecrkit.standin up|down|api STATE_DIR", file=sys.stderr)
+        return 2
+    command, state = argv[0], Path(argv[1]).resolve()
+    if command == "api":
+        from werkzeug.serving import run_simple  # noqa: PLC0415 - comes with moto[server]
+
+        ssl_context = (str(state / "server.crt"), str(state / "server.key"))
+        run_simple(API_ADDRESS, 443, api_app(state), threaded=True, ssl_context=ssl_context)
+        return 0
+    stand_in = StandIn(state)
+    if command == "up":
+        stand_in.up()
+        print(f"stand-in up: {API_HOST} and {REGISTRY_HOST} in the mount namespace of pid {stand_in._holder_pid()}")
+        print(f"docker: DOCKER_HOST=unix://{stand_in.docker_socket}; CA: {stand_in.ca}")
+    else:
+        stand_in.down()
+        print("stand-in down")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
