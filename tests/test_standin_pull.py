@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from ecrkit.checks import diagnose_helper_log
 from ecrkit.standin import REGISTRY_HOST, StandIn
 from tests.conftest import run_ecrkit
 
@@ -76,7 +77,19 @@ def test_when_the_api_refuses_the_pull_fails_and_the_helper_log_says_why(
     finally:
         stand_in.refuse(None)
     assert code != 0
-    assert "AccessDeniedException" in (home / "ecr-cache" / "log" / "ecr-login.log").read_text()
+    findings = diagnose_helper_log((home / "ecr-cache" / "log" / "ecr-login.log").read_text())
+    assert [f.check for f in findings] == ["helper log: access denied"]
+    assert "AccessDeniedException" in findings[0].evidence
+
+
+def test_an_untrusted_api_certificate_is_named(stand_in: StandIn, tmp_path: Path) -> None:
+    env = stand_in.client_env(tmp_path) | {"AWS_ECR_CACHE_DIR": str(tmp_path / "ecr-cache"), "AWS_MAX_ATTEMPTS": "1"}
+    del env["AWS_CA_BUNDLE"]
+    done = stand_in.run(["docker-credential-ecr-login", "get"], env, input=REGISTRY_HOST)
+    assert done.returncode != 0
+    assert "credentials not found in native keychain" in done.stdout + done.stderr  # all the user sees
+    findings = diagnose_helper_log((tmp_path / "ecr-cache" / "log" / "ecr-login.log").read_text())
+    assert [f.check for f in findings] == ["helper log: certificate"]
 
 
 def test_fifty_pulls_cost_one_token_request_with_the_cache(stand_in: StandIn, image: str, tmp_path: Path) -> None:
