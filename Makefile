@@ -69,6 +69,7 @@ run: deps venv image
 
 bench: deps venv image
 	@python bench/converge.py
+	@python bench/token_economy.py
 
 clean-hosts:
 	@python -m ecrkit.testbed --destroy

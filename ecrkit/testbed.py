@@ -12,7 +12,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,8 +44,9 @@ class Host:
     name: str
     ssh_port: int | None = None  # set: reached over SSH on 127.0.0.1, else through podman
 
-    def run(self, command: str) -> subprocess.CompletedProcess[str]:
-        return podman("exec", self.name, "sh", "-c", command, check=False)
+    def run(self, command: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        variables = [f"--env={key}={value}" for key, value in (env or {}).items()]
+        return podman("exec", *variables, self.name, "sh", "-c", command, check=False)
 
     def exists(self, path: str) -> bool:
         return self.run(f"test -e {path}").returncode == 0
@@ -54,14 +55,17 @@ class Host:
         return podman("exec", self.name, "cat", path).stdout
 
 
-def start_hosts(names: Iterable[str], *, reuse: bool = False) -> list[Host]:
-    """Start systemd containers (fresh ones unless `reuse`) and wait until systemd has booted them."""
+def start_hosts(names: Iterable[str], *, reuse: bool = False, options: Iterable[str] = ()) -> list[Host]:
+    """Start systemd containers (fresh ones unless `reuse`) and wait until systemd has booted them.
+
+    `options` are more `podman run` options (networks, mounts, host entries).
+    """
     hosts = []
     for name in names:
         running = podman("container", "inspect", "-f", "{{.State.Running}}", name, check=False).stdout.strip()
         if not (reuse and running == "true"):
             podman("rm", "-f", "-t", "0", name, check=False)
-            podman("run", "-d", "--name", name, "--hostname", name, "--systemd=always", BASE_IMAGE)
+            podman("run", "-d", "--name", name, "--hostname", name, "--systemd=always", *options, BASE_IMAGE)
         hosts.append(Host(name))
     for host in hosts:
         _wait_for_systemd(host)

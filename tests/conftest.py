@@ -15,6 +15,8 @@ from typing import Any
 import boto3
 import pytest
 
+from ecrkit.standin import StandIn
+
 ROOT = Path(__file__).resolve().parent.parent
 ECRKIT = [sys.executable, "-m", "ecrkit"]
 
@@ -77,3 +79,20 @@ def s3(aws_env: dict[str, str]) -> Any:
         aws_access_key_id=aws_env["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=aws_env["AWS_SECRET_ACCESS_KEY"],
     )
+
+
+@pytest.fixture(scope="session")
+def stand_in(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandIn]:
+    """The local stand-in for AWS and ECR, one per test session (it binds 127.0.0.1:443)."""
+    service = StandIn(tmp_path_factory.mktemp("standin"))
+    try:
+        service.up()
+        yield service
+    finally:
+        service.down()
+
+
+@pytest.fixture(scope="session")
+def image(stand_in: StandIn) -> str:
+    """An image in the stand-in's registry, pushed through the helper."""
+    return stand_in.push_image("team/app", "1")

@@ -7,7 +7,6 @@ the pull really depends on what ecrkit writes.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,21 +16,6 @@ from ecrkit.standin import REGISTRY_HOST, StandIn
 from tests.conftest import run_ecrkit
 
 pytestmark = pytest.mark.standin
-
-
-@pytest.fixture(scope="module")
-def stand_in(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandIn]:
-    service = StandIn(tmp_path_factory.mktemp("standin"))
-    try:
-        service.up()
-        yield service
-    finally:
-        service.down()
-
-
-@pytest.fixture(scope="module")
-def image(stand_in: StandIn) -> str:
-    return stand_in.push_image("team/app", "1")
 
 
 def user(tmp_path: Path, config: str) -> Path:
