@@ -39,6 +39,7 @@ TOKEN_PASSWORD = f"{ACCOUNT}-auth-token"  # what moto's GetAuthorizationToken en
 TOKEN_LIFETIME = 12 * 3600
 GET_TOKEN = "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken"
 Refusal = str  # an AWS error code such as AccessDeniedException or ThrottlingException
+HOST_MOUNT = "/run/ecrkit-standin"  # where a test host sees the state directory (socket, CA)
 
 
 class StandIn:
@@ -66,15 +67,37 @@ class StandIn:
         """Environment of a docker CLI user whose helper reaches the stand-in (fake keys)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DOCKER_"))}
         env.update(
+            self.host_env(),
             DOCKER_HOST=f"unix://{self.docker_socket}",
             AWS_CA_BUNDLE=str(self.ca),
-            AWS_ACCESS_KEY_ID="AKIASTANDIN000000000",
-            AWS_SECRET_ACCESS_KEY="stand-in-secret",
             AWS_REGION=REGION,
         )
         if home is not None:
             env["HOME"] = str(home)
         return env
+
+    def host_options(self) -> list[str]:
+        """`podman run` options for a systemd host that pulls from the stand-in as from ECR.
+
+        The host shares the machine's network (the API is on its loopback), maps the API name
+        in its own /etc/hosts, and reaches the stand-in's daemon through the mounted state
+        directory (a directory, not the socket, so a restarted stand-in stays reachable).
+        """
+        return [
+            "--network=host",
+            f"--add-host={API_HOST}:{API_ADDRESS}",
+            f"--volume={self.state}:{HOST_MOUNT}",
+            "--volume=/usr/bin/docker:/usr/bin/docker:ro",  # the CLI only; the daemon is the stand-in's
+        ]
+
+    def host_env(self) -> dict[str, str]:
+        """What a pull on such a host needs besides ecrkit's work; the keys stand in for an instance role."""
+        return {
+            "DOCKER_HOST": f"unix://{HOST_MOUNT}/{self.docker_socket.name}",
+            "AWS_CA_BUNDLE": f"{HOST_MOUNT}/{self.ca.name}",
+            "AWS_ACCESS_KEY_ID": "AKIASTANDIN000000000",
+            "AWS_SECRET_ACCESS_KEY": "stand-in-secret",
+        }
 
     def token_requests(self) -> int:
         path = self.state / "token-requests"
@@ -114,6 +137,9 @@ class StandIn:
     def up(self) -> None:
         if not Path("/etc/docker").is_dir():
             raise RuntimeError("stand-in: /etc/docker is missing; install Debian's docker.io (make deps)")
+        for address in (API_ADDRESS, REGISTRY_ADDRESS):
+            if _listening(address):
+                raise RuntimeError(f"stand-in: {address}:443 is already in use (another stand-in? make standin-down)")
         self.state.mkdir(parents=True, exist_ok=True)
         self._write_files()
         holder = subprocess.Popen(
@@ -122,6 +148,9 @@ class StandIn:
                 f'mount --bind "{self.state}/hosts" /etc/hosts'
                 f' && mount --bind "{self.state}/docker-etc" /etc/docker && exec sleep infinity',
             ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,  # a caller's pipe held open would never see EOF
+            stderr=subprocess.DEVNULL,
             start_new_session=True,
         )  # fmt: skip
         self._record("holder", holder.pid)
@@ -155,6 +184,7 @@ class StandIn:
         log = open(self.state / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
         process = subprocess.Popen(
             ["nsenter", f"--target={self._holder_pid()}", "--mount", "--", *argv],
+            stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -236,6 +266,12 @@ def _mounted(pid: int) -> bool:
         return " /etc/docker " in Path(f"/proc/{pid}/mountinfo").read_text()
     except OSError:
         return False
+
+
+def _listening(address: str) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex((address, 443)) == 0
 
 
 def _tls_ready(address: str, hostname: str, ca: Path) -> bool:

@@ -21,9 +21,11 @@ from rich.table import Table
 
 from ecrkit.errors import FileFormatError
 from ecrkit.renderers.docker_config import parse
+from ecrkit.standin import StandIn
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_INVENTORY = ROOT / "inventory" / "local" / "hosts.yml"
+STAND_IN_STATE = ROOT / ".cache" / "standin"
 BASE_IMAGE = os.environ.get("ECRKIT_BASE_IMAGE", "localhost/debian-systemd:bookworm")
 PODMAN_ENV = {**os.environ, "CONTAINERS_CONF": str(ROOT / "molecule" / "containers.conf")}
 ANSIBLE_ENV = {**PODMAN_ENV, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")}
@@ -182,9 +184,14 @@ def helper_entries(text: str) -> str:
     return "\n".join(entries) or "no helper"
 
 
-def summary(groups: dict[str, list[str]]) -> Table:
-    table = Table(title="What ecrkit set up on each host")
-    for column in ("host", "group", "helper on PATH", "version", "/root/.docker/config.json"):
+def pull_result(host: Host, image: str, stand_in: StandIn) -> str:
+    done = host.run(f"docker pull -q {image} && docker rmi -f {image} >/dev/null", stand_in.host_env())
+    return "pulled" if done.returncode == 0 else f"refused: {done.stderr.strip().splitlines()[-1:]}"
+
+
+def summary(groups: dict[str, list[str]], image: str, stand_in: StandIn) -> Table:
+    table = Table(title=f"What ecrkit set up on each host, and a real pull of {image}")
+    for column in ("host", "group", "helper on PATH", "version", "/root/.docker/config.json", "docker pull"):
         table.add_column(column, overflow="fold")
     for group, names in groups.items():
         for name in names:
@@ -192,23 +199,31 @@ def summary(groups: dict[str, list[str]]) -> Table:
             path = host.run("command -v docker-credential-ecr-login").stdout.strip() or "missing"
             version = host.run("docker-credential-ecr-login version").stdout.strip() or "-"
             config = helper_entries(host.run("cat /root/.docker/config.json").stdout)
-            table.add_row(name, group, path, version, config)
+            table.add_row(name, group, path, version, config, pull_result(host, image, stand_in))
     return table
 
 
 def run(destroy: bool = False) -> int:
-    """`make run`: provision the local hosts with site.yml and show what each got."""
+    """`make run`: the stand-in for ECR, local hosts provisioned with site.yml, a real pull on each."""
     groups = inventory_groups(LOCAL_INVENTORY)
     names = [name for members in groups.values() for name in members]
+    stand_in = StandIn(STAND_IN_STATE)
     if destroy:
         remove_hosts(Host(name) for name in names)
-        print(f"removed {', '.join(names)}")
+        stand_in.down()
+        print(f"removed {', '.join(names)} and stopped the stand-in")
         return 0
-    start_hosts(names, reuse=True)
-    print(f"hosts up: {', '.join(names)} (podman containers; `make clean-hosts` removes them)", flush=True)
-    result = ansible_playbook("-i", str(LOCAL_INVENTORY), "site.yml", "--diff", capture=False)
-    if result.returncode == 0:
-        Console(width=max(Console().width, 140)).print(summary(groups))
+    stand_in.up()
+    try:
+        image = stand_in.push_image("ecrkit/demo", "1")
+        print(f"stand-in for ECR up, serving {image}", flush=True)
+        start_hosts(names, reuse=True, options=stand_in.host_options())
+        print(f"hosts up: {', '.join(names)} (podman containers; `make clean-hosts` removes them)", flush=True)
+        result = ansible_playbook("-i", str(LOCAL_INVENTORY), "site.yml", "--diff", capture=False)
+        if result.returncode == 0:
+            Console(width=max(Console().width, 160)).print(summary(groups, image, stand_in))
+    finally:
+        stand_in.down()  # it holds 127.0.0.1:443; the hosts find the next one in the same directory
     return result.returncode
 
 

@@ -81,9 +81,10 @@ def s3(aws_env: dict[str, str]) -> Any:
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def stand_in(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandIn]:
-    """The local stand-in for AWS and ECR, one per test session (it binds 127.0.0.1:443)."""
+    """The local stand-in for AWS and ECR, one per test module: it binds 127.0.0.1:443, so
+    it must be down before another module (or `make run`'s) starts one."""
     service = StandIn(tmp_path_factory.mktemp("standin"))
     try:
         service.up()
@@ -92,7 +93,7 @@ def stand_in(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandIn]:
         service.down()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def image(stand_in: StandIn) -> str:
     """An image in the stand-in's registry, pushed through the helper."""
     return stand_in.push_image("team/app", "1")

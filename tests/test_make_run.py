@@ -1,4 +1,4 @@
-"""`make run`'s job: the embedded default provisions every local host and reports what each got."""
+"""`make run`'s job: the embedded default provisions every local host and proves a pull on each."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ import sys
 
 import pytest
 
-from ecrkit.testbed import LOCAL_INVENTORY, PODMAN_ENV, ROOT, Host, inventory_groups, summary
+from ecrkit.standin import REGISTRY_HOST, StandIn
+from ecrkit.testbed import LOCAL_INVENTORY, PODMAN_ENV, ROOT, STAND_IN_STATE, inventory_groups, summary
+
+DEMO_IMAGE = f"{REGISTRY_HOST}/ecrkit/demo:1"
 
 pytestmark = pytest.mark.hosts
 
@@ -28,12 +31,17 @@ def test_the_embedded_default_provisions_every_context() -> None:
         )
         assert result.returncode == 0, result.stdout[-3000:]
         assert "What ecrkit set up on each host" in result.stdout
-        table = summary(groups)
+        stand_in = StandIn(STAND_IN_STATE)
+        stand_in.up()  # make run stops its stand-in when it is done; ask the hosts again
+        try:
+            table = summary(groups, DEMO_IMAGE, stand_in)
+        finally:
+            stand_in.down()
         cells = {str(column.header): [str(cell) for cell in column.cells] for column in table.columns}
         rows = dict(
             zip(
                 cells["host"],
-                zip(cells["helper on PATH"], cells["/root/.docker/config.json"], strict=True),
+                zip(cells["helper on PATH"], cells["/root/.docker/config.json"], cells["docker pull"], strict=True),
                 strict=True,
             )
         )
@@ -42,7 +50,7 @@ def test_the_embedded_default_provisions_every_context() -> None:
         assert rows["ecrkit-runner"][0] == "/usr/local/bin/docker-credential-ecr-login"
         assert "123456789012.dkr.ecr.us-east-1.amazonaws.com -> ecr-login" in rows["ecrkit-runner"][1]
         assert rows["ecrkit-workstation"][1] == "credsStore=ecr-login"
-        for name in ("ecrkit-runner", "ecrkit-agent", "ecrkit-workstation"):
-            assert Host(name).run("docker-credential-ecr-login version").returncode == 0
+        # Every host pulled a real image through the helper and the config the roles wrote.
+        assert {row[2] for row in rows.values()} == {"pulled"}
     finally:
         subprocess.run(destroy, cwd=ROOT, env=PODMAN_ENV, capture_output=True, check=False)
