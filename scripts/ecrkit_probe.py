@@ -1,5 +1,6 @@
 #!/usr/bin/python
-"""Observe a host in one round trip and print JSON facts; change nothing. Standard library only.
+"""Observe a host in one round trip and print JSON facts; change nothing. Standard library only
+(Python 3.9 or newer).
 
 Two ways to run it:
 - as an Ansible module (`ecrkit_probe`): Ansible embeds the task's arguments below;
@@ -12,28 +13,47 @@ Arguments (all optional):
   user_paths: paths relative to each user's home, probed like `paths` (key "<user>:<relative>")
   read:       paths (absolute, or "<user>:<relative>") whose content is returned as base64
   commands:   argv lists -> rc, stdout, stderr (not through a shell)
+  consumers:  [{"service": UNIT} | {"user": NAME}]: what `ecrkit validate` judges for each
+              process that runs the helper (see `consumer`); with
+  registries: registries for a live `get` as each consumer (default: its credHelpers)
+
+Secrets never leave the host: environments are reported by name, with values only for the
+keys in SHOWN_ENV; a live `get` reports the username and the secret's length; config.json is
+summarised, never returned.
 """
 
 from __future__ import annotations
 
 import base64
+import configparser
 import grp
 import hashlib
 import json
 import os
 import pwd
+import shlex
+import shutil
 import stat
 import subprocess
 import sys
+import time
 from typing import Any
 
 # Ansible replaces this marker with the task's arguments as JSON (a raw string keeps its
 # escapes; JSON cannot contain three unescaped quotes in a row). Run as a script, it stays.
 ANSIBLE_ARGUMENTS = r"""<<INCLUDE_ANSIBLE_MODULE_JSON_ARGS>>"""
 MARKER_START = "<" + "<INCLUDE_ANSIBLE"
+HELPER = "docker-credential-ecr-login"
+SHOWN_ENV = (
+    "PATH", "HOME", "USER", "DOCKER_CONFIG", "DOCKER_HOST", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE",
+    "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_ECR_CACHE_DIR", "AWS_ECR_DISABLE_CACHE",
+    "AWS_ECR_IGNORE_CREDS_STORAGE", "AWS_CA_BUNDLE", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_EC2_METADATA_DISABLED", "AWS_USE_FIPS_ENDPOINT",
+)  # fmt: skip
+LOG_TAIL = 64 * 1024  # bytes of the helper's log: its recent lines, never the whole history
 
 
-def user_entry(name: str) -> dict[str, object] | None:
+def user_entry(name: str) -> dict[str, Any] | None:
     try:
         entry = pwd.getpwnam(name)
     except KeyError:
@@ -101,6 +121,221 @@ def run(argv: list[str]) -> dict[str, object]:
     return {"argv": argv, "rc": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
 
 
+def parse_env_lines(text: str) -> dict[str, str]:
+    """KEY=VALUE lines (an EnvironmentFile, /etc/environment), comments and quotes removed."""
+    env = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")) or "=" not in line:
+            continue
+        key, value = line.removeprefix("export ").split("=", 1)
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        env[key.strip()] = value
+    return env
+
+
+def read_text(path: str, start: int = 0, limit: int | None = None) -> str | None:
+    """The file from byte `start`, or its last `limit` bytes; None if it cannot be read."""
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            handle.seek(max(start, size - limit) if limit is not None else start)
+            return handle.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+
+
+def shown(env: dict[str, str]) -> dict[str, object]:
+    return {"values": {k: env[k] for k in SHOWN_ENV if k in env}, "names": sorted(env)}
+
+
+def service_environment(unit: str) -> dict[str, Any]:
+    """The unit as systemd runs it: its user, what its files say, and the running process's own."""
+    keys = ("LoadState", "ActiveState", "User", "MainPID", "Environment", "EnvironmentFiles")
+    done = run(["systemctl", "show", unit, *[f"--property={key}" for key in keys]])
+    props: dict[str, list[str]] = {}
+    for line in str(done["stdout"]).splitlines():
+        key, _, value = line.partition("=")
+        props.setdefault(key, []).append(value)
+    first = {key: values[0] for key, values in props.items()}
+    if done["rc"] != 0 or first.get("LoadState") in (None, "not-found"):
+        return {"found": False, "error": str(done["stderr"]).strip() or f"{unit} not found"}
+    manager = run(["systemctl", "show-environment"])
+    unit_env = parse_env_lines(str(manager["stdout"]))  # what every service inherits (PATH)
+    for assignment in shlex.split(" ".join(props.get("Environment", []))):
+        key, _, value = assignment.partition("=")
+        unit_env[key] = value
+    for entry in props.get("EnvironmentFiles", []):
+        path = entry.split(" (")[0]
+        unit_env.update(parse_env_lines(read_text(path) or "") if path else {})
+    user = first.get("User") or "root"
+    process_env = None
+    pid = first.get("MainPID", "0")
+    if pid not in ("", "0"):
+        environ = read_text(f"/proc/{pid}/environ")
+        if environ is not None:
+            process_env = dict(item.split("=", 1) for item in environ.split("\0") if "=" in item)
+    return {"found": True, "state": first.get("ActiveState"), "user": user, "unit_env": unit_env,
+            "process_env": process_env}  # fmt: skip
+
+
+def login_environment(entry: dict[str, Any], name: str) -> dict[str, str]:
+    """What a login session of the user starts with: /etc/environment and login.defs' PATH."""
+    root = entry["uid"] == 0
+    env = {"HOME": str(entry["home"]), "USER": name, "LOGNAME": name, "SHELL": str(entry["shell"])}
+    env["PATH"] = "/usr/local/bin:/usr/bin:/bin"
+    if root:
+        env["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    for line in (read_text("/etc/login.defs") or "").splitlines():
+        words = line.split()  # e.g. "ENV_SUPATH  PATH=/usr/local/sbin:..."
+        if len(words) == 2 and words[0] == ("ENV_SUPATH" if root else "ENV_PATH"):
+            env["PATH"] = words[1].removeprefix("PATH=")
+    env.update(parse_env_lines(read_text("/etc/environment") or ""))
+    return env
+
+
+def as_user(argv: list[str], entry: dict[str, Any], env: dict[str, str], stdin: str = "") -> dict[str, object]:
+    """Run as the consumer's user, with its environment (the probe itself runs as root)."""
+    kwargs: dict[str, Any] = {}
+    if os.geteuid() == 0 and entry["uid"] != 0:
+        kwargs = {"user": entry["uid"], "group": entry["gid"], "extra_groups": entry["groups"]}
+    try:
+        done = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=60, check=False, env=env,
+                              cwd="/", **kwargs)  # fmt: skip
+    except (OSError, subprocess.SubprocessError) as exc:
+        return {"rc": None, "stdout": "", "stderr": str(exc)}
+    return {"rc": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
+
+
+def config_summary(path: str) -> dict[str, object]:
+    """What config.json hands to helpers; `auths` by hostname only (its values are secrets)."""
+    summary: dict[str, object] = {"path": path, "state": path_state(path)}
+    text = read_text(path)
+    if text is None:
+        return summary
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as exc:
+        summary["error"] = str(exc)
+        return summary
+    helpers = data.get("credHelpers")
+    summary.update(
+        creds_store=data.get("credsStore"),
+        cred_helpers=helpers if isinstance(helpers, dict) else {},
+        auths=sorted(data["auths"]) if isinstance(data.get("auths"), dict) else [],
+    )
+    return summary
+
+
+def profile_region(env: dict[str, str]) -> str | None:
+    """The region the AWS SDK would read from the shared config file for this environment."""
+    path = env.get("AWS_CONFIG_FILE") or os.path.join(env.get("HOME", "/"), ".aws", "config")
+    profile = env.get("AWS_PROFILE", "default")
+    parser = configparser.RawConfigParser()
+    try:
+        parser.read_string(read_text(path) or "")
+    except configparser.Error:
+        return None
+    section = profile if profile == "default" else f"profile {profile}"
+    return parser.get(section, "region", fallback=None)
+
+
+def writable_as(directory: str, entry: dict[str, Any], env: dict[str, str]) -> bool:
+    """Whether the user can create files there, or create it (the helper makes missing parents)."""
+    existing = directory
+    while not os.path.isdir(existing) and existing not in ("/", ""):
+        existing = os.path.dirname(existing)
+    test = as_user(["sh", "-c", 'test -w "$1" && test -x "$1"', "-", existing], entry, env)
+    return test["rc"] == 0
+
+
+def consumer(spec: dict[str, str], registries: list[str]) -> dict[str, Any]:
+    """One process that runs the helper: a systemd service, or a user's login sessions.
+
+    Its user and environment (a running service's own, else what its unit gives it), the helper
+    on its PATH and whether it runs, its config.json, its cache directory (writable by it?) and
+    log, and a live `get` for each registry run exactly as that process would run it.
+    """
+    kind, name = next(iter(spec.items()))
+    facts: dict[str, Any] = {"kind": kind, "name": name}
+    if kind == "service":
+        service = service_environment(name)
+        facts.update(found=service["found"], state=service.get("state"), error=service.get("error"))
+        if not service["found"]:
+            return facts
+        user = service["user"]
+        env = service["process_env"] if service["process_env"] is not None else service["unit_env"]
+        facts["env_source"] = "running process" if service["process_env"] is not None else "unit"
+        facts["unit_env"] = shown(service["unit_env"])
+    else:
+        user, env = name, {}
+    entry = user_entry(user)
+    facts["user"] = user
+    if entry is None:
+        facts.update(found=False, error=f"user {user} does not exist")
+        return facts
+    entry["groups"] = os.getgrouplist(user, entry["gid"])
+    facts["found"] = True
+    if kind == "user":
+        env = login_environment(entry, user)
+        facts["env_source"] = "login"
+    env = dict(env)
+    env.setdefault("HOME", str(entry["home"]))
+    facts["env"] = shown(env)
+    facts["profile_region"] = profile_region(env)
+
+    found = shutil.which(HELPER, path=env.get("PATH", ""))
+    misnamed = []
+    for directory in dict.fromkeys([*env.get("PATH", "").split(":"), "/usr/local/bin", "/usr/bin"]):
+        if os.path.isdir(directory):
+            misnamed += [os.path.join(directory, f) for f in sorted(os.listdir(directory))
+                         if f.startswith("docker-credential-ecr") and f != HELPER]  # fmt: skip
+    facts["helper"] = {"path": found, "misnamed": misnamed}
+    if found:
+        facts["helper"]["version"] = as_user([found, "version"], entry, env)
+
+    config_dir = env.get("DOCKER_CONFIG") or os.path.join(env["HOME"], ".docker")
+    facts["config"] = config_summary(os.path.join(config_dir, "config.json"))
+
+    cache_dir = env.get("AWS_ECR_CACHE_DIR") or os.path.join(env["HOME"], ".ecr")
+    log_path = os.path.join(cache_dir, "log", "ecr-login.log")
+    facts["cache"] = {
+        "dir": cache_dir,
+        "disabled": bool(env.get("AWS_ECR_DISABLE_CACHE")),
+        "state": path_state(cache_dir),
+        "file": path_state(os.path.join(cache_dir, "cache.json")),
+        "writable": writable_as(cache_dir, entry, env),
+    }
+    facts["log"] = {"path": log_path, "tail": read_text(log_path, limit=LOG_TAIL)}
+
+    if not registries:
+        helpers = facts["config"].get("cred_helpers") or {}
+        registries = [host for host, helper in helpers.items() if helper == "ecr-login"]
+    facts["gets"] = [live_get(found, registry, entry, env, log_path) for registry in registries] if found else []
+    return facts
+
+
+def live_get(helper: str, registry: str, entry: dict[str, Any], env: dict[str, str], log: str) -> dict[str, object]:
+    """`get` as the consumer runs it; the secret is reduced to its length, the log to this call's lines."""
+    try:
+        before = os.stat(log).st_size
+    except OSError:
+        before = 0
+    done = as_user([helper, "get"], entry, env, stdin=registry)
+    result: dict[str, object] = {"registry": registry, "rc": done["rc"], "stderr": str(done["stderr"])[-500:]}
+    try:
+        answer = json.loads(str(done["stdout"]))
+        result.update(username=answer.get("Username"), secret_length=len(answer.get("Secret") or ""),
+                      server_url=answer.get("ServerURL"))  # fmt: skip
+    except (ValueError, AttributeError):
+        pass
+    result["log"] = read_text(log, start=before, limit=LOG_TAIL) or ""
+    return result
+
+
 def probe(args: dict[str, Any]) -> dict[str, object]:
     users = {name: user_entry(name) for name in args.get("users") or []}
     resolved: dict[str, str] = {path: path for path in args.get("paths") or []}
@@ -118,7 +353,17 @@ def probe(args: dict[str, Any]) -> dict[str, object]:
         except FileNotFoundError:
             contents[key] = None
     commands = [run(list(argv)) for argv in args.get("commands") or []]
-    return {"changed": False, "users": users, "paths": paths, "contents": contents, "commands": commands}
+    registries = list(args.get("registries") or [])
+    consumers = [consumer(spec, registries) for spec in args.get("consumers") or []]
+    return {
+        "changed": False,
+        "time": time.time(),  # the host's clock: how recent its log lines are
+        "users": users,
+        "paths": paths,
+        "contents": contents,
+        "commands": commands,
+        "consumers": consumers,
+    }
 
 
 def main() -> int:
