@@ -269,24 +269,24 @@ def _coverage(config: dict[str, Any], expected: list[str]) -> list[Finding]:
     findings = []
     for registry in expected or named:
         if helpers.get(registry) == "ecr-login":
-            findings.append(Finding(f"covers {registry}", "ok", "credHelpers"))
+            findings.append(Finding("covers registry", "ok", f"{registry}: credHelpers"))
         elif registry in helpers:
             findings.append(
                 Finding(
-                    f"covers {registry}",
+                    "covers registry",
                     "error",
-                    f"credHelpers names {helpers[registry]!r} for it",
+                    f"{registry}: credHelpers names {helpers[registry]!r}",
                     "name ecr-login for it (docker_auth_config_registries)",
                 )
             )
         elif store == "ecr-login":
-            findings.append(Finding(f"covers {registry}", "ok", "credsStore ecr-login"))
+            findings.append(Finding("covers registry", "ok", f"{registry}: credsStore ecr-login"))
         else:
             findings.append(
                 Finding(
-                    f"covers {registry}",
+                    "covers registry",
                     "error",
-                    f"{config['path']} does not hand it to ecr-login",
+                    f"{registry}: {config['path']} does not hand it to ecr-login",
                     "add it to docker_auth_config_registries and run the docker_auth_config role",
                 )
             )
@@ -371,18 +371,25 @@ def _cache(facts: dict[str, Any]) -> list[Finding]:
 def _gets(facts: dict[str, Any]) -> list[Finding]:
     findings = []
     for get in facts["gets"]:
-        check = f"live get {get['registry']}"
+        registry = get["registry"]
         if get["rc"] == 0 and get.get("secret_length"):
-            evidence = f"username {get['username']}, a secret of {get['secret_length']} characters"
-            findings.append(Finding(check, "ok", evidence))
+            evidence = f"{registry}: username {get['username']}, a secret of {get['secret_length']} characters"
+            findings.append(Finding("live get", "ok", evidence))
             continue
         causes = diagnose_helper_log(get["log"])
-        said = (get.get("stderr") or "").strip() or "credentials not found in native keychain"
+        said = get.get("said") or "no answer"
         if causes:
             for cause in causes:
-                findings.append(Finding(check, "error", f"{said}; the log: {cause.evidence}", cause.fix))
+                findings.append(
+                    Finding("live get", "error", f"{registry}: {said}; the log: {cause.evidence}", cause.fix)
+                )
         else:
             findings.append(
-                Finding(check, "error", f"exit {get['rc']}: {said}", f"read {facts['log']['path']} on the host")
+                Finding(
+                    "live get",
+                    "error",
+                    f"{registry}: exit {get['rc']}: {said}",
+                    f"read {facts['log']['path']} on the host",
+                )
             )
     return findings

@@ -1,4 +1,4 @@
-"""`ecrkit ...`: every renderer for users without Ansible. Only this module prints."""
+"""`ecrkit ...`: every renderer and the validator, for users without Ansible. Only this module prints."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ecrkit import __version__, aws
+from rich.console import Console
+from rich.progress import Progress
+
+from ecrkit import __version__, aws, validate
 from ecrkit.errors import EcrkitError, FileFormatError, InputError
 from ecrkit.renderers import docker_config
 from ecrkit.settings import CredentialRule
@@ -58,6 +61,18 @@ def _fetch(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _validate(args: argparse.Namespace) -> int:
+    targets = validate.targets_from_arguments(args.hosts, args.inventory, args.registry, args.service, args.user)
+    with Progress(console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task(f"probing {len(targets)} host(s)", total=len(targets))
+        reports = validate.validate_all(targets, lambda _: progress.advance(task))
+    if args.json:
+        print(validate.to_json(reports))
+    else:
+        Console(width=max(Console().width, 160)).print(validate.report_table(reports))
+    return EXIT_OK if all(r.passed for r in reports) else EXIT_FAILED
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ecrkit", description=__doc__)
     parser.add_argument("--version", action="version", version=f"ecrkit {__version__}")
@@ -82,6 +97,39 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--sha256", required=True, help="expected sha256 of the object")
     fetch.add_argument("-o", "--output", required=True, help="destination file")
     fetch.set_defaults(handler=_fetch)
+
+    check = commands.add_parser(
+        "validate",
+        help="prove that hosts can pull: probe them and report each check (exit 1 if one fails)",
+        description="Probe hosts (the local host by default) and judge what each process that runs the helper "
+        "gets: the helper on its PATH, its config.json, region, token cache, and a live `get` per registry.",
+    )
+    check.add_argument(
+        "hosts",
+        nargs="*",
+        metavar="HOST",
+        help="inventory host or group names with -i, else [user@]host[:port] over SSH",
+    )
+    check.add_argument("-i", "--inventory", help="Ansible inventory: hosts, connections and expectations")
+    check.add_argument(
+        "--registry", action="append", default=[], metavar="R", help="registry to expect and `get` (repeatable)"
+    )
+    check.add_argument(
+        "--service",
+        action="append",
+        default=[],
+        metavar="UNIT",
+        help="systemd service that runs the helper (repeatable)",
+    )
+    check.add_argument(
+        "--user",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="user whose login sessions run the helper (repeatable)",
+    )
+    check.add_argument("--json", action="store_true", help="print the findings as JSON")
+    check.set_defaults(handler=_validate)
     return parser
 
 

@@ -141,6 +141,7 @@ class StandIn:
             if _listening(address):
                 raise RuntimeError(f"stand-in: {address}:443 is already in use (another stand-in? make standin-down)")
         self.state.mkdir(parents=True, exist_ok=True)
+        self.state.chmod(0o755)  # hosts mount it: every user there must read the CA (the keys stay 0600)
         self._write_files()
         holder = subprocess.Popen(
             [

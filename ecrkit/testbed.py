@@ -74,16 +74,19 @@ def start_hosts(names: Iterable[str], *, reuse: bool = False, options: Iterable[
     return hosts
 
 
-def start_ssh_hosts(names: Iterable[str], public_key: Path, first_port: int = 22001) -> list[Host]:
+def start_ssh_hosts(
+    names: Iterable[str], public_key: Path, first_port: int = 22001, options: Iterable[str] = ()
+) -> list[Host]:
     """Systemd containers on the host's network, each with sshd on its own loopback port.
 
     SSH is how Ansible reaches real hosts, and it allows pipelining; nothing listens beyond
     127.0.0.1.
     """
+    run_options = list(dict.fromkeys(["--network=host", *options]))  # the stand-in's options name it too
     hosts = []
     for port, name in enumerate(names, start=first_port):
         podman("rm", "-f", "-t", "0", name, check=False)
-        podman("run", "-d", "--name", name, "--hostname", name, "--network", "host", "--systemd=always", BASE_IMAGE)
+        podman("run", "-d", "--name", name, "--hostname", name, "--systemd=always", *run_options, BASE_IMAGE)
         hosts.append(Host(name, ssh_port=port))
     for host in hosts:
         _wait_for_systemd(host)
@@ -100,6 +103,31 @@ def _wait_for_systemd(host: Host) -> None:
         if host.run("systemctl is-system-running").stdout.strip() in ("running", "degraded"):
             return
         time.sleep(0.2)
+
+
+STAND_IN_UNIT = """[Unit]
+Description=Stand-in for {name}: a process that runs the credential helper (the real one is not obtainable here)
+
+[Service]
+ExecStart=/bin/sleep infinity
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def give_stand_in_role(host: Host, stand_in: StandIn, services: Iterable[str] = ()) -> None:
+    """What an EC2 host gets from outside ecrkit, emulated: an instance role (here keys for the
+    stand-in, with its CA) in every login's and every named service's environment, and the
+    services themselves (stand-ins for gitlab-runner or the Mesos agent, which cannot run here).
+    """
+    role = "\n".join(f"{key}={value}" for key, value in stand_in.host_env().items()) + "\n"
+    host.run(f"printf '%s' '{role}' > /etc/environment")
+    for name in services:
+        unit = f"/etc/systemd/system/{name}.service"
+        host.run(f"printf '%s' '{STAND_IN_UNIT.format(name=name)}' > {unit} && mkdir -p {unit}.d")
+        host.run(f"printf '[Service]\\nEnvironmentFile=/etc/environment\\n' > {unit}.d/stand-in-role.conf")
+        host.run(f"systemctl daemon-reload && systemctl enable --now {name}.service")
 
 
 def remove_hosts(hosts: Iterable[Host]) -> None:

@@ -325,7 +325,9 @@ def live_get(helper: str, registry: str, entry: dict[str, Any], env: dict[str, s
     except OSError:
         before = 0
     done = as_user([helper, "get"], entry, env, stdin=registry)
-    result: dict[str, object] = {"registry": registry, "rc": done["rc"], "stderr": str(done["stderr"])[-500:]}
+    result: dict[str, object] = {"registry": registry, "rc": done["rc"]}
+    if done["rc"] != 0:  # what it said instead of credentials (it prints its error on stdout)
+        result["said"] = (str(done["stderr"]).strip() or str(done["stdout"]).strip())[:500]
     try:
         answer = json.loads(str(done["stdout"]))
         result.update(username=answer.get("Username"), secret_length=len(answer.get("Secret") or ""),

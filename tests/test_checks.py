@@ -1,8 +1,13 @@
 """The judge names the cause behind `credentials not found in native keychain`."""
 
+import copy
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from ecrkit.checks import diagnose_helper_log, parse_log_line
+from ecrkit.checks import Finding, diagnose_helper_log, judge, parse_log_line
 
 # Lines written by Debian's helper 0.6.0 on this kind of machine: `get` of a non-ECR name,
 # `list` with no region, `get` with the API unreachable (resolver name shortened).
@@ -32,3 +37,132 @@ def test_debug_lines_without_an_error_are_not_findings() -> None:
 
 def test_an_empty_log_has_no_findings() -> None:
     assert diagnose_helper_log("") == []
+
+
+# --- the judge, on what the probe reported from a provisioned host (a gitlab-runner stand-in
+# service and root's logins, each with a working live get), changed one fact at a time.
+
+GOOD_HOST = json.loads((Path(__file__).parent / "data" / "probe-good-host.json").read_text())
+REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+
+
+def findings_for(change: Callable[[dict[str, Any]], None] = lambda facts: None) -> dict[str, list[Finding]]:
+    """The judge's findings by severity, after `change` edits the service's facts."""
+    facts = copy.deepcopy(GOOD_HOST)
+    change(facts["consumers"][0])
+    by_severity: dict[str, list[Finding]] = {"ok": [], "warning": [], "error": []}
+    for finding in judge(facts, [REGISTRY]):
+        by_severity[finding.severity].append(finding)
+    return by_severity
+
+
+def test_a_good_host_passes_every_check_for_every_consumer() -> None:
+    result = findings_for()
+    assert result["error"] == [] and result["warning"] == []
+    checks = {(f.subject, f.check) for f in result["ok"]}
+    for subject in ("service gitlab-runner", "user root"):
+        for check in ("exists", "helper on PATH", "helper runs", "config.json", "covers registry", "token cache"):
+            assert (subject, check) in checks
+        assert (subject, "live get") in checks
+
+
+def only_error(change: Callable[[dict[str, Any]], None]) -> Finding:
+    errors = findings_for(change)["error"]
+    assert len(errors) == 1, errors
+    assert errors[0].subject == "service gitlab-runner" and errors[0].fix
+    return errors[0]
+
+
+def test_a_missing_service_is_one_error() -> None:
+    error = only_error(lambda c: c.update(found=False, error="Unit gitlab-runner.service could not be found."))
+    assert error.check == "exists" and "could not be found" in error.evidence
+
+
+def test_a_helper_off_the_path_is_named_with_the_path() -> None:
+    def off_path(c: dict[str, Any]) -> None:
+        c["helper"] = {"path": None, "misnamed": []}
+        c["env"]["values"]["PATH"] = "/usr/bin:/bin"
+        c["gets"] = []
+
+    error = only_error(off_path)
+    assert error.check == "helper on PATH" and "PATH=/usr/bin:/bin" in error.evidence
+
+
+def test_a_misnamed_helper_is_told_to_be_renamed() -> None:
+    def misnamed(c: dict[str, Any]) -> None:
+        c["helper"] = {"path": None, "misnamed": ["/usr/local/bin/docker-credential-ecr-login-linux-amd64"]}
+        c["gets"] = []
+
+    error = only_error(misnamed)
+    assert "linux-amd64" in error.evidence and "rename it to docker-credential-ecr-login" in error.fix
+
+
+def test_a_config_others_can_write_is_an_error() -> None:
+    error = only_error(lambda c: c["config"]["state"].update(mode="0666"))
+    assert error.check == "config.json" and "0666" in error.evidence
+
+
+def test_a_registry_handed_to_another_helper_is_not_covered() -> None:
+    error = only_error(lambda c: c["config"]["cred_helpers"].update({REGISTRY: "desktop"}))
+    assert error.check == "covers registry" and "'desktop'" in error.evidence
+
+
+def test_creds_store_without_a_region_is_an_error_for_a_service() -> None:
+    error = only_error(lambda c: c["config"].update(creds_store="ecr-login"))
+    assert error.check == "region for credsStore" and "AWS_REGION" in error.fix
+
+
+def test_creds_store_with_a_region_in_the_environment_or_profile_passes() -> None:
+    def with_region(c: dict[str, Any]) -> None:
+        c["config"]["creds_store"] = "ecr-login"
+        c["profile_region"] = "eu-west-1"
+
+    assert findings_for(with_region)["error"] == []
+
+
+def test_a_cache_the_user_cannot_write_is_an_error() -> None:
+    error = only_error(lambda c: c["cache"].update(writable=False))
+    assert error.check == "token cache" and "every pull asks ECR for a new token" in error.evidence
+
+
+def test_a_cache_others_can_read_is_an_error() -> None:
+    error = only_error(lambda c: c["cache"]["state"].update(mode="0755"))
+    assert "others can read live registry tokens" in error.evidence
+
+
+def test_a_running_service_with_an_old_environment_needs_a_restart() -> None:
+    warnings = findings_for(lambda c: c["unit_env"]["values"].update(AWS_REGION="us-east-1"))["warning"]
+    assert [w.check for w in warnings] == ["environment current"]
+    assert warnings[0].fix == "systemctl restart gitlab-runner"
+
+
+def test_a_failed_live_get_carries_the_cause_from_its_own_log_lines() -> None:
+    denied = (
+        'time="2026-11-23T20:47:17Z" level=error msg="Error retrieving credentials" error="ecr: Failed to get '
+        'authorization token: api error AccessDeniedException: denied"\n'
+    )
+
+    def refused(c: dict[str, Any]) -> None:
+        c["gets"][0] = {
+            "registry": REGISTRY,
+            "rc": 1,
+            "said": "credentials not found in native keychain",
+            "log": denied,
+        }
+
+    error = only_error(refused)
+    assert error.check == "live get" and "AccessDeniedException" in error.evidence
+    assert "ecr:GetAuthorizationToken" in error.fix
+
+
+def test_old_log_errors_are_left_out_and_recent_ones_are_warnings() -> None:
+    line = (
+        'time="{}" level=error msg="Error parsing the serverURL" '
+        'error="can only be used with Amazon Elastic Container Registry."\n'
+    )
+    now = GOOD_HOST["time"]
+    old = datetime.fromtimestamp(now - 2 * 86400, UTC).isoformat()
+    recent = datetime.fromtimestamp(now - 60, UTC).isoformat()
+    assert findings_for(lambda c: c["log"].update(tail=line.format(old)))["warning"] == []
+    warnings = findings_for(lambda c: c["log"].update(tail=line.format(recent)))["warning"]
+    assert [w.check for w in warnings] == ["helper log: not an ECR hostname"]

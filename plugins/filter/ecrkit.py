@@ -7,13 +7,14 @@ Every ecrkit error becomes an AnsibleFilterError, so the host fails with ecrkit'
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import asdict
 from functools import wraps
 from typing import Any, TypeVar
 
 from ansible.errors import AnsibleFilterError
 
 try:
-    from ecrkit import helper, hoststate
+    from ecrkit import checks, helper, hoststate
     from ecrkit.errors import EcrkitError
     from ecrkit.settings import CredentialRule
 except ImportError as exc:  # pragma: no cover - depends on the controller's Python
@@ -77,12 +78,26 @@ def ecrkit_helper_version(command: Mapping[str, Any]) -> str:
     return version
 
 
+@_reported
+def ecrkit_validate_args(rule: Mapping[str, Any], services: list[str], users: list[str]) -> dict[str, Any]:
+    """The validator probe's arguments: each service and user, a live get per registry."""
+    return checks.probe_args(rule["registries"], services, users)
+
+
+@_reported
+def ecrkit_findings(probe: Mapping[str, Any], rule: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The judge's findings on what the probe saw, as `ecrkit validate` reports them."""
+    return [asdict(finding) for finding in checks.judge(dict(probe), rule["registries"])]
+
+
 class FilterModule:
     def filters(self) -> dict[str, Callable[..., Any]]:
         return {
             "ecrkit_credential_rule": ecrkit_credential_rule,
             "ecrkit_docker_configs": ecrkit_docker_configs,
+            "ecrkit_findings": ecrkit_findings,
             "ecrkit_helper_changes": ecrkit_helper_changes,
             "ecrkit_helper_plan": ecrkit_helper_plan,
             "ecrkit_helper_version": ecrkit_helper_version,
+            "ecrkit_validate_args": ecrkit_validate_args,
         }

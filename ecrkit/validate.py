@@ -1,0 +1,272 @@
+"""`ecrkit validate`: run the probe on hosts (locally, through podman, or over SSH with
+paramiko), judge the facts, and report. Many hosts are probed in parallel; a host that
+cannot be reached is reported, never fatal.
+
+What each host is expected to have comes from its Ansible variables (an inventory, read by
+`ansible-inventory` with the roles' defaults underneath) or from the command line.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paramiko
+import yaml
+from rich.markup import escape
+from rich.table import Table
+
+from ecrkit.checks import Finding, judge, probe_args
+from ecrkit.errors import InputError
+from ecrkit.settings import CredentialRule
+
+ROOT = Path(__file__).resolve().parent.parent
+PROBE = ROOT / "scripts" / "ecrkit_probe.py"
+ROLE_DEFAULTS = ROOT / "roles" / "docker_auth_config" / "defaults" / "main.yml"
+MARKER = "<<INCLUDE_ANSIBLE_MODULE_JSON_ARGS>>"  # where Ansible, and we, put the probe's arguments
+PODMAN = "containers.podman.podman"
+CONNECT_TIMEOUT = 15
+PROBE_TIMEOUT = 300  # a live get per registry and consumer, each bounded by the probe
+
+
+@dataclass
+class Target:
+    """A host to probe and what it should have."""
+
+    name: str
+    connection: str = "local"  # local, podman or ssh
+    address: str = ""
+    port: int = 22
+    user: str | None = None
+    key_file: str | None = None
+    strict_host_keys: bool = True
+    python: str = "python3"
+    registries: list[str] = field(default_factory=list)
+    services: list[str] = field(default_factory=list)
+    users: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    host: str
+    findings: list[Finding] = field(default_factory=list)
+    unreachable: str | None = None  # why the probe could not run
+
+    @property
+    def passed(self) -> bool:
+        return self.unreachable is None and all(f.severity != "error" for f in self.findings)
+
+
+def probe_script(args: dict[str, Any]) -> str:
+    """The probe with its arguments embedded, exactly as Ansible ships it to a host."""
+    return PROBE.read_text().replace(MARKER, json.dumps(args), 1)
+
+
+def run_probe(target: Target) -> dict[str, Any]:
+    """The probe's facts from the target; raises OSError when the host cannot be reached."""
+    script = probe_script(probe_args(target.registries, target.services, target.users))
+    if target.connection == "ssh":
+        return json.loads(_over_ssh(target, script))  # type: ignore[no-any-return]
+    argv = [target.python, "-"]
+    if target.connection == "podman":
+        argv = ["podman", "exec", "-i", target.address or target.name, *argv]
+    try:
+        done = subprocess.run(argv, input=script, capture_output=True, text=True, timeout=PROBE_TIMEOUT, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise OSError(f"the probe did not finish in {PROBE_TIMEOUT}s") from exc
+    if done.returncode != 0:
+        raise OSError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}")
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+def _over_ssh(target: Target, script: str) -> str:
+    client = paramiko.SSHClient()
+    client.load_system_host_keys()
+    client.set_missing_host_key_policy(paramiko.RejectPolicy() if target.strict_host_keys else paramiko.AutoAddPolicy())
+    try:
+        client.connect(
+            target.address or target.name,
+            port=target.port,
+            username=target.user,
+            key_filename=target.key_file,
+            timeout=CONNECT_TIMEOUT,
+            banner_timeout=CONNECT_TIMEOUT,
+            auth_timeout=CONNECT_TIMEOUT,
+        )
+        # The probe acts as each consumer's user, so it runs as root (sudo without a password).
+        command = shlex.quote(target.python) + " -"
+        if target.user not in (None, "root"):
+            command = "sudo -n " + command
+        stdin, stdout, stderr = client.exec_command(command, timeout=PROBE_TIMEOUT)
+        stdin.write(script)
+        stdin.channel.shutdown_write()
+        output = stdout.read().decode()
+        if stdout.channel.recv_exit_status() != 0:
+            message = stderr.read().decode().strip()
+            raise OSError(message.splitlines()[-1] if message else "the probe failed")
+        return output
+    except (paramiko.SSHException, TimeoutError) as exc:
+        raise OSError(str(exc) or type(exc).__name__) from exc
+    finally:
+        client.close()
+
+
+def validate(target: Target) -> Report:
+    try:
+        facts = run_probe(target)
+    except (OSError, ValueError) as exc:
+        return Report(target.name, unreachable=str(exc) or type(exc).__name__)
+    return Report(target.name, judge(facts, target.registries))
+
+
+def validate_all(targets: Sequence[Target], progress: Callable[[Report], None] = lambda _: None) -> list[Report]:
+    """Probe every target in parallel; reports in the targets' order."""
+    with ThreadPoolExecutor(max_workers=max(1, min(16, len(targets)))) as pool:
+        futures = [pool.submit(validate, target) for target in targets]
+        for future in futures:
+            progress(future.result())
+        return [future.result() for future in futures]
+
+
+# -- what each host should have --------------------------------------------------------------
+
+
+def expected(variables: dict[str, Any], source: str) -> tuple[list[str], list[str], list[str]]:
+    """Registries, services and users from a host's variables, with the roles' defaults underneath."""
+    merged = {**yaml.safe_load(ROLE_DEFAULTS.read_text()), **variables}
+    rule = CredentialRule.build(
+        merged["docker_auth_config_registries"],
+        include_public=bool(merged["docker_auth_config_public"]),
+        force_creds_store=bool(merged["docker_auth_config_creds_store"]),
+        source=f"{source}: docker_auth_config_registries",
+    )
+    services = merged.get("ecrkit_services") or []
+    if not isinstance(services, list) or not all(isinstance(s, str) and s for s in services):
+        raise InputError(f"{source}: ecrkit_services", services, "a list of systemd unit names")
+    return list(rule.registries), services, list(merged["docker_auth_config_users"])
+
+
+def inventory_targets(inventory: str, patterns: Iterable[str]) -> list[Target]:
+    """The hosts of an Ansible inventory (all, or those named or in the groups named)."""
+    listing = subprocess.run(
+        [str(Path(sys.executable).with_name("ansible-inventory")), "-i", inventory, "--list"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if listing.returncode != 0:
+        raise InputError("-i", inventory, "an inventory that ansible-inventory can read: " + listing.stderr.strip())
+    data = json.loads(listing.stdout)
+    hostvars: dict[str, dict[str, Any]] = data.get("_meta", {}).get("hostvars", {})
+    wanted = list(patterns)
+    names = list(hostvars)
+    if wanted:
+        groups = {g: v.get("hosts", []) for g, v in data.items() if isinstance(v, dict)}
+        unknown = [p for p in wanted if p not in hostvars and p not in groups]
+        if unknown:
+            raise InputError("HOST", ", ".join(unknown), f"host or group names of {inventory}")
+        chosen = {h for p in wanted for h in ([p] if p in hostvars else _group_hosts(data, p))}
+        names = [n for n in names if n in chosen]
+    return [_inventory_target(name, hostvars[name]) for name in names]
+
+
+def _group_hosts(data: dict[str, Any], group: str) -> list[str]:
+    entry = data.get(group, {})
+    hosts = list(entry.get("hosts", []))
+    for child in entry.get("children", []):
+        hosts += _group_hosts(data, child)
+    return hosts
+
+
+def _inventory_target(name: str, variables: dict[str, Any]) -> Target:
+    registries, services, users = expected(variables, name)
+    connection = variables.get("ansible_connection", "ssh")
+    common = str(variables.get("ansible_ssh_common_args", "")) + " " + str(variables.get("ansible_ssh_extra_args", ""))
+    checking = os.environ.get("ANSIBLE_HOST_KEY_CHECKING", "true").lower() not in ("false", "0", "no")
+    return Target(
+        name=name,
+        connection={"local": "local", PODMAN: "podman", "podman": "podman"}.get(connection, "ssh"),
+        address=str(variables.get("ansible_host", name)),
+        port=int(variables.get("ansible_port", 22)),
+        user=variables.get("ansible_user"),
+        key_file=variables.get("ansible_ssh_private_key_file"),
+        strict_host_keys=checking and "StrictHostKeyChecking=no" not in common,
+        python=str(variables.get("ansible_python_interpreter", "python3")).replace("auto_silent", "python3"),
+        registries=registries,
+        services=services,
+        users=users,
+    )
+
+
+def ssh_target(spec: str) -> Target:
+    """`[user@]host[:port]`, reached with the SSH agent or default keys."""
+    user, _, rest = spec.rpartition("@")
+    host, _, port = rest.partition(":")
+    if not host or (port and not port.isdigit()):
+        raise InputError("HOST", spec, "[user@]host[:port]")
+    return Target(name=spec, connection="ssh", address=host, port=int(port or 22), user=user or None)
+
+
+def targets_from_arguments(
+    hosts: Sequence[str], inventory: str | None, registries: list[str], services: list[str], users: list[str]
+) -> list[Target]:
+    """The targets the command line names; its --registry/--service/--user replace the inventory's."""
+    targets = (
+        inventory_targets(inventory, hosts) if inventory else [ssh_target(h) for h in hosts] or [Target("localhost")]
+    )
+    rule = CredentialRule.build(registries, source="--registry") if registries else None
+    for target in targets:
+        if rule is not None:
+            target.registries = list(rule.registries)
+        target.services = services or target.services
+        target.users = users or target.users
+        if not (target.services or target.users):
+            target.users = [target.user or getpass.getuser()]
+    return targets
+
+
+def to_json(reports: Sequence[Report]) -> str:
+    return json.dumps(
+        {
+            "passed": all(r.passed for r in reports),
+            "hosts": [
+                {
+                    "host": r.host,
+                    "passed": r.passed,
+                    "unreachable": r.unreachable,
+                    "findings": [asdict(f) for f in r.findings],
+                }
+                for r in reports
+            ],
+        },
+        indent=2,
+    )
+
+
+SEVERITY_STYLE = {"ok": "[green]pass[/]", "warning": "[yellow]warn[/]", "error": "[bold red]FAIL[/]"}
+
+
+def report_table(reports: Sequence[Report]) -> Table:
+    """One row per check; the fix is shown where a check did not pass."""
+    passed = sum(r.passed for r in reports)
+    table = Table(title=f"ecrkit validate: {passed} of {len(reports)} hosts pass", show_lines=False)
+    for column in ("host", "consumer", "check", "result", "evidence", "fix"):
+        table.add_column(column, overflow="fold")
+    for report in reports:
+        if report.unreachable is not None:
+            table.add_row(report.host, "", "reachable", SEVERITY_STYLE["error"], escape(report.unreachable),
+                          "check the address, port, user and key in the inventory; the host needs python3")  # fmt: skip
+        for f in report.findings:
+            fix = "" if f.severity == "ok" else escape(f.fix)
+            table.add_row(report.host, f.subject, escape(f.check), SEVERITY_STYLE[f.severity], escape(f.evidence), fix)
+        table.add_section()
+    return table

@@ -1,0 +1,194 @@
+"""`ecrkit validate` and playbooks/validate.yml against a host provisioned by site.yml.
+
+The host is a systemd container reached over SSH (paramiko for the validator, OpenSSH for
+Ansible), with a stand-in gitlab-runner service and, emulated, what EC2 gives a host: keys
+for the stand-in's API in every login's and the service's environment. Each negative control
+breaks one thing, proves the validator names it, and puts it back.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ecrkit.standin import REGISTRY_HOST, TOKEN_PASSWORD, StandIn
+from ecrkit.testbed import Host, ansible_playbook, give_stand_in_role, remove_hosts, start_ssh_hosts, write_inventory
+from tests.conftest import run_ecrkit
+
+pytestmark = [pytest.mark.hosts, pytest.mark.standin]
+SERVICE = "gitlab-runner"
+VARIABLES = {
+    "ecr_credential_helper_install_method": "controller_file",
+    "ecr_credential_helper_src": "/usr/bin/docker-credential-ecr-login",
+    "docker_auth_config_registries": [REGISTRY_HOST],
+    "ecrkit_services": [SERVICE],
+}
+
+
+@pytest.fixture(scope="module")
+def host(stand_in: StandIn, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Host, Path]]:
+    """The provisioned host and an inventory that reaches it over SSH."""
+    work = tmp_path_factory.mktemp("validate")
+    key = work / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    hosts = start_ssh_hosts(
+        [f"ecrkit-pytest-validate-{os.getpid()}"], key.with_suffix(".pub"), 22101, stand_in.host_options()
+    )
+    try:
+        give_stand_in_role(hosts[0], stand_in, [SERVICE])
+        inventory = write_inventory(work / "hosts.yml", {"gitlab_runners": hosts}, VARIABLES, key)
+        result = ansible_playbook("-i", str(inventory), "site.yml")
+        assert result.returncode == 0, result.stdout[-3000:]
+        yield hosts[0], inventory
+    finally:
+        remove_hosts(hosts)
+
+
+def validate(inventory: Path, *args: str) -> tuple[int, dict[str, Any]]:
+    done = run_ecrkit("validate", "-i", str(inventory), "--json", *args)
+    assert done.returncode in (0, 1), done.stderr
+    return done.returncode, json.loads(done.stdout)
+
+
+def failures(report: dict[str, Any]) -> list[tuple[str, str, str]]:
+    return [
+        (f["subject"], f["check"], f["evidence"])
+        for h in report["hosts"]
+        for f in h["findings"]
+        if f["severity"] == "error"
+    ]
+
+
+def test_a_provisioned_host_passes_every_check_with_a_live_token(host: tuple[Host, Path]) -> None:
+    _, inventory = host
+    done = run_ecrkit("validate", "-i", str(inventory))
+    assert done.returncode == 0, done.stdout
+    assert "1 of 1 hosts pass" in done.stdout
+    code, report = validate(inventory)
+    assert code == 0 and report["passed"]
+    gets = [f for f in report["hosts"][0]["findings"] if f["check"] == "live get"]
+    assert [(g["subject"], g["severity"]) for g in gets] == [(f"service {SERVICE}", "ok"), ("user root", "ok")]
+    assert f"a secret of {len(TOKEN_PASSWORD)} characters" in gets[0]["evidence"]
+    # The token and the keys in the service's environment never leave the host.
+    assert TOKEN_PASSWORD not in done.stdout + json.dumps(report)
+    assert "stand-in-secret" not in done.stdout + json.dumps(report)
+
+
+def test_an_api_that_refuses_is_named_as_the_cause(host: tuple[Host, Path], stand_in: StandIn) -> None:
+    machine, inventory = host
+    machine.run("rm -rf /root/.ecr")  # else the helper falls back to its cached token
+    stand_in.refuse("AccessDeniedException")
+    try:
+        code, report = validate(inventory)
+    finally:
+        stand_in.refuse(None)
+    assert code == 1 and not report["passed"]
+    errors = [f for f in report["hosts"][0]["findings"] if f["severity"] == "error"]
+    assert {(f["subject"], f["check"]) for f in errors} == {
+        (f"service {SERVICE}", "live get"),
+        ("user root", "live get"),
+    }
+    assert all("AccessDeniedException" in f["evidence"] and "ecr:GetAuthorizationToken" in f["fix"] for f in errors)
+    # Working again, it passes; the refusals stay in the log as recent warnings.
+    code, report = validate(inventory)
+    assert code == 0
+    warnings = {f["check"] for f in report["hosts"][0]["findings"] if f["severity"] == "warning"}
+    assert warnings == {"helper log: access denied"}
+    machine.run("rm -rf /root/.ecr")
+
+
+def test_the_service_environment_is_what_is_judged(host: tuple[Host, Path]) -> None:
+    """A drop-in that hides the helper from the service's PATH fails only the service, and
+    only once the service runs with it; until then the validator asks for a restart."""
+    machine, inventory = host
+    dropin = f"/etc/systemd/system/{SERVICE}.service.d/test-path.conf"
+    machine.run(f"printf '[Service]\\nEnvironment=PATH=/usr/bin:/bin\\n' > {dropin} && systemctl daemon-reload")
+    try:
+        code, report = validate(inventory)
+        assert code == 0
+        stale = [f for f in report["hosts"][0]["findings"] if f["check"] == "environment current"]
+        assert [f["fix"] for f in stale] == [f"systemctl restart {SERVICE}"]
+        machine.run(f"systemctl restart {SERVICE}")
+        code, report = validate(inventory)
+        assert code == 1
+        assert failures(report) == [
+            (f"service {SERVICE}", "helper on PATH", "no docker-credential-ecr-login on PATH=/usr/bin:/bin")
+        ]
+    finally:
+        machine.run(f"rm -f {dropin} && systemctl daemon-reload && systemctl restart {SERVICE}")
+    assert validate(inventory)[0] == 0
+
+
+def test_creds_store_needs_a_region_in_the_service_environment(host: tuple[Host, Path]) -> None:
+    machine, inventory = host
+    before = machine.read("/root/.docker/config.json")
+    machine.run("""printf '{"credsStore": "ecr-login"}' > /root/.docker/config.json""")
+    dropin = f"/etc/systemd/system/{SERVICE}.service.d/test-region.conf"
+    try:
+        code, report = validate(inventory)
+        assert code == 1
+        assert [(s, c) for s, c, _ in failures(report)] == [(f"service {SERVICE}", "region for credsStore")]
+        machine.run(f"printf '[Service]\\nEnvironment=AWS_REGION=us-east-1\\n' > {dropin}")
+        machine.run(f"systemctl daemon-reload && systemctl restart {SERVICE}")
+        assert validate(inventory)[0] == 0
+    finally:
+        machine.run(f"rm -f {dropin} && systemctl daemon-reload && systemctl restart {SERVICE}")
+        machine.run(f"echo {base64.b64encode(before.encode()).decode()} | base64 -d > /root/.docker/config.json")
+
+
+def test_a_cache_directory_the_user_cannot_write_is_reported(host: tuple[Host, Path]) -> None:
+    """A user whose AWS_ECR_CACHE_DIR is root's 0700 directory: the pull works, but every pull
+    asks ECR for a token (bench/token_economy.py measures what that costs)."""
+    machine, inventory = host
+    machine.run("useradd -m builder && mkdir -p -m 0700 /var/lib/ecr-login")
+    machine.run("cp -r /root/.docker /home/builder/ && chown -R builder: /home/builder/.docker")
+    machine.run("echo AWS_ECR_CACHE_DIR=/var/lib/ecr-login >> /etc/environment")
+    try:
+        code, report = validate(inventory, "--user", "builder")
+        assert code == 1
+        [(subject, check, evidence)] = failures(report)
+        assert (subject, check) == ("user builder", "token cache")
+        assert "/var/lib/ecr-login is not writable by builder" in evidence
+        builder = {f["check"]: f["severity"] for f in report["hosts"][0]["findings"] if f["subject"] == "user builder"}
+        assert builder["live get"] == "ok"  # the pull itself works; only the cache is lost
+    finally:
+        machine.run("sed -i /AWS_ECR_CACHE_DIR/d /etc/environment && userdel -r builder")
+
+
+def test_the_playbook_runs_the_same_checks(host: tuple[Host, Path], stand_in: StandIn) -> None:
+    machine, inventory = host
+    result = ansible_playbook("-i", str(inventory), "playbooks/validate.yml")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert f"OK | service {SERVICE} | live get | {REGISTRY_HOST}: username AWS" in " ".join(result.stdout.split())
+    machine.run("rm -rf /root/.ecr")
+    stand_in.refuse("ThrottlingException")
+    try:
+        result = ansible_playbook("-i", str(inventory), "playbooks/validate.yml")
+    finally:
+        stand_in.refuse(None)
+        machine.run("rm -rf /root/.ecr")
+    assert result.returncode != 0
+    assert "failed=1" in result.stdout and "ThrottlingException" in result.stdout
+
+
+def test_an_unreachable_host_is_reported_and_the_others_are_still_judged(
+    host: tuple[Host, Path], tmp_path: Path
+) -> None:
+    _, inventory = host
+    hosts = json.loads(inventory.read_text())
+    group = hosts["all"]["children"]["gitlab_runners"]["hosts"]
+    group["gone"] = {**next(iter(group.values())), "ansible_port": 22199}  # nothing listens there
+    both = tmp_path / "both.yml"
+    both.write_text(json.dumps(hosts))
+    code, report = validate(both)
+    assert code == 1
+    by_host = {h["host"]: h for h in report["hosts"]}
+    assert by_host["gone"]["unreachable"] and not by_host["gone"]["passed"]
+    assert [h["passed"] for name, h in by_host.items() if name != "gone"] == [True]
