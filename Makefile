@@ -19,7 +19,8 @@ SCENARIOS := $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule
 STANDIN := .cache/standin
 
 help:
-	@echo "make run    provision local disposable hosts with ecrkit's roles and show the result"
+	@echo "make run    stand-in for ECR, local hosts provisioned by site.yml, a real pull and ecrkit validate on each"
+	@echo "            (KEEP=1 keeps the hosts and the stand-in up; make clean-hosts removes them)"
 	@echo "make test   install what is missing, then lint, pytest and every Molecule scenario"
 	@echo "make bench  converge benchmark (bench/README.md)"
 	@echo "make standin / make standin-down   start / stop the local stand-in for AWS and ECR"
@@ -65,7 +66,7 @@ test: deps venv image lint
 	$(MAKE) --no-print-directory molecule
 
 run: deps venv image
-	@python -m ecrkit.testbed
+	@python -m ecrkit.testbed $(if $(KEEP),--keep)
 
 bench: deps venv image
 	@python bench/converge.py

@@ -138,7 +138,7 @@ class StandIn:
         if not Path("/etc/docker").is_dir():
             raise RuntimeError("stand-in: /etc/docker is missing; install Debian's docker.io (make deps)")
         for address in (API_ADDRESS, REGISTRY_ADDRESS):
-            if _listening(address):
+            if listening(address):
                 raise RuntimeError(f"stand-in: {address}:443 is already in use (another stand-in? make standin-down)")
         self.state.mkdir(parents=True, exist_ok=True)
         self.state.chmod(0o755)  # hosts mount it: every user there must read the CA (the keys stay 0600)
@@ -269,7 +269,7 @@ def _mounted(pid: int) -> bool:
         return False
 
 
-def _listening(address: str) -> bool:
+def listening(address: str) -> bool:
     with socket.socket() as probe:
         probe.settimeout(1)
         return probe.connect_ex((address, 443)) == 0

@@ -6,13 +6,14 @@ by Ansible through podman (no SSH). `python -m ecrkit.testbed` is `make run`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,8 @@ from rich.table import Table
 
 from ecrkit.errors import FileFormatError
 from ecrkit.renderers.docker_config import parse
-from ecrkit.standin import StandIn
+from ecrkit.standin import API_HOST, REGISTRY_HOST, StandIn
+from ecrkit.validate import inventory_targets, report_table, validate_all
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_INVENTORY = ROOT / "inventory" / "local" / "hosts.yml"
@@ -217,8 +219,10 @@ def pull_result(host: Host, image: str, stand_in: StandIn) -> str:
     return "pulled" if done.returncode == 0 else f"refused: {done.stderr.strip().splitlines()[-1:]}"
 
 
-def summary(groups: dict[str, list[str]], image: str, stand_in: StandIn) -> Table:
+def summary(groups: dict[str, list[str]], image: str, stand_in: StandIn) -> tuple[Table, bool]:
+    """What each host got, and a real pull on each; True when every host pulled."""
     table = Table(title=f"What ecrkit set up on each host, and a real pull of {image}")
+    pulled = True
     for column in ("host", "group", "helper on PATH", "version", "/root/.docker/config.json", "docker pull"):
         table.add_column(column, overflow="fold")
     for group, names in groups.items():
@@ -227,33 +231,81 @@ def summary(groups: dict[str, list[str]], image: str, stand_in: StandIn) -> Tabl
             path = host.run("command -v docker-credential-ecr-login").stdout.strip() or "missing"
             version = host.run("docker-credential-ecr-login version").stdout.strip() or "-"
             config = helper_entries(host.run("cat /root/.docker/config.json").stdout)
-            table.add_row(name, group, path, version, config, pull_result(host, image, stand_in))
-    return table
+            pull = pull_result(host, image, stand_in)
+            pulled = pulled and pull == "pulled"
+            table.add_row(name, group, path, version, config, pull)
+    return table, pulled
 
 
-def run(destroy: bool = False) -> int:
-    """`make run`: the stand-in for ECR, local hosts provisioned with site.yml, a real pull on each."""
+class Steps:
+    """Say what `make run` is doing, and how long each step took."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done = total, 0
+
+    @contextlib.contextmanager
+    def step(self, what: str) -> Iterator[None]:
+        self.done += 1
+        print(f"[{self.done}/{self.total}] {what} ...", flush=True)
+        started = time.monotonic()
+        yield
+        print(f"[{self.done}/{self.total}] {what}: done in {time.monotonic() - started:.1f} s", flush=True)
+
+
+def destroy(names: Iterable[str], stand_in: StandIn) -> None:
+    remove_hosts(Host(name) for name in names)
+    stand_in.down()
+
+
+def run(keep: bool = False) -> int:
+    """`make run`: the stand-in for ECR, local hosts provisioned with site.yml, a real pull on
+    each, and the validator's report; then everything is torn down unless `keep`."""
     groups = inventory_groups(LOCAL_INVENTORY)
     names = [name for members in groups.values() for name in members]
+    targets = inventory_targets(str(LOCAL_INVENTORY), [])  # also what each host should have
     stand_in = StandIn(STAND_IN_STATE)
-    if destroy:
-        remove_hosts(Host(name) for name in names)
-        stand_in.down()
+    steps = Steps(6)
+    console = Console(width=max(Console().width, 160))
+    try:
+        with steps.step("starting the stand-in for AWS and ECR and pushing an image to it"):
+            stand_in.up()
+            image = stand_in.push_image("ecrkit/demo", "1")
+            print(f"    https://{API_HOST} and {REGISTRY_HOST} on loopback, in a private mount namespace")
+        with steps.step(f"starting hosts {', '.join(names)} (podman systemd containers)"):
+            hosts = start_hosts(names, reuse=True, options=stand_in.host_options())
+            services = {target.name: target.services for target in targets}
+            for host in hosts:  # what a site has besides ecrkit: an instance role, the services
+                give_stand_in_role(host, stand_in, services[host.name])
+            for host in (h for h in hosts if h.name in groups.get("workstations", [])):
+                host.run("mkdir -p /root/.aws && printf '[default]\\nregion = us-east-1\\n' > /root/.aws/config")
+        with steps.step("applying site.yml with --diff"):
+            result = ansible_playbook("-i", str(LOCAL_INVENTORY), "site.yml", "--diff", capture=False)
+            if result.returncode != 0:
+                return result.returncode
+        with steps.step(f"pulling {image} on every host through the helper"):
+            table, pulled = summary(groups, image, stand_in)
+            console.print(table)
+        with steps.step("validating every host (ecrkit validate -i inventory/local/hosts.yml)"):
+            reports = validate_all(targets)
+            console.print(report_table(reports))
+        passed = pulled and all(report.passed for report in reports)
+    finally:
+        with steps.step("keeping the hosts and the stand-in (make clean-hosts removes them)" if keep else
+                        "removing the hosts and stopping the stand-in (make run KEEP=1 keeps them)"):  # fmt: skip
+            if not keep:
+                destroy(names, stand_in)
+    print("every host pulled and passed validation" if passed else "FAILED: see the tables above", flush=True)
+    return 0 if passed else 1
+
+
+def main(argv: list[str]) -> int:
+    if "--destroy" in argv:
+        names = [name for members in inventory_groups(LOCAL_INVENTORY).values() for name in members]
+        destroy(names, StandIn(STAND_IN_STATE))
         print(f"removed {', '.join(names)} and stopped the stand-in")
         return 0
-    stand_in.up()
-    try:
-        image = stand_in.push_image("ecrkit/demo", "1")
-        print(f"stand-in for ECR up, serving {image}", flush=True)
-        start_hosts(names, reuse=True, options=stand_in.host_options())
-        print(f"hosts up: {', '.join(names)} (podman containers; `make clean-hosts` removes them)", flush=True)
-        result = ansible_playbook("-i", str(LOCAL_INVENTORY), "site.yml", "--diff", capture=False)
-        if result.returncode == 0:
-            Console(width=max(Console().width, 160)).print(summary(groups, image, stand_in))
-    finally:
-        stand_in.down()  # it holds 127.0.0.1:443; the hosts find the next one in the same directory
-    return result.returncode
+    return run(keep="--keep" in argv)
 
 
 if __name__ == "__main__":
-    sys.exit(run(destroy="--destroy" in sys.argv[1:]))
+    sys.exit(main(sys.argv[1:]))

@@ -157,6 +157,8 @@ def expected(variables: dict[str, Any], source: str) -> tuple[list[str], list[st
 
 def inventory_targets(inventory: str, patterns: Iterable[str]) -> list[Target]:
     """The hosts of an Ansible inventory (all, or those named or in the groups named)."""
+    if "," not in inventory and not Path(inventory).exists():  # "a,b," is Ansible's inline host list
+        raise InputError("-i", inventory, "an existing inventory file or directory, or a host list like 'a,b,'")
     listing = subprocess.run(
         [str(Path(sys.executable).with_name("ansible-inventory")), "-i", inventory, "--list"],
         capture_output=True,
@@ -176,6 +178,8 @@ def inventory_targets(inventory: str, patterns: Iterable[str]) -> list[Target]:
             raise InputError("HOST", ", ".join(unknown), f"host or group names of {inventory}")
         chosen = {h for p in wanted for h in ([p] if p in hostvars else _group_hosts(data, p))}
         names = [n for n in names if n in chosen]
+    if not names:
+        raise InputError("-i", inventory, "an inventory with at least one host")
     return [_inventory_target(name, hostvars[name]) for name in names]
 
 

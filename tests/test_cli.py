@@ -81,3 +81,27 @@ def test_fetch_from_s3_verifies_before_replacing(tmp_path: Path, aws_env: dict[s
     assert f"expected {'0' * 64}" in wrong.stderr
     assert dest.read_bytes() == payload
     assert sorted(p.name for p in tmp_path.iterdir()) == [dest.name]
+
+
+def test_validate_refuses_a_bad_registry_before_probing_anything() -> None:
+    done = run_ecrkit("validate", "--registry", "registry.example.com", "127.0.0.1:1")
+    assert done.returncode == 2
+    assert "'registry.example.com' is not accepted" in done.stderr and done.stdout == ""
+
+
+def test_validate_names_an_inventory_host_it_does_not_have(tmp_path: Path) -> None:
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(json.dumps({"all": {"hosts": {"known": {}}}}))
+    done = run_ecrkit("validate", "-i", str(inventory), "unknown")
+    assert done.returncode == 2 and "'unknown' is not accepted" in done.stderr
+    done = run_ecrkit("validate", "-i", str(tmp_path / "missing.yml"))
+    assert done.returncode == 2 and "missing.yml" in done.stderr
+
+
+def test_validate_reports_a_host_it_cannot_reach_and_exits_1() -> None:
+    done = run_ecrkit("validate", "--json", "root@127.0.0.1:1")  # nothing listens on port 1
+    assert done.returncode == 1
+    report = json.loads(done.stdout)
+    assert report["passed"] is False
+    [host] = report["hosts"]
+    assert host["host"] == "root@127.0.0.1:1" and host["unreachable"]

@@ -1,56 +1,67 @@
-"""`make run`'s job: the embedded default provisions every local host and proves a pull on each."""
+"""`make run`'s job: the embedded default provisions every local host, pulls on each, and
+validates them; with --keep everything stays up, --destroy (make clean-hosts) removes it."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
 import pytest
 
-from ecrkit.standin import REGISTRY_HOST, StandIn
-from ecrkit.testbed import LOCAL_INVENTORY, PODMAN_ENV, ROOT, STAND_IN_STATE, inventory_groups, summary
-
-DEMO_IMAGE = f"{REGISTRY_HOST}/ecrkit/demo:1"
+from ecrkit.standin import API_ADDRESS, listening
+from ecrkit.testbed import LOCAL_INVENTORY, PODMAN_ENV, ROOT, inventory_groups, podman
 
 pytestmark = pytest.mark.hosts
 
 
-def test_the_embedded_default_provisions_every_context() -> None:
+def testbed(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ecrkit.testbed", *args],
+        cwd=ROOT,
+        env=PODMAN_ENV,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def running(name: str) -> bool:
+    return podman("container", "exists", name, check=False).returncode == 0
+
+
+def row(output: str, host: str) -> str:
+    """The table row of a host, cells separated by single spaces."""
+    lines = [line for line in output.splitlines() if f"│ {host} " in line]
+    assert lines, host
+    return " ".join(lines[0].replace("│", " ").split())
+
+
+def test_the_embedded_default_provisions_pulls_and_validates_every_context() -> None:
     groups = inventory_groups(LOCAL_INVENTORY)
     assert set(groups) == {"gitlab_runners", "marathon_agents", "workstations"}
-    destroy = [sys.executable, "-m", "ecrkit.testbed", "--destroy"]
-    subprocess.run(destroy, cwd=ROOT, env=PODMAN_ENV, capture_output=True, check=False)  # start from fresh hosts
+    names = [name for members in groups.values() for name in members]
+    testbed("--destroy")  # start from fresh hosts
     try:
-        result = subprocess.run(
-            [sys.executable, "-m", "ecrkit.testbed"],
-            cwd=ROOT,
-            env=PODMAN_ENV,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        result = testbed("--keep")
         assert result.returncode == 0, result.stdout[-3000:]
-        assert "What ecrkit set up on each host" in result.stdout
-        stand_in = StandIn(STAND_IN_STATE)
-        stand_in.up()  # make run stops its stand-in when it is done; ask the hosts again
-        try:
-            table = summary(groups, DEMO_IMAGE, stand_in)
-        finally:
-            stand_in.down()
-        cells = {str(column.header): [str(cell) for cell in column.cells] for column in table.columns}
-        rows = dict(
-            zip(
-                cells["host"],
-                zip(cells["helper on PATH"], cells["/root/.docker/config.json"], cells["docker pull"], strict=True),
-                strict=True,
-            )
-        )
+        out = result.stdout
+        # Each step says what it does and how long it took.
+        assert len(re.findall(r"^\[\d/6\] .*: done in \d+\.\d s$", out, re.M)) == 6
         # The agent's helper sits where the Mesos agent's PATH finds it; the others in /usr/local/bin.
-        assert rows["ecrkit-agent"][0] == "/usr/bin/docker-credential-ecr-login"
-        assert rows["ecrkit-runner"][0] == "/usr/local/bin/docker-credential-ecr-login"
-        assert "123456789012.dkr.ecr.us-east-1.amazonaws.com -> ecr-login" in rows["ecrkit-runner"][1]
-        assert rows["ecrkit-workstation"][1] == "credsStore=ecr-login"
-        # Every host pulled a real image through the helper and the config the roles wrote.
-        assert {row[2] for row in rows.values()} == {"pulled"}
+        assert "ecrkit-agent marathon_agents /usr/bin/docker-credential-ecr-login" in row(out, "ecrkit-agent")
+        assert "/usr/local/bin/docker-credential-ecr-login" in row(out, "ecrkit-runner")
+        assert "credsStore=ecr-login" in row(out, "ecrkit-workstation")
+        # Every host pulled a real image through the helper and the config the roles wrote,
+        # and every check of the validator passed, for each host's service and root.
+        assert out.count(" pulled ") == 3 and "refused" not in out
+        assert "ecrkit validate: 3 of 3 hosts pass" in out and "FAIL" not in out
+        for host, service in (("ecrkit-runner", "gitlab-runner"), ("ecrkit-agent", "dcos-mesos-slave")):
+            assert re.search(rf"│ {host} +│ service {service} +│ live get +│ pass ", out), host
+        assert out.rstrip().endswith("every host pulled and passed validation")
+        # --keep kept the hosts and the stand-in for exploring.
+        assert all(running(name) for name in names) and listening(API_ADDRESS)
     finally:
-        subprocess.run(destroy, cwd=ROOT, env=PODMAN_ENV, capture_output=True, check=False)
+        destroyed = testbed("--destroy")
+    assert destroyed.returncode == 0
+    assert not any(running(name) for name in names) and not listening(API_ADDRESS)

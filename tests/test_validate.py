@@ -24,7 +24,7 @@ from tests.conftest import run_ecrkit
 
 pytestmark = [pytest.mark.hosts, pytest.mark.standin]
 SERVICE = "gitlab-runner"
-VARIABLES = {
+VARIABLES: dict[str, object] = {
     "ecr_credential_helper_install_method": "controller_file",
     "ecr_credential_helper_src": "/usr/bin/docker-credential-ecr-login",
     "docker_auth_config_registries": [REGISTRY_HOST],
