@@ -166,6 +166,7 @@ def _consumer(facts: dict[str, Any], expected: list[str], now: float | None) -> 
         *_restart(facts, env),
         *_cache(facts),
         *_gets(facts),
+        *_list(facts),
     ]
     named = {f.fix for f in findings if f.severity == "error"}  # a failing live get has named these
     since = now - RECENT if now is not None else None
@@ -393,3 +394,22 @@ def _gets(facts: dict[str, Any]) -> list[Finding]:
                 )
             )
     return findings
+
+
+def _list(facts: dict[str, Any]) -> list[Finding]:
+    """credsStore makes callers such as GitLab Runner use `list`. It asks ECR for the default
+    registry's token and returns what the cache holds, so a list that names registries can
+    still have failed to renew them: its own log lines tell. (It primes ECR Public too; a host
+    that cannot reach that has no problem with its private registries.)"""
+    if "list" not in facts:
+        return []
+    listed = facts["list"].get("registries")
+    private_lines = [line for line in facts["list"]["log"].splitlines() if "public registry" not in line]
+    causes = diagnose_helper_log("\n".join(private_lines))
+    if facts["list"]["rc"] == 0 and listed and not causes:
+        return [Finding("live list", "ok", ", ".join(f"{url}: {user}" for url, user in listed.items()))]
+    severity: Severity = "error" if facts["kind"] == "service" else "warning"  # `docker pull` never lists
+    said = f"lists {len(listed)} registries" if isinstance(listed, dict) else facts["list"].get("said") or "no answer"
+    if not causes:
+        return [Finding("live list", severity, said, f"read {facts['log']['path']} on the host")]
+    return [Finding("live list", severity, f"{said}; the log: {cause.evidence}", cause.fix) for cause in causes]

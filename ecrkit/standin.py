@@ -17,6 +17,7 @@ are mapped to loopback in a private mount namespace: the machine's /etc/hosts an
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -33,11 +34,13 @@ from typing import Any
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 API_HOST = f"api.ecr.{REGION}.amazonaws.com"
+PUBLIC_API_HOST = "api.ecr-public.us-east-1.amazonaws.com"  # the helper's `list` and public.ecr.aws ask it
 REGISTRY_HOST = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
 API_ADDRESS, REGISTRY_ADDRESS = "127.0.0.1", "127.0.0.2"
 TOKEN_PASSWORD = f"{ACCOUNT}-auth-token"  # what moto's GetAuthorizationToken encodes
 TOKEN_LIFETIME = 12 * 3600
 GET_TOKEN = "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken"
+GET_PUBLIC_TOKEN = "SpencerFrontendService.GetAuthorizationToken"  # ECR Public, which moto lacks
 Refusal = str  # an AWS error code such as AccessDeniedException or ThrottlingException
 HOST_MOUNT = "/run/ecrkit-standin"  # where a test host sees the state directory (socket, CA)
 
@@ -86,6 +89,7 @@ class StandIn:
         return [
             "--network=host",
             f"--add-host={API_HOST}:{API_ADDRESS}",
+            f"--add-host={PUBLIC_API_HOST}:{API_ADDRESS}",
             f"--volume={self.state}:{HOST_MOUNT}",
             "--volume=/usr/bin/docker:/usr/bin/docker:ro",  # the CLI only; the daemon is the stand-in's
         ]
@@ -203,10 +207,9 @@ class StandIn:
         import bcrypt  # noqa: PLC0415 - paramiko's dependency, needed only when a stand-in starts
 
         state = self.state
-        if not self.ca.exists():
-            _make_certificates(state)
+        _make_certificates(state)
         (state / "hosts").write_text(
-            f"127.0.0.1 localhost\n{API_ADDRESS} {API_HOST}\n{REGISTRY_ADDRESS} {REGISTRY_HOST}\n"
+            f"127.0.0.1 localhost\n{API_ADDRESS} {API_HOST} {PUBLIC_API_HOST}\n{REGISTRY_ADDRESS} {REGISTRY_HOST}\n"
         )
         certs = state / "docker-etc" / "certs.d" / REGISTRY_HOST
         certs.mkdir(parents=True, exist_ok=True)
@@ -230,11 +233,15 @@ class StandIn:
 
 
 def _make_certificates(state: Path) -> None:
-    """A throwaway CA and one server certificate for both ECR names (openssl, as on any host)."""
-    (state / "san.cnf").write_text(
-        f"subjectAltName=DNS:{API_HOST},DNS:{REGISTRY_HOST}\nbasicConstraints=CA:FALSE\n"
+    """A throwaway CA and one server certificate for the ECR names (openssl, as on any host);
+    kept while they name the same hosts."""
+    san = (
+        f"subjectAltName=DNS:{API_HOST},DNS:{PUBLIC_API_HOST},DNS:{REGISTRY_HOST}\nbasicConstraints=CA:FALSE\n"
         "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
     )
+    if (state / "ca.crt").exists() and (state / "san.cnf").exists() and (state / "san.cnf").read_text() == san:
+        return
+    (state / "san.cnf").write_text(san)
     commands = [
         "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 3 -subj '/CN=ecrkit stand-in CA'",
         "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj '/CN=ecrkit stand-in'",
@@ -293,16 +300,24 @@ def api_app(state: Path) -> Callable[..., Iterable[bytes]]:
     moto = DomainDispatcherApplication(create_backend_app)
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ.get("HTTP_X_AMZ_TARGET") != GET_TOKEN:
+        target = environ.get("HTTP_X_AMZ_TARGET")
+        if target not in (GET_TOKEN, GET_PUBLIC_TOKEN):
             return moto(environ, start_response)  # type: ignore[no-any-return]
-        with open(state / "token-requests", "a") as counter:
+        counter_file = "token-requests" if target == GET_TOKEN else "public-token-requests"
+        with open(state / counter_file, "a") as counter:
             counter.write(f"{time.time()}\n")
         refusal = state / "refuse"
+        json_type = [("Content-Type", "application/x-amz-json-1.1")]
         if refusal.exists():
             code = refusal.read_text().strip()
             body = json.dumps({"__type": code, "message": f"the stand-in refuses: {code}"}).encode()
-            start_response("400 Bad Request", [("Content-Type", "application/x-amz-json-1.1")])
+            start_response("400 Bad Request", json_type)
             return [body]
+        if target == GET_PUBLIC_TOKEN:
+            token = base64.b64encode(f"AWS:{TOKEN_PASSWORD}".encode()).decode()
+            data = {"authorizationData": {"authorizationToken": token, "expiresAt": time.time() + TOKEN_LIFETIME}}
+            start_response("200 OK", json_type)
+            return [json.dumps(data).encode()]
         captured: dict[str, Any] = {}
 
         def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:

@@ -315,15 +315,26 @@ def consumer(spec: dict[str, str], registries: list[str]) -> dict[str, Any]:
         helpers = facts["config"].get("cred_helpers") or {}
         registries = [host for host, helper in helpers.items() if helper == "ecr-login"]
     facts["gets"] = [live_get(found, registry, entry, env, log_path) for registry in registries] if found else []
+    if found and facts["config"].get("creds_store") == "ecr-login":
+        facts["list"] = live_list(found, entry, env, log_path)
     return facts
+
+
+def live_list(helper: str, entry: dict[str, Any], env: dict[str, str], log: str) -> dict[str, object]:
+    """`list` as the consumer runs it (what GitLab Runner calls for credsStore): registries and usernames."""
+    before = os.stat(log).st_size if os.path.exists(log) else 0
+    done = as_user([helper, "list"], entry, env)
+    result: dict[str, object] = {"rc": done["rc"], "log": read_text(log, start=before, limit=LOG_TAIL) or ""}
+    try:
+        result["registries"] = json.loads(str(done["stdout"]))
+    except ValueError:
+        result["said"] = (str(done["stderr"]).strip() or str(done["stdout"]).strip())[:500]
+    return result
 
 
 def live_get(helper: str, registry: str, entry: dict[str, Any], env: dict[str, str], log: str) -> dict[str, object]:
     """`get` as the consumer runs it; the secret is reduced to its length, the log to this call's lines."""
-    try:
-        before = os.stat(log).st_size
-    except OSError:
-        before = 0
+    before = os.stat(log).st_size if os.path.exists(log) else 0
     done = as_user([helper, "get"], entry, env, stdin=registry)
     result: dict[str, object] = {"registry": registry, "rc": done["rc"]}
     if done["rc"] != 0:  # what it said instead of credentials (it prints its error on stdout)

@@ -166,3 +166,36 @@ def test_old_log_errors_are_left_out_and_recent_ones_are_warnings() -> None:
     assert findings_for(lambda c: c["log"].update(tail=line.format(old)))["warning"] == []
     warnings = findings_for(lambda c: c["log"].update(tail=line.format(recent)))["warning"]
     assert [w.check for w in warnings] == ["helper log: not an ECR hostname"]
+
+
+NO_REGION = (
+    'time="t" level=debug msg="couldn\'t get authorization token for default registry" error="ecr: Failed to get '
+    'authorization token: failed to resolve service endpoint, an AWS region is required, but was not found"\n'
+)
+PUBLIC_UNREACHABLE = (
+    'time="t" level=debug msg="couldn\'t get authorization token for public registry" error="ecr: request send '
+    'failed, dial tcp: lookup api.ecr-public.us-east-1.amazonaws.com: no such host"\n'
+)
+
+
+def listing(log: str, registries: dict[str, str] | None) -> Callable[[dict[str, Any]], None]:
+    def change(c: dict[str, Any]) -> None:
+        c["config"]["creds_store"] = "ecr-login"
+        c["env"]["values"]["AWS_REGION"] = "us-east-1"
+        c["list"] = {"rc": 0, "log": log, "registries": registries}
+
+    return change
+
+
+def test_a_list_that_names_registries_passes() -> None:
+    result = findings_for(listing("", {f"https://{REGISTRY}": "AWS"}))
+    assert result["error"] == [] and f"https://{REGISTRY}: AWS" in [f.evidence for f in result["ok"]]
+
+
+def test_a_list_served_from_the_cache_while_renewal_fails_is_an_error() -> None:
+    error = only_error(listing(NO_REGION, {f"https://{REGISTRY}": "AWS"}))
+    assert error.check == "live list" and "lists 1 registries" in error.evidence and "AWS_REGION" in error.fix
+
+
+def test_ecr_public_failing_in_a_list_does_not_fail_private_registries() -> None:
+    assert findings_for(listing(PUBLIC_UNREACHABLE, {f"https://{REGISTRY}": "AWS"}))["error"] == []
