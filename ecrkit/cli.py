@@ -69,7 +69,7 @@ def _validate(args: argparse.Namespace) -> int:
     if args.json:
         print(validate.to_json(reports))
     else:
-        Console(width=max(Console().width, 160)).print(validate.report_table(reports))
+        Console().print(validate.report_table(reports))
     return EXIT_OK if all(r.passed for r in reports) else EXIT_FAILED
 
 

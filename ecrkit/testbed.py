@@ -265,7 +265,7 @@ def run(keep: bool = False) -> int:
     targets = inventory_targets(str(LOCAL_INVENTORY), [])  # also what each host should have
     stand_in = StandIn(STAND_IN_STATE)
     steps = Steps(6)
-    console = Console(width=max(Console().width, 160))
+    console = Console()
     try:
         with steps.step("starting the stand-in for AWS and ECR and pushing an image to it"):
             stand_in.up()

@@ -114,6 +114,8 @@ def _over_ssh(target: Target, script: str) -> str:
             message = stderr.read().decode().strip()
             raise OSError(message.splitlines()[-1] if message else "the probe failed")
         return output
+    except paramiko.ssh_exception.NoValidConnectionsError as exc:
+        raise OSError(f"cannot connect to {target.address or target.name} port {target.port}") from exc
     except (paramiko.SSHException, TimeoutError) as exc:
         raise OSError(str(exc) or type(exc).__name__) from exc
     finally:
@@ -260,17 +262,18 @@ SEVERITY_STYLE = {"ok": "[green]pass[/]", "warning": "[yellow]warn[/]", "error":
 
 
 def report_table(reports: Sequence[Report]) -> Table:
-    """One row per check; the fix is shown where a check did not pass."""
+    """One row per check; where a check did not pass, its fix follows the evidence."""
     passed = sum(r.passed for r in reports)
-    table = Table(title=f"ecrkit validate: {passed} of {len(reports)} hosts pass", show_lines=False)
-    for column in ("host", "consumer", "check", "result", "evidence", "fix"):
+    table = Table(title=f"ecrkit validate: {passed} of {len(reports)} hosts pass")
+    for column in ("host", "consumer", "check", "result", "evidence (and the fix)"):
         table.add_column(column, overflow="fold")
+    fix_hint = "check the address, port, user and key; the host needs python3, and sudo for a user other than root"
     for report in reports:
         if report.unreachable is not None:
-            table.add_row(report.host, "", "reachable", SEVERITY_STYLE["error"], escape(report.unreachable),
-                          "check the address, port, user and key in the inventory; the host needs python3")  # fmt: skip
+            evidence = f"{escape(report.unreachable)}\n[bold]fix:[/] {fix_hint}"
+            table.add_row(report.host, "", "reachable", SEVERITY_STYLE["error"], evidence)
         for f in report.findings:
-            fix = "" if f.severity == "ok" else escape(f.fix)
-            table.add_row(report.host, f.subject, escape(f.check), SEVERITY_STYLE[f.severity], escape(f.evidence), fix)
+            evidence = escape(f.evidence) + ("" if f.severity == "ok" else f"\n[bold]fix:[/] {escape(f.fix)}")
+            table.add_row(report.host, f.subject, escape(f.check), SEVERITY_STYLE[f.severity], evidence)
         table.add_section()
     return table
