@@ -168,7 +168,7 @@ def _consumer(facts: dict[str, Any], expected: list[str], now: float | None) -> 
         *_gets(facts),
         *_list(facts),
     ]
-    named = {f.fix for f in findings if f.severity == "error"}  # a failing live get has named these
+    named = {f.fix for f in findings if f.severity != "ok"}  # a failing live get or list named these
     since = now - RECENT if now is not None else None
     for finding in diagnose_helper_log(facts["log"].get("tail") or "", since=since):
         if finding.fix not in named:

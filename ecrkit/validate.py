@@ -272,8 +272,11 @@ def report_table(reports: Sequence[Report]) -> Table:
         if report.unreachable is not None:
             evidence = f"{escape(report.unreachable)}\n[bold]fix:[/] {fix_hint}"
             table.add_row(report.host, "", "reachable", SEVERITY_STYLE["error"], evidence)
+        shown = ("", "")
         for f in report.findings:
             evidence = escape(f.evidence) + ("" if f.severity == "ok" else f"\n[bold]fix:[/] {escape(f.fix)}")
-            table.add_row(report.host, f.subject, escape(f.check), SEVERITY_STYLE[f.severity], evidence)
+            host, subject = (report.host, f.subject) if shown != (report.host, f.subject) else ("", "")
+            shown = (report.host, f.subject)
+            table.add_row(host, subject, escape(f.check), SEVERITY_STYLE[f.severity], evidence)
         table.add_section()
     return table

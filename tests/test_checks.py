@@ -130,6 +130,26 @@ def test_a_cache_others_can_read_is_an_error() -> None:
     assert "others can read live registry tokens" in error.evidence
 
 
+def test_a_disabled_cache_is_a_warning() -> None:
+    warnings = findings_for(lambda c: c["cache"].update(disabled=True))["warning"]
+    assert [w.check for w in warnings] == ["token cache"] and "AWS_ECR_DISABLE_CACHE" in warnings[0].evidence
+
+
+def test_stored_credentials_readable_by_others_are_a_warning() -> None:
+    def readable(c: dict[str, Any]) -> None:
+        c["config"]["state"]["mode"] = "0644"
+        c["config"]["auths"] = ["registry.example.com"]
+
+    warnings = findings_for(readable)["warning"]
+    assert [w.check for w in warnings] == ["config.json"] and "registry.example.com" in warnings[0].evidence
+    assert findings_for(lambda c: c["config"]["state"].update(mode="0644"))["warning"] == []  # nothing stored
+
+
+def test_a_helper_that_does_not_run_is_an_error() -> None:
+    error = only_error(lambda c: c["helper"]["version"].update(rc=126, stderr="cannot execute binary file"))
+    assert error.check == "helper runs" and "cannot execute binary file" in error.evidence
+
+
 def test_a_running_service_with_an_old_environment_needs_a_restart() -> None:
     warnings = findings_for(lambda c: c["unit_env"]["values"].update(AWS_REGION="us-east-1"))["warning"]
     assert [w.check for w in warnings] == ["environment current"]

@@ -105,3 +105,14 @@ def test_validate_reports_a_host_it_cannot_reach_and_exits_1() -> None:
     assert report["passed"] is False
     [host] = report["hosts"]
     assert host["host"] == "root@127.0.0.1:1" and host["unreachable"]
+
+
+def test_validate_probes_the_local_host_by_default() -> None:
+    """`nobody` has no config.json; with no registry to ask for, the helper calls no API."""
+    done = run_ecrkit("validate", "--user", "nobody", "--json")
+    assert done.returncode == 1
+    [host] = json.loads(done.stdout)["hosts"]
+    assert host["host"] == "localhost" and host["unreachable"] is None
+    results = {f["check"]: (f["subject"], f["severity"]) for f in host["findings"]}
+    assert results["helper runs"] == ("user nobody", "ok")
+    assert results["config.json"] == ("user nobody", "error")

@@ -3,6 +3,7 @@ validates them; with --keep everything stays up, --destroy (make clean-hosts) re
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import pytest
 
 from ecrkit.standin import API_ADDRESS, listening
 from ecrkit.testbed import LOCAL_INVENTORY, PODMAN_ENV, ROOT, inventory_groups, podman
+from tests.conftest import run_ecrkit
 
 pytestmark = pytest.mark.hosts
 
@@ -56,11 +58,21 @@ def test_the_embedded_default_provisions_pulls_and_validates_every_context() -> 
         # and every check of the validator passed, for each host's service and root.
         assert out.count(" pulled ") == 3 and "refused" not in out
         assert "ecrkit validate: 3 of 3 hosts pass" in out and "FAIL" not in out
-        for host, service in (("ecrkit-runner", "gitlab-runner"), ("ecrkit-agent", "dcos-mesos-slave")):
-            assert re.search(rf"│ {host} +│ service {service} +│ live get +│ pass ", out), host
         assert out.rstrip().endswith("every host pulled and passed validation")
-        # --keep kept the hosts and the stand-in for exploring.
+        # --keep kept the hosts and the stand-in for exploring: the validator still reaches them,
+        # and a live token came to each host's service and root (to the workstation's by `list`).
         assert all(running(name) for name in names) and listening(API_ADDRESS)
+        report = json.loads(run_ecrkit("validate", "-i", str(LOCAL_INVENTORY), "--json").stdout)
+        live = {
+            (h["host"], f["subject"]) for h in report["hosts"] for f in h["findings"] if f["check"].startswith("live")
+        }
+        assert report["passed"] and live == {
+            ("ecrkit-runner", "service gitlab-runner"),
+            ("ecrkit-runner", "user root"),
+            ("ecrkit-agent", "service dcos-mesos-slave"),
+            ("ecrkit-agent", "user root"),
+            ("ecrkit-workstation", "user root"),
+        }
     finally:
         destroyed = testbed("--destroy")
     assert destroyed.returncode == 0

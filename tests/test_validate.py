@@ -109,7 +109,11 @@ def test_the_service_environment_is_what_is_judged(host: tuple[Host, Path]) -> N
     only once the service runs with it; until then the validator asks for a restart."""
     machine, inventory = host
     dropin = f"/etc/systemd/system/{SERVICE}.service.d/test-path.conf"
-    machine.run(f"printf '[Service]\\nEnvironment=PATH=/usr/bin:/bin\\n' > {dropin} && systemctl daemon-reload")
+    machine.run("mkdir -p /opt/ecr && cp /usr/local/bin/docker-credential-ecr-login /opt/ecr/ecr-login-linux-amd64")
+    machine.run("ln -sf /opt/ecr/ecr-login-linux-amd64 /opt/ecr/docker-credential-ecr-login-linux-amd64")
+    machine.run(
+        f"printf '[Service]\\nEnvironment=PATH=/usr/bin:/bin:/opt/ecr\\n' > {dropin} && systemctl daemon-reload"
+    )
     try:
         code, report = validate(inventory)
         assert code == 0
@@ -119,10 +123,15 @@ def test_the_service_environment_is_what_is_judged(host: tuple[Host, Path]) -> N
         code, report = validate(inventory)
         assert code == 1
         assert failures(report) == [
-            (f"service {SERVICE}", "helper on PATH", "no docker-credential-ecr-login on PATH=/usr/bin:/bin")
+            (
+                f"service {SERVICE}",
+                "helper on PATH",
+                "no docker-credential-ecr-login on PATH=/usr/bin:/bin:/opt/ecr, "
+                "but /opt/ecr/docker-credential-ecr-login-linux-amd64",
+            )
         ]
     finally:
-        machine.run(f"rm -f {dropin} && systemctl daemon-reload && systemctl restart {SERVICE}")
+        machine.run(f"rm -rf {dropin} /opt/ecr && systemctl daemon-reload && systemctl restart {SERVICE}")
     assert validate(inventory)[0] == 0
 
 
@@ -180,6 +189,26 @@ def test_the_playbook_runs_the_same_checks(host: tuple[Host, Path], stand_in: St
         machine.run("rm -rf /root/.ecr")
     assert result.returncode != 0
     assert "failed=1" in result.stdout and "ThrottlingException" in result.stdout
+
+
+def test_a_user_other_than_root_probes_through_sudo(host: tuple[Host, Path], tmp_path: Path) -> None:
+    machine, inventory = host
+    machine.run("useradd -m deploy && install -d -o deploy -m 0700 /home/deploy/.ssh")
+    machine.run("cp /root/.ssh/authorized_keys /home/deploy/.ssh/ && chown deploy /home/deploy/.ssh/authorized_keys")
+    machine.run("echo 'deploy ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/deploy")
+    hosts = json.loads(inventory.read_text())
+    for variables in hosts["all"]["children"]["gitlab_runners"]["hosts"].values():
+        variables["ansible_user"] = "deploy"
+    as_deploy = tmp_path / "deploy.yml"
+    as_deploy.write_text(json.dumps(hosts))
+    try:
+        code, report = validate(as_deploy)
+        assert code == 0, failures(report)
+        machine.run("rm /etc/sudoers.d/deploy")  # without sudo the probe cannot act as root
+        code, report = validate(as_deploy)
+        assert code == 1 and "password is required" in report["hosts"][0]["unreachable"]
+    finally:
+        machine.run("rm -f /etc/sudoers.d/deploy; userdel -r deploy")
 
 
 def test_an_unreachable_host_is_reported_and_the_others_are_still_judged(
