@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from rich.console import Console
 from rich.progress import Progress
 
-from ecrkit import __version__, aws, validate
+from ecrkit import __version__, aws, files, validate
 from ecrkit.errors import EcrkitError, FileFormatError, InputError
-from ecrkit.renderers import docker_config
-from ecrkit.settings import CredentialRule
+from ecrkit.renderers import docker_config, runner_config
+from ecrkit.settings import CredentialRule, validate_absolute_path
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -55,6 +55,34 @@ def _render_docker_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _render_runner_config(args: argparse.Namespace) -> int:
+    try:
+        with open(args.config, encoding="utf-8") as handle:
+            existing = handle.read()
+    except OSError as exc:
+        raise InputError("--config", args.config, f"a readable config.toml ({exc.strerror})") from None
+    settings = runner_config.RunnerSettings(
+        _rule(args),
+        runners=tuple(args.runner),
+        docker_volumes=args.docker_volumes,
+        helper_path=validate_absolute_path(args.helper_path, "--helper-path"),
+        machine_options=runner_config.machine_options(
+            args.instance_profile, args.userdata, args.hop_limit, source="--machine options"
+        ),
+    )
+    merged = runner_config.merge(existing, settings, path=args.config)
+    for typo in merged.typos:
+        print(f"ecrkit: warning: {typo}", file=sys.stderr)
+    if not args.in_place:
+        sys.stdout.write(merged.text)
+    elif merged.text is existing:
+        print(f"{args.config}: unchanged", file=sys.stderr)
+    else:
+        files.write_atomic(args.config, merged.text, mode=0o600)
+        print(f"{args.config}: updated", file=sys.stderr)
+    return EXIT_OK
+
+
 def _fetch(args: argparse.Namespace) -> int:
     changed = aws.download_verified(args.source, args.sha256, args.output)
     print(f"{args.output}: {'downloaded and verified' if changed else 'already present with this sha256'}")
@@ -89,6 +117,36 @@ def build_parser() -> argparse.ArgumentParser:
     _add_rule_arguments(docker)
     docker.add_argument("--merge", metavar="PATH", help="existing config.json to merge into (read only)")
     docker.set_defaults(handler=_render_docker_config)
+
+    runner = kinds.add_parser(
+        "runner-config",
+        help="GitLab Runner's config.toml with ecrkit's keys merged in",
+        description="Print config.toml with DOCKER_AUTH_CONFIG (and, for docker+machine runners, the amazonec2 "
+        "MachineOptions) merged in as TOML: tokens, comments and unknown keys are kept. The file is modified only "
+        "with --in-place (atomically, mode 0600).",
+    )
+    _add_rule_arguments(runner)
+    runner.add_argument("--config", required=True, metavar="PATH", help="the runner's config.toml")
+    runner.add_argument(
+        "--runner", action="append", default=[], metavar="NAME", help="runner to manage (repeatable; default all)"
+    )
+    runner.add_argument("--in-place", action="store_true", help="write the file instead of printing it")
+    runner.add_argument(
+        "--docker-volumes", action="store_true", help="mount the Docker socket, /root/.docker and the helper into jobs"
+    )
+    runner.add_argument(
+        "--helper-path", default="/usr/local/bin/docker-credential-ecr-login", help="the helper's path on job hosts"
+    )
+    runner.add_argument(
+        "--instance-profile", default="", metavar="NAME", help="amazonec2-iam-instance-profile for job hosts"
+    )
+    runner.add_argument(
+        "--userdata", default="", metavar="PATH", help="amazonec2-userdata: the userdata file on the manager"
+    )
+    runner.add_argument(
+        "--hop-limit", type=int, default=2, help="IMDSv2 hop limit for job hosts (2 lets job containers reach the role)"
+    )
+    runner.set_defaults(handler=_render_runner_config)
 
     fetch = commands.add_parser(
         "fetch", help="download s3://BUCKET/KEY to a file, replacing it only if the sha256 matches"

@@ -223,8 +223,10 @@ def summary(groups: dict[str, list[str]], image: str, stand_in: StandIn) -> tupl
     """What each host got, and a real pull on each; True when every host pulled."""
     table = Table(title=f"What ecrkit set up on each host, and a real pull of {image}")
     pulled = True
-    for column in ("host", "group", "helper on PATH", "version", "/root/.docker/config.json", "docker pull"):
-        table.add_column(column, overflow="fold")
+    for column in ("host", "group", "helper on PATH", "version"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("/root/.docker/config.json", overflow="fold", ratio=1)
+    table.add_column("docker pull", overflow="fold")
     for group, names in groups.items():
         for name in names:
             host = Host(name)

@@ -15,7 +15,7 @@ import shlex
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,7 +134,7 @@ def validate_all(targets: Sequence[Target], progress: Callable[[Report], None] =
     """Probe every target in parallel; reports in the targets' order."""
     with ThreadPoolExecutor(max_workers=max(1, min(16, len(targets)))) as pool:
         futures = [pool.submit(validate, target) for target in targets]
-        for future in futures:
+        for future in as_completed(futures):
             progress(future.result())
         return [future.result() for future in futures]
 
@@ -198,6 +198,7 @@ def _inventory_target(name: str, variables: dict[str, Any]) -> Target:
     connection = variables.get("ansible_connection", "ssh")
     common = str(variables.get("ansible_ssh_common_args", "")) + " " + str(variables.get("ansible_ssh_extra_args", ""))
     checking = os.environ.get("ANSIBLE_HOST_KEY_CHECKING", "true").lower() not in ("false", "0", "no")
+    interpreter = str(variables.get("ansible_python_interpreter", ""))
     return Target(
         name=name,
         connection={"local": "local", PODMAN: "podman", "podman": "podman"}.get(connection, "ssh"),
@@ -206,7 +207,7 @@ def _inventory_target(name: str, variables: dict[str, Any]) -> Target:
         user=variables.get("ansible_user"),
         key_file=variables.get("ansible_ssh_private_key_file"),
         strict_host_keys=checking and "StrictHostKeyChecking=no" not in common,
-        python=str(variables.get("ansible_python_interpreter", "python3")).replace("auto_silent", "python3"),
+        python=interpreter if interpreter.startswith("/") else "python3",  # not Ansible's "auto" modes
         registries=registries,
         services=services,
         users=users,
@@ -265,8 +266,9 @@ def report_table(reports: Sequence[Report]) -> Table:
     """One row per check; where a check did not pass, its fix follows the evidence."""
     passed = sum(r.passed for r in reports)
     table = Table(title=f"ecrkit validate: {passed} of {len(reports)} hosts pass")
-    for column in ("host", "consumer", "check", "result", "evidence (and the fix)"):
-        table.add_column(column, overflow="fold")
+    for column in ("host", "consumer", "check", "result"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("evidence (and the fix)", overflow="fold", ratio=1)  # takes the width the others leave
     fix_hint = "check the address, port, user and key; the host needs python3, and sudo for a user other than root"
     for report in reports:
         if report.unreachable is not None:

@@ -17,7 +17,7 @@ from tests.conftest import run_ecrkit
 pytestmark = pytest.mark.hosts
 
 
-def testbed(*args: str) -> subprocess.CompletedProcess[str]:
+def make_run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "ecrkit.testbed", *args],
         cwd=ROOT,
@@ -43,9 +43,9 @@ def test_the_embedded_default_provisions_pulls_and_validates_every_context() -> 
     groups = inventory_groups(LOCAL_INVENTORY)
     assert set(groups) == {"gitlab_runners", "marathon_agents", "workstations"}
     names = [name for members in groups.values() for name in members]
-    testbed("--destroy")  # start from fresh hosts
+    make_run("--destroy")  # start from fresh hosts
     try:
-        result = testbed("--keep")
+        result = make_run("--keep")
         assert result.returncode == 0, result.stdout[-3000:]
         out = result.stdout
         # Each step says what it does and how long it took.
@@ -74,6 +74,6 @@ def test_the_embedded_default_provisions_pulls_and_validates_every_context() -> 
             ("ecrkit-workstation", "user root"),
         }
     finally:
-        destroyed = testbed("--destroy")
+        destroyed = make_run("--destroy")
     assert destroyed.returncode == 0
     assert not any(running(name) for name in names) and not listening(API_ADDRESS)

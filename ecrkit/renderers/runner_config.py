@@ -1,0 +1,332 @@
+"""Merge ecrkit's keys into GitLab Runner's `config.toml` as TOML.
+
+tomlkit keeps what ecrkit does not own byte for byte: tokens, ids, token timestamps,
+comments, layout, unknown keys and other runners. For each selected `[[runners]]`:
+
+- `environment` holds exactly one `DOCKER_AUTH_CONFIG=` entry, by the rule config.json
+  follows; an existing one is merged as JSON (its `auths` and other helpers kept);
+- `[runners.docker] volumes` gets the Docker socket, `/root/.docker` and the helper, on
+  request (jobs that run docker themselves; the socket gives them the host's daemon);
+- a docker+machine runner's `MachineOptions` get the amazonec2 options ecrkit manages, each
+  replacing an earlier value of the same option;
+- a docker-autoscaler runner's `[runners.autoscaler]` gets the keys given.
+
+Keys GitLab Runner does not know are reported: it ignores them silently.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import tomlkit
+from tomlkit.container import Container
+from tomlkit.exceptions import TOMLKitError
+from tomlkit.items import AoT, Array, Item, Table
+
+from ecrkit.errors import FileFormatError, InputError
+from ecrkit.renderers import docker_config
+from ecrkit.settings import CredentialRule
+
+AUTH_PREFIX = "DOCKER_AUTH_CONFIG="
+SOCKET = "/var/run/docker.sock"
+DOCKER_EXECUTORS = ("docker", "docker+machine", "docker-autoscaler", "docker-windows")
+HOP_LIMIT = "amazonec2-metadata-token-response-hop-limit"
+INSTANCE_PROFILE = re.compile(r"^[\w+=,.@-]{1,128}$")  # IAM's own pattern for names
+
+# GitLab Runner 19.4's keys (shared/reference/gitlab-runner.md), for the tables it defines
+# with fixed keys; tables of free keys (feature_flags, plugin_config, ...) are not checked.
+KNOWN_KEYS: dict[str, frozenset[str]] = {
+    k: frozenset(v.split())
+    for k, v in {
+        "": "concurrent check_interval log_level log_format user sentry_dsn listen_address connection_max_age "
+        "shutdown_timeout labels session_server runners",
+        "session_server": "listen_address advertise_address session_timeout",
+        "runners": "name url id token token_obtained_at token_expires_at tls-ca-file tls-cert-file tls-key-file "
+        "limit output_limit request_concurrency strict_check_interval unhealthy_requests_limit unhealthy_interval "
+        "job_status_final_update_retry_limit labels executor builds_dir cache_dir clone_url environment proxy_exec "
+        "shell step_runner_image use_slot_cgroups slot_cgroup_template pre_get_sources_script "
+        "post_get_sources_script pre_build_script post_build_script prepare_timeout get_sources_timeout "
+        "debug_trace_disabled safe_directory_checkout clean_git_config custom_build_dir referees cache artifact "
+        "feature_flags monitoring experimental instance ssh docker parallels virtualbox machine kubernetes custom "
+        "autoscaler",
+        "runners.docker": "host tls_cert_path tls_verify image hostname runtime privileged "
+        "disable_entrypoint_overwrite user allowed_users group_add userns_mode memory memory_swap "
+        "memory_reservation cgroup_parent cpuset_cpus cpuset_mems cpus cpu_shares gpus shm_size ulimit "
+        "oom_kill_disable oom_score_adjust cap_add cap_drop security_opt devices device_cgroup_rules isolation dns "
+        "dns_search extra_hosts network_mode pid_mode ipcmode mac_address links enable_ipv6 network_mtu "
+        "disable_cache volumes volume_keep volume_driver volume_driver_ops cache_dir volumes_from tmpfs sysctls "
+        "services_privileged services_security_opt services_devices services_tmpfs services_limit service_memory "
+        "service_memory_swap service_memory_reservation service_cgroup_parent service_slot_cgroup_template "
+        "service_cpuset_cpus service_cpus service_cpu_shares service_gpus wait_for_services_timeout allowed_images "
+        "allowed_privileged_images allowed_privileged_services allowed_pull_policies allowed_services pull_policy "
+        "helper_image helper_image_flavor container_labels log_options services",
+        "runners.docker.services": "name alias command entrypoint environment",
+        "runners.machine": "IdleCount IdleScaleFactor IdleCountMin IdleTime MaxGrowthRate MaxBuilds "
+        "MaxRemovalAttempts MachineDriver MachineName MachineOptions MachineOptionsWithName OffPeakPeriods "
+        "OffPeakTimezone OffPeakIdleCount OffPeakIdleTime autoscaling",
+        "runners.machine.autoscaling": "Periods Timezone IdleCount IdleScaleFactor IdleCountMin IdleTime",
+        "runners.autoscaler": "capacity_per_instance max_use_count max_instances plugin plugin_config "
+        "connector_config policy instance_ready_command instance_acquire_timeout update_interval "
+        "update_interval_when_expecting deletion_retry_interval shutdown_deletion_interval "
+        "shutdown_deletion_retries failure_threshold log_internal_ip log_external_ip delete_instances_on_shutdown "
+        "scale_throttle vm_isolation state_storage",
+        "runners.autoscaler.connector_config": "os arch protocol protocol_port username password key_path "
+        "use_static_credentials keepalive timeout use_external_addr",
+        "runners.autoscaler.policy": "periods timezone idle_count idle_time scale_factor scale_factor_limit "
+        "preemptive_mode",
+        "runners.autoscaler.scale_throttle": "limit burst",
+        "runners.cache": "Type Path Shared MaxUploadedArchiveSize s3 gcs azure",
+        "runners.cache.s3": "ServerAddress AccessKey SecretKey SessionToken BucketName BucketLocation Insecure "
+        "AuthenticationType ServerSideEncryption ServerSideEncryptionKeyID DualStack PathStyle Accelerate RoleARN "
+        "UploadRoleARN AssumeRoleMaxConcurrency DisableAssumeRoleCredentialsCaching",
+    }.items()
+}
+AUTOSCALER_SCALARS: dict[str, type] = {
+    "plugin": str,
+    "capacity_per_instance": int,
+    "max_instances": int,
+    "max_use_count": int,
+}
+AUTOSCALER_TABLES = ("plugin_config", "connector_config")
+
+
+@dataclass(frozen=True)
+class RunnerSettings:
+    """What ecrkit manages in config.toml; see the module's docstring."""
+
+    rule: CredentialRule
+    runners: tuple[str, ...] = ()  # names of the [[runners]] to manage; none: all
+    docker_volumes: bool = False
+    helper_path: str = "/usr/local/bin/docker-credential-ecr-login"
+    machine_options: Mapping[str, str] = field(default_factory=dict)
+    autoscaler: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Merged:
+    text: str
+    typos: list[str]  # keys GitLab Runner does not know, each with where it is
+
+
+def machine_options(
+    instance_profile: str = "", userdata: str = "", hop_limit: int = 2, source: str = "machine options"
+) -> dict[str, str]:
+    """The amazonec2 MachineOptions ecrkit manages. Hop limit 2 lets job containers reach the
+    instance role (and so every job can read its credentials); 1 keeps containers from it."""
+    options = {"amazonec2-metadata-token": "required"}
+    if isinstance(hop_limit, bool) or not isinstance(hop_limit, int) or not 1 <= hop_limit <= 64:
+        raise InputError(f"{source}: hop_limit", hop_limit, "an integer from 1 to 64")
+    options[HOP_LIMIT] = str(hop_limit)
+    if instance_profile:
+        if not INSTANCE_PROFILE.match(instance_profile):
+            raise InputError(f"{source}: instance_profile", instance_profile, "an IAM instance profile name")
+        options["amazonec2-iam-instance-profile"] = instance_profile
+    if userdata:
+        if not userdata.startswith("/"):
+            raise InputError(f"{source}: userdata", userdata, "an absolute path on the runner manager")
+        options["amazonec2-userdata"] = userdata
+    return options
+
+
+def validate_autoscaler(settings: Mapping[str, Any], source: str = "autoscaler") -> dict[str, Any]:
+    """The docker-autoscaler keys ecrkit may set, checked for type and spelling."""
+    known = set(AUTOSCALER_SCALARS) | set(AUTOSCALER_TABLES) | {"policy"}
+    for key, value in settings.items():
+        if key not in known:
+            raise InputError(f"{source}.{key}", value, f"one of {', '.join(sorted(known))}")
+        if AUTOSCALER_SCALARS.get(key) is str and not (isinstance(value, str) and value):
+            raise InputError(f"{source}.{key}", value, "a non-empty string")
+        if AUTOSCALER_SCALARS.get(key) is int and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise InputError(f"{source}.{key}", value, "a positive integer")
+        elif key in AUTOSCALER_TABLES and not isinstance(value, Mapping):
+            raise InputError(f"{source}.{key}", value, "a mapping")
+    policies = settings.get("policy", [])
+    if not isinstance(policies, list) or not all(isinstance(p, Mapping) for p in policies):
+        raise InputError(f"{source}.policy", policies, "a list of mappings")
+    for index, policy in enumerate(policies):
+        unknown = set(policy) - KNOWN_KEYS["runners.autoscaler.policy"]
+        if unknown:
+            accepted = ", ".join(sorted(KNOWN_KEYS["runners.autoscaler.policy"]))
+            raise InputError(f"{source}.policy[{index}]", sorted(unknown), f"keys among {accepted}")
+    connector = settings.get("connector_config", {})
+    unknown = set(connector) - KNOWN_KEYS["runners.autoscaler.connector_config"]
+    if unknown:
+        accepted = ", ".join(sorted(KNOWN_KEYS["runners.autoscaler.connector_config"]))
+        raise InputError(f"{source}.connector_config", sorted(unknown), f"keys among {accepted}")
+    return dict(settings)
+
+
+def merge(text: str, settings: RunnerSettings, *, path: str) -> Merged:
+    """The new config.toml. Nothing to change returns `text` itself."""
+    try:
+        document = tomlkit.parse(text)
+    except TOMLKitError as exc:
+        raise FileFormatError(path, f"not valid TOML ({exc})") from None
+    runners = document.get("runners")
+    if not isinstance(runners, AoT) or not len(runners):
+        raise FileFormatError(path, "has no [[runners]]; register a runner first")
+    names = [str(runner.get("name", "")) for runner in runners]
+    unknown = [name for name in settings.runners if name not in names]
+    if unknown:
+        raise InputError("runners", ", ".join(unknown), f"names of the [[runners]] in {path}: {', '.join(names)}")
+    for name, runner in zip(names, runners, strict=True):
+        if settings.runners and name not in settings.runners:
+            continue
+        where = f"{path}: runner {name!r}"
+        _merge_auth(runner, settings.rule, where)
+        executor = str(runner.get("executor", ""))
+        if settings.docker_volumes and executor in DOCKER_EXECUTORS:
+            _merge_volumes(runner, settings.helper_path)
+        if settings.machine_options and executor == "docker+machine":
+            _merge_machine_options(runner, settings.machine_options)
+        if settings.autoscaler and executor == "docker-autoscaler":
+            _merge_autoscaler(runner, settings.autoscaler)
+    merged = tomlkit.dumps(document)
+    return Merged(text if merged == text else merged, list(typos(document, path)))
+
+
+def _merge_auth(runner: Table, rule: CredentialRule, where: str) -> None:
+    environment = runner.get("environment")
+    if environment is None:
+        value = AUTH_PREFIX + json.dumps(docker_config.merge({}, rule), separators=(",", ":"))
+        _add(runner, "environment", tomlkit.item([value]))
+        return
+    if not isinstance(environment, Array):
+        raise FileFormatError(where, "environment is not a list of strings")
+    indices = [i for i, entry in enumerate(environment) if str(entry).startswith(AUTH_PREFIX)]
+    current: dict[str, Any] = {}
+    for index in indices:  # several entries become one, later keys winning as GitLab Runner reads them
+        parsed = docker_config.parse(str(environment[index])[len(AUTH_PREFIX) :], f"{where}: DOCKER_AUTH_CONFIG")
+        for key, value in parsed.items():
+            earlier = current.get(key)
+            current[key] = {**earlier, **value} if isinstance(earlier, dict) and isinstance(value, dict) else value
+    merged = docker_config.merge(current, rule)
+    if len(indices) == 1 and merged == current:
+        return
+    value = AUTH_PREFIX + json.dumps(merged, separators=(",", ":"))
+    if not indices:
+        environment.append(value)
+        return
+    environment[indices[0]] = value
+    for index in reversed(indices[1:]):
+        del environment[index]
+
+
+def _merge_volumes(runner: Table, helper: str) -> None:
+    wanted = [f"{SOCKET}:{SOCKET}", "/root/.docker:/root/.docker:ro", f"{helper}:{helper}:ro"]
+    docker = runner.get("docker")
+    if docker is None:
+        docker = tomlkit.table()
+        runner.append("docker", docker)
+    volumes = docker.get("volumes")
+    if volumes is None:
+        _add(docker, "volumes", tomlkit.item(wanted))
+        return
+    mounted = {str(volume).split(":")[1] if ":" in str(volume) else str(volume) for volume in volumes}
+    for volume in wanted:
+        if volume.split(":")[1] not in mounted:  # a mount of the same path, the user's own, stays
+            volumes.append(volume)
+
+
+def _merge_machine_options(runner: Table, options: Mapping[str, str]) -> None:
+    machine = runner.get("machine")
+    if machine is None:
+        machine = tomlkit.table()
+        runner.append("machine", machine)
+    current = machine.get("MachineOptions")
+    if current is None:
+        _add(machine, "MachineOptions", tomlkit.item([f"{k}={v}" for k, v in options.items()]))
+        return
+    for name, value in options.items():
+        wanted = f"{name}={value}"
+        indices = [i for i, entry in enumerate(current) if str(entry).split("=", 1)[0] == name]
+        if not indices:
+            current.append(wanted)
+            continue
+        if str(current[indices[0]]) != wanted:
+            current[indices[0]] = wanted
+        for index in reversed(indices[1:]):
+            del current[index]
+
+
+def _merge_autoscaler(runner: Table, settings: Mapping[str, Any]) -> None:
+    autoscaler = runner.get("autoscaler")
+    if autoscaler is None:
+        autoscaler = tomlkit.table()
+        runner.append("autoscaler", autoscaler)
+    for key in AUTOSCALER_SCALARS:
+        if key in settings and autoscaler.get(key) != settings[key]:
+            _set(autoscaler, key, settings[key])
+    for key in AUTOSCALER_TABLES:
+        if key in settings:
+            table = autoscaler.get(key)
+            if table is None:
+                table = tomlkit.table()
+                autoscaler.append(key, table)
+            for name, value in settings[key].items():
+                if table.get(name) != value:
+                    _set(table, name, value)
+    if "policy" in settings and [dict(p) for p in autoscaler.get("policy", [])] != settings["policy"]:
+        policies = tomlkit.aot()
+        for policy in settings["policy"]:
+            policies.append(_table(policy))
+        policies[-1].add(tomlkit.nl())  # a blank line before whatever table follows
+        if "policy" in autoscaler:
+            del autoscaler["policy"]
+        autoscaler.append("policy", policies)
+
+
+def _table(values: Mapping[str, Any]) -> Table:
+    table = tomlkit.table()
+    for key, value in values.items():
+        table.add(key, value)
+    return table
+
+
+def _set(table: Table, key: str, value: Any) -> None:
+    if key in table:
+        table[key] = value
+    else:
+        _add(table, key, tomlkit.item(value))
+
+
+def _add(table: Table, key: str, value: Any) -> None:
+    """Add a key, indented like the table's other keys, before its sub-tables (tomlkit would
+    also push the next sub-table down a line: the indents it had are put back)."""
+    indents = [(item, item.trivia.indent) for key, item in table.value.body if key is not None]
+    table.add(key, value)
+    for item, indent in indents:
+        item.trivia.indent = indent
+    siblings = [item for k, item in table.value.body if k is not None and k.key != key and not _is_table(item)]
+    if siblings:
+        added = table.value.item(key)
+        if isinstance(added, Item):
+            added.trivia.indent = siblings[0].trivia.indent
+
+
+def _is_table(item: Any) -> bool:
+    return isinstance(item, Table | AoT)
+
+
+def typos(document: Container | Table, path: str, table_path: str = "", runner: str = "") -> Iterator[str]:
+    """Keys GitLab Runner does not know, in the tables whose keys it fixes."""
+    known = KNOWN_KEYS.get(table_path)
+    for key, value in document.items():
+        if known is not None and key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            where = f"[{table_path}]" if table_path else "the top level"
+            if runner:
+                where += f" of runner {runner!r}"
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            yield f"{path}: {where}: unknown key {key!r}, which GitLab Runner ignores{hint}"
+        child = f"{table_path}.{key}" if table_path else key
+        if isinstance(value, Table):
+            yield from typos(value, path, child, runner)
+        elif isinstance(value, AoT):
+            for entry in value:
+                yield from typos(entry, path, child, str(entry.get("name", runner)) if child == "runners" else runner)

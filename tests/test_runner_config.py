@@ -1,0 +1,224 @@
+"""config.toml merged as TOML: ecrkit's keys in, everything else kept byte for byte."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ecrkit.errors import FileFormatError, InputError
+from ecrkit.renderers.runner_config import (
+    AUTH_PREFIX,
+    RunnerSettings,
+    machine_options,
+    merge,
+    validate_autoscaler,
+)
+from ecrkit.settings import CredentialRule
+
+REGISTERED = (Path(__file__).parent / "data" / "runner-config.toml").read_text()
+REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+RULE = CredentialRule.build([REGISTRY])
+
+
+def auth_configs(runner: dict[str, Any]) -> list[dict[str, Any]]:
+    return [json.loads(e[len(AUTH_PREFIX) :]) for e in runner.get("environment", []) if e.startswith(AUTH_PREFIX)]
+
+
+def full_settings() -> RunnerSettings:
+    return RunnerSettings(
+        RULE,
+        docker_volumes=True,
+        machine_options=machine_options("ci-jobs", "/etc/gitlab-runner/ecrkit-userdata.sh"),
+        autoscaler=validate_autoscaler({"max_instances": 20, "policy": [{"idle_count": 2, "idle_time": "20m0s"}]}),
+    )
+
+
+def test_every_line_ecrkit_does_not_own_is_kept_byte_for_byte() -> None:
+    merged = merge(REGISTERED, full_settings(), path="config.toml").text
+    owned = ("environment", "volumes", "hop-limit", "max_instances")
+    for line in REGISTERED.splitlines():
+        if not any(word in line for word in owned):
+            assert line in merged.splitlines(), line
+    before, after = tomllib.loads(REGISTERED), tomllib.loads(merged)
+    for old, new in zip(before["runners"], after["runners"], strict=True):
+        for key in ("name", "url", "id", "token", "token_obtained_at", "token_expires_at", "cache", "feature_flags"):
+            assert new.get(key) == old.get(key), key
+
+
+def test_each_runner_gets_exactly_one_auth_config_merged_with_what_it_had() -> None:
+    after = tomllib.loads(merge(REGISTERED, full_settings(), path="config.toml").text)
+    for runner in after["runners"]:
+        [config] = auth_configs(runner)
+        assert config["credHelpers"] == {REGISTRY: "ecr-login"}
+    small = after["runners"][0]
+    assert small["environment"][0] == "GIT_DEPTH=10"  # other entries stay, in place
+    assert auth_configs(small)[0]["auths"] == {"registry.example.com": {"auth": "dXNlcjpwYXNz"}}
+
+
+def test_merging_twice_changes_nothing_more() -> None:
+    once = merge(REGISTERED, full_settings(), path="config.toml").text
+    assert merge(once, full_settings(), path="config.toml").text == once
+
+
+def test_a_file_with_nothing_to_change_is_returned_as_is() -> None:
+    once = merge(REGISTERED, full_settings(), path="config.toml").text
+    assert merge(once, full_settings(), path="config.toml").text is once
+
+
+def test_duplicate_auth_entries_become_one() -> None:
+    text = (
+        '[[runners]]\n  name = "a"\n  executor = "docker"\n'
+        '  environment = ["DOCKER_AUTH_CONFIG={\\"credsStore\\":\\"desktop\\"}", "X=1",'
+        ' "DOCKER_AUTH_CONFIG={\\"auths\\":{}}"]\n'
+    )
+    runner = tomllib.loads(merge(text, RunnerSettings(RULE), path="c").text)["runners"][0]
+    assert runner["environment"][1] == "X=1" and len(runner["environment"]) == 2
+    assert auth_configs(runner) == [{"credsStore": "desktop", "auths": {}, "credHelpers": {REGISTRY: "ecr-login"}}]
+
+
+def test_machine_options_replace_their_own_earlier_values_and_keep_the_rest() -> None:
+    after = tomllib.loads(merge(REGISTERED, full_settings(), path="config.toml").text)
+    options = after["runners"][1]["machine"]["MachineOptions"]
+    assert options == [
+        "amazonec2-region=us-east-1",
+        "amazonec2-instance-type=m5.large",
+        "amazonec2-metadata-token-response-hop-limit=2",
+        "amazonec2-vpc-id=vpc-0abc",
+        "amazonec2-metadata-token=required",
+        "amazonec2-iam-instance-profile=ci-jobs",
+        "amazonec2-userdata=/etc/gitlab-runner/ecrkit-userdata.sh",
+    ]
+    # Only docker+machine runners get them.
+    assert "machine" not in after["runners"][0] and "machine" not in after["runners"][2]
+
+
+def test_docker_autoscaler_gets_the_keys_given_and_keeps_the_others() -> None:
+    after = tomllib.loads(merge(REGISTERED, full_settings(), path="config.toml").text)
+    autoscaler = after["runners"][2]["autoscaler"]
+    assert autoscaler["max_instances"] == 20 and autoscaler["plugin"] == "aws:latest"
+    assert autoscaler["plugin_config"] == {"name": "fleet-asg"}
+    assert autoscaler["policy"] == [{"idle_count": 2, "idle_time": "20m0s"}]
+
+
+def test_volumes_only_on_request_and_never_twice() -> None:
+    plain = tomllib.loads(merge(REGISTERED, RunnerSettings(RULE), path="c").text)
+    assert plain["runners"][0]["docker"]["volumes"] == ["/cache"]
+    after = tomllib.loads(merge(REGISTERED, full_settings(), path="c").text)
+    helper = "/usr/local/bin/docker-credential-ecr-login"
+    assert after["runners"][1]["docker"]["volumes"] == [
+        "/cache",
+        "/var/run/docker.sock:/var/run/docker.sock",  # the user's own, kept once
+        "/root/.docker:/root/.docker:ro",
+        f"{helper}:{helper}:ro",
+    ]
+
+
+def test_runners_can_be_selected_by_name() -> None:
+    after = tomllib.loads(merge(REGISTERED, RunnerSettings(RULE, runners=("fleet",)), path="c").text)
+    assert [len(auth_configs(r)) for r in after["runners"]] == [1, 0, 1]  # the first had one already
+    assert auth_configs(after["runners"][0]) == [{"auths": {"registry.example.com": {"auth": "dXNlcjpwYXNz"}}}]
+    with pytest.raises(InputError, match=r"'nope'.*docker-small, autoscale-machine, fleet"):
+        merge(REGISTERED, RunnerSettings(RULE, runners=("nope",)), path="c")
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("[[runners]]\nname = 'a'\n[runners.docker\n", "not valid TOML"),
+        ("[[runners]]\nname = 'a'\n[runners.docker]\nx = 1\n[runners.docker]\ny = 1\n", "not valid TOML"),
+        ("concurrent = 1\n", "has no \\[\\[runners\\]\\]"),
+        ("[[runners]]\nname = 'a'\nenvironment = ['DOCKER_AUTH_CONFIG={oops']\n", "not valid JSON"),
+    ],
+)
+def test_a_file_that_cannot_be_merged_stops_with_its_path(text: str, problem: str) -> None:
+    with pytest.raises(FileFormatError, match=f"/etc/gitlab-runner/config.toml.*{problem}"):
+        merge(text, RunnerSettings(RULE), path="/etc/gitlab-runner/config.toml")
+
+
+def test_unknown_keys_are_reported_as_likely_typos() -> None:
+    text = REGISTERED.replace("    IdleTime = 1800", '    IdleTime = 1800\n    MachineOption = ["x=1"]')
+    typos = merge(text, RunnerSettings(RULE), path="c").typos
+    assert typos == [
+        "c: the top level: unknown key 'listen_adress', which GitLab Runner ignores (did you mean 'listen_address'?)",
+        "c: [runners.machine] of runner 'autoscale-machine': unknown key 'MachineOption', which GitLab Runner "
+        "ignores (did you mean 'MachineOptions'?)",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: machine_options(hop_limit=0), "hop_limit: 0 is not accepted"),
+        (lambda: machine_options(instance_profile="a b"), "instance_profile: 'a b'"),
+        (lambda: machine_options(userdata="userdata.sh"), "an absolute path"),
+        (lambda: validate_autoscaler({"max_instance": 3}), "autoscaler.max_instance"),
+        (lambda: validate_autoscaler({"max_instances": "3"}), "a positive integer"),
+        (lambda: validate_autoscaler({"policy": [{"idle_cont": 1}]}), r"policy\[0\]"),
+    ],
+)
+def test_bad_settings_are_refused_naming_the_value(call: Any, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        call()
+
+
+# --- property: over generated config.toml files, nothing foreign is lost and merging is idempotent
+
+KEYS = st.sampled_from(["limit", "builds_dir", "shell", "clone_url", "output_limit", "x_custom", "tls-ca-file"])
+VALUES = st.one_of(
+    st.integers(-(10**6), 10**6),
+    st.booleans(),
+    st.text(st.characters(codec="utf-8", exclude_categories=["Cs", "Cc"]), max_size=20),
+)
+ENTRIES = st.lists(st.from_regex(r"[A-Z_]{1,8}=[a-z0-9]{0,8}", fullmatch=True), max_size=3)
+
+
+@st.composite
+def config_files(draw: st.DrawFn) -> str:
+    lines = [f"concurrent = {draw(st.integers(1, 50))}  # {draw(st.text('abc xyz', max_size=10))}"]
+    for index in range(draw(st.integers(1, 4))):
+        lines += ["", f"# runner {index}", "[[runners]]", f'  name = "r{index}"', f'  token = "glrt-{index}secret"']
+        lines.append(f'  executor = "{draw(st.sampled_from(["docker", "docker+machine", "shell"]))}"')
+        for key, value in draw(st.dictionaries(KEYS, VALUES, max_size=3)).items():
+            toml_value = str(value).lower() if isinstance(value, bool) else json.dumps(value, ensure_ascii=False)
+            lines.append(f"  {key} = {toml_value}")
+        entries = draw(ENTRIES)
+        if draw(st.booleans()):
+            helpers = {"registry.example.com": "desktop"} if draw(st.booleans()) else {}
+            entries.append(AUTH_PREFIX + json.dumps({"credHelpers": helpers}))
+        write_empty = draw(st.booleans())  # `environment = []` is a list ecrkit must fill, too
+        if entries or write_empty:
+            lines.append(f"  environment = {json.dumps(entries)}  # kept")
+        if draw(st.booleans()):
+            lines += ["  [runners.machine]", '    MachineOptions = ["amazonec2-region=eu-west-1"]']
+    return "\n".join(lines) + "\n"
+
+
+@settings(max_examples=150, deadline=None)
+@given(config_files())
+def test_generated_files_lose_nothing_and_merge_once(text: str) -> None:
+    first = merge(text, full_settings(), path="c").text
+    assert merge(first, full_settings(), path="c").text == first
+    for line in text.splitlines():
+        if "environment" not in line and "MachineOptions" not in line:
+            assert line in first.splitlines()
+    before, after = tomllib.loads(text), tomllib.loads(first)
+    assert after["concurrent"] == before["concurrent"]
+    for old, new in zip(before["runners"], after["runners"], strict=True):
+        for key, value in old.items():
+            if key == "environment":
+                kept = [e for e in value if not e.startswith(AUTH_PREFIX)]
+                assert [e for e in new[key] if not e.startswith(AUTH_PREFIX)] == kept
+                [config] = auth_configs(new)
+                assert config["credHelpers"][REGISTRY] == "ecr-login"
+                if "registry.example.com" in str(value):
+                    assert config["credHelpers"]["registry.example.com"] == "desktop"
+            elif key == "machine":
+                assert "amazonec2-region=eu-west-1" in new["machine"]["MachineOptions"]
+            else:
+                assert new[key] == value, key
