@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from rich.console import Console
 from rich.progress import Progress
 
-from ecrkit import __version__, aws, files, validate
+from ecrkit import __version__, aws, files, helper, validate
 from ecrkit.errors import EcrkitError, FileFormatError, InputError
-from ecrkit.renderers import docker_config, runner_config
+from ecrkit.renderers import docker_config, runner_config, userdata
 from ecrkit.settings import CredentialRule, validate_absolute_path
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -83,6 +83,14 @@ def _render_runner_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _render_userdata(args: argparse.Namespace) -> int:
+    url = args.url or helper.release_url(args.version, userdata.ARCH, args.release_base_url)
+    sys.stdout.write(
+        userdata.render(_rule(args), url=url, sha256=args.sha256, install_dir=args.install_dir, form=args.format)
+    )
+    return EXIT_OK
+
+
 def _fetch(args: argparse.Namespace) -> int:
     changed = aws.download_verified(args.source, args.sha256, args.output)
     print(f"{args.output}: {'downloaded and verified' if changed else 'already present with this sha256'}")
@@ -147,6 +155,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--hop-limit", type=int, default=2, help="IMDSv2 hop limit for job hosts (2 lets job containers reach the role)"
     )
     runner.set_defaults(handler=_render_runner_config)
+
+    job_host = kinds.add_parser(
+        "userdata",
+        help="userdata for job hosts: install the helper and merge it into /root/.docker/config.json",
+        description="Print userdata (a bash script, or #cloud-config that runs it) that installs the helper, "
+        "checking its sha256 before moving it into place, and merges it into /root/.docker/config.json. "
+        "Running it again changes nothing.",
+    )
+    _add_rule_arguments(job_host)
+    job_host.add_argument("--format", choices=["shell", "cloud-config"], default="shell")
+    job_host.add_argument("--version", default=helper.DEFAULT_VERSION, help="release to install (X.Y.Z)")
+    job_host.add_argument(
+        "--release-base-url", default=helper.RELEASE_BASE_URL, help="the official bucket, or a mirror of its layout"
+    )
+    job_host.add_argument(
+        "--url", default="", help="the binary's http(s) URL instead of a release (@ARCH@: amd64 or arm64)"
+    )
+    job_host.add_argument(
+        "--sha256", default="", help="expected sha256 (default: the URL's .sha256 file, read on the host)"
+    )
+    job_host.add_argument("--install-dir", default="/usr/local/bin", help="where the helper goes on the job host")
+    job_host.set_defaults(handler=_render_userdata)
 
     fetch = commands.add_parser(
         "fetch", help="download s3://BUCKET/KEY to a file, replacing it only if the sha256 matches"

@@ -40,8 +40,13 @@ def release(version: str, architecture: str, base_url: str = RELEASE_BASE_URL) -
     arch = ARCHITECTURES.get(architecture)
     if arch is None:
         raise InputError("architecture", architecture, f"one of {', '.join(sorted(ARCHITECTURES))}")
-    url = f"{base_url.rstrip('/')}/{version}/linux-{arch}/{HELPER_BINARY}"
+    url = release_url(version, arch, base_url)
     return {"url": url, "checksum": f"sha256:{url}.sha256"}
+
+
+def release_url(version: str, arch: str, base_url: str = RELEASE_BASE_URL) -> str:
+    """The official layout: BASE/X.Y.Z/linux-ARCH/docker-credential-ecr-login (ARCH amd64 or arm64)."""
+    return f"{base_url.rstrip('/')}/{validate_version(version, 'version')}/linux-{arch}/{HELPER_BINARY}"
 
 
 def parse_version(output: str) -> str:

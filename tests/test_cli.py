@@ -116,3 +116,41 @@ def test_validate_probes_the_local_host_by_default() -> None:
     results = {f["check"]: (f["subject"], f["severity"]) for f in host["findings"]}
     assert results["helper runs"] == ("user nobody", "ok")
     assert results["config.json"] == ("user nobody", "error")
+
+
+def test_render_runner_config_prints_and_changes_the_file_only_in_place(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[[runners]]\n  name = "a"  # kept\n  token = "glrt-x"\n  executor = "docker"\n')
+    config.chmod(0o640)
+    registry = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+    printed = run_ecrkit("render", "runner-config", "--config", str(config), "--registry", registry)
+    assert printed.returncode == 0, printed.stderr
+    assert "DOCKER_AUTH_CONFIG=" in printed.stdout and 'name = "a"  # kept' in printed.stdout
+    assert "DOCKER_AUTH_CONFIG" not in config.read_text()
+    done = run_ecrkit("render", "runner-config", "--config", str(config), "--registry", registry, "--in-place")
+    assert done.returncode == 0 and done.stdout == "" and "updated" in done.stderr
+    assert config.read_text() == printed.stdout and config.stat().st_mode & 0o777 == 0o600
+    again = run_ecrkit("render", "runner-config", "--config", str(config), "--registry", registry, "--in-place")
+    assert "unchanged" in again.stderr
+
+
+def test_render_runner_config_refuses_bad_input_untouched(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("[[runners]]\nname = 'a'\n[runners.docker\n")
+    done = run_ecrkit("render", "runner-config", "--config", str(config), "--registry", "x.example.com")
+    assert done.returncode == 2 and "'x.example.com' is not accepted" in done.stderr
+    done = run_ecrkit("render", "runner-config", "--config", str(config), "--in-place")
+    assert done.returncode == 2 and "not valid TOML" in done.stderr and str(config) in done.stderr
+    assert config.read_text() == "[[runners]]\nname = 'a'\n[runners.docker\n"
+    done = run_ecrkit("render", "runner-config", "--config", str(tmp_path / "missing.toml"))
+    assert done.returncode == 2 and "missing.toml" in done.stderr
+
+
+def test_render_userdata_prints_either_form() -> None:
+    shell = run_ecrkit("render", "userdata", "--registry", "123456789012.dkr.ecr.us-east-1.amazonaws.com")
+    assert shell.returncode == 0 and shell.stdout.startswith("#!/bin/bash\n")
+    assert "/0.12.0/linux-@ARCH@/docker-credential-ecr-login" in shell.stdout
+    cloud = run_ecrkit("render", "userdata", "--format", "cloud-config", "--url", "https://m.example/h")
+    assert cloud.returncode == 0 and cloud.stdout.startswith("#cloud-config\n")
+    bad = run_ecrkit("render", "userdata", "--sha256", "nothex")
+    assert bad.returncode == 2 and "'nothex' is not accepted" in bad.stderr

@@ -21,7 +21,7 @@ def make_run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "ecrkit.testbed", *args],
         cwd=ROOT,
-        env=PODMAN_ENV,
+        env={**PODMAN_ENV, "COLUMNS": "200"},  # wide enough for every cell: rows are read as text
         capture_output=True,
         text=True,
         check=False,
@@ -56,7 +56,7 @@ def test_the_embedded_default_provisions_pulls_and_validates_every_context() -> 
         assert "credsStore=ecr-login" in row(out, "ecrkit-workstation")
         # Every host pulled a real image through the helper and the config the roles wrote,
         # and every check of the validator passed, for each host's service and root.
-        assert out.count(" pulled ") == 3 and "refused" not in out
+        assert len(re.findall(r"│ pulled +│", out)) == 3 and "refused" not in out
         assert "ecrkit validate: 3 of 3 hosts pass" in out and "FAIL" not in out
         assert out.rstrip().endswith("every host pulled and passed validation")
         # --keep kept the hosts and the stand-in for exploring: the validator still reaches them,

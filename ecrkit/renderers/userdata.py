@@ -1,0 +1,148 @@
+"""Userdata for job hosts that docker-machine or an autoscaling group creates.
+
+One shell script does the work; the `#cloud-config` form ships the same script and runs it.
+The script installs the helper (downloads retried with backoff, sha256 checked before the
+binary is moved into place) and merges the helper into `/root/.docker/config.json`. Run
+again, it changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from typing import Literal
+
+import yaml
+
+from ecrkit.errors import InputError
+from ecrkit.helper import validate_sha256
+from ecrkit.renderers import docker_config
+from ecrkit.settings import CredentialRule, validate_absolute_path
+
+Format = Literal["shell", "cloud-config"]
+ARCH = "@ARCH@"  # replaced on the host by amd64 or arm64
+SCRIPT_PATH = "/var/lib/ecrkit/install-ecr-helper.sh"  # where the cloud-config form puts the script
+
+SCRIPT = r"""#!/bin/bash
+# ecrkit userdata: install docker-credential-ecr-login and name it in /root/.docker/config.json.
+# Rendered by `ecrkit render userdata`; running it again changes nothing.
+set -euo pipefail
+
+HELPER_URL=__URL__  # @ARCH@ becomes amd64 or arm64
+HELPER_SHA256=__SHA256__  # empty: read from "$HELPER_URL.sha256"
+INSTALL_DIR=__INSTALL_DIR__
+OWNED_KEYS=__OWNED__  # the keys ecrkit owns in config.json
+CONFIG=/root/.docker/config.json
+
+log() { echo "ecrkit-userdata: $*" >&2; }
+
+fetch() {  # fetch URL FILE, retried with backoff
+  local attempt
+  for attempt in 1 2 3 4 5; do
+    if curl -fsSL --connect-timeout 10 --max-time 120 -o "$2" "$1"; then
+      return 0
+    fi
+    log "download of $1 failed (attempt $attempt of 5)"
+    [ "$attempt" -lt 5 ] && sleep $((attempt * attempt))
+  done
+  return 1
+}
+
+case "$(uname -m)" in
+  x86_64) arch=amd64 ;;
+  aarch64 | arm64) arch=arm64 ;;
+  *) log "unsupported architecture $(uname -m)"; exit 1 ;;
+esac
+url=${HELPER_URL//@ARCH@/$arch}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+expected=$HELPER_SHA256
+if [ -z "$expected" ]; then
+  fetch "$url.sha256" "$work/sha256" || { log "cannot fetch $url.sha256; nothing installed"; exit 1; }
+  expected=$(cut -d ' ' -f 1 "$work/sha256")
+fi
+target=$INSTALL_DIR/docker-credential-ecr-login
+if [ -f "$target" ] && [ "$(sha256sum "$target" | cut -d ' ' -f 1)" = "$expected" ]; then
+  log "$target is already the expected binary"
+else
+  fetch "$url" "$work/helper" || { log "cannot fetch $url; nothing installed"; exit 1; }
+  actual=$(sha256sum "$work/helper" | cut -d ' ' -f 1)
+  if [ "$actual" != "$expected" ]; then
+    log "$url has sha256 $actual, expected $expected; nothing installed"
+    exit 1
+  fi
+  install -d -m 0755 "$INSTALL_DIR"
+  install -m 0755 "$work/helper" "$target.ecrkit-new"
+  mv -f "$target.ecrkit-new" "$target"
+  log "installed $target"
+fi
+
+install -d -m 0700 /root/.docker
+if [ ! -s "$CONFIG" ]; then
+  printf '%s\n' "$OWNED_KEYS" > "$work/config.json"
+elif command -v python3 > /dev/null; then
+  # The same merge as ecrkit's: other keys, auths and helpers are kept.
+  python3 - "$CONFIG" "$OWNED_KEYS" "$work/config.json" << 'PY'
+import json, sys
+path, owned, out = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+with open(path) as handle:
+    config = json.load(handle)
+merged = dict(config)
+for key, value in owned.items():
+    merged[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
+if merged != config:
+    with open(out, "w") as handle:
+        handle.write(json.dumps(merged, indent="\t") + "\n")
+PY
+else
+  log "$CONFIG exists and python3 is missing to merge it; left as it is"
+  exit 1
+fi
+if [ -f "$work/config.json" ]; then
+  chmod 0600 "$work/config.json"
+  mv -f "$work/config.json" "$CONFIG"
+  log "wrote $CONFIG"
+else
+  log "$CONFIG already names the helper"
+fi
+"""
+
+
+def render(
+    rule: CredentialRule,
+    *,
+    url: str,
+    sha256: str = "",
+    install_dir: str = "/usr/local/bin",
+    form: Format = "shell",
+) -> str:
+    """The userdata. Without `sha256`, the host checks the binary against `<url>.sha256`."""
+    if not url.startswith(("https://", "http://")):
+        raise InputError("url", url, "an http(s):// URL of the helper binary (@ARCH@ stands for amd64 or arm64)")
+    values = {
+        "__URL__": shlex.quote(url),
+        "__SHA256__": shlex.quote(validate_sha256(sha256, "sha256") if sha256 else ""),
+        "__INSTALL_DIR__": shlex.quote(validate_absolute_path(install_dir, "install_dir")),
+        "__OWNED__": shlex.quote(json.dumps(docker_config.merge({}, rule), separators=(",", ":"))),
+    }
+    script = SCRIPT
+    for marker, value in values.items():
+        script = script.replace(marker, value)
+    if form == "shell":
+        return script
+    document = {
+        "write_files": [{"path": SCRIPT_PATH, "permissions": "0700", "owner": "root:root", "content": script}],
+        "runcmd": [[SCRIPT_PATH]],
+    }
+    return "#cloud-config\n" + yaml.dump(document, Dumper=_LiteralDumper, sort_keys=False, width=1000)
+
+
+class _LiteralDumper(yaml.SafeDumper):
+    """Multi-line strings as `|` blocks, so the script stays readable inside the YAML."""
+
+
+_LiteralDumper.add_representer(
+    str,
+    lambda dumper, value: dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None),
+)

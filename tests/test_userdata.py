@@ -1,0 +1,161 @@
+"""Job-host userdata: one script, in shell and #cloud-config forms, run for real in a fresh
+container against a release mirror served on loopback."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import os
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ecrkit.errors import InputError
+from ecrkit.helper import release_url
+from ecrkit.renderers.userdata import ARCH, SCRIPT_PATH, render
+from ecrkit.settings import CredentialRule
+from ecrkit.testbed import Host, podman, remove_hosts, start_hosts
+from tests.conftest import free_port
+
+REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+RULE = CredentialRule.build([REGISTRY])
+HELPER = Path("/usr/bin/docker-credential-ecr-login")
+TARGET = "/usr/local/bin/docker-credential-ecr-login"
+
+
+def test_the_shell_form_is_strict_bash_that_shellcheck_accepts() -> None:
+    script = render(RULE, url=release_url("0.12.0", ARCH, "https://mirror.example.com/releases"))
+    assert script.startswith("#!/bin/bash\n") and "\nset -euo pipefail\n" in script
+    done = subprocess.run(["shellcheck", "-"], input=script, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout
+
+
+def test_the_cloud_config_form_runs_the_same_script() -> None:
+    url = release_url("0.12.0", ARCH, "https://mirror.example.com/releases")
+    text = render(RULE, url=url, form="cloud-config")
+    assert text.startswith("#cloud-config\n")
+    document = yaml.safe_load(text)
+    [written] = document["write_files"]
+    assert written["path"] == SCRIPT_PATH and written["permissions"] == "0700"
+    assert written["content"] == render(RULE, url=url)
+    assert document["runcmd"] == [[SCRIPT_PATH]]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"url": "ftp://mirror/helper"}, "an http"),
+        ({"url": "https://m/h", "sha256": "abc"}, "sha256"),
+        ({"url": "https://m/h", "install_dir": "bin"}, "install_dir"),
+    ],
+)
+def test_bad_input_is_refused_naming_it(kwargs: dict[str, str], message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        render(RULE, **kwargs)  # type: ignore[arg-type]
+
+
+class Mirror(http.server.SimpleHTTPRequestHandler):
+    """Serves the release layout; counts requests; fails a path's first request on demand."""
+
+    requests: list[str]
+    flaky: set[str]
+
+    def do_GET(self) -> None:
+        self.requests.append(self.path)
+        if self.path in self.flaky:
+            self.flaky.discard(self.path)
+            self.send_error(503, "try again")
+            return
+        super().do_GET()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, type[Mirror]]]:
+    """The official layout for the machine's helper (good) and a release whose .sha256 lies (bad)."""
+    root = tmp_path_factory.mktemp("mirror")
+    digest = hashlib.sha256(HELPER.read_bytes()).hexdigest()
+    for version, checksum in (("1.0.0", digest), ("6.6.6", "0" * 64)):
+        directory = root / version / "linux-amd64"
+        directory.mkdir(parents=True)
+        (directory / HELPER.name).write_bytes(HELPER.read_bytes())
+        (directory / f"{HELPER.name}.sha256").write_text(f"{checksum}  {HELPER.name}\n")
+    handler = type("Handler", (Mirror,), {"requests": [], "flaky": set()})
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", free_port()),
+        lambda *a: handler(*a, directory=str(root)),
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    finally:
+        server.shutdown()
+
+
+def run_userdata(host: Host, script: str) -> subprocess.CompletedProcess[str]:
+    local = Path(f"/tmp/ecrkit-userdata-{os.getpid()}.sh")
+    local.write_text(script)
+    try:
+        podman("cp", str(local), f"{host.name}:/root/userdata.sh")
+    finally:
+        local.unlink()
+    return host.run("bash /root/userdata.sh")
+
+
+def state(host: Host) -> str:
+    """What a run may change: the helper and config.json, with their contents and mtimes."""
+    return host.run(f"stat -c '%n %Y %s' {TARGET} /root/.docker/config.json; sha256sum {TARGET}").stdout
+
+
+@pytest.fixture
+def fresh_host() -> Iterator[Host]:
+    hosts = start_hosts([f"ecrkit-pytest-userdata-{os.getpid()}"], options=["--network=host"])
+    try:
+        yield hosts[0]
+    finally:
+        remove_hosts(hosts)
+
+
+@pytest.mark.hosts
+def test_the_script_installs_merges_and_changes_nothing_the_second_time(
+    fresh_host: Host, mirror: tuple[str, type[Mirror]]
+) -> None:
+    base, handler = mirror
+    url = release_url("1.0.0", ARCH, base)
+    binary_path = "/1.0.0/linux-amd64/docker-credential-ecr-login"
+    handler.flaky.add(binary_path)  # the first download fails: the script retries
+    fresh_host.run(
+        """mkdir -p /root/.docker && printf '{"auths": {"r.example.com": {}}}' > /root/.docker/config.json"""
+    )
+    first = run_userdata(fresh_host, render(RULE, url=url))
+    assert first.returncode == 0, first.stderr
+    assert "attempt 1 of 5" in first.stderr
+    assert fresh_host.run(f"sha256sum {TARGET}").stdout.split()[0] == hashlib.sha256(HELPER.read_bytes()).hexdigest()
+    config = json.loads(fresh_host.read("/root/.docker/config.json"))
+    assert config == {"auths": {"r.example.com": {}}, "credHelpers": {REGISTRY: "ecr-login"}}
+    assert fresh_host.run("stat -c %a /root/.docker/config.json").stdout.strip() == "600"
+
+    before, downloads = state(fresh_host), handler.requests.count(binary_path)
+    second = run_userdata(fresh_host, render(RULE, url=url))
+    assert second.returncode == 0, second.stderr
+    assert state(fresh_host) == before
+    assert handler.requests.count(binary_path) == downloads  # not downloaded again
+    assert "already" in second.stderr
+
+
+@pytest.mark.hosts
+def test_a_wrong_checksum_installs_nothing(fresh_host: Host, mirror: tuple[str, type[Mirror]]) -> None:
+    base, _ = mirror
+    done = run_userdata(fresh_host, render(RULE, url=release_url("6.6.6", ARCH, base)))
+    assert done.returncode != 0 and "nothing installed" in done.stderr
+    assert not fresh_host.exists(TARGET) and not fresh_host.exists("/root/.docker/config.json")
+    pinned = render(RULE, url=release_url("1.0.0", ARCH, base), sha256="f" * 64)  # a pinned sha256 wins over the file
+    done = run_userdata(fresh_host, pinned)
+    assert done.returncode != 0 and not fresh_host.exists(TARGET)
