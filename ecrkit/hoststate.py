@@ -15,7 +15,7 @@ from typing import Any
 
 from ecrkit.errors import FileFormatError, InputError
 from ecrkit.helper import expected_sha256, parse_version
-from ecrkit.renderers import docker_config
+from ecrkit.renderers import docker_config, runner_config, service_env
 from ecrkit.renderers.docker_config import State
 from ecrkit.renderers.logrotate import render as render_logrotate
 from ecrkit.settings import CredentialRule
@@ -139,3 +139,56 @@ def docker_config_files(
             }
         )
     return files
+
+
+def _text(probe: Mapping[str, Any], path: str) -> str | None:
+    encoded = probe["contents"].get(path)
+    if encoded is None:
+        return None
+    try:
+        return base64.b64decode(encoded).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FileFormatError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def runner_files(
+    probe: Mapping[str, Any],
+    *,
+    config_path: str,
+    settings: runner_config.RunnerSettings,
+    env: dict[str, str],
+    env_path: str,
+    env_form: str,
+    userdata_path: str = "",
+    userdata_text: str = "",
+) -> dict[str, Any]:
+    """GitLab Runner's files, all rendered before any is written: the service environment
+    (a systemd drop-in, or an env file for a runner in a container), config.toml and userdata.
+
+    config.toml holds runner tokens: its entry carries a redacted before/after for diffs.
+    """
+    before = _text(probe, config_path)
+    if before is None:
+        raise FileFormatError(config_path, "does not exist; register the runner first (gitlab-runner register)")
+    merged = runner_config.merge(before, settings, path=config_path)
+    wanted = [
+        (env_path, service_env.drop_in(env) if env_form == "drop-in" else service_env.env_file(env), "0644"),
+        (config_path, merged.text, "0600"),
+    ]
+    if userdata_path:
+        wanted.append((userdata_path, userdata_text, "0600"))
+    files = []
+    for path, content, mode in wanted:
+        old = before if path == config_path else _text(probe, path)
+        changed = content != old or differs(probe["paths"].get(path), mode=mode, owner="root")
+        files.append({"path": path, "content": content, "mode": mode, "write": changed})
+    return {
+        "files": files,
+        "typos": merged.typos,
+        "restart": env_form == "drop-in" and files[0]["write"],
+        "redacted": {
+            "path": config_path,
+            "before": runner_config.redact(before),
+            "after": runner_config.redact(merged.text),
+        },
+    }

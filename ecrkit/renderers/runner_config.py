@@ -86,6 +86,8 @@ KNOWN_KEYS: dict[str, frozenset[str]] = {
         "UploadRoleARN AssumeRoleMaxConcurrency DisableAssumeRoleCredentialsCaching",
     }.items()
 }
+SECRET_LINE = re.compile(r'^(\s*"?(?:token|SecretKey|AccessKey|SessionToken|password)"?\s*=\s*)(["\'])(.*)\2', re.M)
+SECRET_JSON = re.compile(r'(\\"(?:auth|password|identitytoken|registrytoken)\\":\s*\\")(?:[^"\\]|\\[^"])*(\\")')
 AUTOSCALER_SCALARS: dict[str, type] = {
     "plugin": str,
     "capacity_per_instance": int,
@@ -330,3 +332,9 @@ def typos(document: Container | Table, path: str, table_path: str = "", runner: 
         elif isinstance(value, AoT):
             for entry in value:
                 yield from typos(entry, path, child, str(entry.get("name", runner)) if child == "runners" else runner)
+
+
+def redact(text: str) -> str:
+    """config.toml for a diff: runner tokens, cache keys and stored registry credentials hidden."""
+    text = SECRET_LINE.sub(lambda m: f"{m[1]}{m[2]}{docker_config.REDACTED}{m[2]}", text)
+    return SECRET_JSON.sub(lambda m: f"{m[1]}{docker_config.REDACTED}{m[2]}", text)
