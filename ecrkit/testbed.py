@@ -118,10 +118,34 @@ WantedBy=multi-user.target
 """
 
 
+# What `gitlab-runner register` leaves behind (tokens are stand-ins).
+REGISTERED_RUNNER = """concurrent = 1
+check_interval = 0
+
+[session_server]
+  session_timeout = 1800
+
+[[runners]]
+  name = "{name}"
+  url = "https://gitlab.example.com"
+  id = 1
+  token = "glrt-stand-in-token"
+  token_obtained_at = 2026-11-23T00:00:00Z
+  token_expires_at = 0001-01-01T00:00:00Z
+  executor = "docker"
+  [runners.cache]
+    MaxUploadedArchiveSize = 0
+  [runners.docker]
+    image = "alpine:3.20"
+    volumes = ["/cache"]
+"""
+
+
 def give_stand_in_role(host: Host, stand_in: StandIn, services: Iterable[str] = ()) -> None:
     """What an EC2 host gets from outside ecrkit, emulated: an instance role (here keys for the
     stand-in, with its CA) in every login's and every named service's environment, and the
-    services themselves (stand-ins for gitlab-runner or the Mesos agent, which cannot run here).
+    services themselves (stand-ins for gitlab-runner or the Mesos agent, which cannot run here;
+    a gitlab-runner comes registered, with its config.toml).
     """
     role = "\n".join(f"{key}={value}" for key, value in stand_in.host_env().items()) + "\n"
     host.run(f"printf '%s' '{role}' > /etc/environment")
@@ -130,6 +154,12 @@ def give_stand_in_role(host: Host, stand_in: StandIn, services: Iterable[str] = 
         host.run(f"printf '%s' '{STAND_IN_UNIT.format(name=name)}' > {unit} && mkdir -p {unit}.d")
         host.run(f"printf '[Service]\\nEnvironmentFile=/etc/environment\\n' > {unit}.d/stand-in-role.conf")
         host.run(f"systemctl daemon-reload && systemctl enable --now {name}.service")
+        if name == "gitlab-runner" and not host.exists("/etc/gitlab-runner/config.toml"):
+            config = REGISTERED_RUNNER.format(name=host.name)
+            host.run(
+                f"install -d -m 0700 /etc/gitlab-runner && printf '%s' '{config}' > /etc/gitlab-runner/config.toml"
+            )
+            host.run("chmod 0600 /etc/gitlab-runner/config.toml")
 
 
 def remove_hosts(hosts: Iterable[Host]) -> None:

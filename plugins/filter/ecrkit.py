@@ -6,6 +6,7 @@ Every ecrkit error becomes an AnsibleFilterError, so the host fails with ecrkit'
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from functools import wraps
@@ -16,7 +17,8 @@ from ansible.errors import AnsibleFilterError
 try:
     from ecrkit import checks, helper, hoststate
     from ecrkit.errors import EcrkitError
-    from ecrkit.settings import CredentialRule
+    from ecrkit.renderers import runner_config, service_env, userdata
+    from ecrkit.settings import HELPER_BINARY, CredentialRule
 except ImportError as exc:  # pragma: no cover - depends on the controller's Python
     raise AnsibleFilterError(
         f"the ecrkit package is not importable by the controller's Python ({exc}); "
@@ -79,6 +81,50 @@ def ecrkit_helper_version(command: Mapping[str, Any]) -> str:
 
 
 @_reported
+def ecrkit_runner_plan(probe: Mapping[str, Any], rule: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
+    """GitLab Runner's files (service environment, config.toml, userdata), from what the probe read."""
+    credential_rule = CredentialRule(tuple(rule["registries"]), bool(rule["creds_store"]))
+    source = "gitlab_runner_ecr_"
+    helper_path = posixpath.join(options["helper_dir"], HELPER_BINARY)
+    userdata_path = options["userdata_path"]
+    machine = runner_config.machine_options(
+        options["instance_profile"], userdata_path, options["hop_limit"], source=source + "machine"
+    )
+    settings = runner_config.RunnerSettings(
+        credential_rule,
+        runners=tuple(options["runners"]),
+        docker_volumes=bool(options["docker_volumes"]),
+        helper_path=helper_path,
+        machine_options=machine,
+        autoscaler=runner_config.validate_autoscaler(options["autoscaler"], source + "autoscaler"),
+    )
+    env = service_env.environment(
+        credential_rule,
+        region=options["region"],
+        cache_dir=options["cache_dir"],
+        helper_dir=options["helper_dir"],
+        source=source,
+    )
+    url = options["userdata_url"] or helper.release_url(
+        options["userdata_version"], userdata.ARCH, options["userdata_release_base_url"]
+    )
+    return hoststate.runner_files(
+        probe,
+        config_path=options["config_path"],
+        settings=settings,
+        env=env,
+        env_path=options["env_path"],
+        env_form="env-file" if options["container"] else "drop-in",
+        userdata_path=userdata_path,
+        userdata_text=userdata.render(
+            credential_rule, url=url, sha256=options["userdata_sha256"], form=options["userdata_format"]
+        )
+        if userdata_path
+        else "",
+    )
+
+
+@_reported
 def ecrkit_validate_args(rule: Mapping[str, Any], services: list[str], users: list[str]) -> dict[str, Any]:
     """The validator probe's arguments: each service and user, a live get per registry."""
     return checks.probe_args(rule["registries"], services, users)
@@ -99,5 +145,6 @@ class FilterModule:
             "ecrkit_helper_changes": ecrkit_helper_changes,
             "ecrkit_helper_plan": ecrkit_helper_plan,
             "ecrkit_helper_version": ecrkit_helper_version,
+            "ecrkit_runner_plan": ecrkit_runner_plan,
             "ecrkit_validate_args": ecrkit_validate_args,
         }
