@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import tomllib
 from pathlib import Path
@@ -222,3 +223,19 @@ def test_generated_files_lose_nothing_and_merge_once(text: str) -> None:
                 assert "amazonec2-region=eu-west-1" in new["machine"]["MachineOptions"]
             else:
                 assert new[key] == value, key
+
+
+def readme_block(marker: str) -> str:
+    """The fenced block that follows `marker` in the README."""
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    fence = text.index("```", text.index(marker))
+    start = text.index("\n", fence) + 1
+    return text[start : text.index("```", start)]
+
+
+def test_the_readme_example_diff_is_what_the_merge_makes() -> None:
+    before = readme_block("<!-- runner-config-before -->")
+    options = machine_options("gitlab-ci-jobs", "/etc/gitlab-runner/ecrkit-userdata.sh")
+    after = merge(before, RunnerSettings(RULE, machine_options=options), path="config.toml").text
+    lines = difflib.unified_diff(before.splitlines(True), after.splitlines(True), "config.toml", "config.toml")
+    assert "".join(lines) == readme_block("<!-- runner-config-diff -->")
