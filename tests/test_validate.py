@@ -57,6 +57,11 @@ def validate(inventory: Path, *args: str) -> tuple[int, dict[str, Any]]:
     return done.returncode, json.loads(done.stdout)
 
 
+def forget_tokens(machine: Host) -> None:
+    """Empty root's token caches: its own, and the one the service's drop-in names."""
+    machine.run("rm -rf /root/.ecr /var/lib/ecr-login/cache.json /var/lib/ecr-login/log")
+
+
 def failures(report: dict[str, Any]) -> list[tuple[str, str, str]]:
     return [
         (f["subject"], f["check"], f["evidence"])
@@ -83,7 +88,7 @@ def test_a_provisioned_host_passes_every_check_with_a_live_token(host: tuple[Hos
 
 def test_an_api_that_refuses_is_named_as_the_cause(host: tuple[Host, Path], stand_in: StandIn) -> None:
     machine, inventory = host
-    machine.run("rm -rf /root/.ecr")  # else the helper falls back to its cached token
+    forget_tokens(machine)  # else the helper uses its cached token
     stand_in.refuse("AccessDeniedException")
     try:
         code, report = validate(inventory)
@@ -101,7 +106,7 @@ def test_an_api_that_refuses_is_named_as_the_cause(host: tuple[Host, Path], stan
     assert code == 0
     warnings = {f["check"] for f in report["hosts"][0]["findings"] if f["severity"] == "warning"}
     assert warnings == {"helper log: access denied"}
-    machine.run("rm -rf /root/.ecr")
+    forget_tokens(machine)
 
 
 def test_the_service_environment_is_what_is_judged(host: tuple[Host, Path]) -> None:
@@ -135,12 +140,15 @@ def test_the_service_environment_is_what_is_judged(host: tuple[Host, Path]) -> N
     assert validate(inventory)[0] == 0
 
 
-def test_creds_store_needs_a_region_in_the_service_environment(host: tuple[Host, Path]) -> None:
+def test_creds_store_needs_the_region_that_ecrkit_gives_the_service(host: tuple[Host, Path]) -> None:
+    """A hand-written credsStore config on a manager without ecrkit's drop-in fails the
+    service; applying site.yml again puts the drop-in back, and it passes."""
     machine, inventory = host
     before = machine.read("/root/.docker/config.json")
+    ecrkit_dropin = f"/etc/systemd/system/{SERVICE}.service.d/ecrkit.conf"
     machine.run("""printf '{"credsStore": "ecr-login"}' > /root/.docker/config.json""")
-    machine.run("rm -rf /root/.ecr")  # a fresh host: `list` also returns what the cache holds
-    dropin = f"/etc/systemd/system/{SERVICE}.service.d/test-region.conf"
+    machine.run(f"rm {ecrkit_dropin} && systemctl daemon-reload && systemctl restart {SERVICE}")
+    forget_tokens(machine)  # a fresh host: `list` also returns what the cache holds
     try:
         code, report = validate(inventory)
         assert code == 1
@@ -148,11 +156,11 @@ def test_creds_store_needs_a_region_in_the_service_environment(host: tuple[Host,
         [region, listed] = failures(report)
         assert region[:2] == (f"service {SERVICE}", "region for credsStore")
         assert listed[:2] == (f"service {SERVICE}", "live list") and "an AWS region is required" in listed[2]
-        machine.run(f"printf '[Service]\\nEnvironment=AWS_REGION=us-east-1\\n' > {dropin}")
-        machine.run(f"systemctl daemon-reload && systemctl restart {SERVICE}")
+        result = ansible_playbook("-i", str(inventory), "site.yml")
+        assert result.returncode == 0, result.stdout[-3000:]
+        assert machine.exists(ecrkit_dropin)
         assert validate(inventory)[0] == 0
     finally:
-        machine.run(f"rm -f {dropin} && systemctl daemon-reload && systemctl restart {SERVICE}")
         machine.run(f"echo {base64.b64encode(before.encode()).decode()} | base64 -d > /root/.docker/config.json")
 
 
@@ -180,13 +188,13 @@ def test_the_playbook_runs_the_same_checks(host: tuple[Host, Path], stand_in: St
     result = ansible_playbook("-i", str(inventory), "playbooks/validate.yml")
     assert result.returncode == 0, result.stdout[-3000:]
     assert f"OK | service {SERVICE} | live get | {REGISTRY_HOST}: username AWS" in " ".join(result.stdout.split())
-    machine.run("rm -rf /root/.ecr")
+    forget_tokens(machine)
     stand_in.refuse("ThrottlingException")
     try:
         result = ansible_playbook("-i", str(inventory), "playbooks/validate.yml")
     finally:
         stand_in.refuse(None)
-        machine.run("rm -rf /root/.ecr")
+        forget_tokens(machine)
     assert result.returncode != 0
     assert "failed=1" in result.stdout and "ThrottlingException" in result.stdout
 
