@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from rich.console import Console
 from rich.progress import Progress
 
 from ecrkit import __version__, aws, files, helper, validate
 from ecrkit.errors import EcrkitError, FileFormatError, InputError
-from ecrkit.renderers import docker_config, runner_config, userdata
+from ecrkit.renderers import docker_config, docker_tar, marathon, runner_config, userdata
 from ecrkit.settings import CredentialRule, validate_absolute_path
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -91,6 +93,41 @@ def _render_userdata(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _render_docker_tar(args: argparse.Namespace) -> int:
+    data = docker_tar.render(_rule(args))
+    try:
+        with open(args.output, "rb") as handle:
+            unchanged = handle.read() == data
+    except FileNotFoundError:
+        unchanged = False
+    if not unchanged:
+        files.write_atomic_bytes(args.output, data, mode=0o644)
+    print(f"{args.output}: {'unchanged' if unchanged else 'written'}")
+    return EXIT_OK
+
+
+def _render_marathon_app(args: argparse.Namespace) -> int:
+    definition = marathon.app(
+        args.id,
+        args.image,
+        cpus=args.cpus,
+        mem=args.mem,
+        instances=args.instances,
+        force_pull=args.force_pull,
+        uri=args.uri,
+        cmd=args.cmd,
+    )
+    print(json.dumps(definition, indent=2))
+    return EXIT_OK
+
+
+def _render_marathon_installer(args: argparse.Namespace) -> int:
+    url = args.url or helper.release_url(args.version, args.arch, args.release_base_url)
+    definition = marathon.installer(url, args.sha256, install_dir=args.install_dir, instances=args.instances)
+    print(json.dumps(definition, indent=2))
+    return EXIT_OK
+
+
 def _fetch(args: argparse.Namespace) -> int:
     changed = aws.download_verified(args.source, args.sha256, args.output)
     print(f"{args.output}: {'downloaded and verified' if changed else 'already present with this sha256'}")
@@ -109,23 +146,8 @@ def _validate(args: argparse.Namespace) -> int:
     return EXIT_OK if all(r.passed for r in reports) else EXIT_FAILED
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ecrkit", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"ecrkit {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    render = commands.add_parser("render", help="print a rendered file to stdout")
-    kinds = render.add_subparsers(dest="kind", required=True)
-    docker = kinds.add_parser(
-        "docker-config",
-        help="a Docker config.json naming the helper",
-        description="Print config.json with the helper merged in; --merge reads an existing file "
-        "(never modified) and keeps every key ecrkit does not own.",
-    )
-    _add_rule_arguments(docker)
-    docker.add_argument("--merge", metavar="PATH", help="existing config.json to merge into (read only)")
-    docker.set_defaults(handler=_render_docker_config)
-
+def _add_gitlab_runner_parsers(kinds: Any) -> None:
+    """render runner-config and render userdata: GitLab Runner managers and their job hosts."""
     runner = kinds.add_parser(
         "runner-config",
         help="GitLab Runner's config.toml with ecrkit's keys merged in",
@@ -177,6 +199,71 @@ def build_parser() -> argparse.ArgumentParser:
     )
     job_host.add_argument("--install-dir", default="/usr/local/bin", help="where the helper goes on the job host")
     job_host.set_defaults(handler=_render_userdata)
+
+
+def _add_marathon_parsers(kinds: Any) -> None:
+    """render docker-tar, marathon-app and marathon-installer: Mesos/Marathon agents."""
+    tar = kinds.add_parser(
+        "docker-tar",
+        help="the docker.tar.gz a Marathon app fetches (.docker/config.json naming the helper)",
+        description="Write a reproducible docker.tar.gz holding only .docker/config.json; an unchanged archive "
+        "is not rewritten.",
+    )
+    _add_rule_arguments(tar)
+    tar.add_argument("-o", "--output", required=True, help="where to write it, e.g. /etc/docker.tar.gz")
+    tar.set_defaults(handler=_render_docker_tar)
+
+    marathon_app = kinds.add_parser(
+        "marathon-app",
+        help="a Marathon app whose docker pull authenticates through the fetched docker.tar.gz",
+        description="Print a Marathon app definition (Docker containerizer) that fetches docker.tar.gz, "
+        "validated against Marathon's app schema.",
+    )
+    marathon_app.add_argument("--id", required=True, help="app id, e.g. /team/app")
+    marathon_app.add_argument("--image", required=True, help="image reference in ECR")
+    marathon_app.add_argument("--cpus", type=float, default=0.1)
+    marathon_app.add_argument("--mem", type=float, default=128, help="MiB")
+    marathon_app.add_argument("--instances", type=int, default=1)
+    marathon_app.add_argument("--force-pull", action="store_true", help="pull on every launch (forcePullImage)")
+    marathon_app.add_argument("--uri", default=marathon.DOCKER_TAR_URI, help="where agents have the archive")
+    marathon_app.add_argument("--cmd", default="", help="command to run (default: the image's)")
+    marathon_app.set_defaults(handler=_render_marathon_app)
+
+    installer = kinds.add_parser(
+        "marathon-installer",
+        help="a Marathon app that installs the pinned helper on every agent (one task per agent)",
+        description="Print a Marathon app with constraint hostname UNIQUE that fetches the helper, checks its "
+        "sha256, and installs it into a directory DC/OS upgrades keep. Scale --instances to the agent count.",
+    )
+    installer.add_argument("--sha256", required=True, help="the binary's sha256 (from the release's .sha256)")
+    installer.add_argument("--version", default=helper.DEFAULT_VERSION)
+    installer.add_argument("--arch", choices=["amd64", "arm64"], default="amd64")
+    installer.add_argument("--release-base-url", default=helper.RELEASE_BASE_URL)
+    installer.add_argument("--url", default="", help="the binary's http(s) URL instead of a release")
+    installer.add_argument("--install-dir", default="/usr/bin", help="on the agent's PATH and kept by upgrades")
+    installer.add_argument("--instances", type=int, default=1, help="the number of agents")
+    installer.set_defaults(handler=_render_marathon_installer)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ecrkit", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"ecrkit {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    render = commands.add_parser("render", help="print a rendered file to stdout")
+    kinds = render.add_subparsers(dest="kind", required=True)
+    docker = kinds.add_parser(
+        "docker-config",
+        help="a Docker config.json naming the helper",
+        description="Print config.json with the helper merged in; --merge reads an existing file "
+        "(never modified) and keeps every key ecrkit does not own.",
+    )
+    _add_rule_arguments(docker)
+    docker.add_argument("--merge", metavar="PATH", help="existing config.json to merge into (read only)")
+    docker.set_defaults(handler=_render_docker_config)
+
+    _add_gitlab_runner_parsers(kinds)
+    _add_marathon_parsers(kinds)
 
     fetch = commands.add_parser(
         "fetch", help="download s3://BUCKET/KEY to a file, replacing it only if the sha256 matches"

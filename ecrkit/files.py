@@ -9,12 +9,17 @@ import tempfile
 
 def write_atomic(path: str, text: str, *, mode: int) -> None:
     """Replace `path` through a temporary file in its directory; an existing file's owner is kept."""
+    write_atomic_bytes(path, text.encode("utf-8"), mode=mode)
+
+
+def write_atomic_bytes(path: str, data: bytes, *, mode: int) -> None:
+    """`write_atomic` for bytes."""
     directory = os.path.dirname(os.path.abspath(path))
     owner = os.stat(path) if os.path.exists(path) else None
     fd, partial = tempfile.mkstemp(dir=directory, prefix=".ecrkit-")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
             out.flush()
             os.fsync(out.fileno())
         os.chmod(partial, mode)
