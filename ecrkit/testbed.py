@@ -141,6 +141,10 @@ check_interval = 0
 """
 
 
+# The environment files real units read besides what the stand-in role gives them.
+AGENT_ENV_FILES = {"dcos-mesos-slave": "/var/lib/dcos/mesos-slave-common"}
+
+
 def give_stand_in_role(host: Host, stand_in: StandIn, services: Iterable[str] = ()) -> None:
     """What an EC2 host gets from outside ecrkit, emulated: an instance role (here keys for the
     stand-in, with its CA) in every login's and every named service's environment, and the
@@ -152,7 +156,8 @@ def give_stand_in_role(host: Host, stand_in: StandIn, services: Iterable[str] = 
     for name in services:
         unit = f"/etc/systemd/system/{name}.service"
         host.run(f"printf '%s' '{STAND_IN_UNIT.format(name=name)}' > {unit} && mkdir -p {unit}.d")
-        host.run(f"printf '[Service]\\nEnvironmentFile=/etc/environment\\n' > {unit}.d/stand-in-role.conf")
+        own = f"EnvironmentFile=-{AGENT_ENV_FILES[name]}\\n" if name in AGENT_ENV_FILES else ""
+        host.run(f"printf '[Service]\\nEnvironmentFile=/etc/environment\\n{own}' > {unit}.d/stand-in-role.conf")
         host.run(f"systemctl daemon-reload && systemctl enable --now {name}.service")
         if name == "gitlab-runner" and not host.exists("/etc/gitlab-runner/config.toml"):
             config = REGISTERED_RUNNER.format(name=host.name)

@@ -20,7 +20,7 @@ def test_the_region_comes_from_the_first_registry_unless_given() -> None:
 
 
 def test_creds_store_without_a_region_is_refused() -> None:
-    with pytest.raises(InputError, match=r"gitlab_runner_ecr_region: '' is not accepted.*`list`"):
+    with pytest.raises(InputError, match=r"gitlab_runner_ecr_region: '' is not accepted.*`list` \(GitLab Runner\)"):
         service_env.environment(CredentialRule.build([]), source="gitlab_runner_ecr_")
 
 

@@ -24,8 +24,8 @@ def environment(
         region = registry_region(rule.registries[0]) or ""
     if not region and rule.needs_region:
         raise InputError(
-            f"{source}region", region, "an AWS region such as us-east-1: with credsStore GitLab Runner calls the "
-            "helper's `list`, which takes its region from AWS_REGION"
+            f"{source}region", region, "an AWS region such as us-east-1: with credsStore, callers of the helper's "
+            "`list` (GitLab Runner) take the region from AWS_REGION"
         )  # fmt: skip
     if region:
         env["AWS_REGION"] = validate_region(region, f"{source}region")

@@ -17,7 +17,7 @@ from ansible.errors import AnsibleFilterError
 try:
     from ecrkit import checks, helper, hoststate
     from ecrkit.errors import EcrkitError
-    from ecrkit.renderers import runner_config, service_env, userdata
+    from ecrkit.renderers import docker_config, runner_config, service_env, userdata
     from ecrkit.settings import HELPER_BINARY, CredentialRule
 except ImportError as exc:  # pragma: no cover - depends on the controller's Python
     raise AnsibleFilterError(
@@ -125,6 +125,24 @@ def ecrkit_runner_plan(probe: Mapping[str, Any], rule: Mapping[str, Any], option
 
 
 @_reported
+def ecrkit_service_environment(
+    rule: Mapping[str, Any], region: str = "", cache_dir: str = "", helper_dir: str = "", source: str = ""
+) -> dict[str, str]:
+    """AWS_REGION, AWS_ECR_CACHE_DIR (and PATH if needed) for a service that runs the helper."""
+    credential_rule = CredentialRule(tuple(rule["registries"]), bool(rule["creds_store"]))
+    return service_env.environment(
+        credential_rule, region=region, cache_dir=cache_dir, helper_dir=helper_dir, source=source
+    )
+
+
+@_reported
+def ecrkit_docker_config(config: Mapping[str, Any], rule: Mapping[str, Any]) -> str:
+    """`config` with the rule's keys merged in, as Docker lays out config.json."""
+    credential_rule = CredentialRule(tuple(rule["registries"]), bool(rule["creds_store"]))
+    return docker_config.dumps(docker_config.merge(config, credential_rule))
+
+
+@_reported
 def ecrkit_validate_args(rule: Mapping[str, Any], services: list[str], users: list[str]) -> dict[str, Any]:
     """The validator probe's arguments: each service and user, a live get per registry."""
     return checks.probe_args(rule["registries"], services, users)
@@ -140,11 +158,13 @@ class FilterModule:
     def filters(self) -> dict[str, Callable[..., Any]]:
         return {
             "ecrkit_credential_rule": ecrkit_credential_rule,
+            "ecrkit_docker_config": ecrkit_docker_config,
             "ecrkit_docker_configs": ecrkit_docker_configs,
             "ecrkit_findings": ecrkit_findings,
             "ecrkit_helper_changes": ecrkit_helper_changes,
             "ecrkit_helper_plan": ecrkit_helper_plan,
             "ecrkit_helper_version": ecrkit_helper_version,
             "ecrkit_runner_plan": ecrkit_runner_plan,
+            "ecrkit_service_environment": ecrkit_service_environment,
             "ecrkit_validate_args": ecrkit_validate_args,
         }
