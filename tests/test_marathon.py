@@ -133,3 +133,11 @@ def test_the_fetcher_emulated_pulls_with_the_archive_and_caches_outside_the_sand
     assert sandbox_pull("sandbox", with_archive=True) == 0
     assert (cache / "cache.json").exists()
     assert not (agent_dir / "sandbox" / ".ecr").exists()  # no live token left in the sandbox
+
+
+def test_the_readme_app_is_what_the_cli_prints() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    fence = readme.index("```json", readme.index("<!-- marathon-app -->"))
+    block = readme[readme.index("\n", fence) + 1 : readme.index("```", fence + 3)]
+    done = run_ecrkit("render", "marathon-app", "--id", "/team/app", "--image", IMAGE)
+    assert block == done.stdout
