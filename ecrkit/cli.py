@@ -11,9 +11,17 @@ from typing import Any
 from rich.console import Console
 from rich.progress import Progress
 
-from ecrkit import __version__, aws, files, helper, validate
+from ecrkit import __version__, aws, files, helper, images, validate
 from ecrkit.errors import EcrkitError, FileFormatError, InputError
-from ecrkit.renderers import docker_config, docker_tar, marathon, runner_config, userdata
+from ecrkit.renderers import (
+    docker_config,
+    docker_tar,
+    iam_policy,
+    marathon,
+    registries_conf,
+    runner_config,
+    userdata,
+)
 from ecrkit.settings import CredentialRule, validate_absolute_path
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -125,6 +133,21 @@ def _render_marathon_installer(args: argparse.Namespace) -> int:
     url = args.url or helper.release_url(args.version, args.arch, args.release_base_url)
     definition = marathon.installer(url, args.sha256, install_dir=args.install_dir, instances=args.instances)
     print(json.dumps(definition, indent=2))
+    return EXIT_OK
+
+
+def _render_iam_policy(args: argparse.Namespace) -> int:
+    print(json.dumps(iam_policy.render(args.context, args.registry, tuple(args.repository)), indent=2))
+    return EXIT_OK
+
+
+def _render_registries_conf(args: argparse.Namespace) -> int:
+    sys.stdout.write(registries_conf.render(args.registry, args.cache_prefix, args.upstream))
+    return EXIT_OK
+
+
+def _rewrite_image(args: argparse.Namespace) -> int:
+    print(images.rewrite(args.image, args.via, args.upstream))
     return EXIT_OK
 
 
@@ -245,6 +268,33 @@ def _add_marathon_parsers(kinds: Any) -> None:
     installer.set_defaults(handler=_render_marathon_installer)
 
 
+def _add_ecr_parsers(kinds: Any) -> None:
+    """render iam-policy and registries-conf: the ECR side and redirects."""
+    policy = kinds.add_parser(
+        "iam-policy",
+        help="a least-privilege IAM policy for a context that pulls from ECR",
+        description="Print an IAM policy document: ecr:GetAuthorizationToken on *, the context's actions on the "
+        "named repositories (all repositories when none is named); no wildcard actions.",
+    )
+    policy.add_argument("--for", dest="context", required=True, choices=sorted(iam_policy.CONTEXTS))
+    policy.add_argument("--registry", default="", help="the registry the repositories live in")
+    policy.add_argument(
+        "--repository", action="append", default=[], metavar="NAME", help="repeatable; NAME/* for a prefix"
+    )
+    policy.set_defaults(handler=_render_iam_policy)
+
+    conf = kinds.add_parser(
+        "registries-conf",
+        help="a registries.conf drop-in mirroring docker.io through a pull-through cache (podman, CRI-O)",
+    )
+    conf.add_argument("--registry", required=True, help="the ECR registry of the cache")
+    conf.add_argument(
+        "--cache-prefix", required=True, help="the pull-through rule's repository prefix, e.g. docker-hub"
+    )
+    conf.add_argument("--upstream", default=images.DOCKER_HUB, help="the registry to mirror (default docker.io)")
+    conf.set_defaults(handler=_render_registries_conf)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ecrkit", description=__doc__)
     parser.add_argument("--version", action="version", version=f"ecrkit {__version__}")
@@ -264,6 +314,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_gitlab_runner_parsers(kinds)
     _add_marathon_parsers(kinds)
+    _add_ecr_parsers(kinds)
+
+    rewrite = commands.add_parser(
+        "rewrite-image",
+        help="rewrite an image reference to its pull-through cache path (for Docker hosts)",
+        description="Print IMAGE as the cache path under --via (alpine:3.20 -> R/PREFIX/library/alpine:3.20). "
+        "References from other registries than --upstream are printed unchanged.",
+    )
+    rewrite.add_argument("image", metavar="IMAGE")
+    rewrite.add_argument("--via", required=True, metavar="R/PREFIX", help="the cache's registry and prefix")
+    rewrite.add_argument(
+        "--upstream", default=images.DOCKER_HUB, help="the registry the cache mirrors (default docker.io)"
+    )
+    rewrite.set_defaults(handler=_rewrite_image)
 
     fetch = commands.add_parser(
         "fetch", help="download s3://BUCKET/KEY to a file, replacing it only if the sha256 matches"

@@ -1,0 +1,70 @@
+"""Least-privilege IAM policy documents for each context that pulls from ECR.
+
+`ecr:GetAuthorizationToken` has no resource scope (it must be on `*`, and a repository policy
+cannot grant it). Read actions are narrowed to repository ARNs when repositories are named.
+No action is a wildcard.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ecrkit.errors import InputError
+from ecrkit.settings import ECR_PRIVATE_HOST, validate_registry
+
+TOKEN = "ecr:GetAuthorizationToken"
+PULL = ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability")
+PULL_THROUGH = ("ecr:BatchImportUpstreamImage", "ecr:CreateRepository")
+ADMIN = (
+    "ecr:DescribeRepositories", "ecr:CreateRepository", "ecr:DeleteRepository", "ecr:PutLifecyclePolicy",
+    "ecr:GetLifecyclePolicy", "ecr:DeleteLifecyclePolicy", "ecr:SetRepositoryPolicy", "ecr:GetRepositoryPolicy",
+    "ecr:DeleteRepositoryPolicy", "ecr:ListTagsForResource", "ecr:TagResource", "ecr:UntagResource",
+    "ecr:DescribePullThroughCacheRules", "ecr:CreatePullThroughCacheRule", "ecr:UpdatePullThroughCacheRule",
+    "ecr:DeletePullThroughCacheRule", "ecr:PutRegistryPolicy", "ecr:GetRegistryPolicy",
+    "ecr:CreateRepositoryCreationTemplate", "ecr:DescribeRepositoryCreationTemplates",
+    "ecr:UpdateRepositoryCreationTemplate", "ecr:DeleteRepositoryCreationTemplate",
+)  # fmt: skip
+# What each context does with ECR; every context pulls.
+CONTEXTS: dict[str, tuple[str, ...]] = {
+    "runner-manager": PULL,
+    "job-host": PULL,
+    "agent": PULL,
+    "pull-through": PULL + PULL_THROUGH,
+    "admin": PULL + ADMIN,
+}
+REPOSITORY = re.compile(r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/\*)?$")
+PARTITIONS = {
+    "amazonaws.com": "aws", "on.aws": "aws", "amazonaws.com.cn": "aws-cn", "on.amazonwebservices.com.cn": "aws-cn",
+    "amazonaws.eu": "aws-eusc", "c2s.ic.gov": "aws-iso", "sc2s.sgov.gov": "aws-iso-b", "cloud.adc-e.uk": "aws-iso-e",
+    "csp.hci.ic.gov": "aws-iso-f",
+}  # fmt: skip
+
+
+def repository_arn(registry: str, repository: str) -> str:
+    """arn:<partition>:ecr:<region>:<account>:repository/<name> for a private registry."""
+    host = validate_registry(registry, "--registry")
+    match = ECR_PRIVATE_HOST.match(host)
+    if match is None:
+        raise InputError("--registry", registry, "a private ECR registry (ECR Public has no repository ARNs here)")
+    if not REPOSITORY.match(repository):
+        raise InputError(
+            "--repository", repository, "a repository name such as team/app (lowercase; a trailing /* for a prefix)"
+        )
+    account, region, domain = match.group(1), match.group(3), match.group(4)
+    partition = "aws-us-gov" if region.startswith("us-gov-") else PARTITIONS.get(domain, "aws")
+    return f"arn:{partition}:ecr:{region}:{account}:repository/{repository}"
+
+
+def render(context: str, registry: str = "", repositories: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The policy document for a context; repositories need the registry they live in."""
+    if context not in CONTEXTS:
+        raise InputError("--for", context, f"one of {', '.join(CONTEXTS)}")
+    if repositories and not registry:
+        raise InputError("--registry", registry, "the registry the --repository names live in")
+    resources: list[str] | str = [repository_arn(registry, name) for name in repositories] or "*"
+    statements: list[dict[str, Any]] = [
+        {"Sid": "RegistryToken", "Effect": "Allow", "Action": [TOKEN], "Resource": "*"},
+        {"Sid": "Repositories", "Effect": "Allow", "Action": list(CONTEXTS[context]), "Resource": resources},
+    ]
+    return {"Version": "2012-10-17", "Statement": statements}
