@@ -199,13 +199,14 @@ def _inventory_target(name: str, variables: dict[str, Any]) -> Target:
     common = str(variables.get("ansible_ssh_common_args", "")) + " " + str(variables.get("ansible_ssh_extra_args", ""))
     checking = os.environ.get("ANSIBLE_HOST_KEY_CHECKING", "true").lower() not in ("false", "0", "no")
     interpreter = str(variables.get("ansible_python_interpreter", ""))
+    key = variables.get("ansible_ssh_private_key_file")  # Ansible expands ~ in it; paramiko does not
     return Target(
         name=name,
         connection={"local": "local", PODMAN: "podman", "podman": "podman"}.get(connection, "ssh"),
         address=str(variables.get("ansible_host", name)),
         port=int(variables.get("ansible_port", 22)),
         user=variables.get("ansible_user"),
-        key_file=variables.get("ansible_ssh_private_key_file"),
+        key_file=os.path.expanduser(str(key)) if key else None,
         strict_host_keys=checking and "StrictHostKeyChecking=no" not in common,
         python=interpreter if interpreter.startswith("/") else "python3",  # not Ansible's "auto" modes
         registries=registries,
