@@ -94,7 +94,7 @@ def _render_runner_config(args: argparse.Namespace) -> int:
 
 
 def _render_userdata(args: argparse.Namespace) -> int:
-    url = args.url or helper.release_url(args.version, userdata.ARCH, args.release_base_url)
+    url = _binary_url(args, userdata.ARCH)
     sys.stdout.write(
         userdata.render(_rule(args), url=url, sha256=args.sha256, install_dir=args.install_dir, form=args.format)
     )
@@ -130,7 +130,7 @@ def _render_marathon_app(args: argparse.Namespace) -> int:
 
 
 def _render_marathon_installer(args: argparse.Namespace) -> int:
-    url = args.url or helper.release_url(args.version, args.arch, args.release_base_url)
+    url = _binary_url(args, args.arch)
     definition = marathon.installer(url, args.sha256, install_dir=args.install_dir, instances=args.instances)
     print(json.dumps(definition, indent=2))
     return EXIT_OK
@@ -167,6 +167,25 @@ def _validate(args: argparse.Namespace) -> int:
     else:
         Console().print(validate.report_table(reports))
     return EXIT_OK if all(r.passed for r in reports) else EXIT_FAILED
+
+
+def _add_binary_arguments(
+    parser: argparse.ArgumentParser, *, install_dir: str, sha256_help: str, pinned: bool = False
+) -> None:
+    """Where a host gets the helper binary: a release (or --url), its sha256, its directory."""
+    parser.add_argument("--version", default=helper.DEFAULT_VERSION, help="release to install (X.Y.Z)")
+    if pinned:  # an app definition, not a script on the host: it names one architecture and one sha256
+        parser.add_argument("--arch", choices=["amd64", "arm64"], default="amd64")
+    parser.add_argument("--release-base-url", default=helper.RELEASE_BASE_URL, help="the official bucket, or a mirror")
+    parser.add_argument(
+        "--url", default="", help="the binary's http(s) URL instead of a release (@ARCH@: amd64 or arm64)"
+    )
+    parser.add_argument("--sha256", required=pinned, default="", help=sha256_help)
+    parser.add_argument("--install-dir", default=install_dir, help="where the helper goes on the host")
+
+
+def _binary_url(args: argparse.Namespace, arch: str) -> str:
+    return str(args.url or helper.release_url(args.version, arch, args.release_base_url))
 
 
 def _add_gitlab_runner_parsers(kinds: Any) -> None:
@@ -210,17 +229,11 @@ def _add_gitlab_runner_parsers(kinds: Any) -> None:
     )
     _add_rule_arguments(job_host)
     job_host.add_argument("--format", choices=["shell", "cloud-config"], default="shell")
-    job_host.add_argument("--version", default=helper.DEFAULT_VERSION, help="release to install (X.Y.Z)")
-    job_host.add_argument(
-        "--release-base-url", default=helper.RELEASE_BASE_URL, help="the official bucket, or a mirror of its layout"
+    _add_binary_arguments(
+        job_host,
+        install_dir="/usr/local/bin",
+        sha256_help="expected sha256 (default: the URL's .sha256 file, read on the host)",
     )
-    job_host.add_argument(
-        "--url", default="", help="the binary's http(s) URL instead of a release (@ARCH@: amd64 or arm64)"
-    )
-    job_host.add_argument(
-        "--sha256", default="", help="expected sha256 (default: the URL's .sha256 file, read on the host)"
-    )
-    job_host.add_argument("--install-dir", default="/usr/local/bin", help="where the helper goes on the job host")
     job_host.set_defaults(handler=_render_userdata)
 
 
@@ -258,12 +271,12 @@ def _add_marathon_parsers(kinds: Any) -> None:
         description="Print a Marathon app with constraint hostname UNIQUE that fetches the helper, checks its "
         "sha256, and installs it into a directory DC/OS upgrades keep. Scale --instances to the agent count.",
     )
-    installer.add_argument("--sha256", required=True, help="the binary's sha256 (from the release's .sha256)")
-    installer.add_argument("--version", default=helper.DEFAULT_VERSION)
-    installer.add_argument("--arch", choices=["amd64", "arm64"], default="amd64")
-    installer.add_argument("--release-base-url", default=helper.RELEASE_BASE_URL)
-    installer.add_argument("--url", default="", help="the binary's http(s) URL instead of a release")
-    installer.add_argument("--install-dir", default="/usr/bin", help="on the agent's PATH and kept by upgrades")
+    _add_binary_arguments(
+        installer,
+        install_dir="/usr/bin",
+        sha256_help="the binary's sha256 (from the release's .sha256)",
+        pinned=True,
+    )
     installer.add_argument("--instances", type=int, default=1, help="the number of agents")
     installer.set_defaults(handler=_render_marathon_installer)
 

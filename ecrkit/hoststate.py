@@ -110,11 +110,7 @@ def docker_config_files(
     for user in users:
         entry = probe["users"][user]
         path = posixpath.join(entry["home"], CONFIG)
-        encoded = probe["contents"].get(f"{user}:{CONFIG}")
-        try:
-            before = base64.b64decode(encoded).decode("utf-8") if encoded is not None else None
-        except UnicodeDecodeError as exc:
-            raise FileFormatError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        before = _text(probe, f"{user}:{CONFIG}", path)
         item: dict[str, Any] = {"user": user, "group": entry["group"], "path": path, "dir": posixpath.dirname(path)}
         if before is None and state == "absent":
             files.append({**item, "content": None, "write": False, "fix_dir": False, "secrets": False})
@@ -141,8 +137,10 @@ def docker_config_files(
     return files
 
 
-def _text(probe: Mapping[str, Any], path: str) -> str | None:
-    encoded = probe["contents"].get(path)
+def _text(probe: Mapping[str, Any], key: str, path: str | None = None) -> str | None:
+    """What the probe read under `key` (a path, or "<user>:<relative>"), or None if missing."""
+    path = path or key
+    encoded = probe["contents"].get(key)
     if encoded is None:
         return None
     try:

@@ -320,9 +320,17 @@ def consumer(spec: dict[str, str], registries: list[str]) -> dict[str, Any]:
     return facts
 
 
+def file_size(path: str) -> int:
+    """Where the helper's next log lines will start (0 if it has not logged yet)."""
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
 def live_list(helper: str, entry: dict[str, Any], env: dict[str, str], log: str) -> dict[str, object]:
     """`list` as the consumer runs it (what GitLab Runner calls for credsStore): registries and usernames."""
-    before = os.stat(log).st_size if os.path.exists(log) else 0
+    before = file_size(log)
     done = as_user([helper, "list"], entry, env)
     result: dict[str, object] = {"rc": done["rc"], "log": read_text(log, start=before, limit=LOG_TAIL) or ""}
     try:
@@ -334,7 +342,7 @@ def live_list(helper: str, entry: dict[str, Any], env: dict[str, str], log: str)
 
 def live_get(helper: str, registry: str, entry: dict[str, Any], env: dict[str, str], log: str) -> dict[str, object]:
     """`get` as the consumer runs it; the secret is reduced to its length, the log to this call's lines."""
-    before = os.stat(log).st_size if os.path.exists(log) else 0
+    before = file_size(log)
     done = as_user([helper, "get"], entry, env, stdin=registry)
     result: dict[str, object] = {"registry": registry, "rc": done["rc"]}
     if done["rc"] != 0:  # what it said instead of credentials (it prints its error on stdout)

@@ -25,6 +25,14 @@ def run_ecrkit(*args: str, env: dict[str, str] | None = None) -> subprocess.Comp
     return subprocess.run([*ECRKIT, *args], capture_output=True, text=True, env=env, check=False, cwd=ROOT)
 
 
+def readme_block(marker: str) -> str:
+    """The fenced block that follows `marker` in the README, for tests that check its examples."""
+    text = (ROOT / "README.md").read_text()
+    fence = text.index("```", text.index(marker))
+    start = text.index("\n", fence) + 1
+    return text[start : text.index("```", start)]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -19,7 +19,7 @@ from ecrkit.errors import InputError
 from ecrkit.renderers import docker_tar, marathon
 from ecrkit.settings import CredentialRule
 from ecrkit.standin import REGISTRY_HOST, StandIn
-from tests.conftest import run_ecrkit
+from tests.conftest import readme_block, run_ecrkit
 
 IMAGE = f"{REGISTRY_HOST}/team/app:1"
 SHA = "a" * 64
@@ -136,8 +136,5 @@ def test_the_fetcher_emulated_pulls_with_the_archive_and_caches_outside_the_sand
 
 
 def test_the_readme_app_is_what_the_cli_prints() -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    fence = readme.index("```json", readme.index("<!-- marathon-app -->"))
-    block = readme[readme.index("\n", fence) + 1 : readme.index("```", fence + 3)]
     done = run_ecrkit("render", "marathon-app", "--id", "/team/app", "--image", IMAGE)
-    assert block == done.stdout
+    assert readme_block("<!-- marathon-app -->") == done.stdout

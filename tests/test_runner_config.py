@@ -21,6 +21,7 @@ from ecrkit.renderers.runner_config import (
     validate_autoscaler,
 )
 from ecrkit.settings import CredentialRule
+from tests.conftest import readme_block
 
 REGISTERED = (Path(__file__).parent / "data" / "runner-config.toml").read_text()
 REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
@@ -223,14 +224,6 @@ def test_generated_files_lose_nothing_and_merge_once(text: str) -> None:
                 assert "amazonec2-region=eu-west-1" in new["machine"]["MachineOptions"]
             else:
                 assert new[key] == value, key
-
-
-def readme_block(marker: str) -> str:
-    """The fenced block that follows `marker` in the README."""
-    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    fence = text.index("```", text.index(marker))
-    start = text.index("\n", fence) + 1
-    return text[start : text.index("```", start)]
 
 
 def test_the_readme_example_diff_is_what_the_merge_makes() -> None:

@@ -62,6 +62,11 @@ def dumps(config: Mapping[str, Any]) -> str:
     return json.dumps(config, indent="\t") + "\n"
 
 
+def dumps_compact(config: Mapping[str, Any]) -> str:
+    """One line, for a DOCKER_AUTH_CONFIG value or a shell variable."""
+    return json.dumps(config, separators=(",", ":"))
+
+
 def render(
     existing: str | None,
     rule: CredentialRule,

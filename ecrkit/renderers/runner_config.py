@@ -17,7 +17,6 @@ Keys GitLab Runner does not know are reported: it ignores them silently.
 from __future__ import annotations
 
 import difflib
-import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -195,7 +194,7 @@ def merge(text: str, settings: RunnerSettings, *, path: str) -> Merged:
 def _merge_auth(runner: Table, rule: CredentialRule, where: str) -> None:
     environment = runner.get("environment")
     if environment is None:
-        value = AUTH_PREFIX + json.dumps(docker_config.merge({}, rule), separators=(",", ":"))
+        value = AUTH_PREFIX + docker_config.dumps_compact(docker_config.merge({}, rule))
         _add(runner, "environment", tomlkit.item([value]))
         return
     if not isinstance(environment, Array):
@@ -210,21 +209,32 @@ def _merge_auth(runner: Table, rule: CredentialRule, where: str) -> None:
     merged = docker_config.merge(current, rule)
     if len(indices) == 1 and merged == current:
         return
-    value = AUTH_PREFIX + json.dumps(merged, separators=(",", ":"))
+    _put_once(environment, indices, AUTH_PREFIX + docker_config.dumps_compact(merged))
+
+
+def _put_once(array: Array, indices: list[int], value: str) -> None:
+    """`value` in place of the first of `indices` (appended if none), the others removed."""
     if not indices:
-        environment.append(value)
+        array.append(value)
         return
-    environment[indices[0]] = value
+    if str(array[indices[0]]) != value:
+        array[indices[0]] = value
     for index in reversed(indices[1:]):
-        del environment[index]
+        del array[index]
+
+
+def _subtable(table: Table, key: str) -> Table:
+    """The sub-table `key`, created (after the table's other content) if it is missing."""
+    child = table.get(key)
+    if child is None:
+        child = tomlkit.table()
+        table.append(key, child)
+    return child
 
 
 def _merge_volumes(runner: Table, helper: str) -> None:
     wanted = [f"{SOCKET}:{SOCKET}", "/root/.docker:/root/.docker:ro", f"{helper}:{helper}:ro"]
-    docker = runner.get("docker")
-    if docker is None:
-        docker = tomlkit.table()
-        runner.append("docker", docker)
+    docker = _subtable(runner, "docker")
     volumes = docker.get("volumes")
     if volumes is None:
         _add(docker, "volumes", tomlkit.item(wanted))
@@ -236,40 +246,24 @@ def _merge_volumes(runner: Table, helper: str) -> None:
 
 
 def _merge_machine_options(runner: Table, options: Mapping[str, str]) -> None:
-    machine = runner.get("machine")
-    if machine is None:
-        machine = tomlkit.table()
-        runner.append("machine", machine)
+    machine = _subtable(runner, "machine")
     current = machine.get("MachineOptions")
     if current is None:
         _add(machine, "MachineOptions", tomlkit.item([f"{k}={v}" for k, v in options.items()]))
         return
     for name, value in options.items():
-        wanted = f"{name}={value}"
         indices = [i for i, entry in enumerate(current) if str(entry).split("=", 1)[0] == name]
-        if not indices:
-            current.append(wanted)
-            continue
-        if str(current[indices[0]]) != wanted:
-            current[indices[0]] = wanted
-        for index in reversed(indices[1:]):
-            del current[index]
+        _put_once(current, indices, f"{name}={value}")
 
 
 def _merge_autoscaler(runner: Table, settings: Mapping[str, Any]) -> None:
-    autoscaler = runner.get("autoscaler")
-    if autoscaler is None:
-        autoscaler = tomlkit.table()
-        runner.append("autoscaler", autoscaler)
+    autoscaler = _subtable(runner, "autoscaler")
     for key in AUTOSCALER_SCALARS:
         if key in settings and autoscaler.get(key) != settings[key]:
             _set(autoscaler, key, settings[key])
     for key in AUTOSCALER_TABLES:
         if key in settings:
-            table = autoscaler.get(key)
-            if table is None:
-                table = tomlkit.table()
-                autoscaler.append(key, table)
+            table = _subtable(autoscaler, key)
             for name, value in settings[key].items():
                 if table.get(name) != value:
                     _set(table, name, value)

@@ -8,7 +8,6 @@ again, it changes nothing.
 
 from __future__ import annotations
 
-import json
 import shlex
 from typing import Literal
 
@@ -124,7 +123,7 @@ def render(
         "__URL__": shlex.quote(url),
         "__SHA256__": shlex.quote(validate_sha256(sha256, "sha256") if sha256 else ""),
         "__INSTALL_DIR__": shlex.quote(validate_absolute_path(install_dir, "install_dir")),
-        "__OWNED__": shlex.quote(json.dumps(docker_config.merge({}, rule), separators=(",", ":"))),
+        "__OWNED__": shlex.quote(docker_config.dumps_compact(docker_config.merge({}, rule))),
     }
     script = SCRIPT
     for marker, value in values.items():

@@ -39,6 +39,11 @@ def _reported(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _credential_rule(rule: Mapping[str, Any]) -> CredentialRule:
+    """Back from the {registries, creds_store} fact that ecrkit_credential_rule made."""
+    return CredentialRule(tuple(rule["registries"]), bool(rule["creds_store"]))
+
+
 @_reported
 def ecrkit_credential_rule(
     registries: list[str], include_public: bool = False, creds_store: bool = False, source: str = "registries"
@@ -53,7 +58,7 @@ def ecrkit_docker_configs(
     probe: Mapping[str, Any], users: list[str], rule: Mapping[str, Any], state: str, replace_invalid: bool = False
 ) -> list[dict[str, Any]]:
     """Render every user's config.json from what the probe read, and say what must be written."""
-    credential_rule = CredentialRule(tuple(rule["registries"]), bool(rule["creds_store"]))
+    credential_rule = _credential_rule(rule)
     return hoststate.docker_config_files(probe, users, credential_rule, state, replace_invalid)  # type: ignore[arg-type]
 
 
@@ -83,7 +88,7 @@ def ecrkit_helper_version(command: Mapping[str, Any]) -> str:
 @_reported
 def ecrkit_runner_plan(probe: Mapping[str, Any], rule: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
     """GitLab Runner's files (service environment, config.toml, userdata), from what the probe read."""
-    credential_rule = CredentialRule(tuple(rule["registries"]), bool(rule["creds_store"]))
+    credential_rule = _credential_rule(rule)
     source = "gitlab_runner_ecr_"
     helper_path = posixpath.join(options["helper_dir"], HELPER_BINARY)
     userdata_path = options["userdata_path"]
@@ -129,7 +134,7 @@ def ecrkit_service_environment(
     rule: Mapping[str, Any], region: str = "", cache_dir: str = "", helper_dir: str = "", source: str = ""
 ) -> dict[str, str]:
     """AWS_REGION, AWS_ECR_CACHE_DIR (and PATH if needed) for a service that runs the helper."""
-    credential_rule = CredentialRule(tuple(rule["registries"]), bool(rule["creds_store"]))
+    credential_rule = _credential_rule(rule)
     return service_env.environment(
         credential_rule, region=region, cache_dir=cache_dir, helper_dir=helper_dir, source=source
     )
@@ -138,7 +143,7 @@ def ecrkit_service_environment(
 @_reported
 def ecrkit_docker_config(config: Mapping[str, Any], rule: Mapping[str, Any]) -> str:
     """`config` with the rule's keys merged in, as Docker lays out config.json."""
-    credential_rule = CredentialRule(tuple(rule["registries"]), bool(rule["creds_store"]))
+    credential_rule = _credential_rule(rule)
     return docker_config.dumps(docker_config.merge(config, credential_rule))
 
 
