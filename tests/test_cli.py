@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ecrkit.validate import targets_from_arguments
 from tests.conftest import run_ecrkit
 
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
@@ -154,3 +155,17 @@ def test_render_userdata_prints_either_form() -> None:
     assert cloud.returncode == 0 and cloud.stdout.startswith("#cloud-config\n")
     bad = run_ecrkit("render", "userdata", "--sha256", "nothex")
     assert bad.returncode == 2 and "'nothex' is not accepted" in bad.stderr
+
+
+def test_validate_flags_replace_what_the_inventory_expects(tmp_path: Path) -> None:
+    inventory = tmp_path / "hosts.yml"
+    host = {"ansible_connection": "local", "ecrkit_services": ["gitlab-runner"], "docker_auth_config_users": ["ci"]}
+    inventory.write_text(json.dumps({"all": {"hosts": {"h": host}}}))
+    [kept] = targets_from_arguments([], str(inventory), [], [], [])
+    assert (kept.services, kept.users, kept.registries) == (["gitlab-runner"], ["ci"], [])
+    registry = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+    [replaced] = targets_from_arguments([], str(inventory), [registry], ["dcos-mesos-slave"], [])
+    assert (replaced.services, replaced.users, replaced.registries) == (["dcos-mesos-slave"], ["ci"], [registry])
+    [remote] = targets_from_arguments(["deploy@10.0.0.5:2222"], None, [], ["gitlab-runner"], [])
+    assert (remote.connection, remote.address, remote.port, remote.user) == ("ssh", "10.0.0.5", 2222, "deploy")
+    assert (remote.services, remote.users) == (["gitlab-runner"], [])
