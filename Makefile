@@ -49,8 +49,8 @@ image: deps
 
 lint: venv deps
 	shellcheck tools/*.sh .ci/run
-	ruff check ecrkit plugins scripts tests bench molecule
-	ruff format --check ecrkit plugins scripts tests bench molecule
+	ruff check ecrkit plugins scripts tests bench molecule roles
+	ruff format --check ecrkit plugins scripts tests bench molecule roles
 	mypy
 	yamllint --strict .
 	ansible-lint --profile production

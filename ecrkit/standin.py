@@ -31,6 +31,8 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ecrkit.standin_ecr import moto_app
+
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 API_HOST = f"api.ecr.{REGION}.amazonaws.com"
@@ -294,15 +296,12 @@ def _tls_ready(address: str, hostname: str, ca: Path) -> bool:
 
 def api_app(state: Path) -> Callable[..., Iterable[bytes]]:
     """moto's server app, with realistic token expiry, a request count and refusals on demand."""
-    # moto is a test-bed dependency (requirements.txt), not one of the package's own.
-    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app  # noqa: PLC0415
-
-    moto = DomainDispatcherApplication(create_backend_app)
+    moto = moto_app()
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         target = environ.get("HTTP_X_AMZ_TARGET")
         if target not in (GET_TOKEN, GET_PUBLIC_TOKEN):
-            return moto(environ, start_response)  # type: ignore[no-any-return]
+            return moto(environ, start_response)
         counter_file = "token-requests" if target == GET_TOKEN else "public-token-requests"
         with open(state / counter_file, "a") as counter:
             counter.write(f"{time.time()}\n")
@@ -336,13 +335,16 @@ def api_app(state: Path) -> Callable[..., Iterable[bytes]]:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2 or argv[0] not in ("up", "down", "api"):
-        print("usage: python -m ecrkit.standin up|down|api STATE_DIR", file=sys.stderr)
+    if len(argv) != 2 or argv[0] not in ("up", "down", "api", "http"):
+        print("usage: python -m ecrkit.standin up|down|api STATE_DIR | http PORT", file=sys.stderr)
         return 2
+    from werkzeug.serving import run_simple  # noqa: PLC0415 - comes with moto[server]
+
+    if argv[0] == "http":  # moto (+ the ECR APIs it lacks) over plain HTTP, for tests using AWS_ENDPOINT_URL
+        run_simple(API_ADDRESS, int(argv[1]), moto_app(), threaded=True)
+        return 0
     command, state = argv[0], Path(argv[1]).resolve()
     if command == "api":
-        from werkzeug.serving import run_simple  # noqa: PLC0415 - comes with moto[server]
-
         ssl_context = (str(state / "server.crt"), str(state / "server.key"))
         run_simple(API_ADDRESS, 443, api_app(state), threaded=True, ssl_context=ssl_context)
         return 0

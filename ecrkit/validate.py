@@ -157,6 +157,9 @@ def expected(variables: dict[str, Any], source: str) -> tuple[list[str], list[st
     return list(rule.registries), services, list(merged["docker_auth_config_users"])
 
 
+ACCOUNT_GROUP = "ecr_accounts"  # playbooks/ecr.yml's group
+
+
 def inventory_targets(inventory: str, patterns: Iterable[str]) -> list[Target]:
     """The hosts of an Ansible inventory (all, or those named or in the groups named)."""
     if "," not in inventory and not Path(inventory).exists():  # "a,b," is Ansible's inline host list
@@ -172,7 +175,8 @@ def inventory_targets(inventory: str, patterns: Iterable[str]) -> list[Target]:
     data = json.loads(listing.stdout)
     hostvars: dict[str, dict[str, Any]] = data.get("_meta", {}).get("hostvars", {})
     wanted = list(patterns)
-    names = list(hostvars)
+    accounts = set(_group_hosts(data, ACCOUNT_GROUP))  # AWS accounts, not hosts that pull
+    names = [name for name in hostvars if name not in accounts]
     if wanted:
         groups = {g: v.get("hosts", []) for g, v in data.items() if isinstance(v, dict)}
         unknown = [p for p in wanted if p not in hostvars and p not in groups]

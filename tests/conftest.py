@@ -41,10 +41,11 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
-    """moto_server over HTTP on loopback; tests reach it through AWS_ENDPOINT_URL like any client."""
+    """moto's server over HTTP on loopback (with the ECR registry settings it lacks, ecrkit.standin_ecr);
+    tests reach it through AWS_ENDPOINT_URL like any client."""
     port = free_port()
     server = subprocess.Popen(
-        [Path(sys.executable).with_name("moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "ecrkit.standin", "http", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ecrkit.validate import targets_from_arguments
-from tests.conftest import run_ecrkit
+from ecrkit.validate import inventory_targets, targets_from_arguments
+from tests.conftest import ROOT, run_ecrkit
 
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 
@@ -169,3 +169,12 @@ def test_validate_flags_replace_what_the_inventory_expects(tmp_path: Path) -> No
     [remote] = targets_from_arguments(["deploy@10.0.0.5:2222"], None, [], ["gitlab-runner"], [])
     assert (remote.connection, remote.address, remote.port, remote.user) == ("ssh", "10.0.0.5", 2222, "deploy")
     assert (remote.services, remote.users) == (["gitlab-runner"], [])
+
+
+def test_validate_judges_the_inventorys_hosts_not_its_aws_accounts() -> None:
+    names = [target.name for target in inventory_targets(str(ROOT / "inventory/example"), [])]
+    assert "prod-us-east-1" not in names  # ecr_accounts: driven through the API, nothing to probe
+    assert sorted(names) == [
+        "agent-1.example.internal", "agent-2.example.internal", "build-1.example.internal",
+        "laptop-1.example.internal", "runner-1.example.internal",
+    ]  # fmt: skip

@@ -19,7 +19,8 @@ PULL_THROUGH = ("ecr:BatchImportUpstreamImage", "ecr:CreateRepository")
 ADMIN = (
     "ecr:DescribeRepositories", "ecr:CreateRepository", "ecr:DeleteRepository", "ecr:PutLifecyclePolicy",
     "ecr:GetLifecyclePolicy", "ecr:DeleteLifecyclePolicy", "ecr:SetRepositoryPolicy", "ecr:GetRepositoryPolicy",
-    "ecr:DeleteRepositoryPolicy", "ecr:ListTagsForResource", "ecr:TagResource", "ecr:UntagResource",
+    "ecr:DeleteRepositoryPolicy", "ecr:PutImageTagMutability", "ecr:PutImageScanningConfiguration",
+    "ecr:ListTagsForResource", "ecr:TagResource", "ecr:UntagResource",
     "ecr:DescribePullThroughCacheRules", "ecr:CreatePullThroughCacheRule", "ecr:UpdatePullThroughCacheRule",
     "ecr:DeletePullThroughCacheRule", "ecr:PutRegistryPolicy", "ecr:GetRegistryPolicy",
     "ecr:CreateRepositoryCreationTemplate", "ecr:DescribeRepositoryCreationTemplates",

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from ansible.errors import AnsibleFilterError
 
 try:
-    from ecrkit import checks, helper, hoststate
+    from ecrkit import checks, ecr_account, helper, hoststate
     from ecrkit.errors import EcrkitError
     from ecrkit.renderers import docker_config, runner_config, service_env, userdata
     from ecrkit.settings import HELPER_BINARY, CredentialRule
@@ -60,6 +60,12 @@ def ecrkit_docker_configs(
     """Render every user's config.json from what the probe read, and say what must be written."""
     credential_rule = _credential_rule(rule)
     return hoststate.docker_config_files(probe, users, credential_rule, state, replace_invalid)  # type: ignore[arg-type]
+
+
+@_reported
+def ecrkit_ecr_account(declaration: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate an account's ECR declaration and return what the API takes (no token in it)."""
+    return ecr_account.plan(declaration)
 
 
 @_reported
@@ -165,6 +171,7 @@ class FilterModule:
             "ecrkit_credential_rule": ecrkit_credential_rule,
             "ecrkit_docker_config": ecrkit_docker_config,
             "ecrkit_docker_configs": ecrkit_docker_configs,
+            "ecrkit_ecr_account": ecrkit_ecr_account,
             "ecrkit_findings": ecrkit_findings,
             "ecrkit_helper_changes": ecrkit_helper_changes,
             "ecrkit_helper_plan": ecrkit_helper_plan,

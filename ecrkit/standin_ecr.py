@@ -1,0 +1,145 @@
+"""The registry-level ECR APIs that moto 5.2 lacks, answered in front of moto's server app.
+
+Pull-through cache rules and repository creation templates: kept in memory, in the shapes of
+botocore's ECR model (`Create`/`Describe`/`Update`/`Delete`), with the errors AWS names. The
+stand-in and the tests' HTTP server both serve moto through this, so ecrkit's code talks to
+them over HTTP exactly as it talks to AWS.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+ACCOUNT = "123456789012"  # moto's default account
+PREFIX = "AmazonEC2ContainerRegistry_V20150921."
+OPERATIONS = frozenset(
+    f"{verb}{noun}"
+    for verb, noun in (
+        *((verb, "PullThroughCacheRule") for verb in ("Create", "Update", "Delete")),
+        ("Describe", "PullThroughCacheRules"),
+        *((verb, "RepositoryCreationTemplate") for verb in ("Create", "Update", "Delete")),
+        ("Describe", "RepositoryCreationTemplates"),
+    )
+)
+App = Callable[..., Iterable[bytes]]
+
+
+class Registry:
+    """One account's rules and templates; every method returns a response body or raises _Error."""
+
+    def __init__(self) -> None:
+        self.rules: dict[str, dict[str, Any]] = {}
+        self.templates: dict[str, dict[str, Any]] = {}
+        self.lock = threading.Lock()
+
+    def CreatePullThroughCacheRule(self, body: dict[str, Any]) -> dict[str, Any]:
+        prefix = body["ecrRepositoryPrefix"]
+        if prefix in self.rules:
+            raise _Error("PullThroughCacheRuleAlreadyExistsException", f"a rule for {prefix} exists")
+        rule = {"registryId": ACCOUNT, "createdAt": time.time(), "updatedAt": time.time(), **body}
+        self.rules[prefix] = rule
+        return _without(rule, "updatedAt")
+
+    def DescribePullThroughCacheRules(self, body: dict[str, Any]) -> dict[str, Any]:
+        wanted = body.get("ecrRepositoryPrefixes") or sorted(self.rules)
+        missing = [prefix for prefix in wanted if prefix not in self.rules]
+        if missing:
+            raise _Error("PullThroughCacheRuleNotFoundException", f"no rule for {missing[0]}")
+        return {"pullThroughCacheRules": [self.rules[prefix] for prefix in wanted]}
+
+    def UpdatePullThroughCacheRule(self, body: dict[str, Any]) -> dict[str, Any]:
+        rule = self._rule(body["ecrRepositoryPrefix"])
+        rule.update(body, updatedAt=time.time())
+        return _without(rule, "createdAt", "upstreamRegistryUrl", "upstreamRegistry")
+
+    def DeletePullThroughCacheRule(self, body: dict[str, Any]) -> dict[str, Any]:
+        self._rule(body["ecrRepositoryPrefix"])
+        return _without(self.rules.pop(body["ecrRepositoryPrefix"]), "updatedAt", "upstreamRegistry")
+
+    def CreateRepositoryCreationTemplate(self, body: dict[str, Any]) -> dict[str, Any]:
+        if body["prefix"] in self.templates:
+            raise _Error("TemplateAlreadyExistsException", f"a template for {body['prefix']} exists")
+        self.templates[body["prefix"]] = {**body, "createdAt": time.time(), "updatedAt": time.time()}
+        return {"registryId": ACCOUNT, "repositoryCreationTemplate": self.templates[body["prefix"]]}
+
+    def DescribeRepositoryCreationTemplates(self, body: dict[str, Any]) -> dict[str, Any]:
+        wanted = body.get("prefixes") or sorted(self.templates)
+        found = [self.templates[prefix] for prefix in wanted if prefix in self.templates]
+        return {"registryId": ACCOUNT, "repositoryCreationTemplates": found}
+
+    def UpdateRepositoryCreationTemplate(self, body: dict[str, Any]) -> dict[str, Any]:
+        template = self._template(body["prefix"])
+        template.update(body, updatedAt=time.time())
+        return {"registryId": ACCOUNT, "repositoryCreationTemplate": template}
+
+    def DeleteRepositoryCreationTemplate(self, body: dict[str, Any]) -> dict[str, Any]:
+        self._template(body["prefix"])
+        return {"registryId": ACCOUNT, "repositoryCreationTemplate": self.templates.pop(body["prefix"])}
+
+    def _rule(self, prefix: str) -> dict[str, Any]:
+        if prefix not in self.rules:
+            raise _Error("PullThroughCacheRuleNotFoundException", f"no rule for {prefix}")
+        return self.rules[prefix]
+
+    def _template(self, prefix: str) -> dict[str, Any]:
+        if prefix not in self.templates:
+            raise _Error("TemplateNotFoundException", f"no template for {prefix}")
+        return self.templates[prefix]
+
+
+class _Error(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _without(record: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {key: value for key, value in record.items() if key not in keys}
+
+
+def moto_app() -> App:
+    """moto's server app with the operations it lacks answered here."""
+    # moto is a test-bed dependency (requirements.txt), not one of the package's own.
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app  # noqa: PLC0415
+
+    return with_registry_settings(DomainDispatcherApplication(create_backend_app))
+
+
+def with_registry_settings(moto: App) -> App:
+    """moto's app, with the pull-through and creation-template operations answered here."""
+    registry = Registry()
+    called: set[str] = set()  # JSON-protocol operations since the last reset, for tests of IAM policies
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == "/moto-api/reset":  # moto's reset resets these too
+            with registry.lock:
+                registry.rules.clear()
+                registry.templates.clear()
+                called.clear()
+        if environ.get("PATH_INFO") == "/ecrkit/operations":
+            body = json.dumps(sorted(called)).encode()
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            return [body]
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if target:
+            called.add(target)
+        name = target.removeprefix(PREFIX)
+        if not target.startswith(PREFIX) or name not in OPERATIONS:
+            return moto(environ, start_response)
+        operation = getattr(registry, name)
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        request = json.loads(environ["wsgi.input"].read(length) or b"{}")
+        try:
+            with registry.lock:
+                status, response = "200 OK", operation(request)
+        except _Error as error:
+            status, response = "400 Bad Request", {"__type": error.code, "message": str(error)}
+        body = json.dumps(response).encode()
+        start_response(status, [("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    return app

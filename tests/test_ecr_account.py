@@ -1,0 +1,394 @@
+"""The ECR side of an account: lifecycle presets and their validation, the declaration's plan,
+and playbooks/ecr.yml against moto running as a server over HTTP (with ecrkit.standin_ecr
+answering the pull-through cache and creation-template APIs moto lacks)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import yaml
+
+from ecrkit import ecr_account, lifecycle
+from ecrkit.errors import InputError
+from ecrkit.renderers import iam_policy
+from ecrkit.testbed import ansible_playbook, recap
+
+TOKEN = "dckr_pat_never-in-any-output"
+ORG = "o-a1b2c3d4e5"
+DECLARATION: dict[str, Any] = {
+    "ecr_account_region": "us-east-1",
+    "ecr_account_organization_id": ORG,
+    "ecr_account_repositories": [
+        {
+            "name": "team/app",
+            "lifecycle": [
+                {"expire_untagged": {"days": 14}},
+                {"expire_tagged": {"prefixes": ["develop", "feature-"], "days": 180}},
+                {"keep_last": {"count": 500}},
+            ],
+        },
+        {"name": "team/tools", "scan_on_push": True, "tag_mutability": "IMMUTABLE"},
+    ],
+    "ecr_account_pull_through_rules": [
+        {"prefix": "ecr-public", "upstream": "ecr-public"},
+        {
+            "prefix": "docker-hub",
+            "upstream": "docker-hub",
+            "credentials": {"username": "someone", "access_token": TOKEN},
+        },
+    ],
+    "ecr_account_creation_templates": [
+        {"prefix": "docker-hub", "lifecycle": [{"expire_untagged": {"days": 7}}, {"keep_last": {"count": 100}}]},
+    ],
+}
+
+
+# -- lifecycle presets and validation ---------------------------------------------------------
+
+
+def test_presets_become_ecr_rules_in_priority_order() -> None:
+    text = lifecycle.policy(DECLARATION["ecr_account_repositories"][0]["lifecycle"], "lifecycle")
+    assert text is not None
+    assert json.loads(text) == {
+        "rules": [
+            {
+                "rulePriority": 10,
+                "description": "expire untagged images after 14 days",
+                "selection": {
+                    "tagStatus": "untagged",
+                    "countType": "sinceImagePushed",
+                    "countUnit": "days",
+                    "countNumber": 14,
+                },
+                "action": {"type": "expire"},
+            },
+            {
+                "rulePriority": 20,
+                "description": "expire tags develop, feature- after 180 days",
+                "selection": {
+                    "tagStatus": "tagged",
+                    "tagPrefixList": ["develop", "feature-"],
+                    "countType": "sinceImagePushed",
+                    "countUnit": "days",
+                    "countNumber": 180,
+                },
+                "action": {"type": "expire"},
+            },
+            {
+                "rulePriority": 30,
+                "description": "keep the last 500 images",
+                "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 500},
+                "action": {"type": "expire"},
+            },
+        ]
+    }
+    assert lifecycle.policy([], "lifecycle") is None
+
+
+RAW: dict[str, Any] = {
+    "selection": {"tagStatus": "untagged", "countType": "imageCountMoreThan", "countNumber": 5},
+    "action": {"type": "expire"},
+}
+
+
+def raw(**selection: Any) -> dict[str, Any]:
+    return {"rule": {**RAW, "selection": {**RAW["selection"], **selection}}}
+
+
+@pytest.mark.parametrize(
+    ("entries", "named", "accepted"),
+    [
+        ([raw(), {"rule": {**RAW, "rulePriority": 10}}], "lifecycle (priority 10)", "unique priorities"),
+        ([{"keep_last": {"count": 5}}, {"expire_untagged": {"days": 1}}], "lifecycle (priority 10)", "put it last"),
+        ([raw(tagStatus="tagged")], "lifecycle[0] (priority 10)", "tag prefixes or tag patterns"),
+        (
+            [raw(tagStatus="tagged", tagPrefixList=["a"], tagPatternList=["b*"])],
+            "lifecycle[0] (priority 10)",
+            "one of the two",
+        ),
+        ([raw(tagPrefixList=["a"])], "lifecycle[0] (priority 10)", "no tag prefixes or patterns"),
+        ([raw(countUnit="days")], "lifecycle[0] (priority 10).countUnit", "no unit with imageCountMoreThan"),
+        (
+            [raw(countType="sinceImagePushed")],
+            "lifecycle[0] (priority 10).countUnit",
+            "days (needed by sinceImagePushed)",
+        ),
+        ([raw(countNumber=0)], "lifecycle[0] (priority 10).countNumber", "a positive integer"),
+        ([raw(tagStatus="all")], "lifecycle[0] (priority 10).tagStatus", "one of tagged, untagged, any"),
+        ([{"rule": {**RAW, "action": {"type": "delete"}}}], "lifecycle[0] (priority 10).action", "{type: expire}"),
+        ([{"expire_tagged": {"days": 3}}], "lifecycle[0] (priority 10)", "tag prefixes or tag patterns"),
+        ([{"expire_untagged": {"days": 3, "count": 2}}], "lifecycle[0].expire_untagged", "one of days"),
+        ([{"keep_newest": {"count": 3}}], "lifecycle[0]", "one key, one of expire_untagged"),
+        ([{"rule": {**RAW, "rulePriority": "1"}}], "lifecycle[0].rulePriority", "a positive integer"),
+        ({"keep_last": 3}, "lifecycle", "a list of lifecycle entries"),
+    ],
+)
+def test_bad_lifecycle_rules_are_refused_naming_the_rule(entries: Any, named: str, accepted: str) -> None:
+    with pytest.raises(InputError) as error:
+        lifecycle.policy(entries, "lifecycle")
+    assert error.value.source == named
+    assert accepted in error.value.accepted
+
+
+def test_a_policy_over_ecrs_length_limit_is_refused() -> None:
+    entries = [{"expire_tagged": {"prefixes": [f"p{i:04}" for i in range(4000)], "days": 1}}]
+    with pytest.raises(InputError, match="at most 30720 characters"):
+        lifecycle.policy(entries, "lifecycle")
+
+
+# -- the declaration's plan ------------------------------------------------------------------
+
+
+def declaration(**changes: Any) -> dict[str, Any]:
+    plain = {key.removeprefix("ecr_account_"): value for key, value in copy.deepcopy(DECLARATION).items()}
+    return {**plain, **changes}
+
+
+def test_plan_carries_no_token_and_names_the_secret_to_write() -> None:
+    result = ecr_account.plan(declaration())
+    assert TOKEN not in json.dumps(result)
+    assert result["secrets"] == [{"name": "ecr-pullthroughcache/docker-hub", "rule": 1}]
+    assert result["pull_through_rules"] == [
+        {
+            "ecrRepositoryPrefix": "ecr-public",
+            "upstreamRegistry": "ecr-public",
+            "upstreamRegistryUrl": "public.ecr.aws",
+        },
+        {
+            "ecrRepositoryPrefix": "docker-hub",
+            "upstreamRegistry": "docker-hub",
+            "upstreamRegistryUrl": "registry-1.docker.io",
+            "credentialSecret": "ecr-pullthroughcache/docker-hub",
+        },
+    ]
+    policy = json.loads(result["repositories"][0]["policy"])
+    assert policy["Statement"][0]["Condition"] == {"StringEquals": {"aws:PrincipalOrgID": ORG}}
+    assert result["repositories"][1]["lifecycle_policy"] is None
+    assert result["creation_templates"][0]["appliedFor"] == ["PULL_THROUGH_CACHE"]
+    assert result["creation_templates"][0]["repositoryPolicy"] == result["repositories"][0]["policy"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "source", "accepted"),
+    [
+        ({"region": "useast1"}, "region", "AWS region"),
+        ({"organization_id": "123"}, "organization_id", "o-a1b2c3d4e5"),
+        ({"repositories": [{"name": "Team/App"}]}, "repositories[0].name", "lowercase"),
+        ({"repositories": [{"name": "a/b"}, {"name": "a/b"}]}, "repositories", "each name declared once"),
+        ({"repositories": [{"name": "a/b", "scan_on_push": "yes"}]}, "repositories[0].scan_on_push", "true or false"),
+        (
+            {"repositories": [{"name": "a/b", "lifecycle": [{"keep_last": {}}]}]},
+            "repositories[0].lifecycle[0].keep_last.count",
+            "positive",
+        ),
+        (
+            {"pull_through_rules": [{"prefix": "hub", "upstream": "dockerhub"}]},
+            "pull_through_rules[0].upstream",
+            "docker-hub",
+        ),
+        (
+            {"pull_through_rules": [{"prefix": "hub", "upstream": "docker-hub"}]},
+            "pull_through_rules[0].credentials",
+            "needs",
+        ),
+        (
+            {
+                "pull_through_rules": [
+                    {
+                        "prefix": "acr",
+                        "upstream": "azure-container-registry",
+                        "credential_secret": "ecr-pullthroughcache/acr",
+                    }
+                ]
+            },
+            "pull_through_rules[0].upstream_url",
+            "hostname",
+        ),
+        ({"pull_through_rules": [{"prefix": "q", "upstream": "quay"}]}, "pull_through_rules[0].prefix", "2 to 30"),
+        (
+            {"pull_through_rules": [{"prefix": "hub", "upstream": "docker-hub", "credential_secret": "hub-token"}]},
+            "pull_through_rules[0].credential_secret",
+            "ecr-pullthroughcache/",
+        ),
+        (
+            {"creation_templates": [{"prefix": "ROOT", "applied_for": ["PUSH"]}]},
+            "creation_templates[0].applied_for",
+            "CREATE_ON_PUSH",
+        ),
+        ({"creation_templates": [{"prefix": "x", "colour": "red"}]}, "creation_templates[0].colour", "a key among"),
+    ],
+)
+def test_bad_declarations_are_refused_naming_the_value(changes: dict[str, Any], source: str, accepted: str) -> None:
+    with pytest.raises(InputError) as error:
+        ecr_account.plan(declaration(**changes))
+    assert error.value.source == source
+    assert accepted in error.value.accepted
+
+
+def test_bad_credentials_are_refused_without_echoing_the_token() -> None:
+    rules = [{"prefix": "hub", "upstream": "docker-hub", "credentials": {"username": "", "access_token": TOKEN}}]
+    with pytest.raises(InputError) as error:
+        ecr_account.plan(declaration(pull_through_rules=rules))
+    assert error.value.source == "pull_through_rules[0].credentials"
+    assert TOKEN not in str(error.value)
+
+
+# -- playbooks/ecr.yml against moto over HTTP -------------------------------------------------
+
+
+@pytest.fixture
+def account(moto_endpoint: str, aws_env: dict[str, str]) -> dict[str, Any]:
+    """A fresh moto account: clients for the test's own checks."""
+    urllib.request.urlopen(urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST"), timeout=10)
+    session = boto3.Session(
+        aws_access_key_id=aws_env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=aws_env["AWS_SECRET_ACCESS_KEY"],
+        region_name=aws_env["AWS_REGION"],
+    )
+    return {name: session.client(name, endpoint_url=moto_endpoint) for name in ("ecr", "secretsmanager")}
+
+
+def run_ecr(tmp_path: Path, aws_env: dict[str, str], variables: dict[str, Any], *options: str) -> Any:
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(yaml.safe_dump({"ecr_accounts": {"hosts": {"account": variables}}}))
+    result = ansible_playbook("-i", str(inventory), "playbooks/ecr.yml", "--diff", *options, env=aws_env)
+    assert TOKEN not in result.stdout + result.stderr
+    return result
+
+
+def registry_state(clients: dict[str, Any]) -> dict[str, Any]:
+    ecr = clients["ecr"]
+    repositories = {}
+    for repository in ecr.describe_repositories()["repositories"]:
+        name = repository["repositoryName"]
+        entry = {
+            "scan": repository["imageScanningConfiguration"]["scanOnPush"],
+            "mutability": repository["imageTagMutability"],
+        }
+        for key, call in (("lifecycle", ecr.get_lifecycle_policy), ("policy", ecr.get_repository_policy)):
+            try:
+                entry[key] = json.loads(
+                    call(repositoryName=name)["lifecyclePolicyText" if key == "lifecycle" else "policyText"]
+                )
+            except ecr.exceptions.ClientError:
+                entry[key] = None
+        repositories[name] = entry
+    rules = {
+        rule["ecrRepositoryPrefix"]: rule for rule in ecr.describe_pull_through_cache_rules()["pullThroughCacheRules"]
+    }
+    templates = {t["prefix"]: t for t in ecr.describe_repository_creation_templates()["repositoryCreationTemplates"]}
+    secrets = [secret["Name"] for secret in clients["secretsmanager"].list_secrets()["SecretList"]]
+    return {"repositories": repositories, "rules": rules, "templates": templates, "secrets": secrets}
+
+
+def test_check_mode_reports_changes_and_calls_no_writing_api(
+    tmp_path: Path, aws_env: dict[str, str], account: Any
+) -> None:
+    result = run_ecr(tmp_path, aws_env, DECLARATION, "--check")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert recap(result.stdout)["account"]["changed"] > 0
+    assert "create pull-through cache rule docker-hub" in result.stdout
+    assert registry_state(account) == {"repositories": {}, "rules": {}, "templates": {}, "secrets": []}
+
+
+def test_applied_twice_the_second_run_changes_nothing(tmp_path: Path, aws_env: dict[str, str], account: Any) -> None:
+    first = run_ecr(tmp_path, aws_env, DECLARATION)
+    assert first.returncode == 0, first.stdout[-3000:]
+    state = registry_state(account)
+    planned = ecr_account.plan(declaration())
+    app, tools = state["repositories"]["team/app"], state["repositories"]["team/tools"]
+    assert app["lifecycle"] == json.loads(planned["repositories"][0]["lifecycle_policy"])
+    assert app["policy"]["Statement"][0]["Condition"]["StringEquals"]["aws:PrincipalOrgID"] == ORG
+    assert (tools["scan"], tools["mutability"], tools["lifecycle"]) == (True, "IMMUTABLE", None)
+    secret = account["secretsmanager"].get_secret_value(SecretId="ecr-pullthroughcache/docker-hub")
+    assert json.loads(secret["SecretString"]) == {"username": "someone", "accessToken": TOKEN}
+    assert state["rules"]["docker-hub"]["credentialArn"] == secret["ARN"]
+    assert state["rules"]["ecr-public"]["upstreamRegistryUrl"] == "public.ecr.aws"
+    assert (
+        json.loads(state["templates"]["docker-hub"]["lifecyclePolicy"])["rules"][1]["selection"]["tagStatus"] == "any"
+    )
+
+    second = run_ecr(tmp_path, aws_env, DECLARATION)
+    assert second.returncode == 0, second.stdout[-3000:]
+    assert recap(second.stdout)["account"]["changed"] == 0
+    assert registry_state(account) == state
+
+
+def test_rules_and_templates_are_updated_replaced_and_deleted_to_match(
+    tmp_path: Path, aws_env: dict[str, str], account: Any
+) -> None:
+    assert run_ecr(tmp_path, aws_env, DECLARATION).returncode == 0
+    changed = copy.deepcopy(DECLARATION)
+    changed["ecr_account_pull_through_rules"] = [
+        {
+            "prefix": "docker-hub",
+            "upstream": "docker-hub",
+            "credentials": {"username": "someone", "access_token": TOKEN},
+        },
+        {"prefix": "quay", "upstream": "quay"},
+    ]
+    changed["ecr_account_creation_templates"][0]["lifecycle"] = [{"expire_untagged": {"days": 3}}]
+    result = run_ecr(tmp_path, aws_env, changed)
+    assert result.returncode == 0, result.stdout[-3000:]
+    for change in ("delete pull-through cache rule ecr-public", "create pull-through cache rule quay",
+                   "update repository creation template docker-hub"):  # fmt: skip
+        assert change in result.stdout
+    state = registry_state(account)
+    assert sorted(state["rules"]) == ["docker-hub", "quay"]
+    assert json.loads(state["templates"]["docker-hub"]["lifecyclePolicy"])["rules"][0]["selection"]["countNumber"] == 3
+
+    # A changed upstream cannot be updated in place: the rule is deleted and created again.
+    changed["ecr_account_pull_through_rules"][1] = {"prefix": "quay", "upstream": "k8s"}
+    result = run_ecr(tmp_path, aws_env, changed)
+    assert "replace pull-through cache rule quay" in result.stdout
+    assert registry_state(account)["rules"]["quay"]["upstreamRegistryUrl"] == "registry.k8s.io"
+
+    # Without purge, what is not declared stays.
+    kept = {
+        **changed,
+        "ecr_account_pull_through_rules": [],
+        "ecr_account_creation_templates": [],
+        "ecr_account_purge": False,
+    }
+    result = run_ecr(tmp_path, aws_env, kept)
+    assert recap(result.stdout)["account"]["changed"] == 0
+    assert sorted(registry_state(account)["rules"]) == ["docker-hub", "quay"]
+
+
+def test_the_admin_policy_allows_every_ecr_action_the_playbook_uses(
+    tmp_path: Path, aws_env: dict[str, str], account: Any, moto_endpoint: str
+) -> None:
+    changed = copy.deepcopy(DECLARATION)
+    changed["ecr_account_repositories"][1] = {"name": "team/tools"}  # mutability, scanning and policy change
+    changed["ecr_account_pull_through_rules"][0]["upstream"] = "quay"  # replaced
+    for variables, options in (
+        (DECLARATION, ["--check"]),
+        (DECLARATION, []),
+        (changed, []),
+        ({**changed, "ecr_account_pull_through_rules": []}, []),
+    ):
+        assert run_ecr(tmp_path, aws_env, variables, *options).returncode == 0
+    with urllib.request.urlopen(f"{moto_endpoint}/ecrkit/operations", timeout=10) as response:
+        called = json.load(response)
+    ecr_actions = {
+        f"ecr:{target.split('.', 1)[1]}" for target in called if target.startswith("AmazonEC2ContainerRegistry")
+    }
+    assert {"ecr:CreatePullThroughCacheRule", "ecr:DeletePullThroughCacheRule", "ecr:PutLifecyclePolicy"} <= ecr_actions
+    admin = {action for statement in iam_policy.render("admin")["Statement"] for action in statement["Action"]}
+    assert ecr_actions <= admin, ecr_actions - admin
+
+
+def test_a_bad_rule_stops_the_run_before_any_api_call(tmp_path: Path, aws_env: dict[str, str], account: Any) -> None:
+    bad = copy.deepcopy(DECLARATION)
+    bad["ecr_account_repositories"][0]["lifecycle"].reverse()  # keep_last (tagStatus any) no longer last
+    result = run_ecr(tmp_path, aws_env, bad)
+    assert result.returncode != 0
+    assert "repositories[0].lifecycle (priority 10)" in result.stdout
+    assert "put it last" in result.stdout
+    assert registry_state(account) == {"repositories": {}, "rules": {}, "templates": {}, "secrets": []}
