@@ -14,6 +14,7 @@ from rich.progress import Progress
 from ecrkit import __version__, aws, files, helper, images, validate
 from ecrkit.errors import EcrkitError, FileFormatError, InputError
 from ecrkit.renderers import (
+    aws_config,
     docker_config,
     docker_tar,
     iam_policy,
@@ -49,19 +50,38 @@ def _rule(args: argparse.Namespace) -> CredentialRule:
     )
 
 
+def _read_merge(path: str | None) -> str | None:
+    """The --merge file's text; None when none is given or it does not exist yet."""
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise EcrkitError(f"{path}: cannot be read ({exc.strerror})") from None
+
+
 def _render_docker_config(args: argparse.Namespace) -> int:
-    existing = None
-    path = "<new>"
-    if args.merge:
-        path = args.merge
-        try:
-            with open(args.merge, encoding="utf-8") as handle:
-                existing = handle.read()
-        except FileNotFoundError:
-            existing = None
-        except OSError as exc:
-            raise EcrkitError(f"{args.merge}: cannot be read ({exc.strerror})") from None
-    sys.stdout.write(docker_config.render(existing, _rule(args), path=path))
+    sys.stdout.write(docker_config.render(_read_merge(args.merge), _rule(args), path=args.merge or "<new>"))
+    return EXIT_OK
+
+
+def _render_aws_config(args: argparse.Namespace) -> int:
+    profile = aws_config.SsoProfile.build(
+        profile=args.profile,
+        session=args.session,
+        start_url=args.start_url,
+        sso_region=args.sso_region,
+        account_id=args.account_id,
+        role_name=args.role_name,
+        region=args.region,
+        form=args.form,
+        registries=args.registry,
+        prefix="--",
+    )
+    sys.stdout.write(aws_config.merge(_read_merge(args.merge), profile, args.merge or "<new>"))
     return EXIT_OK
 
 
@@ -308,6 +328,31 @@ def _add_ecr_parsers(kinds: Any) -> None:
     conf.set_defaults(handler=_render_registries_conf)
 
 
+def _add_aws_config_parser(kinds: Any) -> None:
+    aws = kinds.add_parser(
+        "aws-config",
+        help="~/.aws/config with an IAM Identity Center (SSO) profile for the helper (workstations)",
+        description="Print ~/.aws/config with a sso-session and a profile naming it merged in; --merge reads an "
+        "existing file (never modified) and keeps every other section, key and comment.",
+    )
+    aws.add_argument("--start-url", required=True, help="the portal URL, e.g. https://d-1234567890.awsapps.com/start")
+    aws.add_argument("--sso-region", required=True, help="IAM Identity Center's region")
+    aws.add_argument("--role-name", required=True, help="the permission set to assume")
+    aws.add_argument("--account-id", default="", help="the account; default: the first --registry's")
+    aws.add_argument("--region", default="", help="the profile's region; default: the first --registry's")
+    aws.add_argument("--registry", action="append", default=[], metavar="R", help="registry account/region come from")
+    aws.add_argument("--profile", default="ecr", help="the profile's name (default ecr)")
+    aws.add_argument("--session", default="ecrkit", help="the sso-session's name (default ecrkit)")
+    aws.add_argument(
+        "--form",
+        choices=aws_config.FORMS,
+        default="sso-session",
+        help="sso-session (helper 0.7.0 or later) or legacy (every helper, e.g. Debian 12's 0.6.0)",
+    )
+    aws.add_argument("--merge", metavar="PATH", help="existing ~/.aws/config to merge into (read only)")
+    aws.set_defaults(handler=_render_aws_config)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ecrkit", description=__doc__)
     parser.add_argument("--version", action="version", version=f"ecrkit {__version__}")
@@ -325,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     docker.add_argument("--merge", metavar="PATH", help="existing config.json to merge into (read only)")
     docker.set_defaults(handler=_render_docker_config)
 
+    _add_aws_config_parser(kinds)
     _add_gitlab_runner_parsers(kinds)
     _add_marathon_parsers(kinds)
     _add_ecr_parsers(kinds)

@@ -15,7 +15,8 @@ from typing import Any
 
 from ecrkit.errors import FileFormatError, InputError
 from ecrkit.helper import expected_sha256, parse_version
-from ecrkit.renderers import docker_config, runner_config, service_env
+from ecrkit.renderers import aws_config, docker_config, runner_config, service_env
+from ecrkit.renderers.aws_config import SsoProfile
 from ecrkit.renderers.docker_config import State
 from ecrkit.renderers.logrotate import render as render_logrotate
 from ecrkit.settings import CredentialRule
@@ -24,6 +25,9 @@ LOGROTATE_PATH = "/etc/logrotate.d/ecr-login"
 # What the docker_auth_config role asks the probe about, relative to each user's home.
 DIRECTORY = ".docker"
 CONFIG = ".docker/config.json"
+# What the aws_sso_profile role asks about.
+AWS_DIRECTORY = ".aws"
+AWS_CONFIG = ".aws/config"
 
 
 def differs(
@@ -103,9 +107,7 @@ def docker_config_files(
 
     One file that cannot be parsed stops them all (FileFormatError), so no user's file changes.
     """
-    missing = [user for user in users if probe["users"].get(user) is None]
-    if missing:
-        raise InputError("docker_auth_config_users", missing, "existing user names (create them first)")
+    _require_users(probe, users, "docker_auth_config_users")
     files: list[dict[str, Any]] = []
     for user in users:
         entry = probe["users"][user]
@@ -135,6 +137,38 @@ def docker_config_files(
             }
         )
     return files
+
+
+def aws_config_files(probe: Mapping[str, Any], users: Iterable[str], profile: SsoProfile) -> list[dict[str, Any]]:
+    """Every user's ~/.aws/config with the SSO profile merged in, rendered before any is written."""
+    _require_users(probe, users, "aws_sso_profile_users")
+    files = []
+    for user in users:
+        entry = probe["users"][user]
+        path = posixpath.join(entry["home"], AWS_CONFIG)
+        before = _text(probe, f"{user}:{AWS_CONFIG}", path)
+        after = aws_config.merge(before, profile, path)
+        wrong_file = differs(probe["paths"].get(f"{user}:{AWS_CONFIG}"), mode="0600", owner=user, group=entry["group"])
+        wrong_dir = differs(probe["paths"].get(f"{user}:{AWS_DIRECTORY}"), kind="directory", mode="0700", owner=user)
+        files.append(
+            {
+                "user": user,
+                "group": entry["group"],
+                "path": path,
+                "dir": posixpath.dirname(path),
+                "content": after,
+                "write": after != before or wrong_file,
+                "fix_dir": wrong_dir,
+                "secrets": aws_config.has_secrets(after),
+            }
+        )
+    return files
+
+
+def _require_users(probe: Mapping[str, Any], users: Iterable[str], variable: str) -> None:
+    missing = [user for user in users if probe["users"].get(user) is None]
+    if missing:
+        raise InputError(variable, missing, "existing user names (create them first)")
 
 
 def _text(probe: Mapping[str, Any], key: str, path: str | None = None) -> str | None:

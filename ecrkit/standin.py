@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -27,6 +28,7 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,8 @@ ACCOUNT = "123456789012"
 REGION = "us-east-1"
 API_HOST = f"api.ecr.{REGION}.amazonaws.com"
 PUBLIC_API_HOST = "api.ecr-public.us-east-1.amazonaws.com"  # the helper's `list` and public.ecr.aws ask it
+PORTAL_HOST = f"portal.sso.{REGION}.amazonaws.com"  # IAM Identity Center: SSO profiles trade their token here
+API_NAMES = (API_HOST, PUBLIC_API_HOST, PORTAL_HOST)  # all served by the API app on API_ADDRESS
 REGISTRY_HOST = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
 API_ADDRESS, REGISTRY_ADDRESS = "127.0.0.1", "127.0.0.2"
 TOKEN_PASSWORD = f"{ACCOUNT}-auth-token"  # what moto's GetAuthorizationToken encodes
@@ -90,8 +94,7 @@ class StandIn:
         """
         return [
             "--network=host",
-            f"--add-host={API_HOST}:{API_ADDRESS}",
-            f"--add-host={PUBLIC_API_HOST}:{API_ADDRESS}",
+            *(f"--add-host={name}:{API_ADDRESS}" for name in API_NAMES),
             f"--volume={self.state}:{HOST_MOUNT}",
             "--volume=/usr/bin/docker:/usr/bin/docker:ro",  # the CLI only; the daemon is the stand-in's
         ]
@@ -104,6 +107,22 @@ class StandIn:
             "AWS_ACCESS_KEY_ID": "AKIASTANDIN000000000",
             "AWS_SECRET_ACCESS_KEY": "stand-in-secret",
         }
+
+    def sso_login(self, home: Path, cache_key: str, start_url: str, sso_region: str) -> Path:
+        """What `aws sso login` leaves behind: a cached token valid for an hour, named by the sha1 of
+        the sso-session's name (or, for a legacy profile, of the start URL)."""
+        cache = home / ".aws" / "sso" / "cache"
+        cache.mkdir(parents=True, exist_ok=True)
+        expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+        token = {"accessToken": "stand-in-sso-token", "expiresAt": expires, "region": sso_region, "startUrl": start_url}
+        path = cache / f"{hashlib.sha1(cache_key.encode()).hexdigest()}.json"  # the SDK names the cache so
+        path.write_text(json.dumps(token))
+        return path
+
+    def sso_requests(self) -> list[dict[str, str]]:
+        """The GetRoleCredentials calls so far: account_id and role_name of each."""
+        path = self.state / "sso-requests"
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
     def token_requests(self) -> int:
         path = self.state / "token-requests"
@@ -211,7 +230,7 @@ class StandIn:
         state = self.state
         _make_certificates(state)
         (state / "hosts").write_text(
-            f"127.0.0.1 localhost\n{API_ADDRESS} {API_HOST} {PUBLIC_API_HOST}\n{REGISTRY_ADDRESS} {REGISTRY_HOST}\n"
+            f"127.0.0.1 localhost\n{API_ADDRESS} {' '.join(API_NAMES)}\n{REGISTRY_ADDRESS} {REGISTRY_HOST}\n"
         )
         certs = state / "docker-etc" / "certs.d" / REGISTRY_HOST
         certs.mkdir(parents=True, exist_ok=True)
@@ -238,7 +257,7 @@ def _make_certificates(state: Path) -> None:
     """A throwaway CA and one server certificate for the ECR names (openssl, as on any host);
     kept while they name the same hosts."""
     san = (
-        f"subjectAltName=DNS:{API_HOST},DNS:{PUBLIC_API_HOST},DNS:{REGISTRY_HOST}\nbasicConstraints=CA:FALSE\n"
+        f"subjectAltName={','.join(f'DNS:{name}' for name in (*API_NAMES, REGISTRY_HOST))}\nbasicConstraints=CA:FALSE\n"
         "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
     )
     if (state / "ca.crt").exists() and (state / "san.cnf").exists() and (state / "san.cnf").read_text() == san:
@@ -299,6 +318,8 @@ def api_app(state: Path) -> Callable[..., Iterable[bytes]]:
     moto = moto_app()
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == "/federation/credentials":
+            return _role_credentials(state, environ, start_response)
         target = environ.get("HTTP_X_AMZ_TARGET")
         if target not in (GET_TOKEN, GET_PUBLIC_TOKEN):
             return moto(environ, start_response)
@@ -332,6 +353,24 @@ def api_app(state: Path) -> Callable[..., Iterable[bytes]]:
         return [body]
 
     return app
+
+
+def _role_credentials(state: Path, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    """IAM Identity Center's GetRoleCredentials (moto lacks the portal): keys for the account and
+    role asked, which moto accepts like any. The SDK sends the cached token only when it has a
+    valid one (werkzeug drops the x-amz-sso_bearer_token header, so it is not checked here)."""
+    query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
+    with open(state / "sso-requests", "a") as log:
+        log.write(json.dumps({key: query.get(key, [""])[0] for key in ("account_id", "role_name")}) + "\n")
+    credentials = {
+        "accessKeyId": "ASIASTANDINSSO000000",
+        "secretAccessKey": "stand-in-sso-secret",
+        "sessionToken": "stand-in-sso-session",
+        "expiration": int((time.time() + 3600) * 1000),
+    }
+    body = json.dumps({"roleCredentials": credentials}).encode()
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
 
 
 def main(argv: list[str]) -> int:

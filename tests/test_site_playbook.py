@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from ecrkit.renderers.aws_config import SsoProfile, merge
 from ecrkit.testbed import Host, ansible_playbook, recap, remove_hosts, start_hosts, write_inventory
 
 pytestmark = pytest.mark.hosts
@@ -19,6 +20,9 @@ pytestmark = pytest.mark.hosts
 SECRET = "c2VjcmV0LXVzZXI6aHVudGVyMg=="  # base64 of secret-user:hunter2
 EXISTING = json.dumps({"auths": {"registry.example.com": {"auth": SECRET}}, "currentContext": "default"})
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+AWS_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+EXISTING_AWS = f"# mine\n[profile ops]\naws_access_key_id = AKIAEXAMPLE\naws_secret_access_key = {AWS_KEY}\n"
+SSO = {"start_url": "https://d-0123456789.awsapps.com/start", "sso_region": "eu-west-1", "role_name": "ECRPull"}
 
 
 @pytest.fixture(scope="module")
@@ -39,12 +43,14 @@ def inventory(host: Host, tmp_path_factory: pytest.TempPathFactory) -> Path:
             "ecr_credential_helper_install_method": "controller_file",
             "ecr_credential_helper_src": "/usr/bin/docker-credential-ecr-login",
             "docker_auth_config_registries": [ECR],
+            **{f"aws_sso_profile_{key}": value for key, value in SSO.items()},
         },
     )
 
 
 def test_check_mode_reports_changes_and_makes_none(host: Host, inventory: Path) -> None:
     host.run(f"mkdir -p /root/.docker && printf '%s' '{EXISTING}' > /root/.docker/config.json")
+    host.run(f"mkdir -p /root/.aws && printf '%s' '{EXISTING_AWS}' > /root/.aws/config")
     result = ansible_playbook("-i", str(inventory), "site.yml", "--check", "--diff", "-vvv")
     assert result.returncode == 0, result.stdout[-3000:]
     counts = recap(result.stdout)[host.name]
@@ -53,6 +59,7 @@ def test_check_mode_reports_changes_and_makes_none(host: Host, inventory: Path) 
     for path in ["/usr/local/bin/docker-credential-ecr-login", "/var/lib/ecr-login", "/etc/logrotate.d/ecr-login"]:
         assert not host.exists(path), path
     assert host.read("/root/.docker/config.json") == EXISTING
+    assert host.read("/root/.aws/config") == EXISTING_AWS
     # The diff is shown, redacted: the user sees what would change, never the stored credential.
     assert f'"{ECR}": "ecr-login"' in result.stdout
     assert "<redacted>" in result.stdout
@@ -68,6 +75,12 @@ def test_a_real_run_converges_and_a_second_changes_nothing(host: Host, inventory
     assert host.run("docker-credential-ecr-login version").returncode == 0
     assert f'"{ECR}": "ecr-login"' in host.read("/root/.docker/config.json")
     assert SECRET in host.read("/root/.docker/config.json")
+    # The helper here is Debian's 0.6.x, so the profile takes the form it reads; the rest is kept.
+    profile = SsoProfile.build(**SSO, profile="ecr", session="ecrkit", account_id="", region="", form="legacy",
+                               registries=[ECR])  # fmt: skip
+    assert host.read("/root/.aws/config") == merge(EXISTING_AWS, profile, "/root/.aws/config")
+    assert host.run("stat -c %a /root/.aws /root/.aws/config").stdout.split() == ["700", "600"]
+    assert AWS_KEY not in first.stdout + first.stderr
 
     second = ansible_playbook("-i", str(inventory), "site.yml")
     assert second.returncode == 0, second.stdout[-3000:]

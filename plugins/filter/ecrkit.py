@@ -17,7 +17,7 @@ from ansible.errors import AnsibleFilterError
 try:
     from ecrkit import checks, ecr_account, helper, hoststate
     from ecrkit.errors import EcrkitError
-    from ecrkit.renderers import docker_config, runner_config, service_env, userdata
+    from ecrkit.renderers import aws_config, docker_config, runner_config, service_env, userdata
     from ecrkit.settings import HELPER_BINARY, CredentialRule
 except ImportError as exc:  # pragma: no cover - depends on the controller's Python
     raise AnsibleFilterError(
@@ -51,6 +51,27 @@ def ecrkit_credential_rule(
     """Validate the registries and apply ecrkit's one rule: {registries, creds_store}."""
     rule = CredentialRule.build(registries, include_public=include_public, force_creds_store=creds_store, source=source)
     return {"registries": list(rule.registries), "creds_store": rule.creds_store}
+
+
+@_reported
+def ecrkit_sso_profile(registries: list[str], form: str, helper_version: str, **inputs: str) -> dict[str, str]:
+    """Validate the SSO profile's inputs (account and region default from the first registry);
+    form `auto` is the one the installed helper reads."""
+    chosen = aws_config.form_for(helper_version) if form == "auto" else form
+    profile = aws_config.SsoProfile.build(**inputs, form=chosen, registries=registries, prefix="aws_sso_profile_")
+    return asdict(profile)
+
+
+def ecrkit_aws_configs(probe: Mapping[str, Any], users: list[str], profile: Mapping[str, str]) -> dict[str, Any]:
+    """Every user's ~/.aws/config with the profile, or the error that stops them all.
+
+    The error comes back as data (the path and why, never the content) so that the role can
+    fail outside the no_log that the rendered files need.
+    """
+    try:
+        return {"files": hoststate.aws_config_files(probe, users, aws_config.SsoProfile(**profile)), "error": ""}
+    except EcrkitError as exc:
+        return {"files": [], "error": str(exc)}
 
 
 @_reported
@@ -168,6 +189,7 @@ def ecrkit_findings(probe: Mapping[str, Any], rule: Mapping[str, Any]) -> list[d
 class FilterModule:
     def filters(self) -> dict[str, Callable[..., Any]]:
         return {
+            "ecrkit_aws_configs": ecrkit_aws_configs,
             "ecrkit_credential_rule": ecrkit_credential_rule,
             "ecrkit_docker_config": ecrkit_docker_config,
             "ecrkit_docker_configs": ecrkit_docker_configs,
@@ -178,5 +200,6 @@ class FilterModule:
             "ecrkit_helper_version": ecrkit_helper_version,
             "ecrkit_runner_plan": ecrkit_runner_plan,
             "ecrkit_service_environment": ecrkit_service_environment,
+            "ecrkit_sso_profile": ecrkit_sso_profile,
             "ecrkit_validate_args": ecrkit_validate_args,
         }
