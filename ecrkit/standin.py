@@ -41,6 +41,10 @@ API_HOST = f"api.ecr.{REGION}.amazonaws.com"
 PUBLIC_API_HOST = "api.ecr-public.us-east-1.amazonaws.com"  # the helper's `list` and public.ecr.aws ask it
 PORTAL_HOST = f"portal.sso.{REGION}.amazonaws.com"  # IAM Identity Center: SSO profiles trade their token here
 API_NAMES = (API_HOST, PUBLIC_API_HOST, PORTAL_HOST)  # all served by the API app on API_ADDRESS
+# Docker Hub's names lead nowhere (nothing listens there): a pull that misses the mirror fails
+# at once instead of leaving loopback.
+DOCKER_HUB_NAMES = ("docker.io", "registry-1.docker.io", "index.docker.io", "auth.docker.io")
+NOWHERE = "127.0.0.3"
 REGISTRY_HOST = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
 API_ADDRESS, REGISTRY_ADDRESS = "127.0.0.1", "127.0.0.2"
 TOKEN_PASSWORD = f"{ACCOUNT}-auth-token"  # what moto's GetAuthorizationToken encodes
@@ -231,6 +235,7 @@ class StandIn:
         _make_certificates(state)
         (state / "hosts").write_text(
             f"127.0.0.1 localhost\n{API_ADDRESS} {' '.join(API_NAMES)}\n{REGISTRY_ADDRESS} {REGISTRY_HOST}\n"
+            f"{NOWHERE} {' '.join(DOCKER_HUB_NAMES)}\n"
         )
         certs = state / "docker-etc" / "certs.d" / REGISTRY_HOST
         certs.mkdir(parents=True, exist_ok=True)

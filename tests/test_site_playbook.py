@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from ecrkit.renderers import registries_conf
 from ecrkit.renderers.aws_config import SsoProfile, merge
 from ecrkit.testbed import Host, ansible_playbook, recap, remove_hosts, start_hosts, write_inventory
 
@@ -22,6 +23,7 @@ EXISTING = json.dumps({"auths": {"registry.example.com": {"auth": SECRET}}, "cur
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 AWS_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 EXISTING_AWS = f"# mine\n[profile ops]\naws_access_key_id = AKIAEXAMPLE\naws_secret_access_key = {AWS_KEY}\n"
+DROP_IN = "/etc/containers/registries.conf.d/50-ecrkit-mirror.conf"
 SSO = {"start_url": "https://d-0123456789.awsapps.com/start", "sso_region": "eu-west-1", "role_name": "ECRPull"}
 
 
@@ -44,6 +46,7 @@ def inventory(host: Host, tmp_path_factory: pytest.TempPathFactory) -> Path:
             "ecr_credential_helper_src": "/usr/bin/docker-credential-ecr-login",
             "docker_auth_config_registries": [ECR],
             **{f"aws_sso_profile_{key}": value for key, value in SSO.items()},
+            "registries_conf_cache_prefix": "docker-hub",
         },
     )
 
@@ -56,7 +59,12 @@ def test_check_mode_reports_changes_and_makes_none(host: Host, inventory: Path) 
     counts = recap(result.stdout)[host.name]
     assert counts["changed"] > 0
     assert counts["failed"] == 0
-    for path in ["/usr/local/bin/docker-credential-ecr-login", "/var/lib/ecr-login", "/etc/logrotate.d/ecr-login"]:
+    for path in [
+        "/usr/local/bin/docker-credential-ecr-login",
+        "/var/lib/ecr-login",
+        "/etc/logrotate.d/ecr-login",
+        DROP_IN,
+    ]:
         assert not host.exists(path), path
     assert host.read("/root/.docker/config.json") == EXISTING
     assert host.read("/root/.aws/config") == EXISTING_AWS
@@ -81,6 +89,7 @@ def test_a_real_run_converges_and_a_second_changes_nothing(host: Host, inventory
     assert host.read("/root/.aws/config") == merge(EXISTING_AWS, profile, "/root/.aws/config")
     assert host.run("stat -c %a /root/.aws /root/.aws/config").stdout.split() == ["700", "600"]
     assert AWS_KEY not in first.stdout + first.stderr
+    assert host.read(DROP_IN) == registries_conf.render(ECR, "docker-hub")
 
     second = ansible_playbook("-i", str(inventory), "site.yml")
     assert second.returncode == 0, second.stdout[-3000:]

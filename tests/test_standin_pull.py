@@ -7,13 +7,15 @@ the pull really depends on what ecrkit writes.
 from __future__ import annotations
 
 import json
+import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from ecrkit.checks import diagnose_helper_log
 from ecrkit.standin import REGISTRY_HOST, StandIn
-from tests.conftest import run_ecrkit
+from tests.conftest import ROOT, run_ecrkit
 
 pytestmark = pytest.mark.standin
 
@@ -83,3 +85,30 @@ def test_fifty_pulls_cost_one_token_request_with_the_cache(stand_in: StandIn, im
         code, stderr = pull(stand_in, image, home)
         assert code == 0, stderr
     assert stand_in.token_requests() - before == 1
+
+
+def podman_pull(stand_in: StandIn, home: Path, registries_conf: str, image: str) -> subprocess.CompletedProcess[str]:
+    """`podman pull` as a user with this registries.conf and ~/.docker/config.json, in throwaway storage."""
+    (home / "registries.conf").write_text(registries_conf)
+    env = stand_in.client_env(home) | {
+        "CONTAINERS_REGISTRIES_CONF": str(home / "registries.conf"),
+        "CONTAINERS_CONF": str(ROOT / "molecule" / "containers.conf"),
+        "XDG_RUNTIME_DIR": str(home),  # no containers/auth.json there: podman reads ~/.docker/config.json
+        "AWS_ECR_CACHE_DIR": str(home / "ecr-cache"),
+    }
+    with tempfile.TemporaryDirectory(prefix="ecrkit-run-") as runroot:  # podman wants it under 50 characters
+        storage = ["--root", str(home / "storage"), "--runroot", runroot, "--storage-driver", "vfs"]
+        return stand_in.run(["podman", *storage, "pull", image], env)
+
+
+def test_podman_pulls_docker_hub_names_through_the_cache_the_drop_in_names(stand_in: StandIn, tmp_path: Path) -> None:
+    # Where a pull-through cache keeps docker.io/library/alpine:3.20 under the prefix docker-hub.
+    stand_in.push_image("docker-hub/library/alpine", "3.20")
+    home = user(tmp_path, run_ecrkit("render", "docker-config", "--registry", REGISTRY_HOST).stdout)
+    drop_in = run_ecrkit("render", "registries-conf", "--registry", REGISTRY_HOST, "--cache-prefix", "docker-hub")
+    assert drop_in.returncode == 0, drop_in.stderr
+    done = podman_pull(stand_in, home, drop_in.stdout, "docker.io/alpine:3.20")
+    assert done.returncode == 0, done.stderr
+    assert "Trying to pull docker.io/library/alpine:3.20" in done.stderr  # the name stayed Docker Hub's
+    # Without the drop-in the same name goes to Docker Hub, which is nowhere here: the image came from the cache.
+    assert podman_pull(stand_in, home, "", "docker.io/alpine:3.20").returncode != 0

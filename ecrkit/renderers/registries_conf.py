@@ -7,11 +7,21 @@ from __future__ import annotations
 
 import tomlkit
 
-from ecrkit.images import DOCKER_HUB, validate_via
+from ecrkit.errors import InputError
+from ecrkit.images import DOCKER_HUB, PATH
+from ecrkit.settings import validate_registry
 
 
-def render(registry: str, cache_prefix: str, upstream: str = DOCKER_HUB) -> str:
-    location = validate_via(f"{registry}/{cache_prefix}")
+def render(
+    registry: str,
+    cache_prefix: str,
+    upstream: str = DOCKER_HUB,
+    sources: tuple[str, str] = ("--registry", "--cache-prefix"),
+) -> str:
+    """`sources` name the registry and the prefix in errors (the options, or the role's variables)."""
+    if not isinstance(cache_prefix, str) or not PATH.match(cache_prefix):
+        raise InputError(sources[1], cache_prefix, "the pull-through rule's repository prefix, such as docker-hub")
+    location = f"{validate_registry(registry, sources[0])}/{cache_prefix}"
     document = tomlkit.document()
     document.add(tomlkit.comment(f"Managed by ecrkit: pull {upstream} through the ECR pull-through cache {location}."))
     entry = tomlkit.table()

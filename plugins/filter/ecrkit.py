@@ -17,7 +17,7 @@ from ansible.errors import AnsibleFilterError
 try:
     from ecrkit import checks, ecr_account, helper, hoststate
     from ecrkit.errors import EcrkitError
-    from ecrkit.renderers import aws_config, docker_config, runner_config, service_env, userdata
+    from ecrkit.renderers import aws_config, docker_config, registries_conf, runner_config, service_env, userdata
     from ecrkit.settings import HELPER_BINARY, CredentialRule
 except ImportError as exc:  # pragma: no cover - depends on the controller's Python
     raise AnsibleFilterError(
@@ -113,6 +113,13 @@ def ecrkit_helper_version(command: Mapping[str, Any]) -> str:
 
 
 @_reported
+def ecrkit_registries_conf(registry: str, cache_prefix: str, upstream: str) -> str:
+    """The registries.conf drop-in mirroring `upstream` through the cache."""
+    sources = ("registries_conf_registry", "registries_conf_cache_prefix")
+    return registries_conf.render(registry, cache_prefix, upstream, sources=sources)
+
+
+@_reported
 def ecrkit_runner_plan(probe: Mapping[str, Any], rule: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
     """GitLab Runner's files (service environment, config.toml, userdata), from what the probe read."""
     credential_rule = _credential_rule(rule)
@@ -198,6 +205,7 @@ class FilterModule:
             "ecrkit_helper_changes": ecrkit_helper_changes,
             "ecrkit_helper_plan": ecrkit_helper_plan,
             "ecrkit_helper_version": ecrkit_helper_version,
+            "ecrkit_registries_conf": ecrkit_registries_conf,
             "ecrkit_runner_plan": ecrkit_runner_plan,
             "ecrkit_service_environment": ecrkit_service_environment,
             "ecrkit_sso_profile": ecrkit_sso_profile,
