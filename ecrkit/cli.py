@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+import boto3
 from rich.console import Console
 from rich.progress import Progress
 
-from ecrkit import __version__, aws, files, helper, images, validate
+from ecrkit import __version__, aws, files, helper, images, mirror, validate
 from ecrkit.errors import EcrkitError, FileFormatError, InputError
+from ecrkit.registry import Registry, RegistryError
 from ecrkit.renderers import (
     aws_config,
     docker_config,
@@ -23,7 +27,7 @@ from ecrkit.renderers import (
     runner_config,
     userdata,
 )
-from ecrkit.settings import CredentialRule, validate_absolute_path
+from ecrkit.settings import ECR_PRIVATE_HOST, CredentialRule, validate_absolute_path
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -169,6 +173,40 @@ def _render_registries_conf(args: argparse.Namespace) -> int:
 def _rewrite_image(args: argparse.Namespace) -> int:
     print(images.rewrite(args.image, args.via, args.upstream))
     return EXIT_OK
+
+
+def _mirror(args: argparse.Namespace) -> int:
+    config = mirror.load(args.config)
+    target = ECR_PRIVATE_HOST.match(config["target"])
+    assert target is not None  # mirror.load checked it
+    plain_http = set(config.get("plain_http", []))
+    credentials = functools.cache(mirror.helper_credentials)
+
+    def registry(host: str) -> Registry:
+        login = credentials(host) if ECR_PRIVATE_HOST.match(host) else None
+        return Registry(host, credentials=login, plain_http=host in plain_http)
+
+    try:
+        planned = mirror.plan(config, lambda host, repository: registry(host).tags(repository))
+    except RegistryError as exc:
+        raise EcrkitError(f"listing tags: {exc}") from None
+    ecr = boto3.client("ecr", region_name=target.group(3))
+    with Progress(console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task("mirroring", total=len(planned.copies))
+        results = mirror.run(
+            planned,
+            dry_run=args.dry_run,
+            jobs=args.jobs,
+            registry=registry,
+            ensure_repositories=lambda names, dry_run: mirror.ensure_repositories(ecr, target.group(1), names, dry_run),
+            advance=lambda result: progress.advance(task),
+        )
+    for result in results:
+        print(f"{result.status:<12} {result.what}  {result.detail}".rstrip())
+    counts = Counter(result.status for result in results)
+    print(", ".join(f"{counts[status]} {status}" for status in ("copied", "unchanged", "would copy", "failed")
+                    if counts[status] or status in ("copied", "failed")))  # fmt: skip
+    return EXIT_FAILED if counts["failed"] else EXIT_OK
 
 
 def _fetch(args: argparse.Namespace) -> int:
@@ -387,6 +425,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--upstream", default=images.DOCKER_HUB, help="the registry the cache mirrors (default docker.io)"
     )
     rewrite.set_defaults(handler=_rewrite_image)
+
+    copy = commands.add_parser(
+        "mirror",
+        help="copy images the pull-through cache cannot serve into ECR (tags or tag patterns)",
+        description="Copy the images a YAML config lists into ECR: missing repositories are created, tags whose "
+        "digest is already there are skipped, multi-arch indexes are kept, failing requests are retried with backoff; "
+        "ECR credentials come from docker-credential-ecr-login. Exit 1 if a copy failed.",
+    )
+    copy.add_argument("--config", required=True, help="the mirror config (YAML)")
+    copy.add_argument("--dry-run", action="store_true", help="compare and report, write nothing")
+    copy.add_argument("--jobs", type=int, default=4, help="copies at once (default 4)")
+    copy.set_defaults(handler=_mirror)
 
     fetch = commands.add_parser(
         "fetch", help="download s3://BUCKET/KEY to a file, replacing it only if the sha256 matches"

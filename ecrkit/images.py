@@ -18,7 +18,7 @@ PATH = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)
 SUFFIX = re.compile(r"^(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$")
 
 
-def split(image: str) -> tuple[str, str, str]:
+def split(image: str, source: str = "IMAGE") -> tuple[str, str, str]:
     """(domain, path, suffix) as Docker normalises a reference: `alpine:3.20` is
     ("docker.io", "library/alpine", ":3.20")."""
     name, suffix = image, ""
@@ -39,7 +39,7 @@ def split(image: str) -> tuple[str, str, str]:
         if "/" not in path:
             path = f"library/{path}"
     if not PATH.match(path) or not SUFFIX.match(suffix):
-        raise InputError("IMAGE", image, "an image reference such as alpine:3.20, org/name:tag or host/path@sha256:...")
+        raise InputError(source, image, "an image reference such as alpine:3.20, org/name:tag or host/path@sha256:...")
     return domain, path, suffix
 
 

@@ -1,0 +1,327 @@
+"""`ecrkit mirror` from a second real registry (Debian's docker-registry on loopback, plain HTTP)
+into the stand-in's ECR registry, authenticated by the real helper; a proxy in front of the
+source injects 503 and 429 answers to prove the retries."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.server as http_server
+import io
+import json
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ecrkit import mirror
+from ecrkit.errors import FileFormatError, InputError
+from ecrkit.standin import REGISTRY_HOST, StandIn
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.standin
+
+SOURCE = "127.0.0.4:5000"  # a loopback address of its own: nothing else listens there
+LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+IMAGE = "application/vnd.docker.distribution.manifest.v2+json"
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Debian's docker-registry over plain HTTP, holding the images to mirror."""
+    state = tmp_path_factory.mktemp("source-registry")
+    config = {"version": 0.1, "log": {"level": "warn"}, "http": {"addr": SOURCE},
+              "storage": {"filesystem": {"rootdirectory": str(state / "data")}}}  # fmt: skip
+    (state / "config.yml").write_text(json.dumps(config))
+    server = subprocess.Popen(
+        ["docker-registry", "serve", str(state / "config.yml")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://{SOURCE}/v2/", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        push(SOURCE, "team/tool", "1.0", image("tool 1.0"))
+        push(SOURCE, "team/tool", "1.1", image("tool 1.1"))
+        push(SOURCE, "team/tool", "2.0", image("tool 2.0"))
+        push_index(SOURCE, "team/multi", "1", {"amd64": image("multi amd64"), "arm64": image("multi arm64", "arm64")})
+        yield SOURCE
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+# -- building and pushing images over the registry API -----------------------------------------
+
+
+def image(text: str, architecture: str = "amd64") -> dict[str, bytes]:
+    """A one-file image: its layer, config and manifest."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as archive:
+        info = tarfile.TarInfo("hello.txt")
+        info.size = len(text.encode())
+        archive.addfile(info, io.BytesIO(text.encode()))
+    layer = gzip.compress(raw.getvalue(), mtime=0)
+    config = json.dumps({"architecture": architecture, "os": "linux",
+                         "rootfs": {"type": "layers", "diff_ids": [digest(raw.getvalue())]}}).encode()  # fmt: skip
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": IMAGE,
+        "config": descriptor("application/vnd.docker.container.image.v1+json", config),
+        "layers": [descriptor("application/vnd.docker.image.rootfs.diff.tar.gzip", layer)],
+    }).encode()  # fmt: skip
+    return {"layer": layer, "config": config, "manifest": manifest}
+
+
+def descriptor(media_type: str, data: bytes) -> dict[str, Any]:
+    return {"mediaType": media_type, "size": len(data), "digest": digest(data)}
+
+
+def digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def http(method: str, url: str, data: bytes | None = None, content_type: str = "") -> Any:
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": content_type} if content_type else {}
+    )
+    return urllib.request.urlopen(request, timeout=10)
+
+
+def push(host: str, repository: str, tag: str, parts: dict[str, bytes]) -> str:
+    for blob in (parts["layer"], parts["config"]):
+        location = http("POST", f"http://{host}/v2/{repository}/blobs/uploads/").headers["Location"]
+        http(
+            "PUT", f"{location}{'&' if '?' in location else '?'}digest={digest(blob)}", blob, "application/octet-stream"
+        )
+    http("PUT", f"http://{host}/v2/{repository}/manifests/{tag}", parts["manifest"], IMAGE)
+    return digest(parts["manifest"])
+
+
+def push_index(host: str, repository: str, tag: str, platforms: dict[str, dict[str, bytes]]) -> str:
+    entries = []
+    for architecture, parts in platforms.items():
+        push(host, repository, digest(parts["manifest"]), parts)
+        entries.append(
+            {**descriptor(IMAGE, parts["manifest"]), "platform": {"architecture": architecture, "os": "linux"}}
+        )
+    index = json.dumps({"schemaVersion": 2, "mediaType": LIST, "manifests": entries}).encode()
+    http("PUT", f"http://{host}/v2/{repository}/manifests/{tag}", index, LIST)
+    return digest(index)
+
+
+def source_digest(repository: str, tag: str) -> str:
+    request = urllib.request.Request(f"http://{SOURCE}/v2/{repository}/manifests/{tag}", method="HEAD",
+                                     headers={"Accept": f"{LIST}, {IMAGE}"})  # fmt: skip
+    return str(urllib.request.urlopen(request, timeout=10).headers["Docker-Content-Digest"])
+
+
+# -- running the mirror as a user does, where the ECR names resolve ---------------------------
+
+
+def run_mirror(
+    stand_in: StandIn, tmp_path: Path, config: dict[str, Any], *options: str
+) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "mirror.yml").write_text(yaml.safe_dump(config))
+    env = stand_in.client_env(tmp_path) | {
+        "REQUESTS_CA_BUNDLE": str(stand_in.ca),
+        "AWS_ECR_CACHE_DIR": str(tmp_path / "ecr"),
+    }
+    return stand_in.run(
+        [sys.executable, "-m", "ecrkit", "mirror", "--config", str(tmp_path / "mirror.yml"), *options], env
+    )
+
+
+def target_digest(stand_in: StandIn, tmp_path: Path, repository: str, tag: str) -> str | None:
+    """What the stand-in's ECR registry holds under the tag, read through the helper as well."""
+    code = (
+        "import sys; from ecrkit.mirror import helper_credentials; from ecrkit.registry import Registry; "
+        f"r = Registry({REGISTRY_HOST!r}, credentials=helper_credentials({REGISTRY_HOST!r})); "
+        f"print(r.manifest_digest({repository!r}, {tag!r}))"
+    )
+    env = stand_in.client_env(tmp_path) | {
+        "REQUESTS_CA_BUNDLE": str(stand_in.ca),
+        "AWS_ECR_CACHE_DIR": str(tmp_path / "ecr"),
+    }
+    done = stand_in.run([sys.executable, "-c", code], env)
+    assert done.returncode == 0, done.stderr
+    answer = done.stdout.strip()
+    return None if answer == "None" else answer
+
+
+def repositories(stand_in: StandIn, tmp_path: Path) -> list[str]:
+    code = (
+        "import boto3; ecr = boto3.client('ecr', region_name='us-east-1'); "
+        "print(' '.join(r['repositoryName'] for r in ecr.describe_repositories()['repositories']))"
+    )
+    done = stand_in.run([sys.executable, "-c", code], stand_in.client_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    return sorted(done.stdout.split())
+
+
+def config(*images: dict[str, Any], source_host: str = SOURCE) -> dict[str, Any]:
+    return {"target": REGISTRY_HOST, "prefix": "mirror", "plain_http": [source_host], "images": list(images)}
+
+
+def test_copies_create_repositories_keep_digests_and_a_second_run_skips(
+    stand_in: StandIn, source: str, tmp_path: Path
+) -> None:
+    wanted = config(
+        {"source": f"{source}/team/tool", "tags": ["1.*"]}, {"source": f"{source}/team/multi", "tags": ["1"]}
+    )
+    first = run_mirror(stand_in, tmp_path, wanted, "--jobs", "2")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "3 copied, 0 failed" in first.stdout  # 1.0 and 1.1 (the pattern), and the index; not 2.0
+    assert {"mirror/team/tool", "mirror/team/multi"} <= set(repositories(stand_in, tmp_path))
+    for repository, tag in (("team/tool", "1.0"), ("team/tool", "1.1"), ("team/multi", "1")):
+        assert target_digest(stand_in, tmp_path, f"mirror/{repository}", tag) == source_digest(repository, tag)
+    assert target_digest(stand_in, tmp_path, "mirror/team/tool", "2.0") is None
+    assert "(2 platforms)" in first.stdout
+
+    # The real docker CLI pulls the copy through the helper.
+    home = tmp_path / "puller"
+    (home / ".docker").mkdir(parents=True)
+    (home / ".docker" / "config.json").write_text(json.dumps({"credHelpers": {REGISTRY_HOST: "ecr-login"}}))
+    pulled = stand_in.run(["docker", "pull", f"{REGISTRY_HOST}/mirror/team/multi:1"], stand_in.client_env(home))
+    assert pulled.returncode == 0, pulled.stderr
+
+    second = run_mirror(stand_in, tmp_path, wanted)
+    assert second.returncode == 0, second.stdout
+    assert "0 copied, 3 unchanged, 0 failed" in second.stdout
+    assert "created" not in second.stdout
+
+
+def test_a_dry_run_reports_and_writes_nothing(stand_in: StandIn, source: str, tmp_path: Path) -> None:
+    wanted = config({"source": f"{source}/team/tool", "tags": ["2.0"], "repository": "dry/tool"})
+    done = run_mirror(stand_in, tmp_path, wanted, "--dry-run")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"would create {REGISTRY_HOST}/dry/tool" in done.stdout
+    assert "1 would copy" in done.stdout
+    assert "dry/tool" not in repositories(stand_in, tmp_path)
+    assert target_digest(stand_in, tmp_path, "dry/tool", "2.0") is None
+
+
+class FlakyProxy(http_server.BaseHTTPRequestHandler):
+    """Forwards to the source registry, but answers the first requests for chosen paths with
+    an error: {path fragment: [status, ...]}."""
+
+    failures: dict[str, list[int]] = {}  # noqa: RUF012 - set per test, read by the handler threads
+
+    def do_GET(self) -> None:
+        self._answer("GET")
+
+    def do_HEAD(self) -> None:
+        self._answer("HEAD")
+
+    def _answer(self, method: str) -> None:
+        for fragment, statuses in self.failures.items():
+            if fragment in self.path and statuses:
+                status = statuses.pop(0)
+                self.send_response(status)
+                self.send_header("Retry-After", "0")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+        request = urllib.request.Request(f"http://{SOURCE}{self.path}", method=method, headers=dict(self.headers))
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            body = answer.read()
+            self.send_response(answer.status)
+            for key, value in answer.headers.items():
+                if key.lower() not in ("content-length", "connection", "transfer-encoding"):
+                    self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_failing_requests_are_retried(stand_in: StandIn, source: str, tmp_path: Path) -> None:
+    port = free_port()
+    server = http_server.ThreadingHTTPServer(("127.0.0.1", port), FlakyProxy)
+    layer = json.loads(image("tool 2.0")["manifest"])["layers"][0]["digest"]
+    FlakyProxy.failures = {"/manifests/2.0": [503], f"/blobs/{layer}": [429, 502]}
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        wanted = config({"source": f"127.0.0.1:{port}/team/tool", "tags": ["2.0"], "repository": "flaky/tool"},
+                        source_host=f"127.0.0.1:{port}")  # fmt: skip
+        done = run_mirror(stand_in, tmp_path, wanted)
+    finally:
+        server.shutdown()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert FlakyProxy.failures == {"/manifests/2.0": [], f"/blobs/{layer}": []}  # every injected failure was met
+    assert target_digest(stand_in, tmp_path, "flaky/tool", "2.0") == source_digest("team/tool", "2.0")
+
+
+def test_a_missing_tag_fails_alone_and_exits_1(stand_in: StandIn, source: str, tmp_path: Path) -> None:
+    wanted = config(
+        {"source": f"{source}/team/tool", "tags": ["9.9", "1.0"]}, {"source": f"{source}/team/tool", "tags": ["7.*"]}
+    )
+    done = run_mirror(stand_in, tmp_path, wanted)
+    assert done.returncode == 1
+    assert "no such tag at the source" in done.stdout
+    assert "no tag matches this pattern" in done.stdout
+    assert target_digest(stand_in, tmp_path, "mirror/team/tool", "1.0") == source_digest("team/tool", "1.0")
+
+
+# -- the config, checked before anything runs ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (
+            {"target": REGISTRY_HOST, "images": [{"source": "alpine", "tags": ["3.20"], "colour": "red"}]},
+            "images/0: Additional",
+        ),
+        ({"target": REGISTRY_HOST, "images": []}, "images: [] should be non-empty"),
+        (
+            {"target": "registry.example.com", "images": [{"source": "alpine", "tags": ["1"]}]},
+            "target: 'registry.example.com'",
+        ),
+        ({"target": "public.ecr.aws", "images": [{"source": "alpine", "tags": ["1"]}]}, "a private ECR registry"),
+        (
+            {"target": REGISTRY_HOST, "images": [{"source": "alpine:3.20", "tags": ["1"]}]},
+            "images[0].source: 'alpine:3.20'",
+        ),
+        ({"target": REGISTRY_HOST, "images": [{"source": "Alpine", "tags": ["1"]}]}, "images[0].source: 'Alpine'"),
+    ],
+)
+def test_bad_configs_are_refused_naming_the_place(tmp_path: Path, content: dict[str, Any], expected: str) -> None:
+    path = tmp_path / "mirror.yml"
+    path.write_text(yaml.safe_dump(content))
+    with pytest.raises((FileFormatError, InputError)) as error:
+        mirror.load(str(path))
+    assert expected in str(error.value)
+
+
+def test_patterns_expand_against_the_source_tags_and_exact_tags_do_not_list() -> None:
+    listed: list[tuple[str, str]] = []
+
+    def tags_of(host: str, repository: str) -> list[str]:
+        listed.append((host, repository))
+        return ["1.0", "1.1", "1.10", "2.0", "latest"]
+
+    exact = mirror.plan({"target": REGISTRY_HOST, "images": [{"source": "alpine", "tags": ["3.20"]}]}, tags_of)
+    assert [job.tag for job in exact.copies] == ["3.20"]
+    assert listed == []
+    wanted = {
+        "target": REGISTRY_HOST,
+        "prefix": "hub",
+        "images": [{"source": "org/app", "tags": ["1.?", "1.*", "9.*"]}],
+    }
+    planned = mirror.plan(wanted, tags_of)
+    assert [job.tag for job in planned.copies] == ["1.0", "1.1", "1.10"]  # each once
+    assert {job.target_repository for job in planned.copies} == {"hub/org/app"}
+    assert planned.unmatched == ("docker.io/org/app:9.*",)
+    assert listed == [("docker.io", "org/app")]  # listed once for both patterns
