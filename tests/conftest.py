@@ -39,6 +39,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_for_url(url: str, what: str) -> None:
+    """Return once `url` answers over HTTP (a server a test started), at most in 10 seconds."""
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{what} did not start ({url})")
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """moto's server over HTTP on loopback (with the ECR registry settings it lacks, ecrkit.standin_ecr);
@@ -51,14 +62,7 @@ def moto_endpoint() -> Iterator[str]:
     )
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError("moto_server did not start")
+        wait_for_url(f"{endpoint}/moto-api/", "moto's server")
         yield endpoint
     finally:
         server.terminate()

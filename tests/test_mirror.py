@@ -13,7 +13,6 @@ import subprocess
 import sys
 import tarfile
 import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +24,7 @@ import yaml
 from ecrkit import mirror
 from ecrkit.errors import FileFormatError, InputError
 from ecrkit.standin import REGISTRY_HOST, StandIn
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for_url
 
 pytestmark = pytest.mark.standin
 
@@ -45,12 +44,7 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         ["docker-registry", "serve", str(state / "config.yml")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://{SOURCE}/v2/", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
+        wait_for_url(f"http://{SOURCE}/v2/", "the source registry")
         push(SOURCE, "team/tool", "1.0", image("tool 1.0"))
         push(SOURCE, "team/tool", "1.1", image("tool 1.1"))
         push(SOURCE, "team/tool", "2.0", image("tool 2.0"))
