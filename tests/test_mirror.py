@@ -24,7 +24,7 @@ import yaml
 from ecrkit import mirror
 from ecrkit.errors import FileFormatError, InputError
 from ecrkit.standin import REGISTRY_HOST, StandIn
-from tests.conftest import free_port, wait_for_url
+from tests.conftest import free_port, readme_block, wait_for_url
 
 pytestmark = pytest.mark.standin
 
@@ -319,3 +319,17 @@ def test_patterns_expand_against_the_source_tags_and_exact_tags_do_not_list() ->
     assert {job.target_repository for job in planned.copies} == {"hub/org/app"}
     assert planned.unmatched == ("docker.io/org/app:9.*",)
     assert listed == [("docker.io", "org/app")]  # listed once for both patterns
+
+
+def test_the_readmes_mirror_config_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "mirror.yml"
+    path.write_text(readme_block("<!-- mirror-config -->"))
+    config = mirror.load(str(path))
+    listed = {("quay.io", "prometheus/node-exporter"): ["v1.8.0", "v1.8.2", "v1.9.0"]}
+    planned = mirror.plan(config, lambda host, repository: listed[(host, repository)])
+    assert [(job.source, job.target_repository) for job in planned.copies] == [
+        ("docker.io/library/alpine:3.20", "mirror/library/alpine"),
+        ("docker.io/library/alpine:3.19", "mirror/library/alpine"),
+        ("quay.io/prometheus/node-exporter:v1.8.0", "tools/node-exporter"),
+        ("quay.io/prometheus/node-exporter:v1.8.2", "tools/node-exporter"),
+    ]

@@ -8,11 +8,12 @@ import configparser
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ecrkit.errors import FileFormatError, InputError
 from ecrkit.renderers.aws_config import SsoProfile, form_for, merge
 from ecrkit.standin import ACCOUNT, REGISTRY_HOST, StandIn
-from tests.conftest import run_ecrkit
+from tests.conftest import ROOT, readme_block, run_ecrkit
 
 START_URL = "https://d-standin01.awsapps.com/start"
 PROFILE = {
@@ -95,6 +96,19 @@ def test_account_and_region_default_from_the_first_registry() -> None:
     profile = sso()
     assert (profile.account_id, profile.region) == (ACCOUNT, "us-east-1")
     assert sso(account_id="210987654321", region="eu-central-1").region == "eu-central-1"
+
+
+def test_the_readmes_workstation_variables_give_the_profile_it_shows() -> None:
+    defaults = yaml.safe_load((ROOT / "roles/aws_sso_profile/defaults/main.yml").read_text())
+    variables = {**defaults, **yaml.safe_load(readme_block("<!-- workstation-vars -->"))}
+    profile = SsoProfile.build(
+        **{key: variables[f"aws_sso_profile_{key}"] for key in ("session", "start_url", "sso_region", "role_name")},
+        profile=variables["aws_sso_profile_name"],
+        account_id=variables["aws_sso_profile_account_id"],
+        region=variables["aws_sso_profile_region"],
+        registries=variables["docker_auth_config_registries"],
+    )
+    assert merge(None, profile, "~/.aws/config") == readme_block("<!-- workstation-aws-config -->")
 
 
 def test_the_cli_prints_the_same_and_names_its_own_options(tmp_path: Path) -> None:
