@@ -1,9 +1,11 @@
-"""The ECR side of an account, declared: repositories, pull-through cache rules, creation templates.
+"""The ECR side of an account, declared: repositories, pull-through cache rules, creation templates,
+and the IAM policies that let each context pull.
 
 `plan` validates a whole declaration before any API call and turns it into what the API takes.
 Repositories are then applied by community.aws.ecs_ecr, the Docker Hub secrets by
-community.aws.secretsmanager_secret; `sync` makes the registry-level settings no collection
-covers (pull-through cache rules, repository creation templates) match the declaration.
+community.aws.secretsmanager_secret, the IAM policies by amazon.aws.iam_policy; `sync` makes the
+registry-level settings no collection covers (pull-through cache rules, repository creation
+templates) match the declaration.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 from ecrkit import lifecycle
 from ecrkit.errors import InputError
+from ecrkit.renderers import iam_policy
 from ecrkit.renderers.iam_policy import PULL, REPOSITORY
 from ecrkit.settings import validate_region
 
@@ -38,6 +41,8 @@ RULE_PREFIX = re.compile(r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?
 ORGANIZATION_ID = re.compile(r"^o-[a-z0-9]{10,32}$")
 APPLIED_FOR = ("PULL_THROUGH_CACHE", "CREATE_ON_PUSH", "REPLICATION")
 TAG_MUTABILITY = ("MUTABLE", "IMMUTABLE")
+# IAM's names: inline policy names up to 128 characters, role names up to 64.
+IAM_NAME = re.compile(r"^[\w+=,.@-]+$", re.ASCII)
 
 
 def organization_read_policy(organization_id: str) -> str:
@@ -71,10 +76,16 @@ def plan(declaration: Mapping[str, Any]) -> dict[str, Any]:
         _template(entry, f"creation_templates[{index}]", read_policy)
         for index, entry in enumerate(_list(declaration, "creation_templates"))
     ]
-    declared = (("repositories", repositories, "name"), ("pull_through_rules", rules, "ecrRepositoryPrefix"),
-                ("creation_templates", templates, "prefix"))  # fmt: skip
-    for kind, items, key in declared:
-        names = [item[key] for item in items]
+    policies = [
+        _iam_policy(entry, f"iam_policies[{index}]") for index, entry in enumerate(_list(declaration, "iam_policies"))
+    ]
+    declared = {
+        ("repositories", "name"): [item["name"] for item in repositories],
+        ("pull_through_rules", "prefix"): [item["ecrRepositoryPrefix"] for item in rules],
+        ("creation_templates", "prefix"): [item["prefix"] for item in templates],
+        ("iam_policies", "role/name"): [f"{item['role']}/{item['name']}" for item in policies],
+    }
+    for (kind, key), names in declared.items():
         for name in names:
             if names.count(name) > 1:
                 raise InputError(kind, name, f"each {key} declared once")
@@ -84,6 +95,7 @@ def plan(declaration: Mapping[str, Any]) -> dict[str, Any]:
         "secrets": secrets,
         "pull_through_rules": rules,
         "creation_templates": templates,
+        "iam_policies": policies,
     }
 
 
@@ -137,6 +149,27 @@ def _rule(entry: object, index: int) -> dict[str, Any]:
     if credentials is not None or "credential_secret" in options:
         rule["credentialSecret"] = secret_name  # sync resolves the name to the secret's ARN
     return rule
+
+
+def _iam_policy(entry: object, source: str) -> dict[str, Any]:
+    """An inline policy for an IAM role (an instance profile's, a permission set's), least privilege for
+    its context; the document is `ecrkit render iam-policy`'s."""
+    options = _options(entry, source, {"role", "for", "name", "registry", "repositories", "state"})
+    state = _choice(options.get("state", "present"), f"{source}.state", ("present", "absent"))
+    context = _choice(options.get("for"), f"{source}.for", tuple(iam_policy.CONTEXTS))
+    role = _iam_name(options.get("role"), f"{source}.role", 64)
+    name = _iam_name(options.get("name") or f"ecrkit-{context}", f"{source}.name", 128)
+    repositories = options.get("repositories") or []
+    if not isinstance(repositories, list):
+        raise InputError(f"{source}.repositories", repositories, "a list of repository names")
+    document = iam_policy.render(context, str(options.get("registry") or ""), tuple(repositories), source)
+    return {"role": role, "name": name, "document": document, "state": state}
+
+
+def _iam_name(value: object, source: str, longest: int) -> str:
+    if not isinstance(value, str) or not IAM_NAME.match(value) or len(value) > longest:
+        raise InputError(source, value, f"an IAM name: letters, digits and +=,.@_- (at most {longest} characters)")
+    return value
 
 
 def _template(entry: object, source: str, read_policy: str | None) -> dict[str, Any]:

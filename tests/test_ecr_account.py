@@ -18,9 +18,12 @@ from ecrkit import ecr_account, lifecycle
 from ecrkit.errors import InputError
 from ecrkit.renderers import iam_policy
 from ecrkit.testbed import ansible_playbook, recap
+from tests.conftest import ROOT, readme_block
 
 TOKEN = "dckr_pat_never-in-any-output"
 ORG = "o-a1b2c3d4e5"
+REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+ROLE = "ci-job-host"  # an instance profile's role, made by whoever made the instances
 DECLARATION: dict[str, Any] = {
     "ecr_account_region": "us-east-1",
     "ecr_account_organization_id": ORG,
@@ -46,7 +49,18 @@ DECLARATION: dict[str, Any] = {
     "ecr_account_creation_templates": [
         {"prefix": "docker-hub", "lifecycle": [{"expire_untagged": {"days": 7}}, {"keep_last": {"count": 100}}]},
     ],
+    "ecr_account_iam_policies": [
+        {"role": ROLE, "for": "job-host", "registry": REGISTRY, "repositories": ["team/app", "docker-hub/*"]},
+        {
+            "role": ROLE,
+            "for": "pull-through",
+            "name": "ecrkit-cache",
+            "registry": REGISTRY,
+            "repositories": ["docker-hub/*"],
+        },
+    ],
 }
+EMPTY: dict[str, Any] = {"repositories": {}, "rules": {}, "templates": {}, "secrets": [], "role_policies": {}}
 
 
 # -- lifecycle presets and validation ---------------------------------------------------------
@@ -222,6 +236,23 @@ def test_plan_carries_no_token_and_names_the_secret_to_write() -> None:
             "CREATE_ON_PUSH",
         ),
         ({"creation_templates": [{"prefix": "x", "colour": "red"}]}, "creation_templates[0].colour", "a key among"),
+        ({"iam_policies": [{"role": ROLE, "for": "builder"}]}, "iam_policies[0].for", "job-host"),
+        ({"iam_policies": [{"role": "ci job host", "for": "agent"}]}, "iam_policies[0].role", "an IAM name"),
+        (
+            {"iam_policies": [{"role": ROLE, "for": "agent", "repositories": ["team/app"]}]},
+            "iam_policies[0].registry",
+            "iam_policies[0].repositories names live in",
+        ),
+        (
+            {"iam_policies": [{"role": ROLE, "for": "agent", "registry": REGISTRY, "repositories": ["Team"]}]},
+            "iam_policies[0].repositories",
+            "a repository name",
+        ),
+        (
+            {"iam_policies": [{"role": ROLE, "for": "agent"}, {"role": ROLE, "for": "agent"}]},
+            "iam_policies",
+            "each role/name declared once",
+        ),
     ],
 )
 def test_bad_declarations_are_refused_naming_the_value(changes: dict[str, Any], source: str, accepted: str) -> None:
@@ -229,6 +260,26 @@ def test_bad_declarations_are_refused_naming_the_value(changes: dict[str, Any], 
         ecr_account.plan(declaration(**changes))
     assert error.value.source == source
     assert accepted in error.value.accepted
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        readme_block("<!-- ecr-account-example -->"),
+        (ROOT / "inventory/example/group_vars/ecr_accounts.yml").read_text(),
+    ],
+    ids=["README", "inventory-example"],
+)
+def test_the_documented_declarations_are_accepted(text: str) -> None:
+    variables = yaml.safe_load(text.replace("{{ vault_docker_hub_token }}", TOKEN))
+    result = ecr_account.plan(
+        {"region": "us-east-1", **{k.removeprefix("ecr_account_"): v for k, v in variables.items()}}
+    )
+    assert [rule["ecrRepositoryPrefix"] for rule in result["pull_through_rules"]] == ["ecr-public", "docker-hub"]
+    assert result["iam_policies"][0]["document"] == iam_policy.render("runner-manager", REGISTRY, ("team/app",))
+    assert result["iam_policies"][1]["document"]["Statement"][1]["Resource"] == [
+        "arn:aws:ecr:us-east-1:123456789012:repository/docker-hub/*"
+    ]
 
 
 def test_bad_credentials_are_refused_without_echoing_the_token() -> None:
@@ -251,7 +302,19 @@ def account(moto_endpoint: str, aws_env: dict[str, str]) -> dict[str, Any]:
         aws_secret_access_key=aws_env["AWS_SECRET_ACCESS_KEY"],
         region_name=aws_env["AWS_REGION"],
     )
-    return {name: session.client(name, endpoint_url=moto_endpoint) for name in ("ecr", "secretsmanager")}
+    clients = {name: session.client(name, endpoint_url=moto_endpoint) for name in ("ecr", "secretsmanager", "iam")}
+    clients["iam"].create_role(
+        RoleName=ROLE,
+        AssumeRolePolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
+                ],
+            }
+        ),
+    )
+    return clients
 
 
 def run_ecr(tmp_path: Path, aws_env: dict[str, str], variables: dict[str, Any], *options: str) -> Any:
@@ -284,7 +347,18 @@ def registry_state(clients: dict[str, Any]) -> dict[str, Any]:
     }
     templates = {t["prefix"]: t for t in ecr.describe_repository_creation_templates()["repositoryCreationTemplates"]}
     secrets = [secret["Name"] for secret in clients["secretsmanager"].list_secrets()["SecretList"]]
-    return {"repositories": repositories, "rules": rules, "templates": templates, "secrets": secrets}
+    iam = clients["iam"]
+    role_policies = {
+        name: iam.get_role_policy(RoleName=ROLE, PolicyName=name)["PolicyDocument"]
+        for name in iam.list_role_policies(RoleName=ROLE)["PolicyNames"]
+    }
+    return {
+        "repositories": repositories,
+        "rules": rules,
+        "templates": templates,
+        "secrets": secrets,
+        "role_policies": role_policies,
+    }
 
 
 def test_check_mode_reports_changes_and_calls_no_writing_api(
@@ -294,7 +368,7 @@ def test_check_mode_reports_changes_and_calls_no_writing_api(
     assert result.returncode == 0, result.stdout[-3000:]
     assert recap(result.stdout)["account"]["changed"] > 0
     assert "create pull-through cache rule docker-hub" in result.stdout
-    assert registry_state(account) == {"repositories": {}, "rules": {}, "templates": {}, "secrets": []}
+    assert registry_state(account) == EMPTY
 
 
 def test_applied_twice_the_second_run_changes_nothing(tmp_path: Path, aws_env: dict[str, str], account: Any) -> None:
@@ -313,6 +387,10 @@ def test_applied_twice_the_second_run_changes_nothing(tmp_path: Path, aws_env: d
     assert (
         json.loads(state["templates"]["docker-hub"]["lifecyclePolicy"])["rules"][1]["selection"]["tagStatus"] == "any"
     )
+    assert state["role_policies"] == {
+        "ecrkit-job-host": iam_policy.render("job-host", REGISTRY, ("team/app", "docker-hub/*")),
+        "ecrkit-cache": iam_policy.render("pull-through", REGISTRY, ("docker-hub/*",)),
+    }
 
     second = run_ecr(tmp_path, aws_env, DECLARATION)
     assert second.returncode == 0, second.stdout[-3000:]
@@ -361,6 +439,24 @@ def test_rules_and_templates_are_updated_replaced_and_deleted_to_match(
     assert sorted(registry_state(account)["rules"]) == ["docker-hub", "quay"]
 
 
+def test_role_policies_are_updated_and_removed_and_the_roles_other_policies_kept(
+    tmp_path: Path, aws_env: dict[str, str], account: Any
+) -> None:
+    foreign = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": "*"}]}
+    account["iam"].put_role_policy(RoleName=ROLE, PolicyName="site-s3", PolicyDocument=json.dumps(foreign))
+    assert run_ecr(tmp_path, aws_env, DECLARATION).returncode == 0
+    changed = copy.deepcopy(DECLARATION)
+    changed["ecr_account_iam_policies"][0]["repositories"] = ["team/app"]
+    changed["ecr_account_iam_policies"][1]["state"] = "absent"
+    result = run_ecr(tmp_path, aws_env, changed)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert recap(result.stdout)["account"]["changed"] == 1  # the IAM task alone
+    assert registry_state(account)["role_policies"] == {
+        "ecrkit-job-host": iam_policy.render("job-host", REGISTRY, ("team/app",)),
+        "site-s3": foreign,
+    }
+
+
 def test_the_admin_policy_allows_every_ecr_action_the_playbook_uses(
     tmp_path: Path, aws_env: dict[str, str], account: Any, moto_endpoint: str
 ) -> None:
@@ -391,4 +487,4 @@ def test_a_bad_rule_stops_the_run_before_any_api_call(tmp_path: Path, aws_env: d
     assert result.returncode != 0
     assert "repositories[0].lifecycle (priority 10)" in result.stdout
     assert "put it last" in result.stdout
-    assert registry_state(account) == {"repositories": {}, "rules": {}, "templates": {}, "secrets": []}
+    assert registry_state(account) == EMPTY

@@ -42,28 +42,38 @@ PARTITIONS = {
 }  # fmt: skip
 
 
-def repository_arn(registry: str, repository: str) -> str:
+def _names(source: str) -> tuple[str, str, str]:
+    """Where the inputs came from, for errors: the CLI's options, or the keys of a declaration."""
+    if not source:
+        return "--for", "--registry", "--repository"
+    return f"{source}.for", f"{source}.registry", f"{source}.repositories"
+
+
+def repository_arn(registry: str, repository: str, source: str = "") -> str:
     """arn:<partition>:ecr:<region>:<account>:repository/<name> for a private registry."""
-    host = validate_registry(registry, "--registry")
+    _, registry_name, repository_name = _names(source)
+    host = validate_registry(registry, registry_name)
     match = ECR_PRIVATE_HOST.match(host)
     if match is None:
-        raise InputError("--registry", registry, "a private ECR registry (ECR Public has no repository ARNs here)")
-    if not REPOSITORY.match(repository):
+        raise InputError(registry_name, registry, "a private ECR registry (ECR Public has no repository ARNs here)")
+    if not isinstance(repository, str) or not REPOSITORY.match(repository):
         raise InputError(
-            "--repository", repository, "a repository name such as team/app (lowercase; a trailing /* for a prefix)"
+            repository_name, repository, "a repository name such as team/app (lowercase; a trailing /* for a prefix)"
         )
     account, region, domain = match.group(1), match.group(3), match.group(4)
     partition = "aws-us-gov" if region.startswith("us-gov-") else PARTITIONS.get(domain, "aws")
     return f"arn:{partition}:ecr:{region}:{account}:repository/{repository}"
 
 
-def render(context: str, registry: str = "", repositories: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The policy document for a context; repositories need the registry they live in."""
+def render(context: str, registry: str = "", repositories: tuple[str, ...] = (), source: str = "") -> dict[str, Any]:
+    """The policy document for a context; repositories need the registry they live in.
+    Errors name the CLI's options, or the keys under `source` (a declaration's place)."""
+    context_name, registry_name, repository_name = _names(source)
     if context not in CONTEXTS:
-        raise InputError("--for", context, f"one of {', '.join(CONTEXTS)}")
+        raise InputError(context_name, context, f"one of {', '.join(CONTEXTS)}")
     if repositories and not registry:
-        raise InputError("--registry", registry, "the registry the --repository names live in")
-    resources: list[str] | str = [repository_arn(registry, name) for name in repositories] or "*"
+        raise InputError(registry_name, registry, f"the registry the {repository_name} names live in")
+    resources: list[str] | str = [repository_arn(registry, name, source) for name in repositories] or "*"
     statements: list[dict[str, Any]] = [
         {"Sid": "RegistryToken", "Effect": "Allow", "Action": [TOKEN], "Resource": "*"},
         {"Sid": "Repositories", "Effect": "Allow", "Action": list(CONTEXTS[context]), "Resource": resources},
