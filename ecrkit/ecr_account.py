@@ -63,6 +63,9 @@ def plan(declaration: Mapping[str, Any]) -> dict[str, Any]:
     `secrets` name the Secrets Manager secrets to write and the rule whose credentials they hold.
     """
     validate_region(declaration.get("region"), "region")
+    endpoint = declaration.get("endpoint_url") or ""
+    if endpoint and not re.match(r"^https?://[^/\s]+/?$", str(endpoint)):
+        raise InputError("endpoint_url", endpoint, "an http(s) URL of a host, such as https://127.0.0.1:4566, or empty")
     organization = declaration.get("organization_id") or ""
     if organization and not ORGANIZATION_ID.match(str(organization)):
         raise InputError("organization_id", organization, "an AWS Organizations ID such as o-a1b2c3d4e5")

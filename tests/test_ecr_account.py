@@ -193,6 +193,7 @@ def test_plan_carries_no_token_and_names_the_secret_to_write() -> None:
     [
         ({"region": "useast1"}, "region", "AWS region"),
         ({"organization_id": "123"}, "organization_id", "o-a1b2c3d4e5"),
+        ({"endpoint_url": "127.0.0.1:4566"}, "endpoint_url", "http(s) URL"),
         ({"repositories": [{"name": "Team/App"}]}, "repositories[0].name", "lowercase"),
         ({"repositories": [{"name": "a/b"}, {"name": "a/b"}]}, "repositories", "each name declared once"),
         ({"repositories": [{"name": "a/b", "scan_on_push": "yes"}]}, "repositories[0].scan_on_push", "true or false"),
@@ -318,9 +319,12 @@ def account(moto_endpoint: str, aws_env: dict[str, str]) -> dict[str, Any]:
 
 
 def run_ecr(tmp_path: Path, aws_env: dict[str, str], variables: dict[str, Any], *options: str) -> Any:
+    """playbooks/ecr.yml, told the stand-in's endpoint by the role's variable (not the SDK's AWS_ENDPOINT_URL)."""
     inventory = tmp_path / "hosts.yml"
-    inventory.write_text(yaml.safe_dump({"ecr_accounts": {"hosts": {"account": variables}}}))
-    result = ansible_playbook("-i", str(inventory), "playbooks/ecr.yml", "--diff", *options, env=aws_env)
+    endpoint = {"ecr_account_endpoint_url": aws_env["AWS_ENDPOINT_URL"]}
+    inventory.write_text(yaml.safe_dump({"ecr_accounts": {"hosts": {"account": {**endpoint, **variables}}}}))
+    env = {key: value for key, value in aws_env.items() if key != "AWS_ENDPOINT_URL"}
+    result = ansible_playbook("-i", str(inventory), "playbooks/ecr.yml", "--diff", *options, env=env)
     assert TOKEN not in result.stdout + result.stderr
     return result
 

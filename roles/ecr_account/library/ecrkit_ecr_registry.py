@@ -22,6 +22,7 @@ options:
   purge: {type: bool, default: true, description: Delete rules and templates that are not declared.}
   region: {type: str, required: true, description: The registry's region.}
   profile: {type: str, description: An AWS profile name; the usual environment otherwise.}
+  endpoint_url: {type: str, description: "One endpoint for the ECR and Secrets Manager APIs (a stand-in)."}
 """
 
 import json  # noqa: E402 - Ansible modules put DOCUMENTATION first
@@ -37,6 +38,7 @@ def main() -> None:
             "purge": {"type": "bool", "default": True},
             "region": {"type": "str", "required": True},
             "profile": {"type": "str"},
+            "endpoint_url": {"type": "str"},
         },
         supports_check_mode=True,
     )
@@ -51,17 +53,18 @@ def main() -> None:
         )
     params = module.params
     session = boto3.Session(profile_name=params["profile"], region_name=params["region"])
+    ecr, secrets = (session.client(name, endpoint_url=params["endpoint_url"]) for name in ("ecr", "secretsmanager"))
     changes, repositories = [], []
     try:
         changes = ecr_account.sync(
-            session.client("ecr"),
-            session.client("secretsmanager"),
+            ecr,
+            secrets,
             params["pull_through_rules"],
             params["creation_templates"],
             purge=params["purge"],
             check=module.check_mode,
         )
-        repositories = ecr_account.repository_names(session.client("ecr"))
+        repositories = ecr_account.repository_names(ecr)
     except botocore.exceptions.BotoCoreError as exc:
         module.fail_json(msg=f"ECR: {exc}")
     except botocore.exceptions.ClientError as exc:
