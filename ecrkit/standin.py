@@ -52,6 +52,8 @@ TOKEN_LIFETIME = 12 * 3600
 GET_TOKEN = "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken"
 GET_PUBLIC_TOKEN = "SpencerFrontendService.GetAuthorizationToken"  # ECR Public, which moto lacks
 Refusal = str  # an AWS error code such as AccessDeniedException or ThrottlingException
+# Fake keys standing in for an instance role (never real ones: the SDK would otherwise look further).
+ROLE_KEYS = {"AWS_ACCESS_KEY_ID": "AKIASTANDIN000000000", "AWS_SECRET_ACCESS_KEY": "stand-in-secret"}
 HOST_MOUNT = "/run/ecrkit-standin"  # where a test host sees the state directory (socket, CA)
 
 
@@ -108,9 +110,33 @@ class StandIn:
         return {
             "DOCKER_HOST": f"unix://{HOST_MOUNT}/{self.docker_socket.name}",
             "AWS_CA_BUNDLE": f"{HOST_MOUNT}/{self.ca.name}",
-            "AWS_ACCESS_KEY_ID": "AKIASTANDIN000000000",
-            "AWS_SECRET_ACCESS_KEY": "stand-in-secret",
+            **ROLE_KEYS,
         }
+
+    @property
+    def api_endpoint(self) -> str:
+        """The API by its address (which the certificate names too), for clients outside the namespace."""
+        return f"https://{API_ADDRESS}"
+
+    def controller_env(self) -> dict[str, str]:
+        """Environment of an AWS client on the controller (playbooks/ecr.yml): fake keys and the CA;
+        the endpoint is the client's own setting (api_endpoint)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update(ROLE_KEYS, AWS_CA_BUNDLE=str(self.ca), AWS_REGION=REGION)
+        return env
+
+    def client(self, service: str) -> Any:
+        """A boto3 client of the stand-in's API (moto), as the controller reaches it."""
+        import boto3  # noqa: PLC0415 - only the callers that look at the account need it
+
+        return boto3.client(
+            service,
+            endpoint_url=self.api_endpoint,
+            region_name=REGION,
+            verify=str(self.ca),
+            aws_access_key_id=ROLE_KEYS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=ROLE_KEYS["AWS_SECRET_ACCESS_KEY"],
+        )
 
     def sso_login(self, home: Path, cache_key: str, start_url: str, sso_region: str) -> Path:
         """What `aws sso login` leaves behind: a cached token valid for an hour, named by the sha1 of
@@ -262,7 +288,8 @@ def _make_certificates(state: Path) -> None:
     """A throwaway CA and one server certificate for the ECR names (openssl, as on any host);
     kept while they name the same hosts."""
     san = (
-        f"subjectAltName={','.join(f'DNS:{name}' for name in (*API_NAMES, REGISTRY_HOST))}\nbasicConstraints=CA:FALSE\n"
+        f"subjectAltName={','.join(f'DNS:{name}' for name in (*API_NAMES, REGISTRY_HOST))},IP:{API_ADDRESS}\n"
+        "basicConstraints=CA:FALSE\n"
         "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
     )
     if (state / "ca.crt").exists() and (state / "san.cnf").exists() and (state / "san.cnf").read_text() == san:

@@ -23,7 +23,7 @@ from rich.table import Table
 from ecrkit.errors import FileFormatError
 from ecrkit.renderers.docker_config import parse
 from ecrkit.standin import API_HOST, REGISTRY_HOST, StandIn
-from ecrkit.validate import inventory_targets, report_table, validate_all
+from ecrkit.validate import ACCOUNT_GROUP, inventory_targets, report_table, validate_all
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_INVENTORY = ROOT / "inventory" / "local" / "hosts.yml"
@@ -141,6 +141,10 @@ check_interval = 0
 """
 
 
+# The instance role of make run's hosts, which the inventory's ecr_accounts gives an ECR policy.
+HOSTS_ROLE = "ecrkit-hosts"
+EC2_TRUST = json.dumps({"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]})  # fmt: skip
 # The environment files real units read besides what the stand-in role gives them.
 AGENT_ENV_FILES = {"dcos-mesos-slave": "/var/lib/dcos/mesos-slave-common"}
 
@@ -221,7 +225,7 @@ def recap(output: str) -> dict[str, dict[str, int]]:
 
 
 def inventory_groups(inventory: Path) -> dict[str, list[str]]:
-    """Host names by group, as Ansible itself reads the inventory."""
+    """Host names by group, as Ansible itself reads the inventory (ecr_accounts included)."""
     listing = subprocess.run(
         [str(BIN / "ansible-inventory"), "-i", str(inventory), "--list"],
         capture_output=True,
@@ -236,6 +240,13 @@ def inventory_groups(inventory: Path) -> dict[str, list[str]]:
         for group, value in data.items()
         if isinstance(value, dict) and value.get("hosts") and group not in ("all", "ungrouped")
     }
+
+
+def local_host_groups() -> dict[str, list[str]]:
+    """make run's hosts by group: its inventory's, less the account (driven from the controller)."""
+    groups = inventory_groups(LOCAL_INVENTORY)
+    groups.pop(ACCOUNT_GROUP, None)
+    return groups
 
 
 def helper_entries(text: str) -> str:
@@ -274,6 +285,34 @@ def summary(groups: dict[str, list[str]], image: str, stand_in: StandIn) -> tupl
     return table, pulled
 
 
+def account_summary(stand_in: StandIn) -> Table:
+    """What the stand-in's account holds after playbooks/ecr.yml, read back through its API."""
+    ecr, iam = stand_in.client("ecr"), stand_in.client("iam")
+    table = Table(title="What ecrkit declared in the stand-in's ECR account, read back through its API")
+    for column in ("setting", "name"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("state", overflow="fold", ratio=1)
+    for repository in ecr.describe_repositories()["repositories"]:
+        name = repository["repositoryName"]
+        rules = json.loads(ecr.get_lifecycle_policy(repositoryName=name)["lifecyclePolicyText"])["rules"]
+        policy = json.loads(ecr.get_repository_policy(repositoryName=name)["policyText"])
+        readers = policy["Statement"][0]["Condition"]["StringEquals"]["aws:PrincipalOrgID"]
+        lifecycle = "; ".join(rule["description"] for rule in rules)
+        table.add_row("repository", name, f"{lifecycle}; read by {readers}")
+    for rule in ecr.describe_pull_through_cache_rules()["pullThroughCacheRules"]:
+        table.add_row("pull-through rule", rule["ecrRepositoryPrefix"], f"caches {rule['upstreamRegistryUrl']}")
+    for template in ecr.describe_repository_creation_templates()["repositoryCreationTemplates"]:
+        rules = json.loads(template["lifecyclePolicy"])["rules"]
+        lifecycle = "; ".join(rule["description"] for rule in rules)
+        table.add_row("creation template", template["prefix"], f"{', '.join(template['appliedFor'])}: {lifecycle}")
+    for role in iam.list_roles()["Roles"]:
+        for name in iam.list_role_policies(RoleName=role["RoleName"])["PolicyNames"]:
+            document = iam.get_role_policy(RoleName=role["RoleName"], PolicyName=name)["PolicyDocument"]
+            actions = sorted({action for statement in document["Statement"] for action in statement["Action"]})
+            table.add_row("IAM policy", f"{role['RoleName']}/{name}", " ".join(actions))
+    return table
+
+
 class Steps:
     """Say what `make run` is doing, and how long each step took."""
 
@@ -297,7 +336,7 @@ def destroy(names: Iterable[str], stand_in: StandIn) -> None:
 def run(keep: bool = False) -> int:
     """`make run`: the stand-in for ECR, local hosts provisioned with site.yml, a real pull on
     each, and the validator's report; then everything is torn down unless `keep`."""
-    groups = inventory_groups(LOCAL_INVENTORY)
+    groups = local_host_groups()
     names = [name for members in groups.values() for name in members]
     targets = inventory_targets(str(LOCAL_INVENTORY), [])  # also what each host should have
     stand_in = StandIn(STAND_IN_STATE)
@@ -307,6 +346,7 @@ def run(keep: bool = False) -> int:
         with steps.step("starting the stand-in for AWS and ECR and pushing an image to it"):
             stand_in.up()
             image = stand_in.push_image("ecrkit/demo", "1")
+            stand_in.client("iam").create_role(RoleName=HOSTS_ROLE, AssumeRolePolicyDocument=EC2_TRUST)
             print(f"    https://{API_HOST} and {REGISTRY_HOST} on loopback, in a private mount namespace")
         with steps.step(f"starting hosts {', '.join(names)} (podman systemd containers)"):
             hosts = start_hosts(names, reuse=True, options=stand_in.host_options())
@@ -315,10 +355,13 @@ def run(keep: bool = False) -> int:
                 give_stand_in_role(host, stand_in, services[host.name])
             for host in (h for h in hosts if h.name in groups.get("workstations", [])):
                 host.run("mkdir -p /root/.aws && printf '[default]\\nregion = us-east-1\\n' > /root/.aws/config")
-        with steps.step("applying site.yml with --diff"):
-            result = ansible_playbook("-i", str(LOCAL_INVENTORY), "site.yml", "--diff", capture=False)
+        with steps.step("applying site.yml with --diff (the account through the stand-in's API, then the hosts)"):
+            result = ansible_playbook(
+                "-i", str(LOCAL_INVENTORY), "site.yml", "--diff", env=stand_in.controller_env(), capture=False
+            )
             if result.returncode != 0:
                 return result.returncode
+            console.print(account_summary(stand_in))
         with steps.step(f"pulling {image} on every host through the helper"):
             table, pulled = summary(groups, image, stand_in)
             console.print(table)
@@ -337,7 +380,7 @@ def run(keep: bool = False) -> int:
 
 def main(argv: list[str]) -> int:
     if "--destroy" in argv:
-        names = [name for members in inventory_groups(LOCAL_INVENTORY).values() for name in members]
+        names = [name for members in local_host_groups().values() for name in members]
         destroy(names, StandIn(STAND_IN_STATE))
         print(f"removed {', '.join(names)} and stopped the stand-in")
         return 0

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from ecrkit.standin import API_ADDRESS, listening
-from ecrkit.testbed import LOCAL_INVENTORY, PODMAN_ENV, ROOT, inventory_groups, podman
+from ecrkit.testbed import LOCAL_INVENTORY, PODMAN_ENV, ROOT, local_host_groups, podman
 from tests.conftest import run_ecrkit
 
 pytestmark = pytest.mark.hosts
@@ -40,16 +40,30 @@ def row(output: str, host: str) -> str:
 
 
 def test_the_embedded_default_provisions_pulls_and_validates_every_context() -> None:
-    groups = inventory_groups(LOCAL_INVENTORY)
+    groups = local_host_groups()
     assert set(groups) == {"gitlab_runners", "marathon_agents", "workstations"}
     names = [name for members in groups.values() for name in members]
     make_run("--destroy")  # start from fresh hosts
     try:
         result = make_run("--keep")
-        assert result.returncode == 0, result.stdout[-3000:]
+        problems = [line for line in result.stdout.splitlines() if re.search(r"FAIL|refused|fatal:|error", line)]
+        assert result.returncode == 0, "\n".join([*problems, result.stdout[-2000:]])
         out = result.stdout
         # Each step says what it does and how long it took.
         assert len(re.findall(r"^\[\d/6\] .*: done in \d+\.\d s$", out, re.M)) == 6
+        # The account got what inventory/local declares, read back through the stand-in's API.
+        assert row(out, "repository") == (
+            "repository ecrkit/demo expire untagged images after 14 days; keep the last 100 images;"
+            " read by o-ecrkitdemo1"
+        )
+        assert row(out, "pull-through rule") == "pull-through rule ecr-public caches public.ecr.aws"
+        assert (
+            row(out, "creation template") == "creation template ecr-public PULL_THROUGH_CACHE: keep the last 50 images"
+        )
+        assert row(out, "IAM policy") == (
+            "IAM policy ecrkit-hosts/ecrkit-job-host ecr:BatchCheckLayerAvailability ecr:BatchGetImage"
+            " ecr:GetAuthorizationToken ecr:GetDownloadUrlForLayer"
+        )
         # The agent's helper sits where the Mesos agent's PATH finds it; the others in /usr/local/bin.
         assert "ecrkit-agent marathon_agents /usr/bin/docker-credential-ecr-login" in row(out, "ecrkit-agent")
         assert "/usr/local/bin/docker-credential-ecr-login" in row(out, "ecrkit-runner")
