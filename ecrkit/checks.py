@@ -90,6 +90,29 @@ HELPER_LOG_CAUSES = (
         "let the host reach api.ecr.<region>.amazonaws.com over HTTPS (DNS, proxy, VPC endpoint for ecr.api)",
     ),
 )
+# What a helper that dies before it logs says on stderr (it panics when the AWS SDK cannot load
+# its configuration), most specific first; used when its log names no cause.
+HELPER_ANSWER_CAUSES = (
+    Cause(
+        "unreadable file",
+        re.compile(r"^panic: open \S+: (permission denied|no such file or directory)"),
+        "the helper panics when a file that its AWS configuration names cannot be read (AWS_CA_BUNDLE, "
+        "AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE): make it readable by this user (a CA bundle can be 0644) "
+        "or point the variable at one that is",
+    ),
+    Cause(
+        "sso-session profile",
+        re.compile(r"missing required configuration: sso_region, sso_start_url"),
+        "helpers before 0.7.0 cannot read an sso-session profile: upgrade the helper, or write the legacy form "
+        "(aws_sso_profile_form: auto or legacy)",
+    ),
+    Cause(
+        "helper crashed",
+        re.compile(r"^panic: "),
+        "the helper crashed loading its AWS configuration: check AWS_CA_BUNDLE, AWS_PROFILE and ~/.aws/config "
+        "of this user",
+    ),
+)
 LOG_LINE = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)')
 
 
@@ -385,15 +408,15 @@ def _gets(facts: dict[str, Any]) -> list[Finding]:
                     Finding("live get", "error", f"{registry}: {said}; the log: {cause.evidence}", cause.fix)
                 )
         else:
-            findings.append(
-                Finding(
-                    "live get",
-                    "error",
-                    f"{registry}: exit {get['rc']}: {said}",
-                    f"read {facts['log']['path']} on the host",
-                )
-            )
+            evidence = f"{registry}: exit {get['rc']}: {said}"
+            findings.append(Finding("live get", "error", evidence, _answer_fix(said, facts)))
     return findings
+
+
+def _answer_fix(said: str, facts: dict[str, Any]) -> str:
+    """The fix for a helper whose log names no cause: from what it said, else read the log."""
+    cause = next((cause for cause in HELPER_ANSWER_CAUSES if cause.pattern.search(said)), None)
+    return cause.fix if cause else f"read {facts['log']['path']} on the host"
 
 
 def _list(facts: dict[str, Any]) -> list[Finding]:
@@ -411,5 +434,5 @@ def _list(facts: dict[str, Any]) -> list[Finding]:
     severity: Severity = "error" if facts["kind"] == "service" else "warning"  # `docker pull` never lists
     said = f"lists {len(listed)} registries" if isinstance(listed, dict) else facts["list"].get("said") or "no answer"
     if not causes:
-        return [Finding("live list", severity, said, f"read {facts['log']['path']} on the host")]
+        return [Finding("live list", severity, said, _answer_fix(said, facts))]
     return [Finding("live list", severity, f"{said}; the log: {cause.evidence}", cause.fix) for cause in causes]

@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from ecrkit.checks import Finding, diagnose_helper_log, judge, parse_log_line
 
 # Lines written by Debian's helper 0.6.0 on this kind of machine: `get` of a non-ECR name,
@@ -173,6 +175,30 @@ def test_a_failed_live_get_carries_the_cause_from_its_own_log_lines() -> None:
     error = only_error(refused)
     assert error.check == "live get" and "AccessDeniedException" in error.evidence
     assert "ecr:GetAuthorizationToken" in error.fix
+
+
+@pytest.mark.parametrize(
+    ("said", "named"),
+    [
+        # What Debian's helper (0.6.x) prints when AWS_CA_BUNDLE is unreadable for the user, and
+        # for an sso-session profile (both seen from the real binary); then any other panic.
+        ("panic: open /run/ca.pem: permission denied\n\ngoroutine 1 [running]:", "AWS_CA_BUNDLE"),
+        (
+            'panic: profile "ecr" is configured to use SSO but is missing required configuration: sso_region, '
+            "sso_start_url",
+            "aws_sso_profile_form",
+        ),
+        ("panic: runtime error: invalid memory address", "~/.aws/config"),
+        ("credentials not found in native keychain", "ecr-login.log on the host"),
+    ],
+)
+def test_a_helper_that_dies_before_logging_is_judged_by_what_it_said(said: str, named: str) -> None:
+    def crashed(c: dict[str, Any]) -> None:
+        c["gets"][0] = {"registry": REGISTRY, "rc": 2, "said": said, "log": ""}
+
+    error = only_error(crashed)
+    assert error.check == "live get" and said.splitlines()[0] in error.evidence
+    assert named in error.fix
 
 
 def test_old_log_errors_are_left_out_and_recent_ones_are_warnings() -> None:
