@@ -206,13 +206,16 @@ def write_inventory(
 def ansible_playbook(
     *args: str, env: dict[str, str] | None = None, capture: bool = True
 ) -> subprocess.CompletedProcess[str]:
-    """ansible-playbook from the project's root, with its ansible.cfg, as a user runs it."""
+    """ansible-playbook from the project's root, with its ansible.cfg, as a user runs it.
+    An `env` that sets AWS_* variables (a stand-in's) replaces the caller's AWS settings whole."""
+    own_aws = any(key.startswith("AWS_") for key in env or {})
+    inherited = {k: v for k, v in ANSIBLE_ENV.items() if not (own_aws and k.startswith("AWS_"))}
     return subprocess.run(
         [str(BIN / "ansible-playbook"), *args],
         capture_output=capture,
         text=True,
         cwd=ROOT,
-        env={**ANSIBLE_ENV, "ANSIBLE_FORCE_COLOR": "0", **(env or {})},
+        env={**inherited, "ANSIBLE_FORCE_COLOR": "0", **(env or {})},
         check=False,
     )
 
