@@ -297,16 +297,14 @@ def account_summary(stand_in: StandIn) -> Table:
     table.add_column("state", overflow="fold", ratio=1)
     for repository in ecr.describe_repositories()["repositories"]:
         name = repository["repositoryName"]
-        rules = json.loads(ecr.get_lifecycle_policy(repositoryName=name)["lifecyclePolicyText"])["rules"]
+        lifecycle = _lifecycle_text(ecr.get_lifecycle_policy(repositoryName=name)["lifecyclePolicyText"])
         policy = json.loads(ecr.get_repository_policy(repositoryName=name)["policyText"])
         readers = policy["Statement"][0]["Condition"]["StringEquals"]["aws:PrincipalOrgID"]
-        lifecycle = "; ".join(rule["description"] for rule in rules)
         table.add_row("repository", name, f"{lifecycle}; read by {readers}")
     for rule in ecr.describe_pull_through_cache_rules()["pullThroughCacheRules"]:
         table.add_row("pull-through rule", rule["ecrRepositoryPrefix"], f"caches {rule['upstreamRegistryUrl']}")
     for template in ecr.describe_repository_creation_templates()["repositoryCreationTemplates"]:
-        rules = json.loads(template["lifecyclePolicy"])["rules"]
-        lifecycle = "; ".join(rule["description"] for rule in rules)
+        lifecycle = _lifecycle_text(template["lifecyclePolicy"])
         table.add_row("creation template", template["prefix"], f"{', '.join(template['appliedFor'])}: {lifecycle}")
     for role in iam.list_roles()["Roles"]:
         for name in iam.list_role_policies(RoleName=role["RoleName"])["PolicyNames"]:
@@ -314,6 +312,10 @@ def account_summary(stand_in: StandIn) -> Table:
             actions = sorted({action for statement in document["Statement"] for action in statement["Action"]})
             table.add_row("IAM policy", f"{role['RoleName']}/{name}", " ".join(actions))
     return table
+
+
+def _lifecycle_text(policy: str) -> str:
+    return "; ".join(rule["description"] for rule in json.loads(policy)["rules"])
 
 
 class Steps:

@@ -17,7 +17,7 @@ import yaml
 from ecrkit import ecr_account, lifecycle
 from ecrkit.errors import InputError
 from ecrkit.renderers import iam_policy
-from ecrkit.testbed import ansible_playbook, recap
+from ecrkit.testbed import EC2_TRUST, ansible_playbook, recap
 from tests.conftest import ROOT, readme_block
 
 TOKEN = "dckr_pat_never-in-any-output"
@@ -304,17 +304,7 @@ def account(moto_endpoint: str, aws_env: dict[str, str]) -> dict[str, Any]:
         region_name=aws_env["AWS_REGION"],
     )
     clients = {name: session.client(name, endpoint_url=moto_endpoint) for name in ("ecr", "secretsmanager", "iam")}
-    clients["iam"].create_role(
-        RoleName=ROLE,
-        AssumeRolePolicyDocument=json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
-                ],
-            }
-        ),
-    )
+    clients["iam"].create_role(RoleName=ROLE, AssumeRolePolicyDocument=EC2_TRUST)
     return clients
 
 
