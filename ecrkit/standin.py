@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -55,6 +56,9 @@ Refusal = str  # an AWS error code such as AccessDeniedException or ThrottlingEx
 # Fake keys standing in for an instance role (never real ones: the SDK would otherwise look further).
 ROLE_KEYS = {"AWS_ACCESS_KEY_ID": "AKIASTANDIN000000000", "AWS_SECRET_ACCESS_KEY": "stand-in-secret"}
 HOST_MOUNT = "/run/ecrkit-standin"  # where a test host sees the state directory (socket, CA)
+# Held by the process whose stand-in is up: a second one (another test run, make run) waits for
+# it instead of failing on port 443 half-way through its start.
+UP_LOCK = Path("/run/lock/ecrkit-standin.lock")
 
 
 class StandIn:
@@ -62,6 +66,7 @@ class StandIn:
         self.state = state.resolve()
         self.ca = self.state / "ca.crt"
         self.docker_socket = self.state / "docker.sock"
+        self._lock: Any = None
 
     # -- what tests and users need -------------------------------------------------------
 
@@ -192,6 +197,7 @@ class StandIn:
     def up(self) -> None:
         if not Path("/etc/docker").is_dir():
             raise RuntimeError("stand-in: /etc/docker is missing; install Debian's docker.io (make deps)")
+        self._take_lock()
         for address in (API_ADDRESS, REGISTRY_ADDRESS):
             if listening(address):
                 raise RuntimeError(f"stand-in: {address}:443 is already in use (another stand-in? make standin-down)")
@@ -235,6 +241,18 @@ class StandIn:
                 os.killpg(pid, signal.SIGTERM)
             _wait(lambda pid=pid: not _alive(pid), f"{name} to stop", timeout=30)  # type: ignore[misc]
             pidfile.unlink()
+        if self._lock is not None:
+            self._lock.close()  # releases the flock
+            self._lock = None
+
+    def _take_lock(self) -> None:
+        UP_LOCK.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = open(UP_LOCK, "w")  # noqa: SIM115 - held until down()
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"stand-in: waiting for another stand-in to stop ({UP_LOCK})", file=sys.stderr, flush=True)
+            fcntl.flock(self._lock, fcntl.LOCK_EX)
 
     def _start(self, name: str, argv: list[str]) -> None:
         log = open(self.state / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
