@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -217,13 +218,20 @@ def _fetch(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     targets = validate.targets_from_arguments(args.hosts, args.inventory, args.registry, args.service, args.user)
+    if args.junit and not os.path.isdir(os.path.dirname(os.path.abspath(args.junit))):
+        raise InputError("--junit", args.junit, "a file in an existing directory")
     with Progress(console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task(f"probing {len(targets)} host(s)", total=len(targets))
         reports = validate.validate_all(targets, lambda _: progress.advance(task))
+    if args.junit:
+        try:
+            files.write_atomic(args.junit, validate.to_junit(reports), mode=0o644)
+        except OSError as exc:
+            raise InputError("--junit", args.junit, f"a file ecrkit can write ({exc.strerror})") from exc
     if args.json:
         print(validate.to_json(reports))
     else:
-        Console().print(validate.report_table(reports))
+        validate.print_report(Console(), reports)
     return EXIT_OK if all(r.passed for r in reports) else EXIT_FAILED
 
 
@@ -477,6 +485,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="user whose login sessions run the helper (repeatable)",
     )
     check.add_argument("--json", action="store_true", help="print the findings as JSON")
+    check.add_argument(
+        "--junit", metavar="FILE", help="also write JUnit XML (a testsuite per host), e.g. for GitLab's Tests tab"
+    )
     check.set_defaults(handler=_validate)
     return parser
 

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from ansible.errors import AnsibleFilterError
 
 try:
-    from ecrkit import checks, ecr_account, helper, hoststate
+    from ecrkit import checks, ecr_account, helper, hoststate, validate
     from ecrkit.errors import EcrkitError
     from ecrkit.renderers import aws_config, docker_config, registries_conf, runner_config, service_env, userdata
     from ecrkit.settings import HELPER_BINARY, CredentialRule
@@ -182,9 +182,17 @@ def ecrkit_docker_config(config: Mapping[str, Any], rule: Mapping[str, Any]) -> 
 
 
 @_reported
-def ecrkit_validate_args(rule: Mapping[str, Any], services: list[str], users: list[str]) -> dict[str, Any]:
-    """The validator probe's arguments: each service and user, a live get per registry."""
-    return checks.probe_args(rule["registries"], services, users)
+def ecrkit_validate_args(
+    rule: Mapping[str, Any],
+    services: list[str],
+    users: list[str],
+    variables: Mapping[str, Any] | None = None,
+    groups: list[str] | None = None,
+) -> dict[str, Any]:
+    """The validator probe's arguments: each service and user, a live get per registry, and what
+    the host's groups add (a runner manager's config.toml, a Marathon agent's task archive)."""
+    runners, tasks = validate.special_consumers(variables or {}, groups or [])
+    return checks.probe_args(rule["registries"], services, users, runners, tasks)
 
 
 @_reported
