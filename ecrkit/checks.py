@@ -644,7 +644,8 @@ def _resolution(facts: dict[str, Any], runner: dict[str, Any], subject: str, exp
                 continue
             found = _defines(source, registry, _listed(facts))
             if found is None:
-                passed_over.append(f"{name} does not name it")
+                listing = source.get("creds_store") == "ecr-login"
+                passed_over.append(f"{name}'s credsStore does not list it" if listing else f"{name} does not name it")
                 continue
             findings += _verdict(subject, registry, name, found, passed_over)
             break

@@ -43,5 +43,6 @@ def print_rows(console: Console, title: str, headers: Sequence[str], rows: Seque
     for row in rows:
         console.print(escape(row[0]), highlight=False)
         for header, cell in zip(headers[1:], row[1:], strict=True):
-            if cell:
-                console.print(f"    {escape(header)}: {escape(cell)}", highlight=False, soft_wrap=True)
+            if cell:  # one line per cell, so that the record stays one block
+                value = "; ".join(cell.splitlines())
+                console.print(f"    {escape(header)}: {escape(value)}", highlight=False, soft_wrap=True)

@@ -318,7 +318,7 @@ def runner_entry(runner: dict[str, Any], entry: dict[str, Any], env: dict[str, s
             text = read_text(userdata) or ""
             facts["userdata"] = {
                 "state": path_state(userdata),
-                "readable": as_user(["test", "-r", userdata], entry, env)["rc"] == 0,
+                "readable": as_user(["/bin/sh", "-c", 'test -r "$1"', "-", userdata], entry, env)["rc"] == 0,
                 "installs_helper": HELPER in text and "config.json" in text,
             }
     autoscaler = runner.get("autoscaler")
@@ -372,7 +372,8 @@ def writable_as(directory: str, entry: dict[str, Any], env: dict[str, str]) -> b
     existing = directory
     while not os.path.isdir(existing) and existing not in ("/", ""):
         existing = os.path.dirname(existing)
-    test = as_user(["sh", "-c", 'test -w "$1" && test -x "$1"', "-", existing], entry, env)
+    # An absolute shell: the consumer's PATH may not reach /bin (that is what is being judged).
+    test = as_user(["/bin/sh", "-c", 'test -w "$1" && test -x "$1"', "-", existing], entry, env)
     return test["rc"] == 0
 
 
@@ -439,7 +440,7 @@ def fetch_into_sandbox(archive: str, task_user: str) -> tuple[str | None, dict[s
     sandbox = tempfile.mkdtemp(prefix="ecrkit-sandbox-")
     os.chown(sandbox, entry["uid"], entry["gid"])
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": sandbox}
-    done = as_user(["tar", "-C", sandbox, "-xf", archive], entry, env)
+    done = as_user(["/bin/tar", "-C", sandbox, "-xf", archive], entry, env)
     if done["rc"] != 0:
         shutil.rmtree(sandbox, ignore_errors=True)
         facts["error"] = "; ".join(str(done["stderr"]).split("\n")).strip("; ")[-300:] or f"tar exit {done['rc']}"
@@ -490,14 +491,14 @@ def observe(  # noqa: PLR0917 - one consumer's whole context
     named = [host for source in sources for host, helper in (source.get("cred_helpers") or {}).items()
              if helper == "ecr-login"]  # fmt: skip
     wanted = list(dict.fromkeys(registries + named)) if runner_config is not None else registries or named
-    facts["gets"] = [live_get(found, registry, entry, env, log_path) for registry in wanted] if found else []
     if found and any(source.get("creds_store") == "ecr-login" for source in sources):
+        # Before any `get`: `list` answers from the cache, which a get would fill.
         facts["list"] = live_list(found, entry, env, log_path)
         if runner_config is not None:  # GetAll: `get` for each registry `list` names
             listed = facts["list"].get("registries")
             hosts = [url.split("://")[-1].split("/")[0] for url in (listed if isinstance(listed, dict) else {})]
-            more = [host for host in dict.fromkeys(hosts) if host not in wanted]
-            facts["gets"] += [live_get(found, host, entry, env, log_path) for host in more]
+            wanted += [host for host in dict.fromkeys(hosts) if host not in wanted]
+    facts["gets"] = [live_get(found, registry, entry, env, log_path) for registry in wanted] if found else []
     return facts
 
 
