@@ -37,7 +37,6 @@ PROBE = ROOT / "scripts" / "ecrkit_probe.py"
 ROLES = ROOT / "roles"
 ROLE_DEFAULTS = ROLES / "docker_auth_config" / "defaults" / "main.yml"
 RUNNER_GROUP, AGENT_GROUP = "gitlab_runners", "marathon_agents"  # playbooks/gitlab_runners.yml, marathon_agents.yml
-TASK_USER = "nobody"  # ecrkit_task_user's default: an archive that nobody can extract, any task user can
 MARKER = "<<INCLUDE_ANSIBLE_MODULE_JSON_ARGS>>"  # where Ansible, and we, put the probe's arguments
 PODMAN = "containers.podman.podman"
 CONNECT_TIMEOUT = 15
@@ -166,9 +165,15 @@ def special_consumers(
         tasks.append({
             "task": _variable(variables, "marathon_agent_ecr", "marathon_agent_ecr_service"),
             "archive": _variable(variables, "marathon_agent_ecr", "marathon_agent_ecr_docker_tar_path"),
-            "task_user": str(variables.get("ecrkit_task_user") or TASK_USER),
+            "task_user": str(variables.get("ecrkit_task_user") or _validate_default("ecrkit_task_user")),
         })  # fmt: skip
     return runners, tasks
+
+
+def _validate_default(name: str) -> str:
+    """A default of the validate entry point's own variables (docker_auth_config's argument_specs)."""
+    specs = yaml.safe_load((ROLES / "docker_auth_config" / "meta" / "argument_specs.yml").read_text())
+    return str(specs["argument_specs"]["validate"]["options"][name]["default"])
 
 
 def _variable(variables: Mapping[str, Any], role: str, name: str) -> str:
