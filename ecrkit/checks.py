@@ -45,6 +45,12 @@ class Cause:
 # Most specific first: a line is given the first cause that matches it.
 HELPER_LOG_CAUSES = (
     Cause(
+        "SSO session expired",
+        re.compile(r"SSO session has expired|session has expired or is invalid"),
+        "sign in again with `aws sso login --profile <the profile>`: the helper reads the cached IAM Identity "
+        "Center token, which lasts as long as the session the administrator set (8 hours by default)",
+    ),
+    Cause(
         "not an ECR hostname",
         re.compile(r"can only be used with Amazon Elastic Container Registry"),
         "name only ECR registries for ecr-login (credHelpers), or leave credsStore out for hosts that log in to "
@@ -214,7 +220,7 @@ def _consumer(facts: dict[str, Any], expected: list[str], now: float | None) -> 
         *_cache(facts),
         *_sso(facts, now),
         *_gets(facts, now),
-        *_list(facts),
+        *_list(facts, now),
         *(_runners(facts, expected) if runner else []),
     ]
     named = {f.fix for f in findings if f.severity != "ok"}  # a failing live get or list named these
@@ -520,7 +526,7 @@ def _answer_fix(said: str, facts: dict[str, Any]) -> str:
     return cause.fix if cause else f"read {facts['log']['path']} on the host"
 
 
-def _list(facts: dict[str, Any]) -> list[Finding]:
+def _list(facts: dict[str, Any], now: float | None = None) -> list[Finding]:
     """credsStore makes callers such as GitLab Runner use `list`. It asks ECR for the default
     registry's token and returns what the cache holds, so a list that names registries can
     still have failed to renew them: its own log lines tell. (It primes ECR Public too; a host
@@ -534,6 +540,9 @@ def _list(facts: dict[str, Any]) -> list[Finding]:
         return [Finding("live list", "ok", ", ".join(f"{url}: {user}" for url, user in listed.items()))]
     severity: Severity = "error" if facts["kind"] == "service" else "warning"  # `docker pull` never lists
     said = f"lists {len(listed)} registries" if isinstance(listed, dict) else facts["list"].get("said") or "no answer"
+    sso = _sso_problem(facts, now)
+    if sso is not None:
+        return [Finding("live list", severity, f"{said}; {sso.evidence}", sso.fix)]
     if not causes:
         return [Finding("live list", severity, said, _answer_fix(said, facts))]
     return [Finding("live list", severity, f"{said}; the log: {cause.evidence}", cause.fix) for cause in causes]

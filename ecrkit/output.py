@@ -39,7 +39,7 @@ def print_rows(console: Console, title: str, headers: Sequence[str], rows: Seque
             table.add_row(*(escape(cell) for cell in row))
         console.print(table)
         return
-    console.print(escape(title), markup=True, highlight=False)
+    console.print(escape(title), highlight=False, soft_wrap=True)
     for row in rows:
         console.print(escape(row[0]), highlight=False)
         for header, cell in zip(headers[1:], row[1:], strict=True):

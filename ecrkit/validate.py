@@ -363,7 +363,7 @@ def print_report(console: Console, reports: Sequence[Report]) -> None:
     if fits(console, HEADERS, plain):
         console.print(report_table(reports))
         return
-    console.print(_title(reports), highlight=False)
+    console.print(_title(reports), highlight=False, soft_wrap=True)
     for host, subject, check, severity, evidence, fix in rows:
         if host:
             passed = next(r.passed for r in reports if r.host == host)
