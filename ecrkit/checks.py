@@ -193,9 +193,8 @@ def judge(facts: dict[str, Any], registries: Iterable[str] = ()) -> list[Finding
     expected = list(registries)
     findings: list[Finding] = []
     for consumer in facts.get("consumers", []):
-        subject = (
-            f"{consumer['kind']} {consumer['name']}" if consumer["kind"] != "task" else f"tasks of {consumer['name']}"
-        )
+        kind, name = consumer["kind"], consumer["name"]
+        subject = f"tasks of {name}" if kind == "task" else f"{kind} {name}"
         checks = _consumer(consumer, expected, facts.get("time"))
         findings += [Finding(f.check, f.severity, f.evidence, f.fix, subject) for f in checks]
     return findings

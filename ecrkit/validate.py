@@ -158,7 +158,7 @@ def special_consumers(
     groups = set(groups)
     runners: dict[str, str] = {}
     tasks: list[dict[str, str]] = []
-    if RUNNER_GROUP in groups:
+    if RUNNER_GROUP in groups and not variables.get("gitlab_runner_ecr_container"):  # a container has no unit
         service = _variable(variables, "gitlab_runner_ecr", "gitlab_runner_ecr_service")
         runners[service] = str(variables.get("gitlab_runner_ecr_config_path") or "")
     if AGENT_GROUP in groups:

@@ -19,9 +19,9 @@ from xml.etree import ElementTree
 import pytest
 from rich.console import Console
 
-from ecrkit.checks import CI_VARIABLE_NOTE, Finding, judge
+from ecrkit.checks import CI_VARIABLE_NOTE, Finding, judge, probe_args
 from ecrkit.standin import REGISTRY_HOST
-from ecrkit.validate import Report, print_report, to_junit
+from ecrkit.validate import Report, print_report, special_consumers, to_junit
 
 DATA = Path(__file__).parent / "data"
 OTHER = "999999999999.dkr.ecr.us-east-1.amazonaws.com"
@@ -248,3 +248,21 @@ def test_junit_has_a_suite_per_host_and_a_failure_with_evidence_and_fix() -> Non
     assert "not valid JSON" in str(failure.get("message")) and "fix: let gitlab_runner_ecr" in str(failure.text)
     assert [case.get("name") for case in suites["gone"]] == ["reachable"]
     assert root.get("failures") == "2"
+
+
+def test_a_hosts_groups_add_the_consumers_that_read_credentials_their_own_way() -> None:
+    assert special_consumers({}, ["workstations"]) == ({}, [])
+    runners, tasks = special_consumers({"ecrkit_task_user": "app"}, ["gitlab_runners", "marathon_agents"])
+    assert runners == {"gitlab-runner": ""}  # the probe finds config.toml from the unit
+    assert tasks == [{"task": "dcos-mesos-slave", "archive": "/etc/docker.tar.gz", "task_user": "app"}]
+    given = {"gitlab_runner_ecr_service": "runner", "gitlab_runner_ecr_config_path": "/srv/config.toml"}
+    assert special_consumers(given, ["gitlab_runners"])[0] == {"runner": "/srv/config.toml"}
+    # A runner in a container has no unit to probe; its env file is not the process's environment.
+    assert special_consumers({"gitlab_runner_ecr_container": True}, ["gitlab_runners"]) == ({}, [])
+    # The agent's own service is not judged by root's config.json: its tasks are.
+    args = probe_args([REGISTRY_HOST], ["dcos-mesos-slave", "other"], ["root"], {}, tasks)
+    assert [c.get("service") or c.get("user") or c.get("task") for c in args["consumers"]] == [
+        "other",
+        "root",
+        "dcos-mesos-slave",
+    ]
