@@ -102,9 +102,9 @@ def test_a_provisioned_host_passes_every_check_with_a_live_token(host: tuple[Hos
     runner = [(f["severity"], f["evidence"]) for f in report["hosts"][0]["findings"] if f["check"].startswith("runner")]
     assert runner == [("ok", f"{REGISTRY_HOST}: DOCKER_AUTH_CONFIG (credHelpers), through the live get")]
     assert f"a secret of {len(TOKEN_PASSWORD)} characters" in gets[0]["evidence"]
-    # The token and the keys in the service's environment never leave the host.
-    assert TOKEN_PASSWORD not in done.stdout + json.dumps(report)
-    assert "stand-in-secret" not in done.stdout + json.dumps(report)
+    # The token, the keys in the service's environment and the runner's token in config.toml never leave the host.
+    for secret in (TOKEN_PASSWORD, "stand-in-secret", "glrt-stand-in-token"):
+        assert secret not in done.stdout + json.dumps(report)
 
 
 def test_an_api_that_refuses_is_named_as_the_cause(host: tuple[Host, Path], stand_in: StandIn) -> None:
@@ -399,6 +399,7 @@ def test_an_expired_sso_session_is_named_with_its_fix(
             podman("cp", str(token), f"{saved.name}:/home/dev/.aws/sso/cache/{token.name}")
             saved.run("chown -R dev: /home/dev/.aws")
             code, report = validate(inventory, "--user", "dev")
+            assert "stand-in-sso-token" not in json.dumps(report)  # the cached token stays on the host
             dev = {f["check"]: f for f in report["hosts"][0]["findings"] if f["subject"] == "user dev"}
             if valid_for < 0:
                 assert code == 1 and len(stand_in.sso_requests()) == requests
