@@ -22,3 +22,13 @@ class FileFormatError(EcrkitError):
         self.path = path
         self.problem = problem
         super().__init__(f"{path}: {problem}; the file was left untouched")
+
+
+class PathError(EcrkitError):
+    """A user-given path that cannot be read or written as asked; nothing was written."""
+
+    def __init__(self, source: str, path: str, problem: str) -> None:
+        self.source = source
+        self.path = path
+        self.problem = problem
+        super().__init__(f"{source} {path}: {problem}")

@@ -19,13 +19,14 @@ import jsonschema
 
 from ecrkit.errors import InputError
 from ecrkit.helper import validate_sha256
-from ecrkit.settings import validate_absolute_path
+from ecrkit.settings import validate_absolute_path, validate_positive_number, validate_url
 
 DOCKER_TAR_URI = "file:///etc/docker.tar.gz"
 # A Docker image reference: [registry[:port]/]path[:tag][@digest], lowercase path components.
 IMAGE = re.compile(
     r"^(?:[a-zA-Z0-9.-]+(?::\d+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
-    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?\Z",
+    re.ASCII,
 )
 
 
@@ -45,9 +46,8 @@ def validate(definition: dict[str, Any]) -> dict[str, Any]:
 
 
 def _resources(cpus: float, mem: float, instances: int) -> None:
-    for name, value in (("cpus", cpus), ("mem", mem)):
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise InputError(f"--{name}", value, "a positive number")
+    validate_positive_number(cpus, "--cpus")
+    validate_positive_number(mem, "--mem")
     if isinstance(instances, bool) or not isinstance(instances, int) or instances < 0:
         raise InputError("--instances", instances, "a whole number, 0 or more")
 
@@ -95,8 +95,7 @@ def installer(
     The Mesos fetcher downloads the binary into the sandbox; the task installs it only if its
     sha256 matches, then stays up so Marathon does not start it again.
     """
-    if not url.startswith(("https://", "http://")):
-        raise InputError("--url", url, "the helper binary's http(s) URL")
+    validate_url(url, "--url")
     digest = validate_sha256(sha256, "--sha256")
     target = f"{validate_absolute_path(install_dir, '--install-dir')}/docker-credential-ecr-login"
     cmd = (
