@@ -216,7 +216,9 @@ def inventory_targets(inventory: str, patterns: Iterable[str]) -> list[Target]:
         env={**os.environ, "ANSIBLE_INVENTORY_UNPARSED_FAILED": "true"},  # else a file that does not parse is empty
     )
     if listing.returncode != 0:
-        raise InputError("-i", inventory, "an inventory that parses; ansible-inventory says: " + listing.stderr.strip())
+        said = [line for line in listing.stderr.splitlines() if line.startswith(("[WARNING]: Failed", "[ERROR]"))]
+        reason = " / ".join(said) or listing.stderr.strip()
+        raise InputError("-i", inventory, f"an inventory that parses; ansible-inventory says: {reason}")
     data = json.loads(listing.stdout)
     hostvars: dict[str, dict[str, Any]] = data.get("_meta", {}).get("hostvars", {})
     wanted = list(patterns)
