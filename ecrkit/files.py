@@ -13,7 +13,7 @@ import os
 import stat
 import tempfile
 
-from ecrkit.errors import PathError
+from ecrkit.errors import FileFormatError, PathError
 
 # Why a path cannot be used, by errno; anything else falls back to the system's own words.
 REASONS = {
@@ -56,14 +56,18 @@ def read_bytes(path: str, source: str, *, missing_ok: bool = False) -> bytes | N
 
 
 def read_text(path: str, source: str, *, missing_ok: bool = False) -> str | None:
-    """`read_bytes` decoded as UTF-8 (a BOM is dropped); other encodings are refused, never guessed."""
+    """`read_bytes` decoded by `decode`."""
     data = read_bytes(path, source, missing_ok=missing_ok)
-    if data is None:
-        return None
+    return None if data is None else decode(data, path, source)
+
+
+def decode(data: bytes, path: str, source: str = "") -> str:
+    """A file's bytes (read here, or by the probe on a host) as UTF-8 text, a BOM dropped; other
+    encodings are refused, never guessed, with the offset and never the bytes."""
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise PathError(source, path, f"is not UTF-8 text (byte {exc.start})") from None
+        raise FileFormatError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})", source) from None
 
 
 def write_atomic(path: str, text: str, *, mode: int, source: str = "path") -> None:

@@ -7,24 +7,31 @@ exception that escapes it fails the test with its traceback.
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
+import yaml
+from ansible.errors import AnsibleFilterError
 
 import ecrkit
 from ecrkit.cli import main
+from ecrkit.testbed import ansible_playbook, recap
 from ecrkit.validate import ssh_target
+from plugins.filter.ecrkit import FilterModule
 
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+FULLWIDTH = ECR.replace("123", "\uff11\uff12\uff13")
 SECRET = "s3cr3t-planted-value"
 RUNNER_TOML = f'[[runners]]\n  name = "a"\n  token = "{SECRET}"\n  executor = "docker"\n'
 AWS_CONFIG = f"[profile other]\naws_secret_access_key = {SECRET}\n"
@@ -318,3 +325,156 @@ def test_every_pattern_is_ascii_only_and_anchored_at_the_very_end(path: Path) ->
     for call in re.finditer(r"re\.compile\((.*?)\)\n", text, re.S):
         assert "re.ASCII" in call.group(1), call.group(0)
         assert not re.search(r'\$["\']', call.group(1)), call.group(0)
+
+
+# -- the same bad values through the roles' variables (the filters the roles call) ---------------
+
+RUNNER_OPTIONS = {
+    "config_path": "/etc/gitlab-runner/config.toml",
+    "env_path": "/etc/systemd/system/gitlab-runner.service.d/ecrkit.conf",
+    "container": False,
+    "region": "",
+    "cache_dir": "/var/lib/ecr-login",
+    "helper_dir": "/usr/local/bin",
+    "runners": [],
+    "docker_volumes": False,
+    "instance_profile": "",
+    "hop_limit": 2,
+    "userdata_path": "/etc/gitlab-runner/userdata.sh",
+    "userdata_format": "shell",
+    "userdata_version": "0.12.0",
+    "userdata_release_base_url": "https://mirror.example.com",
+    "userdata_url": "",
+    "userdata_sha256": "",
+    "autoscaler": {},
+}
+SSO_VARIABLES = {
+    "profile": "ecr",
+    "session": "ecrkit",
+    "start_url": "https://d-1234567890.awsapps.com/start",
+    "sso_region": "us-east-1",
+    "account_id": "",
+    "role_name": "ECRPull",
+    "region": "",
+}
+
+
+FILTERS = FilterModule().filters()
+
+
+def _runner_plan(**changed: object) -> object:
+    probe = {"contents": {RUNNER_OPTIONS["config_path"]: base64.b64encode(RUNNER_TOML.encode()).decode()}, "paths": {}}
+    rule = FILTERS["ecrkit_credential_rule"]([ECR])
+    return FILTERS["ecrkit_runner_plan"](probe, rule, {**RUNNER_OPTIONS, **changed})
+
+
+def _filter(name: str, *args: object, **kwargs: object) -> object:
+    return FILTERS[name](*args, **kwargs)
+
+
+ROLE_VALUES = {
+    "fullwidth digits": (
+        lambda: _filter("ecrkit_credential_rule", [FULLWIDTH], source="docker_auth_config_registries"),
+        "docker_auth_config_registries[0]",
+    ),
+    "registry in upper case": (
+        lambda: _filter("ecrkit_credential_rule", [ECR.upper()], source="gitlab_runner_ecr_registries"),
+        "gitlab_runner_ecr_registries[0]",
+    ),
+    "cache prefix of 1": (
+        lambda: _filter("ecrkit_registries_conf", ECR, "d", "docker.io"),
+        "registries_conf_cache_prefix: 'd'",
+    ),
+    "upstream with a scheme": (
+        lambda: _filter("ecrkit_registries_conf", ECR, "docker-hub", "https://docker.io"),
+        "registries_conf_upstream: 'https://docker.io'",
+    ),
+    "ecr_account prefix of 31": (
+        lambda: _filter(
+            "ecrkit_ecr_account",
+            {"region": "us-east-1", "pull_through_rules": [{"prefix": "d" * 31, "upstream": "quay"}]},
+        ),
+        "2 to 30 characters",
+    ),
+    "helper url without host": (
+        lambda: _filter(
+            "ecrkit_helper_plan", "url", url="https://", sha256="a" * 64, architecture="x86_64", install_dir="/usr/bin"
+        ),
+        "ecr_credential_helper_url: 'https://'",
+    ),
+    "helper release base url": (
+        lambda: _filter(
+            "ecrkit_helper_plan", "release", release_base_url="ftp://m", architecture="x86_64", install_dir="/usr/bin"
+        ),
+        "ecr_credential_helper_release_base_url",
+    ),
+    "sso start url without host": (
+        lambda: _filter("ecrkit_sso_profile", [ECR], "auto", "0.12.0", **{**SSO_VARIABLES, "start_url": "https://"}),
+        "aws_sso_profile_start_url",
+    ),
+    "sso registry ignored when account and region are given": (
+        lambda: _filter(
+            "ecrkit_sso_profile",
+            ["r.io"],
+            "auto",
+            "0.12.0",
+            **{**SSO_VARIABLES, "account_id": "123456789012", "region": "us-east-1"},
+        ),
+        "aws_sso_profile_registries[0]: 'r.io'",
+    ),
+    "service region with a newline": (
+        lambda: _filter(
+            "ecrkit_service_environment",
+            {"registries": [], "creds_store": True},
+            region="us-east-1\n",
+            source="marathon_agent_ecr_",
+        ),
+        "marathon_agent_ecr_region",
+    ),
+    "runner hop limit": (lambda: _runner_plan(hop_limit=0), "gitlab_runner_ecr_hop_limit: 0"),
+    "runner names": (lambda: _runner_plan(runners=["nope"]), "gitlab_runner_ecr_runners: 'nope'"),
+    "runner userdata url": (lambda: _runner_plan(userdata_url="https://"), "gitlab_runner_ecr_userdata_url"),
+    "runner userdata sha256": (lambda: _runner_plan(userdata_sha256="abc"), "gitlab_runner_ecr_userdata_sha256"),
+    "runner release base url": (
+        lambda: _runner_plan(userdata_release_base_url="mirror"),
+        "gitlab_runner_ecr_userdata_release_base_url",
+    ),
+    "runner userdata path": (lambda: _runner_plan(userdata_path="u.sh"), "gitlab_runner_ecr_userdata_path"),
+}
+
+
+@pytest.mark.parametrize(("call", "named"), ROLE_VALUES.values(), ids=ROLE_VALUES.keys())
+def test_the_roles_filters_refuse_the_same_values_naming_the_variable(call: Callable[[], object], named: str) -> None:
+    with pytest.raises(AnsibleFilterError) as caught:
+        call()
+    assert named in str(caught.value)
+    assert SECRET not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("role", "variables", "named"),
+    [
+        (
+            "registries_conf",
+            {"registries_conf_registry": ECR, "registries_conf_cache_prefix": "d"},
+            "registries_conf_cache_prefix: 'd'",
+        ),
+        ("docker_auth_config", {"docker_auth_config_registries": [FULLWIDTH]}, "docker_auth_config_registries[0]"),
+    ],
+    ids=["registries_conf", "docker_auth_config"],
+)
+def test_a_play_given_a_bad_value_stops_before_any_change_naming_the_variable(
+    tmp_path: Path, role: str, variables: dict[str, object], named: str
+) -> None:
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(
+        yaml.safe_dump([{"name": "Bad input", "hosts": "localhost", "gather_facts": False, "roles": [role]}])
+    )
+    written = tmp_path / "registries.conf.d" / "50-ecrkit-mirror.conf"
+    extra = json.dumps({**variables, "registries_conf_path": str(written), "docker_auth_config_users": ["nobody"]})
+    result = ansible_playbook("-i", "localhost,", "-c", "local", "--check", str(playbook), "-e", extra)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert named in result.stdout
+    counts = recap(result.stdout)["localhost"]  # ok: only the role's argument_specs check
+    assert (counts["ok"], counts["changed"], counts["failed"]) == (1, 0, 1)
+    assert not written.parent.exists()

@@ -220,3 +220,9 @@ def test_option_values_of_the_other_commands(command: str, number: float, value:
     assert code in (0, 2), (code, err)
     assert "Traceback" not in err
     assert out == "" if code else out
+    if code == 0 and command in ("marathon-app", "marathon-installer", "iam-policy"):
+        json.loads(out, parse_constant=_not_json)  # NaN and Infinity are not JSON
+
+
+def _not_json(constant: str) -> None:
+    raise AssertionError(f"{constant} in JSON output")
