@@ -33,6 +33,23 @@ from ecrkit.settings import ECR_PRIVATE_HOST, CredentialRule, private_registry, 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
+def integer(text: str) -> int:
+    """argparse's `int` takes other scripts' digits (fullwidth ones, say); options take ASCII, as patterns do."""
+    if not (text.isascii() and text.removeprefix("-").isdigit()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+    return int(text)
+
+
+def number(text: str) -> float:
+    """A decimal number in ASCII; `nan` and `inf` pass here and are refused with the option's rules."""
+    try:
+        if not text.isascii():
+            raise ValueError(text)
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
 def _add_rule_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--registry",
@@ -270,7 +287,10 @@ def _add_gitlab_runner_parsers(kinds: Any) -> None:
         "--userdata", default="", metavar="PATH", help="amazonec2-userdata: the userdata file on the manager"
     )
     runner.add_argument(
-        "--hop-limit", type=int, default=2, help="IMDSv2 hop limit for job hosts (2 lets job containers reach the role)"
+        "--hop-limit",
+        type=integer,
+        default=2,
+        help="IMDSv2 hop limit for job hosts (2 lets job containers reach the role)",
     )
     runner.set_defaults(handler=_render_runner_config)
 
@@ -311,9 +331,9 @@ def _add_marathon_parsers(kinds: Any) -> None:
     )
     marathon_app.add_argument("--id", required=True, help="app id, e.g. /team/app")
     marathon_app.add_argument("--image", required=True, help="image reference in ECR")
-    marathon_app.add_argument("--cpus", type=float, default=0.1)
-    marathon_app.add_argument("--mem", type=float, default=128, help="MiB")
-    marathon_app.add_argument("--instances", type=int, default=1)
+    marathon_app.add_argument("--cpus", type=number, default=0.1)
+    marathon_app.add_argument("--mem", type=number, default=128, help="MiB")
+    marathon_app.add_argument("--instances", type=integer, default=1)
     marathon_app.add_argument("--force-pull", action="store_true", help="pull on every launch (forcePullImage)")
     marathon_app.add_argument("--uri", default=marathon.DOCKER_TAR_URI, help="where agents have the archive")
     marathon_app.add_argument("--cmd", default="", help="command to run (default: the image's)")
@@ -331,7 +351,7 @@ def _add_marathon_parsers(kinds: Any) -> None:
         sha256_help="the binary's sha256 (from the release's .sha256)",
         pinned=True,
     )
-    installer.add_argument("--instances", type=int, default=1, help="the number of agents")
+    installer.add_argument("--instances", type=integer, default=1, help="the number of agents")
     installer.set_defaults(handler=_render_marathon_installer)
 
 
@@ -431,7 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     copy.add_argument("--config", required=True, help="the mirror config (YAML)")
     copy.add_argument("--dry-run", action="store_true", help="compare and report, write nothing")
-    copy.add_argument("--jobs", type=int, default=4, help="copies at once (default 4)")
+    copy.add_argument("--jobs", type=integer, default=4, help="copies at once (default 4)")
     copy.set_defaults(handler=_mirror)
 
     fetch = commands.add_parser(

@@ -478,3 +478,16 @@ def test_a_play_given_a_bad_value_stops_before_any_change_naming_the_variable(
     counts = recap(result.stdout)["localhost"]  # ok: only the role's argument_specs check
     assert (counts["ok"], counts["changed"], counts["failed"]) == (1, 0, 1)
     assert not written.parent.exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("render", "marathon-app", "--id", "/a", "--image", "alpine", "--instances", "\uff12"),
+        ("render", "marathon-app", "--id", "/a", "--image", "alpine", "--cpus", "\uff11"),
+        ("mirror", "--config", "m.yml", "--jobs", "\uff14"),
+    ],
+)
+def test_numbers_in_other_scripts_digits_are_refused(argv: tuple[str, ...]) -> None:
+    code, out, err = run(*argv)
+    assert code == 2 and out == "" and "is not a" in err
