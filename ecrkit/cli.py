@@ -510,6 +510,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EcrkitError as exc:
         print(f"ecrkit: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except BrokenPipeError:  # `ecrkit ... | head` closed the pipe: no traceback, and none at exit's flush
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130  # as a shell reports SIGINT
 
 
 if __name__ == "__main__":

@@ -491,3 +491,17 @@ def test_a_play_given_a_bad_value_stops_before_any_change_naming_the_variable(
 def test_numbers_in_other_scripts_digits_are_refused(argv: tuple[str, ...]) -> None:
     code, out, err = run(*argv)
     assert code == 2 and out == "" and "is not a" in err
+
+
+def test_a_closed_pipe_is_no_traceback() -> None:
+    """`ecrkit render ... | head`: the reader may leave before the output is written."""
+    done = subprocess.Popen(
+        [sys.executable, "-m", "ecrkit", "render", "iam-policy", "--for", "agent"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(PACKAGE.parent)},
+    )
+    assert done.stdout is not None and done.stderr is not None
+    done.stdout.close()  # before the interpreter has started, so the write finds no reader
+    assert "Traceback" not in done.stderr.read().decode()
+    assert done.wait() in (0, 1)

@@ -35,14 +35,31 @@ def schema() -> dict[str, Any]:
     return json.loads(text)  # type: ignore[no-any-return]
 
 
-def validate(definition: dict[str, Any]) -> dict[str, Any]:
-    """Raise InputError naming the field and Marathon's complaint, or return the definition."""
+# The app fields `render marathon-app` sets from an option, so that errors name the option.
+OPTIONS = {"id": "--id", "cmd": "--cmd", "instances": "--instances", "container/docker/image": "--image",
+           "fetch/0/uri": "--uri"}  # fmt: skip
+# What the Mesos fetcher downloads from; file:// and absolute paths are the agent's own files.
+FETCHER_SCHEMES = ("https", "http", "ftp", "ftps", "hdfs", "s3", "s3a", "s3n")
+
+
+def validate(definition: dict[str, Any], options: dict[str, str] | None = None) -> dict[str, Any]:
+    """Raise InputError naming the field (or the option in `options` that set it) and Marathon's
+    complaint, or return the definition."""
     errors = sorted(jsonschema.Draft4Validator(schema()).iter_errors(definition), key=lambda e: list(e.path))
     if errors:
         error = errors[0]
         where = "/".join(str(part) for part in error.path) or "app"
+        where = (options or {}).get(where, where)
         raise InputError(where, error.instance, f"what Marathon's app schema accepts ({error.message})")
     return definition
+
+
+def validate_fetch_uri(value: object, source: str) -> str:
+    """A URI the Mesos fetcher can fetch: file:///PATH, /PATH, or a URL with a host."""
+    if isinstance(value, str) and value.startswith(("/", "file:///")):
+        validate_absolute_path(value.removeprefix("file://"), source)
+        return value
+    return validate_url(value, source, schemes=FETCHER_SCHEMES, example=DOCKER_TAR_URI)
 
 
 def _resources(cpus: float, mem: float, instances: int) -> None:
@@ -69,6 +86,7 @@ def app(
             "--image", image, "a Docker image reference such as 123456789012.dkr.ecr.us-east-1.amazonaws.com/team/app:1"
         )
     _resources(cpus, mem, instances)
+    validate_fetch_uri(uri, "--uri")
     definition: dict[str, Any] = {
         "id": app_id,
         "instances": instances,
@@ -79,7 +97,7 @@ def app(
     }
     if cmd:
         definition["cmd"] = cmd
-    return validate(definition)
+    return validate(definition, OPTIONS)
 
 
 def installer(
