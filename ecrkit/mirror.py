@@ -33,7 +33,7 @@ import yaml
 from ecrkit import files, images
 from ecrkit.errors import EcrkitError, FileFormatError, InputError
 from ecrkit.registry import Manifest, Registry, RegistryError, copy_blob
-from ecrkit.settings import HELPER_BINARY, private_registry
+from ecrkit.settings import HELPER_BINARY, private_registry, validate_location
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -104,6 +104,8 @@ def load(path: str, source: str = "--config") -> dict[str, Any]:
         where = "/".join(map(str, error.absolute_path)) or "(top level)"
         raise FileFormatError(path, f"{where}: {_schema_problem(error)}")
     private_registry(config["target"], f"{path}: target")
+    for index, host in enumerate(config.get("plain_http", [])):
+        validate_location(host, f"{path}: plain_http[{index}]")
     for index, image in enumerate(config["images"]):
         _, _, suffix = images.split(image["source"], f"{path}: images[{index}].source")
         if suffix:

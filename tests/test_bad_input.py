@@ -268,6 +268,12 @@ def test_a_mirror_target_that_is_not_exact_exits_2(tmp_path: Path, target: str) 
     refused(("mirror", "--config", str(path)), f"{path}: target", "in lower case, without spaces")
 
 
+def test_a_mirror_plain_http_entry_is_a_registry_host(tmp_path: Path) -> None:
+    path = tmp_path / "mirror.yml"
+    path.write_text(MIRROR_YML + "plain_http: ['http://registry.local:5000']\n")
+    refused(("mirror", "--config", str(path)), f"{path}: plain_http[0]: 'http://registry.local:5000'")
+
+
 def test_a_mirror_schema_error_never_repeats_a_value(tmp_path: Path) -> None:
     path = tmp_path / "mirror.yml"
     path.write_text(f"target: {ECR}\nimages:\n  - source: alpine\n    tags: {SECRET}\n")

@@ -24,6 +24,7 @@ from configupdater import ConfigUpdater
 from ecrkit.errors import FileFormatError, InputError
 from ecrkit.settings import (
     ECR_PUBLIC_HOSTS,
+    option_name,
     private_registry,
     validate_account_id,
     validate_region,
@@ -34,6 +35,7 @@ from ecrkit.settings import (
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z", re.ASCII)
 ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}\Z", re.ASCII)
 FORMS = ("sso-session", "legacy")
+CLI_NAMES = {"name": "profile", "registries": "registry"}  # the role's variable suffix -> the option
 FIRST_SSO_SESSION_HELPER = (0, 7, 0)
 # Credential sources the SDK prefers to SSO in the same profile: their presence would hide it.
 COMPETING = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token", "credential_process", "role_arn",
@@ -70,15 +72,12 @@ class SsoProfile:
         """
 
         def source(key: str) -> str:  # the role's variable, or the command's option
-            return f"{prefix}{key}" if prefix != "--" else "--" + {"name": "profile"}.get(key, key).replace("_", "-")
+            return option_name(prefix, CLI_NAMES.get(key, key) if prefix == "--" else key)
 
         if isinstance(registries, str):
             raise InputError(source("registries"), registries, "a list of registry hostnames")
         # Every registry is checked, even when the account and region are given and none is used.
-        named = [
-            validate_registry(host, f"{source('registry' if prefix == '--' else 'registries')}[{index}]")
-            for index, host in enumerate(registries)
-        ]
+        named = [validate_registry(host, f"{source('registries')}[{index}]") for index, host in enumerate(registries)]
         first = next((private_registry(host) for host in named if host not in ECR_PUBLIC_HOSTS), None)
         if first is not None:
             account_id, region = account_id or first[0], region or first[1]
