@@ -511,3 +511,20 @@ def test_a_closed_pipe_is_no_traceback() -> None:
     done.stdout.close()  # before the interpreter has started, so the write finds no reader
     assert "Traceback" not in done.stderr.read().decode()
     assert done.wait() in (0, 1)
+
+
+def test_the_runner_plan_filter_still_renders_good_variables() -> None:
+    plan = _runner_plan(hop_limit=1, instance_profile="ci-jobs", userdata_sha256="a" * 64)
+    assert isinstance(plan, dict)
+    paths = [f["path"] for f in plan["files"]]
+    assert paths == [RUNNER_OPTIONS["env_path"], RUNNER_OPTIONS["config_path"], RUNNER_OPTIONS["userdata_path"]]
+    assert "https://mirror.example.com/0.12.0/linux-@ARCH@/" in plan["files"][2]["content"]
+
+
+def test_fetch_refuses_bad_input_before_any_download(tmp_path: Path) -> None:
+    sha = ("--sha256", "a" * 64)
+    refused(("fetch", "s3://b/k", "--sha256", "abc", "-o", str(tmp_path / "h")), "--sha256: 'abc'")
+    refused(("fetch", "https://b/k", *sha, "-o", str(tmp_path / "h")), "SOURCE: 'https://b/k'")
+    refused(("fetch", "s3://b/k", *sha, "-o", str(tmp_path)), f"--output {tmp_path}: is a directory")
+    refused(("fetch", "s3://b/k", *sha, "-o", str(tmp_path / "no" / "h")), "--output", "does not exist")
+    assert list(tmp_path.iterdir()) == []
