@@ -22,7 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ecrkit import cli, mirror
+from ecrkit.errors import InputError
 from ecrkit.registry import RegistryError
+from ecrkit.validate import ssh_target
 
 SECRET = "planted-s3cret-4a7f"
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
@@ -226,3 +228,28 @@ def test_option_values_of_the_other_commands(command: str, number: float, value:
 
 def _not_json(constant: str) -> None:
     raise AssertionError(f"{constant} in JSON output")
+
+
+@EXAMPLES
+@given(
+    image=texts | st.sampled_from(["alpine:3.20", "quay.io/a/b@sha256:" + "a" * 64]),
+    via=mostly(f"{ECR}/hub", texts),
+    upstream=mostly("docker.io", texts),
+)
+def test_rewrite_image_values(image: str, via: str, upstream: str) -> None:
+    code, out, err = run(["rewrite-image", f"--via={via}", f"--upstream={upstream}", "--", image])
+    assert code in (0, 2), (code, err)
+    assert "Traceback" not in err
+    assert out == "" if code else out
+
+
+@EXAMPLES
+@given(spec=st.text(max_size=30) | st.builds(lambda port: f"root@host:{port}", st.integers(-5, 70000)))
+def test_validate_hosts_are_parsed_or_refused(spec: str) -> None:
+    """`validate HOST`, without connecting: a port outside 1 to 65535 is refused, never tried."""
+    try:
+        target = ssh_target(spec)
+    except InputError as exc:
+        assert "HOST" in str(exc)
+    else:
+        assert 1 <= target.port <= 65535
