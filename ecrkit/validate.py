@@ -30,7 +30,7 @@ from rich.table import Table
 from ecrkit.checks import Finding, judge, probe_args
 from ecrkit.errors import InputError
 from ecrkit.output import fits
-from ecrkit.settings import CredentialRule
+from ecrkit.settings import CredentialRule, validate_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBE = ROOT / "scripts" / "ecrkit_probe.py"
@@ -213,9 +213,12 @@ def inventory_targets(inventory: str, patterns: Iterable[str]) -> list[Target]:
         capture_output=True,
         text=True,
         check=False,
+        env={**os.environ, "ANSIBLE_INVENTORY_UNPARSED_FAILED": "true"},  # else a file that does not parse is empty
     )
     if listing.returncode != 0:
-        raise InputError("-i", inventory, "an inventory that ansible-inventory can read: " + listing.stderr.strip())
+        said = [line for line in listing.stderr.splitlines() if line.startswith(("[WARNING]: Failed", "[ERROR]"))]
+        reason = " / ".join(said) or listing.stderr.strip()
+        raise InputError("-i", inventory, f"an inventory that parses; ansible-inventory says: {reason}")
     data = json.loads(listing.stdout)
     hostvars: dict[str, dict[str, Any]] = data.get("_meta", {}).get("hostvars", {})
     wanted = list(patterns)
@@ -270,10 +273,11 @@ def _inventory_target(name: str, variables: dict[str, Any], groups: list[str]) -
 def ssh_target(spec: str) -> Target:
     """`[user@]host[:port]`, reached with the SSH agent or default keys."""
     user, _, rest = spec.rpartition("@")
-    host, _, port = rest.partition(":")
-    if not host or (port and not port.isdigit()):
+    host, colon, port = rest.partition(":")
+    if not host:
         raise InputError("HOST", spec, "[user@]host[:port]")
-    return Target(name=spec, connection="ssh", address=host, port=int(port or 22), user=user or None)
+    number = validate_port(port, f"HOST {spec}: port") if colon else 22
+    return Target(name=spec, connection="ssh", address=host, port=number, user=user or None)
 
 
 def targets_from_arguments(

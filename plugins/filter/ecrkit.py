@@ -115,7 +115,7 @@ def ecrkit_helper_version(command: Mapping[str, Any]) -> str:
 @_reported
 def ecrkit_registries_conf(registry: str, cache_prefix: str, upstream: str) -> str:
     """The registries.conf drop-in mirroring `upstream` through the cache."""
-    sources = ("registries_conf_registry", "registries_conf_cache_prefix")
+    sources = ("registries_conf_registry", "registries_conf_cache_prefix", "registries_conf_upstream")
     return registries_conf.render(registry, cache_prefix, upstream, sources=sources)
 
 
@@ -127,7 +127,10 @@ def ecrkit_runner_plan(probe: Mapping[str, Any], rule: Mapping[str, Any], option
     helper_path = posixpath.join(options["helper_dir"], HELPER_BINARY)
     userdata_path = options["userdata_path"]
     machine = runner_config.machine_options(
-        options["instance_profile"], userdata_path, options["hop_limit"], source=source + "machine"
+        options["instance_profile"],
+        userdata_path,
+        options["hop_limit"],
+        sources=(source + "instance_profile", source + "userdata_path", source + "hop_limit"),
     )
     settings = runner_config.RunnerSettings(
         credential_rule,
@@ -136,6 +139,7 @@ def ecrkit_runner_plan(probe: Mapping[str, Any], rule: Mapping[str, Any], option
         helper_path=helper_path,
         machine_options=machine,
         autoscaler=runner_config.validate_autoscaler(options["autoscaler"], source + "autoscaler"),
+        runners_source=source + "runners",
     )
     env = service_env.environment(
         credential_rule,
@@ -145,7 +149,7 @@ def ecrkit_runner_plan(probe: Mapping[str, Any], rule: Mapping[str, Any], option
         source=source,
     )
     url = options["userdata_url"] or helper.release_url(
-        options["userdata_version"], userdata.ARCH, options["userdata_release_base_url"]
+        options["userdata_version"], userdata.ARCH, options["userdata_release_base_url"], prefix=source + "userdata_"
     )
     return hoststate.runner_files(
         probe,
@@ -156,7 +160,11 @@ def ecrkit_runner_plan(probe: Mapping[str, Any], rule: Mapping[str, Any], option
         env_form="env-file" if options["container"] else "drop-in",
         userdata_path=userdata_path,
         userdata_text=userdata.render(
-            credential_rule, url=url, sha256=options["userdata_sha256"], form=options["userdata_format"]
+            credential_rule,
+            url=url,
+            sha256=options["userdata_sha256"],
+            form=options["userdata_format"],
+            prefix=source + "userdata_",
         )
         if userdata_path
         else "",
