@@ -223,16 +223,13 @@ def _fetch(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     targets = validate.targets_from_arguments(args.hosts, args.inventory, args.registry, args.service, args.user)
-    if args.junit and not os.path.isdir(os.path.dirname(os.path.abspath(args.junit))):
-        raise InputError("--junit", args.junit, "a file in an existing directory")
+    if args.junit:
+        files.check_writable(args.junit, "--junit")  # before any host is probed
     with Progress(console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task(f"probing {len(targets)} host(s)", total=len(targets))
         reports = validate.validate_all(targets, lambda _: progress.advance(task))
     if args.junit:
-        try:
-            files.write_atomic(args.junit, validate.to_junit(reports), mode=0o644)
-        except OSError as exc:
-            raise InputError("--junit", args.junit, f"a file ecrkit can write ({exc.strerror})") from exc
+        files.write_atomic(args.junit, validate.to_junit(reports), mode=0o644, source="--junit")
     if args.json:
         print(validate.to_json(reports))
     else:

@@ -22,6 +22,7 @@ from rich.console import Console
 from ecrkit.checks import CI_VARIABLE_NOTE, Finding, judge, probe_args
 from ecrkit.standin import REGISTRY_HOST
 from ecrkit.validate import Report, print_report, special_consumers, to_junit
+from tests.conftest import run_ecrkit
 
 DATA = Path(__file__).parent / "data"
 OTHER = "999999999999.dkr.ecr.us-east-1.amazonaws.com"
@@ -266,3 +267,11 @@ def test_a_hosts_groups_add_the_consumers_that_read_credentials_their_own_way() 
         "root",
         "dcos-mesos-slave",
     ]
+
+
+def test_a_junit_path_that_cannot_be_written_is_refused_before_any_host_is_probed(tmp_path: Path) -> None:
+    for path in (tmp_path / "missing" / "validate.xml", tmp_path):
+        done = run_ecrkit("validate", "root@host.invalid", "--junit", str(path))
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith(f"ecrkit: --junit {path}: "), done.stderr
+        assert "probing" not in done.stderr and "host.invalid" not in done.stdout
