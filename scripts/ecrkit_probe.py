@@ -327,10 +327,8 @@ def runner_entry(runner: dict[str, Any], entry: dict[str, Any], env: dict[str, s
     return facts
 
 
-def sso_session(env: dict[str, str]) -> dict[str, Any] | None:
-    """For an IAM Identity Center profile: which form, and when its cached token expires (the
-    token itself never leaves the host). The cache is named by the sha1 of the sso-session's
-    name, or of the start URL for a legacy profile."""
+def aws_profile(env: dict[str, str]) -> tuple[str, dict[str, str]] | None:
+    """The profile the AWS SDK uses for this environment, and its keys in the shared config file."""
     path = env.get("AWS_CONFIG_FILE") or os.path.join(env.get("HOME", "/"), ".aws", "config")
     profile = env.get("AWS_PROFILE", "default")
     parser = configparser.RawConfigParser()
@@ -339,8 +337,24 @@ def sso_session(env: dict[str, str]) -> dict[str, Any] | None:
     except configparser.Error:
         return None
     section = profile if profile == "default" else f"profile {profile}"
-    session = parser.get(section, "sso_session", fallback=None)
-    start_url = parser.get(section, "sso_start_url", fallback=None)
+    return profile, dict(parser.items(section)) if parser.has_section(section) else {}
+
+
+def profile_region(env: dict[str, str]) -> str | None:
+    """The region the AWS SDK would read from the shared config file for this environment."""
+    found = aws_profile(env)
+    return found[1].get("region") if found else None
+
+
+def sso_session(env: dict[str, str]) -> dict[str, Any] | None:
+    """For an IAM Identity Center profile: which form, and when its cached token expires (the
+    token itself never leaves the host). The cache is named by the sha1 of the sso-session's
+    name, or of the start URL for a legacy profile."""
+    found = aws_profile(env)
+    if found is None:
+        return None
+    profile, keys = found
+    session, start_url = keys.get("sso_session"), keys.get("sso_start_url")
     if session is None and start_url is None:
         return None
     key = session if session is not None else str(start_url)
@@ -352,19 +366,6 @@ def sso_session(env: dict[str, str]) -> dict[str, Any] | None:
         token = None
     facts["expires_at"] = token.get("expiresAt") if isinstance(token, dict) else None
     return facts
-
-
-def profile_region(env: dict[str, str]) -> str | None:
-    """The region the AWS SDK would read from the shared config file for this environment."""
-    path = env.get("AWS_CONFIG_FILE") or os.path.join(env.get("HOME", "/"), ".aws", "config")
-    profile = env.get("AWS_PROFILE", "default")
-    parser = configparser.RawConfigParser()
-    try:
-        parser.read_string(read_text(path) or "")
-    except configparser.Error:
-        return None
-    section = profile if profile == "default" else f"profile {profile}"
-    return parser.get(section, "region", fallback=None)
 
 
 def writable_as(directory: str, entry: dict[str, Any], env: dict[str, str]) -> bool:
