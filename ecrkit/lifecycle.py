@@ -7,8 +7,14 @@ rule stops the run before anything changes, with an error naming the rule.
 Presets, each a one-key mapping, in priority order (10, 20, ...):
   expire_untagged: {days: N}
   expire_tagged: {prefixes: [...] | patterns: [...], days: N}
+  archive_unpulled: {days: N, prefixes?: [...] | patterns?: [...]}  # to the archive storage class
   keep_last: {count: N}         # any tag status: must come last
   rule: {selection: ..., action: ..., description?, rulePriority?}   # a raw ECR rule
+
+The archive storage class (2025-11): a `transition` action (`targetStorageClass: archive`) takes
+images of the standard class by count, push age or pull age (`sinceImagePulled`); archived images
+(`storageClass: archive`) can only be expired, by `sinceImageTransitioned`, after ECR's minimum stay
+of 90 days. Expire and transition rules mix in one policy.
 """
 
 from __future__ import annotations
@@ -20,10 +26,20 @@ from typing import Any
 from ecrkit.errors import InputError
 
 TAG_STATUSES = ("tagged", "untagged", "any")
-COUNT_TYPES = ("imageCountMoreThan", "sinceImagePushed", "sinceImagePulled")
-DAY_COUNTS = ("sinceImagePushed", "sinceImagePulled")
+COUNT_TYPES = ("imageCountMoreThan", "sinceImagePushed", "sinceImagePulled", "sinceImageTransitioned")
+DAY_COUNTS = ("sinceImagePushed", "sinceImagePulled", "sinceImageTransitioned")
+STORAGE_CLASSES = ("standard", "archive")
+ACTIONS = ("expire", "transition")
+ARCHIVE = "archive"  # the one targetStorageClass of a transition
+ARCHIVE_MINIMUM_DAYS = 90  # an archived image stays at least this long
+# What each storage class's images can be selected by, and for which action.
+ALLOWED: dict[tuple[str, str], tuple[str, ...]] = {
+    ("standard", "expire"): ("imageCountMoreThan", "sinceImagePushed", "sinceImagePulled"),
+    ("standard", "transition"): ("imageCountMoreThan", "sinceImagePushed", "sinceImagePulled"),
+    ("archive", "expire"): ("sinceImageTransitioned",),
+}
 POLICY_LENGTH = (100, 30720)  # characters, botocore's LifecyclePolicyText
-PRESETS = ("expire_untagged", "expire_tagged", "keep_last", "rule")
+PRESETS = ("expire_untagged", "expire_tagged", "archive_unpulled", "keep_last", "rule")
 
 
 def policy(entries: object, source: str) -> str | None:
@@ -48,10 +64,18 @@ def _expand(entry: object, source: str, priority: int) -> dict[str, Any]:
     options = _mapping(options, f"{source}.{name}")
     if name == "rule":
         rule = {"rulePriority": priority, **options}
+    elif name == "archive_unpulled":
+        _only(options, {"days", "prefixes", "patterns"}, f"{source}.{name}")
+        selection = _tags(options, f"{source}.{name}", "any")
+        selection.update(countType="sinceImagePulled", countUnit="days")
+        selection["countNumber"] = _positive(options, "days", f"{source}.{name}")
+        rule = {"rulePriority": priority, "description": "", "selection": selection}
+        rule["action"] = {"type": "transition", "targetStorageClass": ARCHIVE}
+        rule["description"] = _describe(selection, "transition")
     else:
         rule = {"rulePriority": priority, "description": "", "action": {"type": "expire"}}
         rule["selection"] = _preset_selection(name, options, f"{source}.{name}")
-        rule["description"] = _describe(rule["selection"])
+        rule["description"] = _describe(rule["selection"], "expire")
     return _validated(rule, source)
 
 
@@ -68,15 +92,24 @@ def _preset_selection(name: str, options: dict[str, Any], source: str) -> dict[s
         _only(options, {"days"}, source)
         return {"tagStatus": "untagged", **days}
     _only(options, {"days", "prefixes", "patterns"}, source)
+    return {**_tags(options, source, "tagged"), **days}
+
+
+def _tags(options: Mapping[str, Any], source: str, untagged_status: str) -> dict[str, Any]:
+    """tagStatus tagged with the prefixes or patterns given; `untagged_status` when none is."""
     lists = {"prefixes": "tagPrefixList", "patterns": "tagPatternList"}
-    return {"tagStatus": "tagged", **{lists[key]: options[key] for key in lists if key in options}, **days}
+    chosen = {lists[key]: options[key] for key in lists if key in options}
+    return {"tagStatus": "tagged" if chosen else untagged_status, **chosen}
 
 
-def _describe(selection: Mapping[str, Any]) -> str:
+def _describe(selection: Mapping[str, Any], action: str) -> str:
     tags = selection.get("tagPrefixList") or selection.get("tagPatternList")
     if selection["countType"] == "imageCountMoreThan":
         return f"keep the last {selection['countNumber']} images"
-    which = f"tags {', '.join(map(str, tags))}" if tags else "untagged images"
+    status = selection["tagStatus"]
+    which = f"tags {', '.join(map(str, tags))}" if tags else f"{'all' if status == 'any' else status} images"
+    if action == "transition":
+        return f"archive {which} not pulled for {selection['countNumber']} days"
     return f"expire {which} after {selection['countNumber']} days"
 
 
@@ -84,12 +117,12 @@ def _validated(rule: dict[str, Any], source: str) -> dict[str, Any]:
     _only(rule, {"rulePriority", "description", "selection", "action"}, source)
     priority = _positive(rule, "rulePriority", source)
     where = f"{source} (priority {priority})"
-    if rule.get("action") != {"type": "expire"}:
-        raise InputError(f"{where}.action", rule.get("action"), "{type: expire}")
+    action = _action(rule.get("action"), f"{where}.action")
     if not isinstance(rule.get("description", ""), str):
         raise InputError(f"{where}.description", rule["description"], "a string")
     selection = _mapping(rule.get("selection"), f"{where}.selection")
-    _only(selection, {"tagStatus", "tagPrefixList", "tagPatternList", "countType", "countUnit", "countNumber"}, where)
+    keys = {"tagStatus", "tagPrefixList", "tagPatternList", "storageClass", "countType", "countUnit", "countNumber"}
+    _only(selection, keys, where)
     status = selection.get("tagStatus")
     if status not in TAG_STATUSES:
         raise InputError(f"{where}.tagStatus", status, f"one of {', '.join(TAG_STATUSES)}")
@@ -108,8 +141,32 @@ def _validated(rule: dict[str, Any], source: str) -> dict[str, Any]:
         raise InputError(f"{where}.countUnit", unit, f"days (needed by {count_type})")
     if count_type not in DAY_COUNTS and unit is not None:
         raise InputError(f"{where}.countUnit", unit, f"no unit with {count_type}")
-    _positive(selection, "countNumber", where)
+    count = _positive(selection, "countNumber", where)
+    storage = selection.get("storageClass", "standard")
+    if storage not in STORAGE_CLASSES:
+        raise InputError(f"{where}.storageClass", storage, f"one of {', '.join(STORAGE_CLASSES)}")
+    allowed = ALLOWED.get((storage, action), ())
+    if count_type not in allowed:
+        accepted = f"one of {', '.join(allowed)}" if allowed else "an expire action: archived images can only expire"
+        raise InputError(
+            f"{where}.countType", count_type, f"{accepted} (for a {action} of {storage} images)"
+        )  # fmt: skip
+    if count_type == "sinceImageTransitioned" and count < ARCHIVE_MINIMUM_DAYS:
+        raise InputError(
+            f"{where}.countNumber", count, f"at least {ARCHIVE_MINIMUM_DAYS} days: ECR keeps archived images that long"
+        )
     return rule
+
+
+def _action(value: object, source: str) -> str:
+    """expire, or transition to the archive storage class."""
+    accepted = f"{{type: expire}} or {{type: transition, targetStorageClass: {ARCHIVE}}}"
+    if not isinstance(value, Mapping) or value.get("type") not in ACTIONS:
+        raise InputError(source, value, accepted)
+    wanted = {"type": "transition", "targetStorageClass": ARCHIVE} if value["type"] == "transition" else {"type": "expire"}
+    if dict(value) != wanted:
+        raise InputError(source, value, accepted)
+    return str(value["type"])
 
 
 def _check_order(rules: list[dict[str, Any]], source: str) -> None:
