@@ -21,6 +21,7 @@ from functools import cache
 from urllib.parse import urlsplit
 
 from botocore.loaders import Loader
+from botocore.session import Session
 
 from ecrkit.errors import InputError
 
@@ -74,6 +75,20 @@ def validate_region(value: object, source: str = "region") -> str:
     if not isinstance(value, str) or not REGION.match(value):
         raise InputError(source, value, REGION_FORM)
     return value
+
+
+def validate_service_region(value: object, source: str, service: str, partition: str) -> str:
+    """A region where `service` exists in `partition`, by botocore's endpoint table (a real region, not one
+    that merely looks like one)."""
+    regions = _service_regions(service, partition)
+    if not isinstance(value, str) or value not in regions:
+        raise InputError(source, value, f"a region of the {partition} partition with {service}: {', '.join(regions)}")
+    return value
+
+
+@cache
+def _service_regions(service: str, partition: str) -> tuple[str, ...]:
+    return tuple(Session().get_available_regions(service, partition_name=partition))
 
 
 def validate_account_id(value: object, source: str = "account_id") -> str:

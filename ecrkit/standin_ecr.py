@@ -1,9 +1,13 @@
 """The registry-level ECR APIs that moto 5.2 lacks, answered in front of moto's server app.
 
 Pull-through cache rules and repository creation templates: kept in memory, in the shapes of
-botocore's ECR model (`Create`/`Describe`/`Update`/`Delete`), with the errors AWS names. The
-stand-in and the tests' HTTP server both serve moto through this, so ecrkit's code talks to
-them over HTTP exactly as it talks to AWS.
+botocore's ECR model (`Create`/`Describe`/`Update`/`Delete`), with the errors AWS names.
+Replication (`PutReplicationConfiguration`, `DescribeRegistry`): moto refuses more than one rule
+("This feature is disabled"); ECR takes up to 10, so they are kept here. Lifecycle policies:
+moto's validator predates the archive storage class (2025-11), so its tables are given the
+`transition` action, `targetStorageClass`, `storageClass` and the count types `sinceImagePulled`
+and `sinceImageTransitioned`. The stand-in and the tests' HTTP server both serve moto through
+this, so ecrkit's code talks to them over HTTP exactly as it talks to AWS.
 """
 
 from __future__ import annotations
@@ -23,8 +27,11 @@ OPERATIONS = frozenset(
         ("Describe", "PullThroughCacheRules"),
         *((verb, "RepositoryCreationTemplate") for verb in ("Create", "Update", "Delete")),
         ("Describe", "RepositoryCreationTemplates"),
+        ("Put", "ReplicationConfiguration"),
+        ("Describe", "Registry"),
     )
 )
+REPLICATION_RULES = 10  # ECR's limit
 App = Callable[..., Iterable[bytes]]
 
 
@@ -34,7 +41,18 @@ class Registry:
     def __init__(self) -> None:
         self.rules: dict[str, dict[str, Any]] = {}
         self.templates: dict[str, dict[str, Any]] = {}
+        self.replication: dict[str, Any] = {"rules": []}
         self.lock = threading.Lock()
+
+    def PutReplicationConfiguration(self, body: dict[str, Any]) -> dict[str, Any]:
+        configuration = body["replicationConfiguration"]
+        if len(configuration["rules"]) > REPLICATION_RULES:
+            raise _Error("InvalidParameterException", f"at most {REPLICATION_RULES} replication rules")
+        self.replication = configuration
+        return {"replicationConfiguration": configuration}
+
+    def DescribeRegistry(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {"registryId": ACCOUNT, "replicationConfiguration": self.replication}
 
     def CreatePullThroughCacheRule(self, body: dict[str, Any]) -> dict[str, Any]:
         prefix = body["ecrRepositoryPrefix"]
@@ -104,8 +122,16 @@ def _without(record: dict[str, Any], *keys: str) -> dict[str, Any]:
 def moto_app() -> App:
     """moto's server app with the operations it lacks answered here."""
     # moto is a test-bed dependency (requirements.txt), not one of the package's own.
+    from moto.ecr import policy_validation  # noqa: PLC0415
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app  # noqa: PLC0415
 
+    # The archive storage class, which moto's lifecycle validator does not know (read at each validation).
+    policy_validation.VALID_ACTION_TYPE_VALUES = {"expire", "transition"}
+    policy_validation.VALID_ACTION_PROPERTIES = {"type", "targetStorageClass"}
+    policy_validation.VALID_SELECTION_PROPERTIES = {*policy_validation.VALID_SELECTION_PROPERTIES, "storageClass"}
+    policy_validation.VALID_SELECTION_COUNT_TYPE_VALUES = {
+        "imageCountMoreThan", "sinceImagePushed", "sinceImagePulled", "sinceImageTransitioned",
+    }  # fmt: skip
     return with_registry_settings(DomainDispatcherApplication(create_backend_app))
 
 
@@ -119,6 +145,7 @@ def with_registry_settings(moto: App) -> App:
             with registry.lock:
                 registry.rules.clear()
                 registry.templates.clear()
+                registry.replication = {"rules": []}
                 called.clear()
         if environ.get("PATH_INFO") == "/ecrkit/operations":
             body = json.dumps(sorted(called)).encode()

@@ -90,6 +90,21 @@ def ecrkit_ecr_account(declaration: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @_reported
+def ecrkit_replication_sources(hostvars: Mapping[str, Any], hosts: list[str], account: str, region: str) -> list[str]:
+    """The accounts among the inventory's `hosts` (ecr_accounts) that replicate into this account and region."""
+    peers = [
+        {
+            "host": host,
+            "account_id": hostvars[host].get("ecr_account_id"),
+            "region": hostvars[host].get("ecr_account_region"),
+            "replication": hostvars[host].get("ecr_account_replication"),
+        }
+        for host in hosts
+    ]
+    return ecr_account.replication_sources(peers, account, region)
+
+
+@_reported
 def ecrkit_helper_plan(method: str, **inputs: str) -> dict[str, Any]:
     """Validate the install inputs and say where the helper comes from and where it goes."""
     return helper.install_plan(method, **inputs)
@@ -222,6 +237,7 @@ class FilterModule:
             "ecrkit_helper_plan": ecrkit_helper_plan,
             "ecrkit_helper_version": ecrkit_helper_version,
             "ecrkit_registries_conf": ecrkit_registries_conf,
+            "ecrkit_replication_sources": ecrkit_replication_sources,
             "ecrkit_runner_plan": ecrkit_runner_plan,
             "ecrkit_service_environment": ecrkit_service_environment,
             "ecrkit_sso_profile": ecrkit_sso_profile,
