@@ -15,7 +15,7 @@ import boto3
 from rich.console import Console
 from rich.progress import Progress
 
-from ecrkit import __version__, aws, files, helper, images, mirror, validate
+from ecrkit import __version__, aws, ecr_account, files, helper, images, mirror, validate
 from ecrkit.errors import EcrkitError, FileFormatError, InputError, PathError
 from ecrkit.registry import Registry, RegistryError
 from ecrkit.renderers import (
@@ -170,6 +170,12 @@ def _render_marathon_installer(args: argparse.Namespace) -> int:
 def _render_iam_policy(args: argparse.Namespace) -> int:
     print(json.dumps(iam_policy.render(args.context, args.registry, tuple(args.repository)), indent=2))
     return EXIT_OK
+
+
+def _render_replication_policy(args: argparse.Namespace) -> int:
+    account, region, _ = private_registry(args.registry, "--registry")
+    print(json.dumps(ecr_account.replication_policy(args.source_account, region, account), indent=2))
+    return 0
 
 
 def _render_registries_conf(args: argparse.Namespace) -> int:
@@ -366,6 +372,18 @@ def _add_ecr_parsers(kinds: Any) -> None:
         "--repository", action="append", default=[], metavar="NAME", help="repeatable; NAME/* for a prefix"
     )
     policy.set_defaults(handler=_render_iam_policy)
+
+    replication = kinds.add_parser(
+        "replication-policy",
+        help="the registry policy a replication destination needs (ecr:ReplicateImage, ecr:CreateRepository)",
+        description="Print the registry permissions policy to put in the destination registry (put-registry-policy) "
+        "so that the source accounts can replicate into it; ecr_account applies it for accounts of the inventory.",
+    )
+    replication.add_argument("--registry", required=True, help="the destination registry, e.g. ACCOUNT.dkr.ecr.REGION...")
+    replication.add_argument(
+        "--source-account", action="append", default=[], metavar="ID", help="repeatable; an account that replicates"
+    )
+    replication.set_defaults(handler=_render_replication_policy)
 
     conf = kinds.add_parser(
         "registries-conf",

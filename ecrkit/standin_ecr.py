@@ -41,18 +41,22 @@ class Registry:
     def __init__(self) -> None:
         self.rules: dict[str, dict[str, Any]] = {}
         self.templates: dict[str, dict[str, Any]] = {}
-        self.replication: dict[str, Any] = {"rules": []}
+        self.replication: dict[str, dict[str, Any]] = {}  # by region: each region's registry has its own
+        self.region = ""  # the region of the request being answered
         self.lock = threading.Lock()
 
     def PutReplicationConfiguration(self, body: dict[str, Any]) -> dict[str, Any]:
         configuration = body["replicationConfiguration"]
         if len(configuration["rules"]) > REPLICATION_RULES:
             raise _Error("InvalidParameterException", f"at most {REPLICATION_RULES} replication rules")
-        self.replication = configuration
+        destinations = [d for rule in configuration["rules"] for d in rule["destinations"]]
+        if {"region": self.region, "registryId": ACCOUNT} in destinations:
+            raise _Error("InvalidParameterException", "Replication destination cannot be the same as the source registry")
+        self.replication[self.region] = configuration
         return {"replicationConfiguration": configuration}
 
     def DescribeRegistry(self, body: dict[str, Any]) -> dict[str, Any]:
-        return {"registryId": ACCOUNT, "replicationConfiguration": self.replication}
+        return {"registryId": ACCOUNT, "replicationConfiguration": self.replication.get(self.region, {"rules": []})}
 
     def CreatePullThroughCacheRule(self, body: dict[str, Any]) -> dict[str, Any]:
         prefix = body["ecrRepositoryPrefix"]
@@ -115,6 +119,12 @@ class _Error(Exception):
         self.code = code
 
 
+def _region(authorization: str) -> str:
+    """The region of a SigV4 request: Credential=KEY/DATE/REGION/SERVICE/aws4_request."""
+    scope = authorization.partition("Credential=")[2].split(",")[0].split("/")
+    return scope[2] if len(scope) > 2 else "us-east-1"
+
+
 def _without(record: dict[str, Any], *keys: str) -> dict[str, Any]:
     return {key: value for key, value in record.items() if key not in keys}
 
@@ -145,7 +155,7 @@ def with_registry_settings(moto: App) -> App:
             with registry.lock:
                 registry.rules.clear()
                 registry.templates.clear()
-                registry.replication = {"rules": []}
+                registry.replication.clear()
                 called.clear()
         if environ.get("PATH_INFO") == "/ecrkit/operations":
             body = json.dumps(sorted(called)).encode()
@@ -162,6 +172,7 @@ def with_registry_settings(moto: App) -> App:
         request = json.loads(environ["wsgi.input"].read(length) or b"{}")
         try:
             with registry.lock:
+                registry.region = _region(environ.get("HTTP_AUTHORIZATION", ""))
                 status, response = "200 OK", operation(request)
         except _Error as error:
             status, response = "400 Bad Request", {"__type": error.code, "message": str(error)}

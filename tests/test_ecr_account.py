@@ -18,7 +18,7 @@ from ecrkit import ecr_account, lifecycle
 from ecrkit.errors import InputError
 from ecrkit.renderers import iam_policy
 from ecrkit.testbed import EC2_TRUST, ansible_playbook, recap
-from tests.conftest import ROOT, readme_block
+from tests.conftest import ROOT, readme_block, run_ecrkit
 
 TOKEN = "dckr_pat_never-in-any-output"
 ORG = "o-a1b2c3d4e5"
@@ -457,19 +457,36 @@ def test_the_admin_policy_allows_every_ecr_action_the_playbook_uses(
     changed = copy.deepcopy(DECLARATION)
     changed["ecr_account_repositories"][1] = {"name": "team/tools"}  # mutability, scanning and policy change
     changed["ecr_account_pull_through_rules"][0]["upstream"] = "quay"  # replaced
+    settings = copy.deepcopy(SETTINGS)
+    settings["ecr_account_repositories"][0].update(tag_mutability="IMMUTABLE", exclusions=[], lifecycle=[])
     for variables, options in (
         (DECLARATION, ["--check"]),
         (DECLARATION, []),
         (changed, []),
         ({**changed, "ecr_account_pull_through_rules": []}, []),
+        (SETTINGS, []),
+        (settings, []),
+        ({**settings, "ecr_account_replication": []}, []),
     ):
         assert run_ecr(tmp_path, aws_env, variables, *options).returncode == 0
-    with urllib.request.urlopen(f"{moto_endpoint}/ecrkit/operations", timeout=10) as response:
-        called = json.load(response)
+    # The registry policy: put for an account of the inventory replicating here, then deleted when none does.
+    inventory = tmp_path / "peers.yml"
+    endpoint = {"ecr_account_endpoint_url": aws_env["AWS_ENDPOINT_URL"], "ecr_account_purge": False}
+    source = {"ecr_account_region": "us-west-2", "ecr_account_id": OTHER,
+              "ecr_account_replication": [{"destinations": [{"region": "us-east-1", "registry_id": "123456789012"}]}]}  # fmt: skip
+    destination = {"ecr_account_region": "us-east-1", "ecr_account_id": "123456789012"}
+    env = {key: value for key, value in aws_env.items() if key != "AWS_ENDPOINT_URL"}
+    for hosts in ({"source": source, "destination": destination}, {"destination": destination}):
+        inventory.write_text(yaml.safe_dump({"ecr_accounts": {"hosts": hosts, "vars": endpoint}}))
+        assert ansible_playbook("-i", str(inventory), "playbooks/ecr.yml", env=env).returncode == 0
+    called = operations(moto_endpoint)
     ecr_actions = {
         f"ecr:{target.split('.', 1)[1]}" for target in called if target.startswith("AmazonEC2ContainerRegistry")
     }
-    assert {"ecr:CreatePullThroughCacheRule", "ecr:DeletePullThroughCacheRule", "ecr:PutLifecyclePolicy"} <= ecr_actions
+    assert {"ecr:CreatePullThroughCacheRule", "ecr:DeletePullThroughCacheRule", "ecr:PutLifecyclePolicy",
+            "ecr:DeleteLifecyclePolicy", "ecr:PutImageTagMutability", "ecr:PutReplicationConfiguration",
+            "ecr:DescribeRegistry", "ecr:PutRegistryScanningConfiguration", "ecr:PutRegistryPolicy",
+            "ecr:DeleteRegistryPolicy", "ecr:CreateRepository"} <= ecr_actions  # fmt: skip
     admin = {action for statement in iam_policy.render("admin")["Statement"] for action in statement["Action"]}
     assert ecr_actions <= admin, ecr_actions - admin
 
@@ -482,3 +499,464 @@ def test_a_bad_rule_stops_the_run_before_any_api_call(tmp_path: Path, aws_env: d
     assert "repositories[0].lifecycle (priority 10)" in result.stdout
     assert "put it last" in result.stdout
     assert registry_state(account) == EMPTY
+
+
+# -- ECR as it is in 2026: the archive storage class -----------------------------------------
+
+
+def test_archive_presets_and_raw_transition_rules_mix_with_expire_rules() -> None:
+    expire_archived = {
+        "selection": {"tagStatus": "untagged", "storageClass": "archive", "countType": "sinceImageTransitioned",
+                      "countUnit": "days", "countNumber": 90},
+        "action": {"type": "expire"},
+    }  # fmt: skip
+    entries = [
+        {"expire_untagged": {"days": 14}},
+        {"archive_unpulled": {"days": 30, "patterns": ["v*"]}},
+        {"rule": expire_archived},
+        {"archive_unpulled": {"days": 180}},
+    ]
+    text = lifecycle.policy(entries, "lifecycle")
+    assert text is not None
+    rules = json.loads(text)["rules"]
+    assert [rule["action"] for rule in rules] == [
+        {"type": "expire"},
+        {"type": "transition", "targetStorageClass": "archive"},
+        {"type": "expire"},
+        {"type": "transition", "targetStorageClass": "archive"},
+    ]
+    assert rules[1]["selection"] == {
+        "tagStatus": "tagged", "tagPatternList": ["v*"], "countType": "sinceImagePulled", "countUnit": "days",
+        "countNumber": 30,
+    }  # fmt: skip
+    assert rules[3]["selection"]["tagStatus"] == "any" and rules[3]["rulePriority"] == 40
+    assert rules[3]["description"] == "archive all images not pulled for 180 days"
+
+
+TRANSITION: dict[str, Any] = {
+    "selection": {"tagStatus": "untagged", "countType": "sinceImagePulled", "countUnit": "days", "countNumber": 30},
+    "action": {"type": "transition", "targetStorageClass": "archive"},
+}
+
+
+def transition(action: dict[str, Any] | None = None, **selection: Any) -> dict[str, Any]:
+    return {"rule": {"action": action or TRANSITION["action"], "selection": {**TRANSITION["selection"], **selection}}}
+
+
+@pytest.mark.parametrize(
+    ("entries", "named", "accepted"),
+    [
+        ([transition({"type": "transition"})], "lifecycle[0] (priority 10).action", "targetStorageClass: archive"),
+        (
+            [transition({"type": "transition", "targetStorageClass": "glacier"})],
+            "lifecycle[0] (priority 10).action",
+            "targetStorageClass: archive",
+        ),
+        (
+            [transition({"type": "expire", "targetStorageClass": "archive"})],
+            "lifecycle[0] (priority 10).action",
+            "{type: expire}",
+        ),
+        (
+            [transition(countType="sinceImageTransitioned", countNumber=120)],
+            "lifecycle[0] (priority 10).countType",
+            "for a transition of standard images",
+        ),
+        (
+            [transition(storageClass="archive")],
+            "lifecycle[0] (priority 10).countType",
+            "archived images can only expire",
+        ),
+        (
+            [transition({"type": "expire"}, storageClass="archive", countType="sinceImageTransitioned", countNumber=89)],
+            "lifecycle[0] (priority 10).countNumber",
+            "at least 90 days",
+        ),
+        (
+            [transition({"type": "expire"}, storageClass="archive")],
+            "lifecycle[0] (priority 10).countType",
+            "one of sinceImageTransitioned",
+        ),
+        ([transition(storageClass="cold")], "lifecycle[0] (priority 10).storageClass", "one of standard, archive"),
+        ([transition(countUnit=None)], "lifecycle[0] (priority 10).countUnit", "days (needed by sinceImagePulled)"),
+        (
+            [{"archive_unpulled": {"days": 30}}, {"expire_untagged": {"days": 1}}],
+            "lifecycle (priority 10)",
+            "put it last",
+        ),
+        ([{"archive_unpulled": {"count": 3}}], "lifecycle[0].archive_unpulled", "one of days, patterns, prefixes"),
+    ],
+)
+def test_bad_archive_rules_are_refused_naming_the_priority(entries: Any, named: str, accepted: str) -> None:
+    with pytest.raises(InputError) as error:
+        lifecycle.policy(entries, "lifecycle")
+    assert error.value.source == named
+    assert accepted in error.value.accepted
+
+
+# -- encryption, immutability exclusions, replication, scanning: validation --------------------
+
+KEY = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+OTHER = "210987654321"
+
+
+@pytest.mark.parametrize(
+    ("changes", "source", "accepted"),
+    [
+        ({"repositories": [{"name": "a/b", "encryption": {"type": "SSE"}}]}, "repositories[0].encryption.type", "KMS"),
+        (
+            {"repositories": [{"name": "a/b", "encryption": {"type": "AES256", "kms_key": KEY}}]},
+            "repositories[0].encryption.kms_key",
+            "no kms_key with type AES256",
+        ),
+        (
+            {"repositories": [{"name": "a/b", "encryption": {"type": "KMS", "kms_key": "my-key"}}]},
+            "repositories[0].encryption.kms_key",
+            "alias/ecr",
+        ),
+        (
+            {"creation_templates": [{"prefix": "hub", "encryption": {"type": "KMS", "kms_key": "alias/ecr"}}]},
+            "creation_templates[0].encryption.kms_key",
+            "a KMS key ARN",
+        ),
+        (
+            {"repositories": [{"name": "a/b", "tag_mutability": "IMMUTABLE_WITH_EXCLUSION"}]},
+            "repositories[0].exclusions",
+            "needed by IMMUTABLE_WITH_EXCLUSION",
+        ),
+        (
+            {"repositories": [{"name": "a/b", "tag_mutability": "MUTABLE_WITH_EXCLUSION", "exclusions": ["a b"]}]},
+            "repositories[0].exclusions",
+            "tag wildcard filters",
+        ),
+        (
+            {"repositories": [{"name": "a/b", "tag_mutability": "IMMUTABLE", "exclusions": ["latest"]}]},
+            "repositories[0].exclusions",
+            "no exclusions with IMMUTABLE",
+        ),
+        (
+            {"repositories": [{"name": "a/b", "tag_mutability": "IMMUTABLE_WITH", "exclusions": ["latest"]}]},
+            "repositories[0].tag_mutability",
+            "MUTABLE_WITH_EXCLUSION",
+        ),
+        (
+            {"replication": [{"destinations": [{"region": "eu-west-9", "registry_id": OTHER}]}]},
+            "replication[0].destinations[0].region",
+            "a region of the aws partition with ecr",
+        ),
+        (
+            {"replication": [{"destinations": [{"region": "cn-north-1", "registry_id": OTHER}]}]},
+            "replication[0].destinations[0].region",
+            "a region of the aws partition",
+        ),
+        (
+            {"replication": [{"destinations": [{"region": "eu-west-1", "registry_id": 210987654321}]}]},
+            "replication[0].destinations[0].registry_id",
+            "12 digits",
+        ),
+        ({"replication": [{"destinations": []}]}, "replication[0].destinations", "a non-empty list"),
+        (
+            {"replication": [{"destinations": [{"region": "eu-west-1", "registry_id": OTHER}]}] * 11},
+            "replication",
+            "at most 10 rules",
+        ),
+        (
+            {
+                "replication": [
+                    {"destinations": [{"region": region, "registry_id": f"{n:012}"} for n in range(1, 14)]}
+                    for region in ("eu-west-1", "eu-west-2")
+                ]
+            },
+            "replication",
+            "at most 25 unique destinations",
+        ),
+        (
+            {"replication": [{"destinations": [{"region": "eu-west-1", "registry_id": OTHER}], "filters": [{"prefix": "t"}]}]},
+            "replication[0].filters[0].prefix",
+            "2 to 256 characters",
+        ),
+        (
+            {"replication": [{"destinations": [{"region": "eu-west-1", "registry_id": OTHER}], "filters": [{"prefix": "Team/"}]}]},
+            "replication[0].filters[0].prefix",
+            "lowercase",
+        ),
+        (
+            {
+                "account_id": "123456789012",
+                "replication": [{"destinations": [{"region": "us-east-1", "registry_id": "123456789012"}]}],
+            },
+            "replication[0].destinations[0]",
+            "a registry other than this one",
+        ),
+        ({"replication_sources": [OTHER]}, "account_id", "other accounts replicate into it"),
+        ({"scanning": {"type": "DEEP"}}, "scanning.type", "BASIC, ENHANCED"),
+        (
+            {"scanning": {"type": "BASIC", "rules": [{"frequency": "CONTINUOUS_SCAN", "filters": ["*"]}]}},
+            "scanning.rules[0].frequency",
+            "SCAN_ON_PUSH, MANUAL",
+        ),
+        (
+            {"scanning": {"type": "ENHANCED", "rules": [{"frequency": "SCAN_ON_PUSH", "filters": ["Team/*"]}]}},
+            "scanning.rules[0].filters",
+            "repository wildcard filters",
+        ),
+        (
+            {"scanning": {"type": "ENHANCED", "rules": [{"frequency": "SCAN_ON_PUSH", "filters": ["*"]}] * 3}},
+            "scanning.rules",
+            "at most 2",
+        ),
+    ],
+)
+def test_bad_2026_settings_are_refused_naming_the_value(changes: dict[str, Any], source: str, accepted: str) -> None:
+    with pytest.raises(InputError) as error:
+        ecr_account.plan(declaration(**changes))
+    assert error.value.source == source
+    assert accepted in error.value.accepted
+
+
+@pytest.mark.parametrize(
+    ("encryption", "kind"),
+    [
+        ({"type": "KMS"}, "repositories"),
+        ({"type": "KMS_DSSE"}, "repositories"),
+        ({"type": "KMS", "kms_key": "alias/aws/ecr"}, "repositories"),
+        ({"type": "KMS"}, "creation_templates"),  # a template's key is an ARN: alias/aws/ecr is refused as such
+    ],
+)
+def test_the_aws_managed_key_on_a_repository_the_organisation_reads_is_refused(
+    encryption: dict[str, str], kind: str
+) -> None:
+    entry = {"name": "team/app"} if kind == "repositories" else {"prefix": "docker-hub"}
+    with pytest.raises(InputError) as error:
+        ecr_account.plan(declaration(**{kind: [{**entry, "encryption": encryption}]}))
+    assert error.value.source == f"{kind}[0].encryption.kms_key"
+    for words in ("organization_id", "AWS-managed key", "customer-managed KMS key", "AES256"):
+        assert words in error.value.accepted
+    # Negative controls: the same key without the organisation policy, and a key of one's own with it.
+    assert ecr_account.plan(declaration(organization_id="", **{kind: [{**entry, "encryption": encryption}]}))
+    own = {**entry, "encryption": {"type": "KMS", "kms_key": KEY}}
+    assert ecr_account.plan(declaration(**{kind: [own]}))[kind][0]
+
+
+def test_replication_sources_are_the_inventory_accounts_that_replicate_here() -> None:
+    here = {"region": "eu-west-1", "registry_id": "123456789012"}
+    peers = [
+        {"host": "a", "account_id": OTHER, "region": "us-east-1", "replication": [{"destinations": [here]}]},
+        {"host": "b", "account_id": "111122223333", "region": "us-east-1",
+         "replication": [{"destinations": [{**here, "region": "eu-west-2"}]}]},  # another region: not here
+        {"host": "c", "account_id": "123456789012", "region": "us-east-1", "replication": [{"destinations": [here]}]},
+        {"host": "d", "account_id": "", "region": "us-east-1", "replication": [{"destinations": [here]}]},
+    ]  # fmt: skip
+    assert ecr_account.replication_sources(peers, "123456789012", "eu-west-1") == [OTHER]
+    with pytest.raises(InputError, match="a: ecr_account_replication"):
+        ecr_account.replication_sources(
+            [{**peers[0], "replication": [{"destinations": [{"region": "mars-1", "registry_id": OTHER}]}]}],
+            "123456789012",
+            "eu-west-1",
+        )
+
+
+def test_render_replication_policy_is_the_statement_the_role_applies() -> None:
+    registry = f"{OTHER}.dkr.ecr.eu-west-1.amazonaws.com"
+    done = run_ecrkit("render", "replication-policy", "--registry", registry, "--source-account", "123456789012")
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    assert document["Statement"] == [ecr_account.replication_statement(["123456789012"], "eu-west-1", OTHER, "x")]
+    assert document["Statement"][0]["Action"] == ["ecr:CreateRepository", "ecr:ReplicateImage"]
+    assert document["Statement"][0]["Resource"] == f"arn:aws:ecr:eu-west-1:{OTHER}:repository/*"
+    refused = run_ecrkit("render", "replication-policy", "--registry", registry, "--source-account", "12345")
+    assert refused.returncode != 0 and "--source-account[0]" in refused.stderr
+
+
+# -- the 2026 settings through playbooks/ecr.yml, against moto over HTTP ---------------------
+
+SETTINGS: dict[str, Any] = {
+    "ecr_account_region": "us-east-1",
+    "ecr_account_id": "123456789012",
+    "ecr_account_organization_id": ORG,
+    "ecr_account_repositories": [
+        {
+            "name": "team/app",
+            "encryption": {"type": "KMS", "kms_key": KEY},
+            "tag_mutability": "IMMUTABLE_WITH_EXCLUSION",
+            "exclusions": ["latest", "dev-*"],
+            "lifecycle": [{"expire_untagged": {"days": 14}}, {"archive_unpulled": {"days": 90}}],
+        },
+        {"name": "team/cache", "encryption": {"type": "KMS"}, "policy": {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": ["ecr:BatchGetImage"]}
+        ]}},  # fmt: skip
+    ],
+    "ecr_account_creation_templates": [
+        {"prefix": "team", "applied_for": ["REPLICATION"], "encryption": {"type": "KMS", "kms_key": KEY},
+         "tag_mutability": "MUTABLE_WITH_EXCLUSION", "exclusions": ["release-*"]},
+    ],  # fmt: skip
+    "ecr_account_replication": [
+        {
+            "destinations": [{"region": "eu-west-1", "registry_id": "123456789012"}, {"region": "us-west-2",
+                                                                                        "registry_id": OTHER}],
+            "filters": [{"prefix": "team/"}],
+        }
+    ],
+    "ecr_account_scanning": {
+        "type": "ENHANCED",
+        "rules": [{"frequency": "CONTINUOUS_SCAN", "filters": ["team/*"]}, {"frequency": "SCAN_ON_PUSH", "filters": ["*"]}],
+    },
+}
+
+
+def settings_state(ecr: Any) -> dict[str, Any]:
+    repositories = {
+        repository["repositoryName"]: {
+            "encryption": repository["encryptionConfiguration"],
+            "mutability": repository["imageTagMutability"],
+            "exclusions": [item["filter"] for item in repository.get("imageTagMutabilityExclusionFilters", [])],
+        }
+        for repository in ecr.describe_repositories()["repositories"]
+    }
+    for name, entry in repositories.items():
+        try:
+            entry["lifecycle"] = json.loads(ecr.get_lifecycle_policy(repositoryName=name)["lifecyclePolicyText"])
+        except ecr.exceptions.LifecyclePolicyNotFoundException:
+            entry["lifecycle"] = None
+    templates = {t["prefix"]: t for t in ecr.describe_repository_creation_templates()["repositoryCreationTemplates"]}
+    return {
+        "repositories": repositories,
+        "templates": {p: {k: t.get(k) for k in ("encryptionConfiguration", "imageTagMutability",
+                                                  "imageTagMutabilityExclusionFilters")} for p, t in templates.items()},
+        "replication": ecr.describe_registry()["replicationConfiguration"],
+        "scanning": ecr.get_registry_scanning_configuration()["scanningConfiguration"],
+    }  # fmt: skip
+
+
+def operations(moto_endpoint: str) -> list[str]:
+    with urllib.request.urlopen(f"{moto_endpoint}/ecrkit/operations", timeout=10) as response:
+        return list(json.load(response))
+
+
+def test_2026_settings_created_then_left_alone_and_check_mode_changes_nothing(
+    tmp_path: Path, aws_env: dict[str, str], account: Any
+) -> None:
+    ecr = account["ecr"]
+    empty = settings_state(ecr)
+    checked = run_ecr(tmp_path, aws_env, SETTINGS, "--check")
+    assert checked.returncode == 0, checked.stdout[-3000:]
+    assert recap(checked.stdout)["account"]["changed"] > 0
+    for change in ("create repository team/app", "create replication configuration registry",
+                   "update registry scanning configuration registry"):  # fmt: skip
+        assert change in checked.stdout
+    assert settings_state(ecr) == empty
+
+    first = run_ecr(tmp_path, aws_env, SETTINGS)
+    assert first.returncode == 0, first.stdout[-3000:]
+    state = settings_state(ecr)
+    app, cache = state["repositories"]["team/app"], state["repositories"]["team/cache"]
+    assert app["encryption"] == {"encryptionType": "KMS", "kmsKey": KEY}
+    assert (app["mutability"], app["exclusions"]) == ("IMMUTABLE_WITH_EXCLUSION", ["latest", "dev-*"])
+    assert app["lifecycle"]["rules"][1]["action"] == {"type": "transition", "targetStorageClass": "archive"}
+    assert cache["encryption"]["encryptionType"] == "KMS"  # the AWS-managed key: its policy shares it with no one
+    assert state["templates"]["team"] == {
+        "encryptionConfiguration": {"encryptionType": "KMS", "kmsKey": KEY},
+        "imageTagMutability": "MUTABLE_WITH_EXCLUSION",
+        "imageTagMutabilityExclusionFilters": [{"filterType": "WILDCARD", "filter": "release-*"}],
+    }
+    assert state["replication"] == {
+        "rules": [
+            {
+                "destinations": [
+                    {"region": "eu-west-1", "registryId": "123456789012"},
+                    {"region": "us-west-2", "registryId": OTHER},
+                ],
+                "repositoryFilters": [{"filter": "team/", "filterType": "PREFIX_MATCH"}],
+            }
+        ]
+    }
+    assert state["scanning"]["scanType"] == "ENHANCED"
+    assert sorted(rule["scanFrequency"] for rule in state["scanning"]["rules"]) == ["CONTINUOUS_SCAN", "SCAN_ON_PUSH"]
+
+    second = run_ecr(tmp_path, aws_env, SETTINGS)
+    assert second.returncode == 0, second.stdout[-3000:]
+    assert recap(second.stdout)["account"]["changed"] == 0
+    assert settings_state(ecr) == state
+
+
+def test_2026_settings_are_updated_and_an_encryption_drift_is_reported_not_fixed(
+    tmp_path: Path, aws_env: dict[str, str], account: Any
+) -> None:
+    ecr = account["ecr"]
+    assert run_ecr(tmp_path, aws_env, SETTINGS).returncode == 0
+    changed = copy.deepcopy(SETTINGS)
+    app = changed["ecr_account_repositories"][0]
+    app.update(tag_mutability="MUTABLE_WITH_EXCLUSION", exclusions=["release-*"])
+    app["encryption"] = {"type": "AES256"}  # ECR cannot change it
+    changed["ecr_account_replication"][0]["filters"] = [{"prefix": "prod"}]
+    changed["ecr_account_scanning"] = {"type": "BASIC", "rules": [{"frequency": "SCAN_ON_PUSH", "filters": ["*"]}]}
+    result = run_ecr(tmp_path, aws_env, changed)
+    assert result.returncode == 0, result.stdout[-3000:]
+    for change in ("update repository team/app", "update replication configuration registry",
+                   "update registry scanning configuration registry"):  # fmt: skip
+        assert change in result.stdout
+    assert "ECR sets encryption at creation only" in result.stderr  # the drift, as a warning
+    state = settings_state(ecr)["repositories"]["team/app"]
+    assert state["encryption"] == {"encryptionType": "KMS", "kmsKey": KEY}  # untouched: no repository deleted
+    assert (state["mutability"], state["exclusions"]) == ("MUTABLE_WITH_EXCLUSION", ["release-*"])
+    assert settings_state(ecr)["replication"]["rules"][0]["repositoryFilters"] == [
+        {"filter": "prod", "filterType": "PREFIX_MATCH"}
+    ]
+    assert settings_state(ecr)["scanning"]["scanType"] == "BASIC"
+    # The drift stays reported, and is no change: a second run changes nothing.
+    again = run_ecr(tmp_path, aws_env, changed)
+    assert recap(again.stdout)["account"]["changed"] == 0 and "ECR sets encryption at creation only" in again.stderr
+
+    # Without purge, an undeclared replication stays; with it, it goes.
+    kept = run_ecr(tmp_path, aws_env, {**changed, "ecr_account_replication": [], "ecr_account_purge": False})
+    assert recap(kept.stdout)["account"]["changed"] == 0
+    gone = run_ecr(tmp_path, aws_env, {**changed, "ecr_account_replication": []})
+    assert "delete replication configuration registry" in gone.stdout
+    assert settings_state(ecr)["replication"] == {"rules": []}
+
+
+def test_an_account_of_the_inventory_gets_the_registry_policy_replication_into_it_needs(
+    tmp_path: Path, aws_env: dict[str, str], account: Any
+) -> None:
+    # Two accounts of one inventory (moto serves both from one endpoint: the destination is its eu-west-1).
+    destination = {"region": "eu-west-1", "registry_id": "123456789012"}
+    foreign = {"Sid": "SomeoneElsesReplication", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::444455556666:root"},
+               "Action": ["ecr:ReplicateImage"], "Resource": "arn:aws:ecr:eu-west-1:123456789012:repository/*"}  # fmt: skip
+    eu = boto3.client("ecr", endpoint_url=aws_env["AWS_ENDPOINT_URL"], region_name="eu-west-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
+    eu.put_registry_policy(policyText=json.dumps({"Version": "2012-10-17", "Statement": [foreign]}))
+    endpoint = aws_env["AWS_ENDPOINT_URL"]
+    hosts = {
+        "source": {"ecr_account_region": "us-east-1", "ecr_account_id": OTHER,
+                   "ecr_account_replication": [{"destinations": [destination]}]},
+        "destination": {"ecr_account_region": "eu-west-1", "ecr_account_id": "123456789012", "ecr_account_purge": False},
+    }  # fmt: skip
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(yaml.safe_dump({"ecr_accounts": {"hosts": hosts, "vars": {"ecr_account_endpoint_url": endpoint}}}))
+    env = {key: value for key, value in aws_env.items() if key != "AWS_ENDPOINT_URL"}
+    for run in range(2):
+        result = ansible_playbook("-i", str(inventory), "playbooks/ecr.yml", "--diff", env=env)
+        assert result.returncode == 0, result.stdout[-3000:]
+        assert recap(result.stdout)["destination"]["changed"] == (1 - run)
+    statements = json.loads(eu.get_registry_policy()["policyText"])["Statement"]
+    assert foreign in statements  # the registry policy's other statements stay
+    assert [item for item in statements if item != foreign] == [
+        ecr_account.replication_statement([OTHER], "eu-west-1", "123456789012", "x")
+    ]
+
+
+def test_a_bad_2026_setting_stops_the_run_before_any_ecr_api_call(
+    tmp_path: Path, aws_env: dict[str, str], account: Any, moto_endpoint: str
+) -> None:
+    for bad in (
+        {**SETTINGS, "ecr_account_replication": [{"destinations": [{"region": "eu-west-9", "registry_id": OTHER}]}]},
+        {**SETTINGS, "ecr_account_organization_id": ORG,
+         "ecr_account_repositories": [{"name": "team/app", "encryption": {"type": "KMS"}}]},
+    ):  # fmt: skip
+        result = run_ecr(tmp_path, aws_env, bad)
+        assert result.returncode != 0
+        assert "is not accepted" in result.stdout
+        assert [op for op in operations(moto_endpoint) if op.startswith("AmazonEC2ContainerRegistry")] == []
+    # Negative control: the good declaration does call ECR.
+    assert run_ecr(tmp_path, aws_env, SETTINGS).returncode == 0
+    assert operations(moto_endpoint)

@@ -24,7 +24,9 @@ ADMIN = (
     "ecr:DescribePullThroughCacheRules", "ecr:CreatePullThroughCacheRule", "ecr:UpdatePullThroughCacheRule",
     "ecr:DeletePullThroughCacheRule", "ecr:PutRegistryPolicy", "ecr:GetRegistryPolicy",
     "ecr:CreateRepositoryCreationTemplate", "ecr:DescribeRepositoryCreationTemplates",
-    "ecr:UpdateRepositoryCreationTemplate", "ecr:DeleteRepositoryCreationTemplate",
+    "ecr:UpdateRepositoryCreationTemplate", "ecr:DeleteRepositoryCreationTemplate", "ecr:DeleteRegistryPolicy",
+    "ecr:DescribeRegistry", "ecr:PutReplicationConfiguration",
+    "ecr:GetRegistryScanningConfiguration", "ecr:PutRegistryScanningConfiguration",
 )  # fmt: skip
 # What each context does with ECR; every context pulls.
 CONTEXTS: dict[str, tuple[str, ...]] = {
