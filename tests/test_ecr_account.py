@@ -960,3 +960,24 @@ def test_a_bad_2026_setting_stops_the_run_before_any_ecr_api_call(
     # Negative control: the good declaration does call ECR.
     assert run_ecr(tmp_path, aws_env, SETTINGS).returncode == 0
     assert operations(moto_endpoint)
+
+
+def test_the_readmes_2026_example_is_accepted_and_planned_as_documented() -> None:
+    variables = yaml.safe_load(readme_block("<!-- ecr-account-2026-example -->"))
+    result = ecr_account.plan({"region": "us-east-1", **{k.removeprefix("ecr_account_"): v for k, v in variables.items()}})
+    app = result["repositories"][0]
+    assert app["encryption"] == {"encryptionType": "KMS", "kmsKey": "alias/ecr-shared"}
+    assert app["image_tag_mutability"] == "IMMUTABLE_WITH_EXCLUSION"
+    assert [item["filter"] for item in app["exclusions"]] == ["latest", "dev-*"]
+    rules = json.loads(app["lifecycle_policy"])["rules"]
+    assert [(rule["action"]["type"], rule["selection"]["countType"]) for rule in rules] == [
+        ("expire", "sinceImagePushed"), ("transition", "sinceImagePulled"), ("expire", "sinceImageTransitioned")
+    ]  # fmt: skip
+    assert result["creation_templates"][0]["encryptionConfiguration"]["encryptionType"] == "KMS"
+    destinations = result["replication"]["rules"][0]["destinations"]
+    assert {d["registryId"] for d in destinations} == {"123456789012", OTHER}
+    assert result["scanning"]["scanType"] == "ENHANCED" and len(result["scanning"]["rules"]) == 2
+    # The documented trap: the same repository with the AWS-managed key is refused.
+    variables["ecr_account_repositories"][0]["encryption"] = {"type": "KMS"}
+    with pytest.raises(InputError, match="organization_id's read policy"):
+        ecr_account.plan({"region": "us-east-1", **{k.removeprefix("ecr_account_"): v for k, v in variables.items()}})
