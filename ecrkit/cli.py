@@ -379,7 +379,9 @@ def _add_ecr_parsers(kinds: Any) -> None:
         description="Print the registry permissions policy to put in the destination registry (put-registry-policy) "
         "so that the source accounts can replicate into it; ecr_account applies it for accounts of the inventory.",
     )
-    replication.add_argument("--registry", required=True, help="the destination registry, e.g. ACCOUNT.dkr.ecr.REGION...")
+    replication.add_argument(
+        "--registry", required=True, help="the destination registry, e.g. ACCOUNT.dkr.ecr.REGION..."
+    )
     replication.add_argument(
         "--source-account", action="append", default=[], metavar="ID", help="repeatable; an account that replicates"
     )

@@ -165,8 +165,11 @@ def _mutability(options: Mapping[str, Any], source: str) -> dict[str, Any]:
     exclusions = options.get("exclusions")
     if mode not in WITH_EXCLUSION:
         if exclusions:
-            raise InputError(f"{source}.exclusions", exclusions, f"no exclusions with {mode}: they need one of "
-                             f"{', '.join(WITH_EXCLUSION)}")  # fmt: skip
+            raise InputError(
+                f"{source}.exclusions",
+                exclusions,
+                f"no exclusions with {mode}: they need one of {', '.join(WITH_EXCLUSION)}",
+            )
         return {"image_tag_mutability": mode, "exclusions": []}
     low, high = EXCLUSIONS
     if (
@@ -175,9 +178,11 @@ def _mutability(options: Mapping[str, Any], source: str) -> dict[str, Any]:
         or not all(isinstance(item, str) and EXCLUSION_FILTER.match(item) for item in exclusions)
     ):
         raise InputError(
-            f"{source}.exclusions", exclusions, f"{low} to {high} tag wildcard filters such as latest or dev-* "
-            f"(letters, digits, ._-*, up to 128 characters), needed by {mode}"
-        )  # fmt: skip
+            f"{source}.exclusions",
+            exclusions,
+            f"{low} to {high} tag wildcard filters such as latest or dev-* "
+            f"(letters, digits, ._-*, up to 128 characters), needed by {mode}",
+        )
     return {
         "image_tag_mutability": mode,
         "exclusions": [{"filterType": "WILDCARD", "filter": item} for item in exclusions],
@@ -204,11 +209,12 @@ def _encryption(options: Mapping[str, Any], source: str, *, shared: bool, templa
         raise InputError(f"{where}.kms_key", key, f"{forms} (or none: the AWS-managed key alias/aws/ecr)")
     if shared and key in ("", AWS_MANAGED_KEY):
         raise InputError(
-            f"{where}.kms_key", key or None,
+            f"{where}.kms_key",
+            key or None,
             f"a customer-managed KMS key whose key policy lets the organisation decrypt, or encryption type AES256: "
             f"{source} is shared by organization_id's read policy, and a repository encrypted with the AWS-managed "
             f"key ({AWS_MANAGED_KEY}) cannot be pulled from other accounts",
-        )  # fmt: skip
+        )
     return {"encryptionType": kind, **({"kmsKey": str(key)} if key else {})}
 
 
@@ -218,8 +224,12 @@ def replication_rules(value: object, source: str, region: str, account: str = ""
     if value is None:
         value = []
     if not isinstance(value, list) or len(value) > REPLICATION_LIMITS["rules"]:
-        raise InputError(source, value, f"a list of at most {REPLICATION_LIMITS['rules']} rules "
-                         "{destinations: [{region, registry_id}], filters: [{prefix}]}")  # fmt: skip
+        raise InputError(
+            source,
+            value,
+            f"a list of at most {REPLICATION_LIMITS['rules']} rules "
+            "{destinations: [{region, registry_id}], filters: [{prefix}]}",
+        )
     partition = region_partition(region)
     rules, unique = [], set()
     for index, entry in enumerate(value):
@@ -244,21 +254,27 @@ def replication_rules(value: object, source: str, region: str, account: str = ""
             unique.add((target["region"], target["registryId"]))
         filters = rule.get("filters") or []
         if not isinstance(filters, list) or len(filters) > REPLICATION_LIMITS["filters"]:
-            raise InputError(f"{where}.filters", filters, f"a list of at most {REPLICATION_LIMITS['filters']} {{prefix}}")
+            raise InputError(
+                f"{where}.filters", filters, f"a list of at most {REPLICATION_LIMITS['filters']} {{prefix}}"
+            )
         prefixes = []
         for number, item in enumerate(filters):
             prefix = _options(item, f"{where}.filters[{number}]", {"prefix"}).get("prefix")
             low, high = REPLICATION_FILTER_LENGTH
             if not isinstance(prefix, str) or not REPLICATION_FILTER.match(prefix) or not low <= len(prefix) <= high:
                 raise InputError(
-                    f"{where}.filters[{number}].prefix", prefix,
+                    f"{where}.filters[{number}].prefix",
+                    prefix,
                     f"a repository name prefix such as team/ or prod ({low} to {high} characters, lowercase)",
-                )  # fmt: skip
+                )
             prefixes.append({"filter": prefix, "filterType": "PREFIX_MATCH"})
         rules.append({"destinations": wanted, **({"repositoryFilters": prefixes} if prefixes else {})})
     if len(unique) > REPLICATION_LIMITS["destinations"]:
-        raise InputError(source, f"{len(unique)} destinations",
-                         f"at most {REPLICATION_LIMITS['destinations']} unique destinations across all rules")  # fmt: skip
+        raise InputError(
+            source,
+            f"{len(unique)} destinations",
+            f"at most {REPLICATION_LIMITS['destinations']} unique destinations across all rules",
+        )
     return {"rules": rules}
 
 
@@ -320,11 +336,16 @@ def _scanning(value: object, source: str) -> dict[str, Any] | None:
             or not all(isinstance(item, str) and SCAN_FILTER.match(item) and len(item) <= 255 for item in filters)
         ):
             raise InputError(
-                f"{where}.filters", filters, f"1 to {SCAN_LIMITS['filters']} repository wildcard filters such as "
-                "team/* or * (lowercase, digits, ._-/*)"
-            )  # fmt: skip
+                f"{where}.filters",
+                filters,
+                f"1 to {SCAN_LIMITS['filters']} repository wildcard filters such as "
+                "team/* or * (lowercase, digits, ._-/*)",
+            )
         wanted.append(
-            {"scanFrequency": frequency, "repositoryFilters": [{"filter": f, "filterType": "WILDCARD"} for f in filters]}
+            {
+                "scanFrequency": frequency,
+                "repositoryFilters": [{"filter": f, "filterType": "WILDCARD"} for f in filters],
+            }
         )
     return {"scanType": kind, "rules": wanted}
 
@@ -387,8 +408,18 @@ def _iam_name(value: object, source: str, longest: int) -> str:
 
 
 def _template(entry: object, source: str, read_policy: str | None) -> dict[str, Any]:
-    allowed = {"prefix", "applied_for", "description", "lifecycle", "policy", "tag_mutability", "exclusions",
-               "encryption", "resource_tags", "custom_role_arn"}  # fmt: skip
+    allowed = {
+        "prefix",
+        "applied_for",
+        "description",
+        "lifecycle",
+        "policy",
+        "tag_mutability",
+        "exclusions",
+        "encryption",
+        "resource_tags",
+        "custom_role_arn",
+    }
     options = _options(entry, source, allowed)
     prefix = options.get("prefix")
     if prefix != "ROOT":
@@ -533,7 +564,9 @@ class Change:
         return f"{self.action} {self.kind} {self.name}"
 
 
-def sync(ecr: Any, secrets: Any, planned: Mapping[str, Any], *, purge: bool, check: bool) -> tuple[list[Change], list[str]]:
+def sync(
+    ecr: Any, secrets: Any, planned: Mapping[str, Any], *, purge: bool, check: bool
+) -> tuple[list[Change], list[str]]:
     """Make the account match `planned` (plan's output); in check mode only say what would change.
     Returns the changes, and the drifts ECR cannot change in place (encryption), which are reported only."""
     resolved = [_with_credential_arn(secrets, rule) for rule in planned.get("pull_through_rules", [])]
@@ -599,9 +632,10 @@ def _sync_repositories(
                 "leaves it (to change it, create a new repository and copy the images)"
             )
         differs = [
-            key for key in REPOSITORY_FIELDS
+            key
+            for key in REPOSITORY_FIELDS
             if not _same(current[key], after[key]) and (after[key] is not None or purge)
-        ]  # fmt: skip
+        ]
         if differs:
             before = {key: current[key] for key in differs}
             changes.append(Change("repository", name, "update", before, {key: after[key] for key in differs}))
@@ -678,7 +712,10 @@ def _same_rules(current: list[dict[str, Any]], wanted: list[dict[str, Any]]) -> 
 
     def normal(rules: list[dict[str, Any]]) -> list[Any]:
         return [
-            (sorted(map(json.dumps, r.get("destinations", []))), sorted(map(json.dumps, r.get("repositoryFilters", []))))
+            (
+                sorted(map(json.dumps, r.get("destinations", []))),
+                sorted(map(json.dumps, r.get("repositoryFilters", []))),
+            )
             for r in rules
         ]
 

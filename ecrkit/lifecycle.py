@@ -148,9 +148,7 @@ def _validated(rule: dict[str, Any], source: str) -> dict[str, Any]:
     allowed = ALLOWED.get((storage, action), ())
     if count_type not in allowed:
         accepted = f"one of {', '.join(allowed)}" if allowed else "an expire action: archived images can only expire"
-        raise InputError(
-            f"{where}.countType", count_type, f"{accepted} (for a {action} of {storage} images)"
-        )  # fmt: skip
+        raise InputError(f"{where}.countType", count_type, f"{accepted} (for a {action} of {storage} images)")
     if count_type == "sinceImageTransitioned" and count < ARCHIVE_MINIMUM_DAYS:
         raise InputError(
             f"{where}.countNumber", count, f"at least {ARCHIVE_MINIMUM_DAYS} days: ECR keeps archived images that long"
@@ -163,7 +161,9 @@ def _action(value: object, source: str) -> str:
     accepted = f"{{type: expire}} or {{type: transition, targetStorageClass: {ARCHIVE}}}"
     if not isinstance(value, Mapping) or value.get("type") not in ACTIONS:
         raise InputError(source, value, accepted)
-    wanted = {"type": "transition", "targetStorageClass": ARCHIVE} if value["type"] == "transition" else {"type": "expire"}
+    wanted = (
+        {"type": "transition", "targetStorageClass": ARCHIVE} if value["type"] == "transition" else {"type": "expire"}
+    )
     if dict(value) != wanted:
         raise InputError(source, value, accepted)
     return str(value["type"])

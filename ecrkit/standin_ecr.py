@@ -51,7 +51,9 @@ class Registry:
             raise _Error("InvalidParameterException", f"at most {REPLICATION_RULES} replication rules")
         destinations = [d for rule in configuration["rules"] for d in rule["destinations"]]
         if {"region": self.region, "registryId": ACCOUNT} in destinations:
-            raise _Error("InvalidParameterException", "Replication destination cannot be the same as the source registry")
+            raise _Error(
+                "InvalidParameterException", "Replication destination cannot be the same as the source registry"
+            )
         self.replication[self.region] = configuration
         return {"replicationConfiguration": configuration}
 
@@ -140,8 +142,11 @@ def moto_app() -> App:
     policy_validation.VALID_ACTION_PROPERTIES = {"type", "targetStorageClass"}
     policy_validation.VALID_SELECTION_PROPERTIES = {*policy_validation.VALID_SELECTION_PROPERTIES, "storageClass"}
     policy_validation.VALID_SELECTION_COUNT_TYPE_VALUES = {
-        "imageCountMoreThan", "sinceImagePushed", "sinceImagePulled", "sinceImageTransitioned",
-    }  # fmt: skip
+        "imageCountMoreThan",
+        "sinceImagePushed",
+        "sinceImagePulled",
+        "sinceImageTransitioned",
+    }
     return with_registry_settings(DomainDispatcherApplication(create_backend_app))
 
 

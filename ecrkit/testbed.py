@@ -311,7 +311,14 @@ def account_summary(stand_in: StandIn) -> list[tuple[str, str, str]]:
         lifecycle = _lifecycle_text(ecr.get_lifecycle_policy(repositoryName=name)["lifecyclePolicyText"])
         policy = json.loads(ecr.get_repository_policy(repositoryName=name)["policyText"])
         readers = policy["Statement"][0]["Condition"]["StringEquals"]["aws:PrincipalOrgID"]
-        rows.append(("repository", name, f"{lifecycle}; read by {readers}"))
+        encryption = repository["encryptionConfiguration"]
+        sealed = " ".join(filter(None, (encryption["encryptionType"], encryption.get("kmsKey"))))
+        rows.append(("repository", name, f"{lifecycle}; read by {readers}; encrypted {sealed}"))
+    replication = ecr.describe_registry().get("replicationConfiguration") or {"rules": []}
+    for number, rule in enumerate(replication["rules"], start=1):
+        targets = ", ".join(f"{d['region']} of {d['registryId']}" for d in rule["destinations"])
+        prefixes = ", ".join(f["filter"] for f in rule.get("repositoryFilters", [])) or "every repository"
+        rows.append(("replication rule", str(number), f"{prefixes} to {targets}"))
     for rule in ecr.describe_pull_through_cache_rules()["pullThroughCacheRules"]:
         rows.append(("pull-through rule", rule["ecrRepositoryPrefix"], f"caches {rule['upstreamRegistryUrl']}"))
     for template in ecr.describe_repository_creation_templates()["repositoryCreationTemplates"]:

@@ -472,8 +472,11 @@ def test_the_admin_policy_allows_every_ecr_action_the_playbook_uses(
     # The registry policy: put for an account of the inventory replicating here, then deleted when none does.
     inventory = tmp_path / "peers.yml"
     endpoint = {"ecr_account_endpoint_url": aws_env["AWS_ENDPOINT_URL"], "ecr_account_purge": False}
-    source = {"ecr_account_region": "us-west-2", "ecr_account_id": OTHER,
-              "ecr_account_replication": [{"destinations": [{"region": "us-east-1", "registry_id": "123456789012"}]}]}  # fmt: skip
+    source = {
+        "ecr_account_region": "us-west-2",
+        "ecr_account_id": OTHER,
+        "ecr_account_replication": [{"destinations": [{"region": "us-east-1", "registry_id": "123456789012"}]}],
+    }
     destination = {"ecr_account_region": "us-east-1", "ecr_account_id": "123456789012"}
     env = {key: value for key, value in aws_env.items() if key != "AWS_ENDPOINT_URL"}
     for hosts in ({"source": source, "destination": destination}, {"destination": destination}):
@@ -483,10 +486,19 @@ def test_the_admin_policy_allows_every_ecr_action_the_playbook_uses(
     ecr_actions = {
         f"ecr:{target.split('.', 1)[1]}" for target in called if target.startswith("AmazonEC2ContainerRegistry")
     }
-    assert {"ecr:CreatePullThroughCacheRule", "ecr:DeletePullThroughCacheRule", "ecr:PutLifecyclePolicy",
-            "ecr:DeleteLifecyclePolicy", "ecr:PutImageTagMutability", "ecr:PutReplicationConfiguration",
-            "ecr:DescribeRegistry", "ecr:PutRegistryScanningConfiguration", "ecr:PutRegistryPolicy",
-            "ecr:DeleteRegistryPolicy", "ecr:CreateRepository"} <= ecr_actions  # fmt: skip
+    assert {
+        "ecr:CreatePullThroughCacheRule",
+        "ecr:DeletePullThroughCacheRule",
+        "ecr:PutLifecyclePolicy",
+        "ecr:DeleteLifecyclePolicy",
+        "ecr:PutImageTagMutability",
+        "ecr:PutReplicationConfiguration",
+        "ecr:DescribeRegistry",
+        "ecr:PutRegistryScanningConfiguration",
+        "ecr:PutRegistryPolicy",
+        "ecr:DeleteRegistryPolicy",
+        "ecr:CreateRepository",
+    } <= ecr_actions
     admin = {action for statement in iam_policy.render("admin")["Statement"] for action in statement["Action"]}
     assert ecr_actions <= admin, ecr_actions - admin
 
@@ -506,10 +518,15 @@ def test_a_bad_rule_stops_the_run_before_any_api_call(tmp_path: Path, aws_env: d
 
 def test_archive_presets_and_raw_transition_rules_mix_with_expire_rules() -> None:
     expire_archived = {
-        "selection": {"tagStatus": "untagged", "storageClass": "archive", "countType": "sinceImageTransitioned",
-                      "countUnit": "days", "countNumber": 90},
+        "selection": {
+            "tagStatus": "untagged",
+            "storageClass": "archive",
+            "countType": "sinceImageTransitioned",
+            "countUnit": "days",
+            "countNumber": 90,
+        },
         "action": {"type": "expire"},
-    }  # fmt: skip
+    }
     entries = [
         {"expire_untagged": {"days": 14}},
         {"archive_unpulled": {"days": 30, "patterns": ["v*"]}},
@@ -526,9 +543,12 @@ def test_archive_presets_and_raw_transition_rules_mix_with_expire_rules() -> Non
         {"type": "transition", "targetStorageClass": "archive"},
     ]
     assert rules[1]["selection"] == {
-        "tagStatus": "tagged", "tagPatternList": ["v*"], "countType": "sinceImagePulled", "countUnit": "days",
+        "tagStatus": "tagged",
+        "tagPatternList": ["v*"],
+        "countType": "sinceImagePulled",
+        "countUnit": "days",
         "countNumber": 30,
-    }  # fmt: skip
+    }
     assert rules[3]["selection"]["tagStatus"] == "any" and rules[3]["rulePriority"] == 40
     assert rules[3]["description"] == "archive all images not pulled for 180 days"
 
@@ -568,7 +588,11 @@ def transition(action: dict[str, Any] | None = None, **selection: Any) -> dict[s
             "archived images can only expire",
         ),
         (
-            [transition({"type": "expire"}, storageClass="archive", countType="sinceImageTransitioned", countNumber=89)],
+            [
+                transition(
+                    {"type": "expire"}, storageClass="archive", countType="sinceImageTransitioned", countNumber=89
+                )
+            ],
             "lifecycle[0] (priority 10).countNumber",
             "at least 90 days",
         ),
@@ -671,12 +695,20 @@ OTHER = "210987654321"
             "at most 25 unique destinations",
         ),
         (
-            {"replication": [{"destinations": [{"region": "eu-west-1", "registry_id": OTHER}], "filters": [{"prefix": "t"}]}]},
+            {
+                "replication": [
+                    {"destinations": [{"region": "eu-west-1", "registry_id": OTHER}], "filters": [{"prefix": "t"}]}
+                ]
+            },
             "replication[0].filters[0].prefix",
             "2 to 256 characters",
         ),
         (
-            {"replication": [{"destinations": [{"region": "eu-west-1", "registry_id": OTHER}], "filters": [{"prefix": "Team/"}]}]},
+            {
+                "replication": [
+                    {"destinations": [{"region": "eu-west-1", "registry_id": OTHER}], "filters": [{"prefix": "Team/"}]}
+                ]
+            },
             "replication[0].filters[0].prefix",
             "lowercase",
         ),
@@ -742,11 +774,15 @@ def test_replication_sources_are_the_inventory_accounts_that_replicate_here() ->
     here = {"region": "eu-west-1", "registry_id": "123456789012"}
     peers = [
         {"host": "a", "account_id": OTHER, "region": "us-east-1", "replication": [{"destinations": [here]}]},
-        {"host": "b", "account_id": "111122223333", "region": "us-east-1",
-         "replication": [{"destinations": [{**here, "region": "eu-west-2"}]}]},  # another region: not here
+        {
+            "host": "b",
+            "account_id": "111122223333",
+            "region": "us-east-1",
+            "replication": [{"destinations": [{**here, "region": "eu-west-2"}]}],
+        },  # another region: not here
         {"host": "c", "account_id": "123456789012", "region": "us-east-1", "replication": [{"destinations": [here]}]},
         {"host": "d", "account_id": "", "region": "us-east-1", "replication": [{"destinations": [here]}]},
-    ]  # fmt: skip
+    ]
     assert ecr_account.replication_sources(peers, "123456789012", "eu-west-1") == [OTHER]
     with pytest.raises(InputError, match="a: ecr_account_replication"):
         ecr_account.replication_sources(
@@ -782,24 +818,45 @@ SETTINGS: dict[str, Any] = {
             "exclusions": ["latest", "dev-*"],
             "lifecycle": [{"expire_untagged": {"days": 14}}, {"archive_unpulled": {"days": 90}}],
         },
-        {"name": "team/cache", "encryption": {"type": "KMS"}, "policy": {"Version": "2012-10-17", "Statement": [
-            {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": ["ecr:BatchGetImage"]}
-        ]}},  # fmt: skip
+        {
+            "name": "team/cache",
+            "encryption": {"type": "KMS"},
+            "policy": {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
+                        "Action": ["ecr:BatchGetImage"],
+                    }
+                ],
+            },
+        },
     ],
     "ecr_account_creation_templates": [
-        {"prefix": "team", "applied_for": ["REPLICATION"], "encryption": {"type": "KMS", "kms_key": KEY},
-         "tag_mutability": "MUTABLE_WITH_EXCLUSION", "exclusions": ["release-*"]},
-    ],  # fmt: skip
+        {
+            "prefix": "team",
+            "applied_for": ["REPLICATION"],
+            "encryption": {"type": "KMS", "kms_key": KEY},
+            "tag_mutability": "MUTABLE_WITH_EXCLUSION",
+            "exclusions": ["release-*"],
+        },
+    ],
     "ecr_account_replication": [
         {
-            "destinations": [{"region": "eu-west-1", "registry_id": "123456789012"}, {"region": "us-west-2",
-                                                                                        "registry_id": OTHER}],
+            "destinations": [
+                {"region": "eu-west-1", "registry_id": "123456789012"},
+                {"region": "us-west-2", "registry_id": OTHER},
+            ],
             "filters": [{"prefix": "team/"}],
         }
     ],
     "ecr_account_scanning": {
         "type": "ENHANCED",
-        "rules": [{"frequency": "CONTINUOUS_SCAN", "filters": ["team/*"]}, {"frequency": "SCAN_ON_PUSH", "filters": ["*"]}],
+        "rules": [
+            {"frequency": "CONTINUOUS_SCAN", "filters": ["team/*"]},
+            {"frequency": "SCAN_ON_PUSH", "filters": ["*"]},
+        ],
     },
 }
 
@@ -821,11 +878,16 @@ def settings_state(ecr: Any) -> dict[str, Any]:
     templates = {t["prefix"]: t for t in ecr.describe_repository_creation_templates()["repositoryCreationTemplates"]}
     return {
         "repositories": repositories,
-        "templates": {p: {k: t.get(k) for k in ("encryptionConfiguration", "imageTagMutability",
-                                                  "imageTagMutabilityExclusionFilters")} for p, t in templates.items()},
+        "templates": {
+            p: {
+                k: t.get(k)
+                for k in ("encryptionConfiguration", "imageTagMutability", "imageTagMutabilityExclusionFilters")
+            }
+            for p, t in templates.items()
+        },
         "replication": ecr.describe_registry()["replicationConfiguration"],
         "scanning": ecr.get_registry_scanning_configuration()["scanningConfiguration"],
-    }  # fmt: skip
+    }
 
 
 def operations(moto_endpoint: str) -> list[str]:
@@ -841,8 +903,11 @@ def test_2026_settings_created_then_left_alone_and_check_mode_changes_nothing(
     checked = run_ecr(tmp_path, aws_env, SETTINGS, "--check")
     assert checked.returncode == 0, checked.stdout[-3000:]
     assert recap(checked.stdout)["account"]["changed"] > 0
-    for change in ("create repository team/app", "create replication configuration registry",
-                   "update registry scanning configuration registry"):  # fmt: skip
+    for change in (
+        "create repository team/app",
+        "create replication configuration registry",
+        "update registry scanning configuration registry",
+    ):
         assert change in checked.stdout
     assert settings_state(ecr) == empty
 
@@ -892,8 +957,11 @@ def test_2026_settings_are_updated_and_an_encryption_drift_is_reported_not_fixed
     changed["ecr_account_scanning"] = {"type": "BASIC", "rules": [{"frequency": "SCAN_ON_PUSH", "filters": ["*"]}]}
     result = run_ecr(tmp_path, aws_env, changed)
     assert result.returncode == 0, result.stdout[-3000:]
-    for change in ("update repository team/app", "update replication configuration registry",
-                   "update registry scanning configuration registry"):  # fmt: skip
+    for change in (
+        "update repository team/app",
+        "update replication configuration registry",
+        "update registry scanning configuration registry",
+    ):
         assert change in result.stdout
     assert "ECR sets encryption at creation only" in result.stderr  # the drift, as a warning
     state = settings_state(ecr)["repositories"]["team/app"]
@@ -920,19 +988,38 @@ def test_an_account_of_the_inventory_gets_the_registry_policy_replication_into_i
 ) -> None:
     # Two accounts of one inventory (moto serves both from one endpoint: the destination is its eu-west-1).
     destination = {"region": "eu-west-1", "registry_id": "123456789012"}
-    foreign = {"Sid": "SomeoneElsesReplication", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::444455556666:root"},
-               "Action": ["ecr:ReplicateImage"], "Resource": "arn:aws:ecr:eu-west-1:123456789012:repository/*"}  # fmt: skip
-    eu = boto3.client("ecr", endpoint_url=aws_env["AWS_ENDPOINT_URL"], region_name="eu-west-1",
-                      aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
+    foreign = {
+        "Sid": "SomeoneElsesReplication",
+        "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::444455556666:root"},
+        "Action": ["ecr:ReplicateImage"],
+        "Resource": "arn:aws:ecr:eu-west-1:123456789012:repository/*",
+    }
+    eu = boto3.client(
+        "ecr",
+        endpoint_url=aws_env["AWS_ENDPOINT_URL"],
+        region_name="eu-west-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     eu.put_registry_policy(policyText=json.dumps({"Version": "2012-10-17", "Statement": [foreign]}))
     endpoint = aws_env["AWS_ENDPOINT_URL"]
     hosts = {
-        "source": {"ecr_account_region": "us-east-1", "ecr_account_id": OTHER,
-                   "ecr_account_replication": [{"destinations": [destination]}]},
-        "destination": {"ecr_account_region": "eu-west-1", "ecr_account_id": "123456789012", "ecr_account_purge": False},
-    }  # fmt: skip
+        "source": {
+            "ecr_account_region": "us-east-1",
+            "ecr_account_id": OTHER,
+            "ecr_account_replication": [{"destinations": [destination]}],
+        },
+        "destination": {
+            "ecr_account_region": "eu-west-1",
+            "ecr_account_id": "123456789012",
+            "ecr_account_purge": False,
+        },
+    }
     inventory = tmp_path / "hosts.yml"
-    inventory.write_text(yaml.safe_dump({"ecr_accounts": {"hosts": hosts, "vars": {"ecr_account_endpoint_url": endpoint}}}))
+    inventory.write_text(
+        yaml.safe_dump({"ecr_accounts": {"hosts": hosts, "vars": {"ecr_account_endpoint_url": endpoint}}})
+    )
     env = {key: value for key, value in aws_env.items() if key != "AWS_ENDPOINT_URL"}
     for run in range(2):
         result = ansible_playbook("-i", str(inventory), "playbooks/ecr.yml", "--diff", env=env)
@@ -950,9 +1037,12 @@ def test_a_bad_2026_setting_stops_the_run_before_any_ecr_api_call(
 ) -> None:
     for bad in (
         {**SETTINGS, "ecr_account_replication": [{"destinations": [{"region": "eu-west-9", "registry_id": OTHER}]}]},
-        {**SETTINGS, "ecr_account_organization_id": ORG,
-         "ecr_account_repositories": [{"name": "team/app", "encryption": {"type": "KMS"}}]},
-    ):  # fmt: skip
+        {
+            **SETTINGS,
+            "ecr_account_organization_id": ORG,
+            "ecr_account_repositories": [{"name": "team/app", "encryption": {"type": "KMS"}}],
+        },
+    ):
         result = run_ecr(tmp_path, aws_env, bad)
         assert result.returncode != 0
         assert "is not accepted" in result.stdout
@@ -964,15 +1054,19 @@ def test_a_bad_2026_setting_stops_the_run_before_any_ecr_api_call(
 
 def test_the_readmes_2026_example_is_accepted_and_planned_as_documented() -> None:
     variables = yaml.safe_load(readme_block("<!-- ecr-account-2026-example -->"))
-    result = ecr_account.plan({"region": "us-east-1", **{k.removeprefix("ecr_account_"): v for k, v in variables.items()}})
+    result = ecr_account.plan(
+        {"region": "us-east-1", **{k.removeprefix("ecr_account_"): v for k, v in variables.items()}}
+    )
     app = result["repositories"][0]
     assert app["encryption"] == {"encryptionType": "KMS", "kmsKey": "alias/ecr-shared"}
     assert app["image_tag_mutability"] == "IMMUTABLE_WITH_EXCLUSION"
     assert [item["filter"] for item in app["exclusions"]] == ["latest", "dev-*"]
     rules = json.loads(app["lifecycle_policy"])["rules"]
     assert [(rule["action"]["type"], rule["selection"]["countType"]) for rule in rules] == [
-        ("expire", "sinceImagePushed"), ("transition", "sinceImagePulled"), ("expire", "sinceImageTransitioned")
-    ]  # fmt: skip
+        ("expire", "sinceImagePushed"),
+        ("transition", "sinceImagePulled"),
+        ("expire", "sinceImageTransitioned"),
+    ]
     assert result["creation_templates"][0]["encryptionConfiguration"]["encryptionType"] == "KMS"
     destinations = result["replication"]["rules"][0]["destinations"]
     assert {d["registryId"] for d in destinations} == {"123456789012", OTHER}

@@ -60,8 +60,10 @@ def test_the_embedded_default_provisions_pulls_and_validates_every_context() -> 
         # The account got what inventory/local declares, read back through the stand-in's API.
         assert record(out, "repository") == {
             "name": "ecrkit/demo",
-            "state": "expire untagged images after 14 days; keep the last 100 images; read by o-ecrkitdemo1",
+            "state": "expire untagged images after 14 days; keep the last 100 images; read by o-ecrkitdemo1; "
+            "encrypted KMS arn:aws:kms:us-east-1:123456789012:key/ecrkit-demo",
         }
+        assert record(out, "replication rule") == {"name": "1", "state": "ecrkit/ to eu-west-1 of 123456789012"}
         assert record(out, "pull-through rule") == {"name": "ecr-public", "state": "caches public.ecr.aws"}
         assert record(out, "creation template") == {
             "name": "ecr-public",

@@ -63,14 +63,25 @@ def artifact_layout(layout: Path, tag: str) -> tuple[bytes, bytes]:
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "artifactType": ARTIFACT_TYPE,
         "config": {"mediaType": EMPTY_CONFIG, **blob(layout, b"{}")},
-        "layers": [{"mediaType": NOTE_TYPE, **blob(layout, note),
-                    "annotations": {"org.opencontainers.image.title": "note.txt"}}],  # fmt: skip
+        "layers": [
+            {
+                "mediaType": NOTE_TYPE,
+                **blob(layout, note),
+                "annotations": {"org.opencontainers.image.title": "note.txt"},
+            }
+        ],
     }
     body = json.dumps(manifest, sort_keys=True).encode()
     index = {
         "schemaVersion": 2,
-        "manifests": [{"mediaType": manifest["mediaType"], **blob(layout, body), "artifactType": ARTIFACT_TYPE,
-                       "annotations": {"org.opencontainers.image.ref.name": tag}}],  # fmt: skip
+        "manifests": [
+            {
+                "mediaType": manifest["mediaType"],
+                **blob(layout, body),
+                "artifactType": ARTIFACT_TYPE,
+                "annotations": {"org.opencontainers.image.ref.name": tag},
+            }
+        ],
     }
     (layout / "index.json").write_text(json.dumps(index))
     (layout / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
@@ -136,7 +147,7 @@ def test_buildah_pulls_with_the_config_ecrkit_renders(
 def test_a_config_the_clients_cannot_parse_is_refused_by_ecrkit_before_it_is_written(
     stand_in: StandIn, image: str, tmp_path: Path
 ) -> None:
-    broken = '{"credHelpers": {"%s": "ecr-login"},}' % REGISTRY_HOST  # a trailing comma
+    broken = '{"credHelpers": {"' + REGISTRY_HOST + '": "ecr-login"},}'  # a trailing comma
     home = home_with(tmp_path, broken)
     config = home / ".docker" / "config.json"
     # What the clients make of it: skopeo and buildah both fail on the file itself.
