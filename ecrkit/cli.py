@@ -3,32 +3,72 @@
 from __future__ import annotations
 
 import argparse
-import functools
+import importlib.util
 import json
 import os
 import sys
-from collections import Counter
-from collections.abc import Sequence
-from typing import Any
+import threading
+from collections.abc import Iterable, Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-import boto3
-from rich.console import Console
-from rich.progress import Progress
-
-from ecrkit import __version__, aws, ecr_account, files, helper, images, mirror, validate
+from ecrkit import __version__, files, helper, images, mirror
 from ecrkit.errors import EcrkitError, FileFormatError, InputError, PathError
 from ecrkit.registry import Registry, RegistryError
-from ecrkit.renderers import (
-    aws_config,
-    docker_config,
-    docker_tar,
-    iam_policy,
-    marathon,
-    registries_conf,
-    runner_config,
-    userdata,
-)
 from ecrkit.settings import ECR_PRIVATE_HOST, CredentialRule, private_registry, validate_absolute_path
+
+
+def _lazy(name: str) -> ModuleType:
+    """The module, loaded at its first use: each command imports only what it runs (a mirror run that
+    finds nothing to copy never loads boto3, paramiko or the renderers)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    assert spec is not None and spec.loader is not None, name
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+if TYPE_CHECKING:
+    import boto3
+    import rich.console
+    import rich.progress
+
+    from ecrkit import aws, ecr_account, validate
+    from ecrkit.renderers import (
+        aws_config,
+        docker_config,
+        docker_tar,
+        iam_policy,
+        marathon,
+        registries_conf,
+        runner_config,
+        userdata,
+    )
+else:
+    boto3 = _lazy("boto3")
+    aws, ecr_account, validate = (_lazy(f"ecrkit.{name}") for name in ("aws", "ecr_account", "validate"))
+    RENDERERS = ("aws_config", "docker_config", "docker_tar", "iam_policy", "marathon", "registries_conf",
+                 "runner_config", "userdata")  # fmt: skip
+    aws_config, docker_config, docker_tar, iam_policy, marathon, registries_conf, runner_config, userdata = (
+        _lazy(f"ecrkit.renderers.{name}") for name in RENDERERS
+    )
+
+
+def Console(**options: Any) -> rich.console.Console:
+    import rich.console  # noqa: PLC0415
+
+    return rich.console.Console(**options)
+
+
+def Progress(**options: Any) -> rich.progress.Progress:
+    import rich.progress  # noqa: PLC0415
+
+    return rich.progress.Progress(**options)
+
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -191,34 +231,49 @@ def _rewrite_image(args: argparse.Namespace) -> int:
 def _mirror(args: argparse.Namespace) -> int:
     config = mirror.load(args.config, "--config")
     account, region, _ = private_registry(config["target"], f"{args.config}: target")
+    shard = mirror.shard_from(args.shard, os.environ)
     plain_http = set(config.get("plain_http", []))
-    credentials = functools.cache(mirror.helper_credentials)
+    registries: dict[str, Registry] = {}
+    lock = threading.Lock()
 
     def registry(host: str) -> Registry:
-        login = credentials(host) if ECR_PRIVATE_HOST.match(host) else None
-        return Registry(host, credentials=login, plain_http=host in plain_http)
+        """One client per registry for the whole run: one helper call (one token), one connection pool."""
+        with lock:
+            if host not in registries:
+                login = mirror.helper_credentials(host) if ECR_PRIVATE_HOST.match(host) else None
+                registries[host] = Registry(host, credentials=login, plain_http=host in plain_http,
+                                            connections=args.jobs)  # fmt: skip
+            return registries[host]
 
     try:
-        planned = mirror.plan(config, lambda host, repository: registry(host).tags(repository))
+        planned = mirror.plan(config, lambda host, repository: registry(host).tags(repository), shard)
     except RegistryError as exc:
         raise EcrkitError(f"listing tags: {exc}") from None
-    ecr = boto3.client("ecr", region_name=region)
-    with Progress(console=Console(stderr=True), transient=True) as progress:
+
+    def ensure(names: Iterable[str], dry_run: bool) -> list[str]:  # boto3 only when something is to be copied
+        return mirror.ensure_repositories(boto3.client("ecr", region_name=region), account, names, dry_run)
+
+    with Progress(console=Console(stderr=True), transient=True, disable=args.json) as progress:
         task = progress.add_task("mirroring", total=len(planned.copies))
-        results = mirror.run(
+        outcome = mirror.run(
             planned,
             dry_run=args.dry_run,
             jobs=args.jobs,
             registry=registry,
-            ensure_repositories=lambda names, dry_run: mirror.ensure_repositories(ecr, account, names, dry_run),
+            ensure_repositories=ensure,
             advance=lambda result: progress.advance(task),
         )
-    for result in results:
-        print(f"{result.status:<12} {result.what}  {result.detail}".rstrip())
-    counts = Counter(result.status for result in results)
-    print(", ".join(f"{counts[status]} {status}" for status in ("copied", "unchanged", "would copy", "failed")
-                    if counts[status] or status in ("copied", "failed")))  # fmt: skip
-    return EXIT_FAILED if counts["failed"] else EXIT_OK
+    source_bytes = sum(client.bytes_read for host, client in registries.items() if host != planned.target)
+    if args.json:
+        print(outcome.as_json(source_bytes))
+    else:
+        for result in outcome.results:
+            print(f"{result.status:<12} {result.what}  {result.detail}".rstrip())
+        blobs = outcome.blobs
+        print(f"blobs: {blobs.copied} copied ({blobs.copied_bytes} bytes), {blobs.mounted} mounted, "
+              f"{blobs.present} present; shard {shard[0]}/{shard[1]}")  # fmt: skip
+        print(outcome.summary())
+    return EXIT_FAILED if outcome.failed else EXIT_OK
 
 
 def _fetch(args: argparse.Namespace) -> int:
@@ -469,6 +524,15 @@ def build_parser() -> argparse.ArgumentParser:
     copy.add_argument("--config", required=True, help="the mirror config (YAML)")
     copy.add_argument("--dry-run", action="store_true", help="compare and report, write nothing")
     copy.add_argument("--jobs", type=integer, default=4, help="copies at once (default 4)")
+    copy.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="copy only the I-th of N shares of the repositories (stable: by name); default: GitLab CI's "
+        "CI_NODE_INDEX/CI_NODE_TOTAL when set (`parallel: N`), else all",
+    )
+    copy.add_argument(
+        "--json", action="store_true", help="print a machine-readable summary (counts, results, blobs) instead"
+    )
     copy.set_defaults(handler=_mirror)
 
     fetch = commands.add_parser(

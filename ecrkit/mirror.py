@@ -19,12 +19,16 @@ ECR credentials come from the credential helper, as for any docker pull: no past
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
+import hashlib
 import json
 import subprocess
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 import jsonschema
@@ -32,8 +36,8 @@ import yaml
 
 from ecrkit import files, images
 from ecrkit.errors import EcrkitError, FileFormatError, InputError
-from ecrkit.registry import Manifest, Registry, RegistryError, copy_blob
-from ecrkit.settings import HELPER_BINARY, private_registry, validate_location
+from ecrkit.registry import Manifest, Registry, RegistryError, stream_blob
+from ecrkit.settings import HELPER_BINARY, private_registry, validate_location, validate_shard
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -60,6 +64,8 @@ SCHEMA: dict[str, Any] = {
     },
 }
 PATTERN_CHARACTERS = "*?["
+STATUSES = ("copied", "unchanged", "would copy", "failed", "created", "would create")
+CI_SHARD = ("CI_NODE_INDEX", "CI_NODE_TOTAL")  # GitLab CI's `parallel: N` sets them in each job
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,7 @@ class Plan:
     plain_http: frozenset[str]
     copies: tuple[Copy, ...]
     unmatched: tuple[str, ...]  # tag patterns that matched nothing, as "source:pattern"
+    shard: tuple[int, int] = (1, 1)  # this run's share: (index, total), from 1
 
 
 def load(path: str, source: str = "--config") -> dict[str, Any]:
@@ -129,13 +136,33 @@ def _schema_problem(error: jsonschema.ValidationError) -> str:
                       else f"does not match the mirror config's schema ({error.validator})")  # fmt: skip
 
 
-def plan(config: dict[str, Any], tags_of: Callable[[str, str], list[str]]) -> Plan:
-    """Every (image, tag) to copy; patterns are expanded with `tags_of(host, repository)`."""
+def shard_of(target_repository: str, total: int) -> int:
+    """The shard (1..total) that copies a target repository: a stable hash of its name, so that every
+    tag of a repository lands in one shard (its shared blobs are copied once) and adding a repository
+    to the config moves no other."""
+    return int.from_bytes(hashlib.sha256(target_repository.encode()).digest()[:8], "big") % total + 1
+
+
+def shard_from(option: str | None, environ: Mapping[str, str]) -> tuple[int, int]:
+    """--shard I/N if given, else GitLab CI's CI_NODE_INDEX/CI_NODE_TOTAL when both are set, else 1/1."""
+    if option is not None:
+        return validate_shard(option, "--shard")
+    index, total = (environ.get(name, "") for name in CI_SHARD)
+    if index and total:
+        return validate_shard(f"{index}/{total}", "CI_NODE_INDEX/CI_NODE_TOTAL")
+    return (1, 1)
+
+
+def plan(config: dict[str, Any], tags_of: Callable[[str, str], list[str]], shard: tuple[int, int] = (1, 1)) -> Plan:
+    """Every (image, tag) of this shard to copy; patterns are expanded with `tags_of(host, repository)`,
+    asked only for the repositories of this shard."""
     copies: list[Copy] = []
     unmatched: list[str] = []
     for index, image in enumerate(config["images"]):
         host, repository, _ = images.split(image["source"])
         target_repository = _target_repository(config.get("prefix", ""), image, index)
+        if shard[1] > 1 and shard_of(target_repository, shard[1]) != shard[0]:
+            continue
         listed: list[str] | None = None
         for wanted in image["tags"]:
             if any(character in wanted for character in PATTERN_CHARACTERS):
@@ -146,7 +173,7 @@ def plan(config: dict[str, Any], tags_of: Callable[[str, str], list[str]]) -> Pl
                 matched = [wanted]
             copies += [Copy(host, repository, tag, target_repository) for tag in matched]
     unique = tuple(dict.fromkeys(copies))
-    return Plan(config["target"], frozenset(config.get("plain_http", [])), unique, tuple(unmatched))
+    return Plan(config["target"], frozenset(config.get("plain_http", [])), unique, tuple(unmatched), shard)
 
 
 def helper_credentials(host: str) -> tuple[str, str]:
@@ -166,16 +193,106 @@ def helper_credentials(host: str) -> tuple[str, str]:
     return str(answer["Username"]), str(answer["Secret"])
 
 
-def copy_one(job: Copy, source: Registry, target: Registry, dry_run: bool) -> Result:
+@dataclass
+class BlobCounts:
+    copied: int = 0  # uploaded from the source
+    mounted: int = 0  # mounted from another target repository of this run
+    present: int = 0  # already in the target repository
+    copied_bytes: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"copied": self.copied, "mounted": self.mounted, "present": self.present,
+                "copied_bytes": self.copied_bytes}  # fmt: skip
+
+
+class Blobs:
+    """Each blob once per target repository, however many jobs need it at once: the first job to
+    need it copies it and the others wait for that copy. A blob that another target repository of
+    this run holds is mounted from there (a cross-repository mount) where the registry offers it;
+    one being uploaded to another repository is waited for, then mounted."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.claims: dict[tuple[str, str], Future[None]] = {}
+        self.uploads: dict[str, Future[None]] = {}
+        self.held: dict[str, str] = {}  # digest -> a target repository that has it
+        self.counts = BlobCounts()
+
+    def ensure(
+        self, source: Registry, source_repository: str, target: Registry, target_repository: str, blob: dict[str, Any]
+    ) -> None:
+        key = (target_repository, str(blob["digest"]))
+        with self.lock:
+            claim = self.claims.get(key)
+            if claim is None:
+                claim = self.claims[key] = Future()
+                owner = True
+            else:
+                owner = False
+        if not owner:
+            claim.result()  # the owner's failure is this job's too
+            return
+        try:
+            self._copy(source, source_repository, target, target_repository, blob)
+        except BaseException as exc:
+            claim.set_exception(exc)
+            raise
+        claim.set_result(None)
+
+    def _copy(
+        self, source: Registry, source_repository: str, target: Registry, target_repository: str, blob: dict[str, Any]
+    ) -> None:
+        digest, size = str(blob["digest"]), int(blob["size"])
+        if target.has_blob(target_repository, digest):
+            self._count(digest, target_repository, "present")
+            return
+        with self.lock:
+            upload = self.uploads.get(digest)
+            if upload is None:
+                mine = self.uploads[digest] = Future()
+        if upload is not None:
+            with contextlib.suppress(RegistryError):
+                upload.result()
+        elif digest not in self.held:
+            try:
+                stream_blob(source, source_repository, target, target_repository, digest, size)
+            except BaseException as exc:
+                mine.set_exception(exc)
+                raise
+            self._count(digest, target_repository, "copied", size)
+            mine.set_result(None)
+            return
+        held = self.held.get(digest)
+        if held and target.start_upload(target_repository, digest, mount_from=held) is None:
+            self._count(digest, target_repository, "mounted")
+            return
+        stream_blob(source, source_repository, target, target_repository, digest, size)
+        self._count(digest, target_repository, "copied", size)
+
+    def _count(self, digest: str, repository: str, how: str, size: int = 0) -> None:
+        with self.lock:
+            self.held.setdefault(digest, repository)
+            setattr(self.counts, how, getattr(self.counts, how) + 1)
+            self.counts.copied_bytes += size
+
+
+def compare(job: Copy, source: Registry, target: Registry) -> tuple[Result | None, Manifest | None]:
+    """The source's manifest for the tag, and a result when nothing is to be copied."""
     what = f"{job.source} -> {target.host}/{job.target_repository}:{job.tag}"
     try:
         manifest = source.manifest(job.source_repository, job.tag)
         if manifest is None:
-            return Result("failed", what, "no such tag at the source")
+            return Result("failed", what, "no such tag at the source"), None
         if target.manifest_digest(job.target_repository, job.tag) == manifest.digest:
-            return Result("unchanged", what, manifest.digest)
-        if dry_run:
-            return Result("would copy", what, manifest.digest)
+            return Result("unchanged", what, manifest.digest), manifest
+        return None, manifest
+    except RegistryError as exc:
+        return Result("failed", what, str(exc)), None
+
+
+def transfer(job: Copy, manifest: Manifest, source: Registry, target: Registry, blobs: Blobs) -> Result:
+    what = f"{job.source} -> {target.host}/{job.target_repository}:{job.tag}"
+    try:
         listed = (
             [source.manifest(job.source_repository, digest) for digest in manifest.children()]
             if manifest.is_index
@@ -186,13 +303,48 @@ def copy_one(job: Copy, source: Registry, target: Registry, dry_run: bool) -> Re
             return Result("failed", what, "the index lists a manifest the source does not have")
         for image in children or [manifest]:
             for blob in image.blobs():
-                copy_blob(source, job.source_repository, target, job.target_repository, blob["digest"])
+                blobs.ensure(source, job.source_repository, target, job.target_repository, blob)
             if image is not manifest:
                 target.put_manifest(job.target_repository, image.digest, image)
         target.put_manifest(job.target_repository, job.tag, manifest)
         return Result("copied", what, _describe(manifest, len(children)))
     except RegistryError as exc:
         return Result("failed", what, str(exc))
+
+
+@dataclass
+class Outcome:
+    results: list[Result]
+    blobs: BlobCounts = field(default_factory=BlobCounts)
+    shard: tuple[int, int] = (1, 1)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        counted = Counter(result.status for result in self.results)
+        return {status: counted[status] for status in STATUSES}
+
+    @property
+    def failed(self) -> bool:
+        return self.counts["failed"] > 0
+
+    def summary(self) -> str:
+        """`N copied, N unchanged, N failed`: the line a log shows last."""
+        counts = self.counts
+        return ", ".join(f"{counts[status]} {status}" for status in ("copied", "unchanged", "would copy", "failed")
+                         if counts[status] or status in ("copied", "failed"))  # fmt: skip
+
+    def as_json(self, bytes_read: int) -> str:
+        """The machine-readable summary (`--json`): counts, each result, blobs and the shard."""
+        return json.dumps(
+            {
+                "shard": f"{self.shard[0]}/{self.shard[1]}",
+                "counts": self.counts,
+                "exit_code": 1 if self.failed else 0,
+                "blobs": {**self.blobs.as_dict(), "source_bytes_read": bytes_read},
+                "results": [{"status": r.status, "what": r.what, "detail": r.detail} for r in self.results],
+            },
+            indent=2,
+        )
 
 
 def run(
@@ -203,23 +355,38 @@ def run(
     registry: Callable[[str], Registry],
     ensure_repositories: Callable[[Iterable[str], bool], list[str]],
     advance: Callable[[Result], None] = lambda result: None,
-) -> list[Result]:
-    """Create missing repositories (unless dry_run), then copy concurrently; results in plan order."""
+) -> Outcome:
+    """Compare every tag (concurrently); create the missing repositories of the tags to copy (unless
+    dry_run: only when a copy is due does the AWS API get asked); then copy concurrently, each blob
+    once per target repository. Results in plan order."""
     results = [Result("failed", pattern, "no tag matches this pattern") for pattern in plan_.unmatched]
-    repositories = sorted({job.target_repository for job in plan_.copies})
-    status = "would create" if dry_run else "created"
-    results += [
-        Result(status, f"{plan_.target}/{name}", "repository") for name in ensure_repositories(repositories, dry_run)
-    ]
-
-    def one(job: Copy) -> Result:
-        result = copy_one(job, registry(job.source_host), registry(plan_.target), dry_run)
-        advance(result)
-        return result
-
+    target = registry(plan_.target)
+    blobs = Blobs()
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        results += list(pool.map(one, plan_.copies))
-    return results
+        compared = list(pool.map(lambda job: compare(job, registry(job.source_host), target), plan_.copies))
+        due = [(job, manifest) for job, (result, manifest) in zip(plan_.copies, compared, strict=True)
+               if result is None and manifest is not None]  # fmt: skip
+        for result, _ in compared:
+            if result is not None:
+                advance(result)
+        repositories = sorted({job.target_repository for job, _ in due})
+        status = "would create" if dry_run else "created"
+        created = ensure_repositories(repositories, dry_run) if repositories else []
+        results += [Result(status, f"{plan_.target}/{name}", "repository") for name in created]
+
+        def one(item: tuple[Copy, Manifest]) -> Result:
+            job, manifest = item
+            if dry_run:
+                result = Result("would copy", f"{job.source} -> {target.host}/{job.target_repository}:{job.tag}",
+                                manifest.digest)  # fmt: skip
+            else:
+                result = transfer(job, manifest, registry(job.source_host), target, blobs)
+            advance(result)
+            return result
+
+        copied = iter(pool.map(one, due))
+    results += [result if result is not None else next(copied) for result, _ in compared]
+    return Outcome(results, blobs.counts, plan_.shard)
 
 
 def ensure_repositories(ecr: Any, account: str, names: Iterable[str], dry_run: bool) -> list[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import tempfile
+import threading
 import time
 from collections.abc import Callable
 from typing import IO, Any
@@ -31,7 +31,7 @@ INDEX_TYPES = MANIFEST_TYPES[:2]
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 API_HOSTS = {"docker.io": "registry-1.docker.io"}  # where a registry's API answers, when not its name
 CHALLENGE = re.compile(r'(\w+)="([^"]*)"', re.ASCII)
-SPOOL_IN_MEMORY = 64 * 1024 * 1024  # larger blobs go through a temporary file
+CHUNK = 1024 * 1024  # the most of a blob held in memory at once, per copy
 
 Body = Callable[[], bytes | IO[bytes]] | None  # called again for each attempt
 
@@ -68,6 +68,7 @@ class Registry:
         credentials: tuple[str, str] | None = None,
         plain_http: bool = False,
         retries: int = 5,
+        connections: int = 10,
         backoff: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -77,6 +78,11 @@ class Registry:
         self.retries, self.backoff, self.sleep = retries, backoff, sleep
         self.session = requests.Session()
         self.tokens: dict[str, str] = {}
+        self.lock = threading.Lock()
+        self.bytes_read = 0  # blob bytes read from this registry
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=max(10, connections))
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
 
     # -- what a copy needs -----------------------------------------------------------------
 
@@ -113,31 +119,47 @@ class Registry:
         response = self.request("HEAD", f"/v2/{repository}/blobs/{digest}", repository, accept_missing=True, push=True)
         return response.status_code == 200
 
-    def fetch_blob(self, repository: str, digest: str) -> IO[bytes]:
-        """The blob, verified against its digest, in a spooled temporary file."""
+    def open_blob(self, repository: str, digest: str) -> BlobReader:
+        """The blob as a stream that hashes and counts what it reads (nothing is held in memory)."""
         response = self.request("GET", f"/v2/{repository}/blobs/{digest}", repository, stream=True)
-        spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115 - returned to the caller
-        hashed = hashlib.sha256()
-        for chunk in response.iter_content(1024 * 1024):
-            hashed.update(chunk)
-            spool.write(chunk)
-        if f"sha256:{hashed.hexdigest()}" != digest:
-            spool.close()
-            raise RegistryError(f"{self.host}/{repository}: blob {digest} arrived with another digest")
-        return spool
+        size = int(response.headers.get("Content-Length") or -1)
+        return BlobReader(response, digest, size, self.count_read)
 
-    def push_blob(self, repository: str, digest: str, blob: IO[bytes]) -> None:
-        """POST an upload, PATCH the content, PUT the digest: what every registry, ECR included, takes."""
+    def count_read(self, size: int) -> None:
+        with self.lock:
+            self.bytes_read += size
 
-        def rewound() -> IO[bytes]:
-            blob.seek(0)
-            return blob
+    def start_upload(self, repository: str, digest: str, mount_from: str = "") -> str | None:
+        """POST an upload; with mount_from, ask the registry to mount the blob from that repository of
+        its own instead. None when it mounted it, else the upload's Location."""
+        query = f"?mount={digest}&from={mount_from}" if mount_from else ""
+        started = self.request("POST", f"/v2/{repository}/blobs/uploads/{query}", repository, push=True)
+        if mount_from and started.status_code == 201:
+            return None
+        return str(started.headers["Location"])
 
-        started = self.request("POST", f"/v2/{repository}/blobs/uploads/", repository, push=True)
-        patched = self.request("PATCH", started.headers["Location"], repository, body=rewound, push=True,
-                               headers={"Content-Type": "application/octet-stream"})  # fmt: skip
-        location = patched.headers["Location"]
-        self.request("PUT", f"{location}{'&' if '?' in location else '?'}digest={digest}", repository, push=True)
+    def push_blob(
+        self, repository: str, digest: str, size: int, body: Callable[[], IO[bytes]], check: Callable[[], None]
+    ) -> None:
+        """PATCH the content to a new upload, `check` it, then PUT its digest: what every registry, ECR
+        included, takes. `body` opens the content afresh for each attempt; a failed attempt starts a new
+        upload (a half-sent one cannot be continued)."""
+        for attempt in range(self.retries + 1):
+            location = self.start_upload(repository, digest)
+            assert location is not None
+            try:
+                patched = self.request("PATCH", location, repository, body=body, push=True, attempts=1,
+                                       headers={"Content-Type": "application/octet-stream",
+                                                "Content-Length": str(size)})  # fmt: skip
+            except RegistryError:
+                if attempt == self.retries:
+                    raise
+                self.sleep(self.backoff * 2**attempt)
+                continue
+            check()
+            location = patched.headers["Location"]
+            self.request("PUT", f"{location}{'&' if '?' in location else '?'}digest={digest}", repository, push=True)
+            return
 
     # -- requests, authentication and retries ------------------------------------------------
 
@@ -152,12 +174,15 @@ class Registry:
         accept_missing: bool = False,
         push: bool = False,
         stream: bool = False,
+        attempts: int = 0,
     ) -> requests.Response:
+        """The answer; retried on 429, 5xx and connection errors up to `attempts` times (0: retries + 1)."""
         url = path if path.startswith("http") else f"{self.base}{path}"
         scope = f"repository:{repository}:{'pull,push' if push else 'pull'}"
         wanted = {"Accept": ", ".join(MANIFEST_TYPES), **(headers or {})}
         problem = ""
-        for attempt in range(self.retries + 1):
+        attempts = attempts or self.retries + 1
+        for attempt in range(attempts):
             try:
                 response = self._authorised(method, url, scope, wanted, body=body, stream=stream)
             except requests.ConnectionError as exc:
@@ -169,7 +194,7 @@ class Registry:
                 if response.status_code not in RETRY_STATUSES:
                     break
                 delay = _retry_after(response) or self.backoff * 2**attempt
-            if attempt < self.retries:
+            if attempt < attempts - 1:
                 self.sleep(delay)
         raise RegistryError(f"{method} {self.host}{path if not path.startswith('http') else ''}: {problem}")
 
@@ -197,13 +222,56 @@ class Registry:
         return str(data.get("token") or data.get("access_token") or "")
 
 
-def copy_blob(source: Registry, source_repository: str, target: Registry, target_repository: str, digest: str) -> bool:
-    """Copy one blob unless the target has it; True if it was copied."""
-    if target.has_blob(target_repository, digest):
-        return False
-    with source.fetch_blob(source_repository, digest) as blob:
-        target.push_blob(target_repository, digest, blob)
-    return True
+class BlobReader:
+    """A blob being read from its registry: read() hashes and counts; verify() after the last byte.
+    It has a length (so that requests sends Content-Length) and no seek (so that it is never rewound)."""
+
+    def __init__(self, response: requests.Response, digest: str, size: int, counted: Callable[[int], None]) -> None:
+        self.response, self.digest, self.size, self.counted = response, digest, size, counted
+        self.hashed = hashlib.sha256()
+        self.seen = 0
+
+    def __len__(self) -> int:
+        return max(self.size, 0)
+
+    def read(self, size: int = CHUNK) -> bytes:
+        data = self.response.raw.read(min(size if size > 0 else CHUNK, CHUNK), decode_content=False)
+        self.hashed.update(data)
+        self.seen += len(data)
+        self.counted(len(data))
+        return bytes(data)
+
+    def verify(self, host: str, repository: str, size: int) -> None:
+        """Raise unless every byte arrived and they have the digest they were asked for by."""
+        self.response.close()
+        if self.seen != size or f"sha256:{self.hashed.hexdigest()}" != self.digest:
+            raise RegistryError(f"{host}/{repository}: blob {self.digest} arrived with another digest or size")
+
+    def close(self) -> None:
+        self.response.close()
+
+
+def stream_blob(  # noqa: PLR0917 - from where to where, and what
+    source: Registry, source_repository: str, target: Registry, target_repository: str, digest: str, size: int
+) -> None:
+    """Copy one blob of `size` bytes (its descriptor's) as it is read, at most CHUNK of it in memory; the
+    digest is checked before the upload is committed."""
+    readers: list[BlobReader] = []
+
+    def body() -> IO[bytes]:
+        for old in readers:
+            old.close()
+        readers.append(source.open_blob(source_repository, digest))
+        return readers[-1]  # type: ignore[return-value]
+
+    def check() -> None:
+        readers[-1].verify(source.host, source_repository, size)
+
+    try:
+        target.push_blob(target_repository, digest, size, body, check)
+    finally:
+        for reader in readers:
+            reader.close()
 
 
 def _retry_after(response: requests.Response) -> float:

@@ -20,9 +20,6 @@ from dataclasses import dataclass
 from functools import cache
 from urllib.parse import urlsplit
 
-from botocore.loaders import Loader
-from botocore.session import Session
-
 from ecrkit.errors import InputError
 
 HELPER_NAME = "ecr-login"
@@ -88,6 +85,8 @@ def validate_service_region(value: object, source: str, service: str, partition:
 
 @cache
 def _service_regions(service: str, partition: str) -> tuple[str, ...]:
+    from botocore.session import Session  # noqa: PLC0415 - slow to import, and most commands never ask
+
     return tuple(Session().get_available_regions(service, partition_name=partition))
 
 
@@ -136,6 +135,8 @@ def private_registry(value: object, source: str = "registry") -> tuple[str, str,
 
 @cache
 def _partition_patterns() -> tuple[tuple[str, re.Pattern[str]], ...]:
+    from botocore.loaders import Loader  # noqa: PLC0415 - slow to import, and most commands never ask
+
     data = Loader().load_data("partitions")
     return tuple((p["id"], re.compile(p["regionRegex"], re.ASCII)) for p in data["partitions"])
 
@@ -150,6 +151,18 @@ def validate_positive_number(value: object, source: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
         raise InputError(source, value, "a finite number above 0")
     return value
+
+
+SHARD = re.compile(r"([1-9][0-9]{0,5})/([1-9][0-9]{0,5})\Z", re.ASCII)
+
+
+def validate_shard(value: object, source: str) -> tuple[int, int]:
+    """`I/N`: this run's share of the work, the I-th of N (1 <= I <= N), as GitLab CI's
+    CI_NODE_INDEX/CI_NODE_TOTAL count."""
+    found = SHARD.match(value) if isinstance(value, str) else None
+    if not found or int(found.group(1)) > int(found.group(2)):
+        raise InputError(source, value, "I/N with whole numbers 1 <= I <= N, e.g. 2/4")
+    return int(found.group(1)), int(found.group(2))
 
 
 def is_port(text: str) -> bool:

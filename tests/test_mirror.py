@@ -28,6 +28,7 @@ from tests.conftest import free_port, readme_block, wait_for_url
 
 pytestmark = pytest.mark.standin
 
+SHARED_BASE, SHARED_TAGS = "a base layer " * 1000, ("1", "2", "3", "4")
 SOURCE = "127.0.0.4:5000"  # a loopback address of its own: nothing else listens there
 LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 IMAGE = "application/vnd.docker.distribution.manifest.v2+json"
@@ -49,6 +50,9 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         push(SOURCE, "team/tool", "1.1", image("tool 1.1"))
         push(SOURCE, "team/tool", "2.0", image("tool 2.0"))
         push_index(SOURCE, "team/multi", "1", {"amd64": image("multi amd64"), "arm64": image("multi arm64", "arm64")})
+        for tag in SHARED_TAGS:  # four tags on one base layer, and a repository of its own on it too
+            push(SOURCE, "shared/app", tag, image(f"app {tag}", base=SHARED_BASE))
+        push(SOURCE, "shared/other", "1", image("other 1", base=SHARED_BASE))
         yield SOURCE
     finally:
         server.terminate()
@@ -58,22 +62,28 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 # -- building and pushing images over the registry API -----------------------------------------
 
 
-def image(text: str, architecture: str = "amd64") -> dict[str, bytes]:
-    """A one-file image: its layer, config and manifest."""
+def layer(text: str) -> tuple[bytes, bytes]:
+    """A gzipped tar holding one file with this text, and the tar itself (for the config's diff_ids)."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w") as archive:
         info = tarfile.TarInfo("hello.txt")
         info.size = len(text.encode())
         archive.addfile(info, io.BytesIO(text.encode()))
-    layer = gzip.compress(raw.getvalue(), mtime=0)
+    return gzip.compress(raw.getvalue(), mtime=0), raw.getvalue()
+
+
+def image(text: str, architecture: str = "amd64", base: str = "") -> dict[str, Any]:
+    """A one-file image (two layers with a `base` layer below it): its layers, config and manifest."""
+    layers = [layer(part) for part in (base, text) if part]
+    diff_ids = [digest(raw) for _, raw in layers]
     config = json.dumps({"architecture": architecture, "os": "linux",
-                         "rootfs": {"type": "layers", "diff_ids": [digest(raw.getvalue())]}}).encode()  # fmt: skip
+                         "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()  # fmt: skip
     manifest = json.dumps({
         "schemaVersion": 2, "mediaType": IMAGE,
         "config": descriptor("application/vnd.docker.container.image.v1+json", config),
-        "layers": [descriptor("application/vnd.docker.image.rootfs.diff.tar.gzip", layer)],
+        "layers": [descriptor("application/vnd.docker.image.rootfs.diff.tar.gzip", gz) for gz, _ in layers],
     }).encode()  # fmt: skip
-    return {"layer": layer, "config": config, "manifest": manifest}
+    return {"layers": [gz for gz, _ in layers], "config": config, "manifest": manifest}
 
 
 def descriptor(media_type: str, data: bytes) -> dict[str, Any]:
@@ -91,8 +101,8 @@ def http(method: str, url: str, data: bytes | None = None, content_type: str = "
     return urllib.request.urlopen(request, timeout=10)
 
 
-def push(host: str, repository: str, tag: str, parts: dict[str, bytes]) -> str:
-    for blob in (parts["layer"], parts["config"]):
+def push(host: str, repository: str, tag: str, parts: dict[str, Any]) -> str:
+    for blob in (*parts["layers"], parts["config"]):
         location = http("POST", f"http://{host}/v2/{repository}/blobs/uploads/").headers["Location"]
         http(
             "PUT", f"{location}{'&' if '?' in location else '?'}digest={digest(blob)}", blob, "application/octet-stream"
@@ -101,7 +111,7 @@ def push(host: str, repository: str, tag: str, parts: dict[str, bytes]) -> str:
     return digest(parts["manifest"])
 
 
-def push_index(host: str, repository: str, tag: str, platforms: dict[str, dict[str, bytes]]) -> str:
+def push_index(host: str, repository: str, tag: str, platforms: dict[str, dict[str, Any]]) -> str:
     entries = []
     for architecture, parts in platforms.items():
         push(host, repository, digest(parts["manifest"]), parts)
@@ -209,6 +219,8 @@ class FlakyProxy(http_server.BaseHTTPRequestHandler):
     an error: {path fragment: [status, ...]}."""
 
     failures: dict[str, list[int]] = {}  # noqa: RUF012 - set per test, read by the handler threads
+    blob_bytes: list[tuple[str, int]] = []  # noqa: RUF012 - (digest, bytes) of each blob read through it
+    lock = threading.Lock()
 
     def do_GET(self) -> None:
         self._answer("GET")
@@ -235,6 +247,9 @@ class FlakyProxy(http_server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+        if method == "GET" and "/blobs/" in self.path:
+            with self.lock:
+                self.blob_bytes.append((self.path.rsplit("/", 1)[1], len(body)))
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -243,8 +258,8 @@ class FlakyProxy(http_server.BaseHTTPRequestHandler):
 def test_failing_requests_are_retried(stand_in: StandIn, source: str, tmp_path: Path) -> None:
     port = free_port()
     server = http_server.ThreadingHTTPServer(("127.0.0.1", port), FlakyProxy)
-    layer = json.loads(image("tool 2.0")["manifest"])["layers"][0]["digest"]
-    FlakyProxy.failures = {"/manifests/2.0": [503], f"/blobs/{layer}": [429, 502]}
+    blob = json.loads(image("tool 2.0")["manifest"])["layers"][0]["digest"]
+    FlakyProxy.failures = {"/manifests/2.0": [503], f"/blobs/{blob}": [429, 502]}
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         wanted = config({"source": f"127.0.0.1:{port}/team/tool", "tags": ["2.0"], "repository": "flaky/tool"},
@@ -253,7 +268,7 @@ def test_failing_requests_are_retried(stand_in: StandIn, source: str, tmp_path: 
     finally:
         server.shutdown()
     assert done.returncode == 0, done.stdout + done.stderr
-    assert FlakyProxy.failures == {"/manifests/2.0": [], f"/blobs/{layer}": []}  # every injected failure was met
+    assert FlakyProxy.failures == {"/manifests/2.0": [], f"/blobs/{blob}": []}  # every injected failure was met
     assert target_digest(stand_in, tmp_path, "flaky/tool", "2.0") == source_digest("team/tool", "2.0")
 
 
@@ -266,6 +281,93 @@ def test_a_missing_tag_fails_alone_and_exits_1(stand_in: StandIn, source: str, t
     assert "no such tag at the source" in done.stdout
     assert "no tag matches this pattern" in done.stdout
     assert target_digest(stand_in, tmp_path, "mirror/team/tool", "1.0") == source_digest("team/tool", "1.0")
+
+
+def test_each_blob_is_read_once_mounted_across_repositories_with_one_token(
+    stand_in: StandIn, source: str, tmp_path: Path
+) -> None:
+    """Eight jobs at once for four tags on one base layer, and another repository on the same base:
+    every blob leaves the source once, the base is mounted into the second repository, and the run
+    asks ECR for one token; --json says so."""
+    port = free_port()
+    server = http_server.ThreadingHTTPServer(("127.0.0.1", port), FlakyProxy)
+    FlakyProxy.failures, FlakyProxy.blob_bytes = {}, []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    proxied = f"127.0.0.1:{port}"
+    tokens_before = stand_in.token_requests()
+    try:
+        wanted = config({"source": f"{proxied}/shared/app", "tags": ["*"], "repository": "once/app"},
+                        {"source": f"{proxied}/shared/other", "tags": ["1"], "repository": "once/other"},
+                        source_host=proxied)  # fmt: skip
+        done = run_mirror(stand_in, tmp_path, wanted, "--jobs", "8", "--json")
+    finally:
+        server.shutdown()
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["counts"]["copied"] == 5
+    assert summary["exit_code"] == 0
+    blobs: dict[str, int] = {}
+    for tag in SHARED_TAGS:
+        parts = image(f"app {tag}", base=SHARED_BASE)
+        blobs |= {digest(blob): len(blob) for blob in (*parts["layers"], parts["config"])}
+    other = image("other 1", base=SHARED_BASE)
+    blobs |= {digest(blob): len(blob) for blob in (*other["layers"], other["config"])}
+    read = [name for name, _ in FlakyProxy.blob_bytes]
+    assert sorted(read) == sorted(blobs)  # each blob once, the shared base included
+    assert sum(size for _, size in FlakyProxy.blob_bytes) == sum(blobs.values())
+    assert summary["blobs"]["source_bytes_read"] == sum(blobs.values())
+    assert summary["blobs"]["mounted"] == 1  # the base, into the repository that did not upload it
+    assert summary["blobs"]["copied"] == len(blobs)
+    assert stand_in.token_requests() - tokens_before == 1
+    for repository, tag in [*(("once/app", tag) for tag in SHARED_TAGS), ("once/other", "1")]:
+        expected = source_digest("shared/app" if repository == "once/app" else "shared/other", tag)
+        assert target_digest(stand_in, tmp_path, repository, tag) == expected
+
+
+def test_shards_are_disjoint_complete_and_keep_a_repository_together() -> None:
+    wanted = {
+        "target": REGISTRY_HOST,
+        "images": [{"source": f"team/app{number}", "tags": ["1", "2", "3.*"]} for number in range(40)],
+    }
+
+    def tags_of(host: str, repository: str) -> list[str]:
+        return ["3.0", "3.1"] if not repository.endswith("7") else []
+
+    everything = mirror.plan(wanted, tags_of)
+    for total in (1, 2, 3, 5):
+        shares = [mirror.plan(wanted, tags_of, (index, total)).copies for index in range(1, total + 1)]
+        assert sorted((job for share in shares for job in share), key=repr) == sorted(everything.copies, key=repr)
+        assert sum(len(share) for share in shares) == len(everything.copies)  # disjoint
+        owners = {job.target_repository: index for index, share in enumerate(shares) for job in share}
+        for index, share in enumerate(shares):
+            assert all(owners[job.target_repository] == index for job in share)  # a repository in one shard
+        assert all(shares), f"an empty shard of {total}"  # 40 repositories spread over every shard
+        unmatched = [mirror.plan(wanted, tags_of, (index, total)).unmatched for index in range(1, total + 1)]
+        assert sorted(item for part in unmatched for item in part) == sorted(everything.unmatched)
+    assert mirror.plan(wanted, tags_of, (2, 3)) == mirror.plan(wanted, tags_of, (2, 3))  # stable
+
+
+def test_the_shard_comes_from_the_option_or_gitlab_ci_and_is_checked() -> None:
+    assert mirror.shard_from(None, {}) == (1, 1)
+    assert mirror.shard_from(None, {"CI_NODE_INDEX": "2", "CI_NODE_TOTAL": "4"}) == (2, 4)
+    assert mirror.shard_from("3/5", {"CI_NODE_INDEX": "2", "CI_NODE_TOTAL": "4"}) == (3, 5)
+    assert mirror.shard_from(None, {"CI_NODE_INDEX": "2"}) == (1, 1)  # `parallel:` sets both
+    for bad, source in (("0/2", "--shard"), ("3/2", "--shard"), ("1/", "--shard"), ("\uff11/2", "--shard")):
+        with pytest.raises(InputError) as error:
+            mirror.shard_from(bad, {})
+        assert f"{source}: {bad!r}" in str(error.value)
+        assert "1 <= I <= N" in str(error.value)
+    with pytest.raises(InputError, match="CI_NODE_INDEX/CI_NODE_TOTAL: '5/4'"):
+        mirror.shard_from(None, {"CI_NODE_INDEX": "5", "CI_NODE_TOTAL": "4"})
+
+
+def test_a_bad_shard_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    path = tmp_path / "mirror.yml"
+    path.write_text(yaml.safe_dump(config({"source": "alpine", "tags": ["1"]})))
+    done = subprocess.run([sys.executable, "-m", "ecrkit", "mirror", "--config", str(path), "--shard", "4/3"],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    assert done.returncode == 2
+    assert "--shard: '4/3'" in done.stderr
 
 
 # -- the config, checked before anything runs ---------------------------------------------------
