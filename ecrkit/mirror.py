@@ -106,6 +106,12 @@ def load(path: str, source: str = "--config") -> dict[str, Any]:
         raise FileFormatError(path, f"not YAML ({str(exc).splitlines()[0]})") from None
     except (ValueError, RecursionError):  # an impossible date such as 2024-13-01, or nesting too deep
         raise FileFormatError(path, "not YAML that can be loaded (an impossible date or too deep nesting)") from None
+    return check(config, path)
+
+
+def check(config: Any, path: str) -> dict[str, Any]:
+    """The config (from a file, or a role variable: `path` names it), checked against SCHEMA and
+    ecrkit's own rules."""
     error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(SCHEMA).iter_errors(config))
     if error is not None:
         where = "/".join(map(str, error.absolute_path)) or "(top level)"

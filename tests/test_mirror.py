@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ecrkit import mirror
+from ecrkit import cli, mirror
 from ecrkit.errors import FileFormatError, InputError
 from ecrkit.standin import REGISTRY_HOST, StandIn
 from tests.conftest import free_port, readme_block, wait_for_url
@@ -435,3 +435,32 @@ def test_the_readmes_mirror_config_is_accepted(tmp_path: Path) -> None:
         ("quay.io/prometheus/node-exporter:v1.8.0", "tools/node-exporter"),
         ("quay.io/prometheus/node-exporter:v1.8.2", "tools/node-exporter"),
     ]
+
+
+def test_the_readmes_gitlab_ci_example_spreads_the_set_over_its_parallel_jobs(tmp_path: Path) -> None:
+    """The scheduled pipeline parses, runs only on a schedule, and its `parallel: N` jobs, each reading
+    CI_NODE_INDEX/CI_NODE_TOTAL as GitLab sets them, copy disjoint shares that add up to the whole set."""
+    pipeline = yaml.safe_load(readme_block("<!-- mirror-gitlab-ci -->"))
+    job = pipeline["mirror"]
+    assert job["rules"] == [{"if": '$CI_PIPELINE_SOURCE == "schedule"'}]
+    total = job["parallel"]
+    assert isinstance(total, int)
+    assert 2 <= total <= 200  # GitLab's bounds for `parallel:`
+    (command,) = job["script"]
+    argv = command.split(">")[0].split()
+    assert argv[:2] == ["ecrkit", "mirror"]
+    args = cli.build_parser().parse_args(argv[1:])
+    assert args.json
+    assert args.shard is None  # the shard comes from GitLab's variables
+    assert any(path.startswith("mirror-") for path in job["artifacts"]["paths"])
+
+    path = tmp_path / "mirror.yml"
+    path.write_text(readme_block("<!-- mirror-config -->"))
+    config = mirror.load(str(path))
+    many = {**config, "images": [{"source": f"team/app{n}", "tags": ["1", "2"]} for n in range(30)]}
+    shares = []
+    for index in range(1, total + 1):
+        shard = mirror.shard_from(args.shard, {"CI_NODE_INDEX": str(index), "CI_NODE_TOTAL": str(total)})
+        shares.append(set(mirror.plan(many, lambda host, repository: [], shard).copies))
+    assert set().union(*shares) == set(mirror.plan(many, lambda host, repository: []).copies)
+    assert sum(len(share) for share in shares) == 60

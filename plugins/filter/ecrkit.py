@@ -17,7 +17,15 @@ from ansible.errors import AnsibleFilterError
 try:
     from ecrkit import checks, ecr_account, helper, hoststate, validate
     from ecrkit.errors import EcrkitError
-    from ecrkit.renderers import aws_config, docker_config, registries_conf, runner_config, service_env, userdata
+    from ecrkit.renderers import (
+        aws_config,
+        docker_config,
+        mirror_service,
+        registries_conf,
+        runner_config,
+        service_env,
+        userdata,
+    )
     from ecrkit.settings import HELPER_BINARY, CredentialRule
 except ImportError as exc:  # pragma: no cover - depends on the controller's Python
     raise AnsibleFilterError(
@@ -135,6 +143,19 @@ def ecrkit_registries_conf(registry: str, cache_prefix: str, upstream: str) -> s
 
 
 @_reported
+def ecrkit_mirror_plan(config: Any, options: Mapping[str, Any], header: str = "") -> dict[str, Any]:
+    """The ecr_mirror role's files: the mirror config, the service and timer, ecrkit's own files."""
+    environment = options.get("environment") or {}
+    if not isinstance(environment, Mapping):
+        raise AnsibleFilterError(f"ecr_mirror_environment: {environment!r} is not accepted; expected a mapping")
+    settings = mirror_service.Options(**{
+        **{key: value for key, value in options.items() if key != "environment"},
+        "environment": tuple((str(key), str(value)) for key, value in environment.items()),
+    })  # fmt: skip
+    return mirror_service.plan(config, settings, header=header)
+
+
+@_reported
 def ecrkit_runner_plan(probe: Mapping[str, Any], rule: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
     """GitLab Runner's files (service environment, config.toml, userdata), from what the probe read."""
     credential_rule = _credential_rule(rule)
@@ -236,6 +257,7 @@ class FilterModule:
             "ecrkit_helper_changes": ecrkit_helper_changes,
             "ecrkit_helper_plan": ecrkit_helper_plan,
             "ecrkit_helper_version": ecrkit_helper_version,
+            "ecrkit_mirror_plan": ecrkit_mirror_plan,
             "ecrkit_registries_conf": ecrkit_registries_conf,
             "ecrkit_replication_sources": ecrkit_replication_sources,
             "ecrkit_runner_plan": ecrkit_runner_plan,
