@@ -22,7 +22,7 @@ help:
 	@echo "make run    stand-in for ECR, local hosts provisioned by site.yml, a real pull and ecrkit validate on each"
 	@echo "            (KEEP=1 keeps the hosts and the stand-in up; make clean-hosts removes them)"
 	@echo "make test   install what is missing, then lint, pytest and every Molecule scenario"
-	@echo "make bench  converge benchmark (bench/README.md)"
+	@echo "make bench  converge, token, mirror and validate benchmarks (bench/README.md)"
 	@echo "make standin / make standin-down   start / stop the local stand-in for AWS and ECR"
 
 deps: $(STAMP)/deps
@@ -71,6 +71,7 @@ run: deps venv image
 bench: deps venv image
 	@python bench/converge.py
 	@python bench/token_economy.py
+	@python bench/mirror.py
 
 clean-hosts:
 	@python -m ecrkit.testbed --destroy

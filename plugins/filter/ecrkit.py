@@ -6,6 +6,7 @@ Every ecrkit error becomes an AnsibleFilterError, so the host fails with ecrkit'
 
 from __future__ import annotations
 
+import json
 import posixpath
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
@@ -152,7 +153,8 @@ def ecrkit_mirror_plan(config: Any, options: Mapping[str, Any], header: str = ""
         **{key: value for key, value in options.items() if key != "environment"},
         "environment": tuple((str(key), str(value)) for key, value in environment.items()),
     })  # fmt: skip
-    return mirror_service.plan(config, settings, header=header)
+    plain = json.loads(json.dumps(config))  # Ansible's own str and dict types, as YAML can write them
+    return mirror_service.plan(plain, settings, header=header)
 
 
 @_reported

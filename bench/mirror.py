@@ -1,0 +1,280 @@
+"""Mirror benchmark: `ecrkit mirror` against Debian's `skopeo sync`, the same images, the same path.
+
+A source registry (Debian's docker-registry, plain HTTP on loopback) holds 6 repositories of 4 tags
+each (one of them a two-platform index); every image has 3 layers of incompressible bytes (about 2, 5
+and 10 MB): the 10 MB one shared by every tag of a repository, the 5 MB one by pairs of tags. Both
+tools copy them into the stand-in's ECR registry through the same helper and ~/.docker/config.json
+(credHelpers), each into repositories of its own: a first copy, then a second run that finds
+nothing to copy. Order alternates over 3 rounds; the figures are medians. After every run the
+digests at the target are checked equal to the source's.
+
+Bytes read from the source come from the source registry's own access log; GetAuthorizationToken
+requests from the stand-in's count (each run with a fresh helper cache); peak memory is the tool's
+process tree's maximum RSS (wait4). Run: make bench; BENCH_SCALE=0.05 BENCH_ROUNDS=1 for a quick check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+
+from ecrkit.standin import REGISTRY_HOST, StandIn
+
+SOURCE = "127.0.0.5:5000"
+REPOSITORIES, TAGS = 6, 4
+SCALE = float(os.environ.get("BENCH_SCALE", "1"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+JOBS = 8
+CHUNK_MIB = 1  # ecrkit.registry.CHUNK
+LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+IMAGE = "application/vnd.docker.distribution.manifest.v2+json"
+LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+CONFIG = "application/vnd.docker.container.image.v1+json"
+
+
+@dataclass
+class Run:
+    seconds: float
+    max_rss_mib: float
+    source_bytes: int
+    tokens: int
+
+
+def blob(size: int) -> bytes:
+    return os.urandom(max(1, int(size * SCALE)))
+
+
+def digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def descriptor(media_type: str, data: bytes) -> dict[str, Any]:
+    return {"mediaType": media_type, "size": len(data), "digest": digest(data)}
+
+
+def put_blob(repository: str, data: bytes) -> None:
+    base = f"http://{SOURCE}/v2/{repository}/blobs"
+    if requests.head(f"{base}/{digest(data)}", timeout=30).status_code == 200:
+        return
+    location = requests.post(f"{base}/uploads/", timeout=30).headers["Location"]
+    separator = "&" if "?" in location else "?"
+    answer = requests.put(f"{location}{separator}digest={digest(data)}", data=data, timeout=60,
+                          headers={"Content-Type": "application/octet-stream"})  # fmt: skip
+    answer.raise_for_status()
+
+
+def put_manifest(repository: str, reference: str, body: bytes, media_type: str) -> None:
+    answer = requests.put(f"http://{SOURCE}/v2/{repository}/manifests/{reference}", data=body, timeout=30,
+                          headers={"Content-Type": media_type})  # fmt: skip
+    answer.raise_for_status()
+
+
+def image(repository: str, layers: list[bytes], architecture: str = "amd64") -> bytes:
+    config = json.dumps({"architecture": architecture, "os": "linux",
+                         "rootfs": {"type": "layers", "diff_ids": [digest(x) for x in layers]}}).encode()  # fmt: skip
+    for data in (*layers, config):
+        put_blob(repository, data)
+    return json.dumps({"schemaVersion": 2, "mediaType": IMAGE, "config": descriptor(CONFIG, config),
+                       "layers": [descriptor(LAYER, x) for x in layers]}).encode()  # fmt: skip
+
+
+def fill_source() -> tuple[dict[str, list[str]], int]:
+    """The repositories and their tags; the unique blob bytes of each repository, added up."""
+    wanted: dict[str, list[str]] = {}
+    unique = 0
+    for number in range(1, REPOSITORIES + 1):
+        repository = f"bench-app{number}"  # one path component: skopeo sync keeps only the last
+        base, pairs = blob(10_000_000), [blob(5_000_000), blob(5_000_000)]
+        seen: dict[str, int] = {}
+        tags = [f"1.{tag}" for tag in range(TAGS)]
+        for index, tag in enumerate(tags):
+            own = blob(2_000_000)
+            layers = [base, pairs[index // 2], own]
+            manifest = image(repository, layers)
+            seen |= {digest(x): len(x) for x in layers} | config_sizes(manifest)
+            if number == REPOSITORIES and index == TAGS - 1:  # one multi-arch index
+                arm = [base, pairs[1], blob(2_000_000)]
+                other = image(repository, arm, "arm64")
+                seen |= {digest(x): len(x) for x in arm} | config_sizes(other)
+                entries = []
+                for body, arch in ((manifest, "amd64"), (other, "arm64")):
+                    put_manifest(repository, digest(body), body, IMAGE)
+                    entries.append({**descriptor(IMAGE, body), "platform": {"architecture": arch, "os": "linux"}})
+                index_body = json.dumps({"schemaVersion": 2, "mediaType": LIST, "manifests": entries}).encode()
+                put_manifest(repository, tag, index_body, LIST)
+            else:
+                put_manifest(repository, tag, manifest, IMAGE)
+        wanted[repository] = tags
+        unique += sum(seen.values())
+    return wanted, unique
+
+
+def config_sizes(manifest: bytes) -> dict[str, int]:
+    config = json.loads(manifest)["config"]
+    return {config["digest"]: config["size"]}
+
+
+def source_registry(state: Path) -> subprocess.Popen[bytes]:
+    config = {"version": 0.1, "log": {"level": "info", "formatter": "json"}, "http": {"addr": SOURCE},
+              "storage": {"filesystem": {"rootdirectory": str(state / "data")}}}  # fmt: skip
+    (state / "config.yml").write_text(json.dumps(config))
+    log = open(state / "access.log", "ab")  # noqa: SIM115 - the server's, closed with it
+    server = subprocess.Popen(["docker-registry", "serve", str(state / "config.yml")], stdout=log, stderr=log)
+    for _ in range(100):
+        try:
+            requests.get(f"http://{SOURCE}/v2/", timeout=1)
+            return server
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    sys.exit("the source registry did not start")
+
+
+def blob_bytes_served(log: Path, since: int) -> int:
+    """Bytes of blob bodies the source registry sent after byte `since` of its log."""
+    total = 0
+    with log.open("rb") as handle:
+        handle.seek(since)
+        for line in handle:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if entry.get("http.request.method") == "GET" and "/blobs/sha256:" in entry.get("http.request.uri", ""):
+                total += int(entry.get("http.response.written", 0))
+    return total
+
+
+def timed(stand_in: StandIn, argv: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """Wall-clock seconds, peak RSS (MiB) of the process and what it printed; exits on failure."""
+    started = time.perf_counter()
+    process = subprocess.Popen(["nsenter", f"--target={stand_in._holder_pid()}", "--mount", "--", *argv],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    output = process.stdout.read() if process.stdout else b""
+    _, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        sys.exit(f"{' '.join(argv)} failed ({process.returncode}):\n{output.decode()[-3000:]}")
+    return elapsed, usage.ru_maxrss / 1024, output.decode()
+
+
+def check_digests(stand_in: StandIn, env: dict[str, str], prefix: str, wanted: dict[str, list[str]]) -> None:
+    pairs = [(repository, tag) for repository, tags in wanted.items() for tag in tags]
+    code = (
+        "import json, sys; from ecrkit.mirror import helper_credentials; from ecrkit.registry import Registry; "
+        f"r = Registry({REGISTRY_HOST!r}, credentials=helper_credentials({REGISTRY_HOST!r})); "
+        f"print(json.dumps([r.manifest_digest({prefix!r} + '/' + repo, tag) for repo, tag in {pairs!r}]))"
+    )
+    done = stand_in.run([sys.executable, "-c", code], env)
+    found = json.loads(done.stdout) if done.returncode == 0 else done.stderr
+    expected = []
+    for repository, tag in pairs:
+        head = requests.head(f"http://{SOURCE}/v2/{repository}/manifests/{tag}", timeout=30,
+                             headers={"Accept": f"{LIST}, {IMAGE}"})  # fmt: skip
+        expected.append(head.headers["Docker-Content-Digest"])
+    if found != expected:
+        sys.exit(f"{prefix}: digests at the target differ from the source's: {found} != {expected}")
+
+
+def main() -> int:
+    work = Path(tempfile.mkdtemp(prefix="ecrkit-bench-mirror-"))
+    (work / "source").mkdir()
+    server = source_registry(work / "source")
+    stand_in = StandIn(work / "standin")
+    try:
+        wanted, unique = fill_source()
+        stand_in.up()
+        runs: dict[tuple[str, str], list[Run]] = {}
+        for round_ in range(1, ROUNDS + 1):
+            tools = ["ecrkit", "skopeo"] if round_ % 2 else ["skopeo", "ecrkit"]
+            for tool in tools:
+                prefix = f"r{round_}-{tool}"
+                for phase in ("first copy", "no-change"):
+                    run = one_run(stand_in, work, tool, phase, prefix, wanted)
+                    runs.setdefault((tool, phase), []).append(run)
+                check_digests(stand_in, client_env(stand_in, work / "check"), prefix, wanted)
+        report(runs, unique)
+    finally:
+        stand_in.down()
+        server.terminate()
+        server.wait(timeout=30)
+    return 0
+
+
+def client_env(stand_in: StandIn, home: Path) -> dict[str, str]:
+    """A home whose ~/.docker/config.json names the helper for the registry; a fresh helper cache."""
+    (home / ".docker").mkdir(parents=True, exist_ok=True)
+    (home / ".docker" / "config.json").write_text(json.dumps({"credHelpers": {REGISTRY_HOST: "ecr-login"}}))
+    return stand_in.client_env(home) | {
+        "REQUESTS_CA_BUNDLE": str(stand_in.ca),
+        "AWS_ECR_CACHE_DIR": str(home / "ecr-cache"),
+        "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+    }
+
+
+def one_run(  # noqa: PLR0917 - one cell of the table
+    stand_in: StandIn, work: Path, tool: str, phase: str, prefix: str, wanted: dict[str, list[str]]
+) -> Run:
+    home = work / "homes" / f"{prefix}-{phase.replace(' ', '-')}"
+    env = client_env(stand_in, home)
+    log = work / "source" / "access.log"
+    since, tokens = log.stat().st_size, stand_in.token_requests()
+    if tool == "ecrkit":
+        images = [{"source": f"{SOURCE}/{repo}", "tags": tags} for repo, tags in wanted.items()]
+        config = {"target": REGISTRY_HOST, "prefix": prefix, "plain_http": [SOURCE], "images": images}
+        (home / "mirror.yml").write_text(yaml.safe_dump(config))
+        argv = [sys.executable, "-m", "ecrkit", "mirror", "--config", str(home / "mirror.yml"), "--jobs", str(JOBS)]
+    else:
+        sync = {SOURCE: {"tls-verify": False, "images": dict(wanted)}}
+        (home / "sync.yml").write_text(yaml.safe_dump(sync))
+        argv = ["skopeo", "sync", "--all", "--preserve-digests", "--src", "yaml", "--dest", "docker",
+                str(home / "sync.yml"), f"{REGISTRY_HOST}/{prefix}"]  # fmt: skip
+    seconds, rss, _ = timed(stand_in, argv, env)
+    time.sleep(0.2)  # the registry's last log lines
+    return Run(seconds, rss, blob_bytes_served(log, since), stand_in.token_requests() - tokens)
+
+
+def report(runs: dict[tuple[str, str], list[Run]], unique: int) -> None:
+    def median(tool: str, phase: str, field: str) -> float:
+        return statistics.median(getattr(run, field) for run in runs[(tool, phase)])
+
+    first = median("ecrkit", "first copy", "seconds") / median("skopeo", "first copy", "seconds")
+    again = median("ecrkit", "no-change", "seconds") / median("skopeo", "no-change", "seconds")
+    rss_e = max(median("ecrkit", phase, "max_rss_mib") for phase in ("first copy", "no-change"))
+    rss_s = max(median("skopeo", phase, "max_rss_mib") for phase in ("first copy", "no-change"))
+    copying = median("ecrkit", "first copy", "max_rss_mib") - median("ecrkit", "no-change", "max_rss_mib")
+    print(f"mirror set: {REPOSITORIES} repositories, {REPOSITORIES * TAGS} tags, {unique / 2**20:.1f} MiB unique, "
+          f"{ROUNDS} rounds, --jobs {JOBS}")  # fmt: skip
+    for tool in ("ecrkit", "skopeo"):
+        for phase in ("first copy", "no-change"):
+            print(f"mirror {phase} {tool} seconds: {median(tool, phase, 'seconds'):.2f}")
+    print(f"mirror first copy ecrkit/skopeo: {first:.2f} (target <= 0.8)")
+    print(f"mirror no-change ecrkit/skopeo: {again:.2f} (target <= 0.5)")
+    for tool in ("ecrkit", "skopeo"):
+        read = median(tool, "first copy", "source_bytes") / unique
+        print(f"mirror source bytes read / unique bytes, {tool}: {read:.2f} (target == 1.00)")
+    for tool in ("ecrkit", "skopeo"):
+        for phase in ("first copy", "no-change"):
+            tokens = max(run.tokens for run in runs[(tool, phase)])
+            print(f"mirror token requests per run, {tool} {phase}: {tokens} (target <= 1)")
+    print(f"mirror peak memory ecrkit MiB: {rss_e:.0f}")
+    print(f"mirror peak memory skopeo MiB: {rss_s:.0f}")
+    print(f"mirror peak memory ecrkit/skopeo: {rss_e / rss_s:.2f} (target <= 2)")
+    print(f"mirror memory for copying, ecrkit (first copy - no-change) MiB: {copying:.0f} "
+          f"(target <= {JOBS * CHUNK_MIB * 4})")  # fmt: skip
+
+
+if __name__ == "__main__":
+    sys.exit(main())
