@@ -72,6 +72,7 @@ bench: deps venv image
 	@python bench/converge.py
 	@python bench/token_economy.py
 	@python bench/mirror.py
+	@python bench/validate.py
 
 clean-hosts:
 	@python -m ecrkit.testbed --destroy

@@ -248,7 +248,7 @@ def one_run(  # noqa: PLR0917 - one cell of the table
 
 def report(runs: dict[tuple[str, str], list[Run]], unique: int) -> None:
     def median(tool: str, phase: str, field: str) -> float:
-        return statistics.median(getattr(run, field) for run in runs[(tool, phase)])
+        return float(statistics.median(getattr(run, field) for run in runs[(tool, phase)]))
 
     first = median("ecrkit", "first copy", "seconds") / median("skopeo", "first copy", "seconds")
     again = median("ecrkit", "no-change", "seconds") / median("skopeo", "no-change", "seconds")

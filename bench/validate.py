@@ -1,0 +1,78 @@
+"""Validate benchmark: `ecrkit validate -i INVENTORY` over SSH for 1 host and for 32 hosts.
+
+The hosts are systemd containers with sshd on loopback ports (as converge.py starts them), given
+the stand-in's instance role and converged with site.yml, so that each check (the helper's live
+`get` included) has something real to judge. The figure is the wall-clock ratio 32 hosts / 1 host,
+and the validating process's CPU-seconds per host. Run: make bench; BENCH_VALIDATE_HOSTS=4 for a
+quick check.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ecrkit.standin import StandIn
+from ecrkit.testbed import Host, ansible_playbook, give_stand_in_role, remove_hosts, start_ssh_hosts, write_inventory
+
+HOSTS = int(os.environ.get("BENCH_VALIDATE_HOSTS", "32"))
+VARIABLES: dict[str, object] = {
+    "ecr_credential_helper_install_method": "controller_file",
+    "ecr_credential_helper_src": "/usr/bin/docker-credential-ecr-login",
+    "docker_auth_config_registries": ["123456789012.dkr.ecr.us-east-1.amazonaws.com"],
+}
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed_validate(inventory: Path) -> tuple[float, float]:
+    """Wall-clock and CPU seconds of one `ecrkit validate -i inventory` (its exit code is not judged:
+    the time is what is measured)."""
+    started, cpu = time.perf_counter(), children_cpu()
+    done = subprocess.run([sys.executable, "-m", "ecrkit", "validate", "-i", str(inventory), "--json"],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    if done.returncode not in (0, 1):
+        sys.exit(f"ecrkit validate failed to run ({done.returncode}): {done.stderr[-2000:]}")
+    return time.perf_counter() - started, children_cpu() - cpu
+
+
+def main() -> int:
+    work = Path(tempfile.mkdtemp(prefix="ecrkit-bench-validate-"))
+    key = work / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    names = [f"ecrkit-bench-validate-{i:02d}" for i in range(1, HOSTS + 1)]
+    stand_in = StandIn(work / "standin")
+    try:
+        stand_in.up()
+        hosts = start_ssh_hosts(names, key.with_suffix(".pub"), first_port=22101, options=stand_in.host_options())
+        for host in hosts:
+            give_stand_in_role(host, stand_in)
+        fleet = write_inventory(work / "fleet.yml", {"workstations": hosts}, VARIABLES, key)
+        one = write_inventory(work / "one.yml", {"workstations": hosts[:1]}, VARIABLES, key)
+        converged = ansible_playbook("-i", str(fleet), "site.yml", env={"ANSIBLE_FORKS": str(HOSTS)})
+        if converged.returncode != 0:
+            sys.exit(f"site.yml failed:\n{converged.stdout[-3000:]}")
+        timed_validate(one)  # warm: the controller's caches, the hosts' first SSH logins
+        single, single_cpu = timed_validate(one)
+        many, many_cpu = timed_validate(fleet)
+    finally:
+        remove_hosts(Host(name) for name in names)
+        stand_in.down()
+    print(f"validate 1 host seconds: {single:.2f}")
+    print(f"validate {HOSTS} hosts seconds: {many:.2f}")
+    print(f"validate CPU-s per host, 1 host: {single_cpu:.2f}")
+    print(f"validate CPU-s per host, {HOSTS} hosts: {many_cpu / HOSTS:.2f}")
+    print(f"validate {HOSTS} hosts / 1 host: {many / single:.2f} (target <= 4)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
