@@ -3,9 +3,9 @@
 (a) an idempotent rerun of site.yml on one host / a play that only gathers facts and pings it
 (b) a converge of 16 fresh hosts / a converge of 1 fresh host (forks 16)
 (c) on 16 hosts, 3 rounds: controller CPU-seconds per host of a fresh converge and of an idempotent
-    rerun, ecrkit's site.yml against a reference role doing the same job the common way
-    (bench/plain.yml: one builtin task per file or setting), and the rerun against the floor, a
-    play that only gathers facts and pings; the spread of each figure over the rounds.
+    rerun, ecrkit's playbooks/workstations.yml (what site.yml plays for these hosts) against a reference
+    role doing the same job the common way (bench/plain.yml: one builtin task per file or setting), and
+    the rerun against the floor, a play that only gathers facts and pings; each figure's spread.
 
 Ratios, not seconds, are the result: they hold across machines of one kind. Run: make bench.
 """
@@ -70,7 +70,7 @@ def timed_playbook(inventory: Path, *args: str) -> tuple[float, float, float]:
 
 
 def main() -> int:
-    names = [f"ecrkit-bench-{i:02d}" for i in range(1, HOSTS + 1)]
+    names = [f"ecrkit-bench-{os.getpid()}-{i:02d}" for i in range(1, HOSTS + 1)]
     work = Path(tempfile.mkdtemp(prefix="ecrkit-bench-"))
     (work / "facts.yml").write_text(FACTS_AND_PING)
     key = work / "id_ed25519"
@@ -114,7 +114,7 @@ def compare_with_the_reference(names: list[str], public_key: Path, key: Path, wo
     """Controller CPU-seconds per host of each play, per round, on fresh hosts for each fresh converge."""
     figures: dict[str, list[float]] = {}
     for round_ in range(1, ROUNDS + 1):
-        for label, playbook in (("ecrkit", "site.yml"), ("plain", "bench/plain.yml")):
+        for label, playbook in (("ecrkit", "playbooks/workstations.yml"), ("plain", "bench/plain.yml")):
             hosts = start_ssh_hosts(names, public_key)
             directory = work / f"round{round_}-{label}"
             directory.mkdir()

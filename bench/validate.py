@@ -48,7 +48,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="ecrkit-bench-validate-"))
     key = work / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    names = [f"ecrkit-bench-validate-{i:02d}" for i in range(1, HOSTS + 1)]
+    names = [f"ecrkit-bench-validate-{os.getpid()}-{i:02d}" for i in range(1, HOSTS + 1)]
     stand_in = StandIn(work / "standin")
     try:
         stand_in.up()
