@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any
 from ecrkit import __version__, files, helper, images, mirror
 from ecrkit.errors import EcrkitError, FileFormatError, InputError, PathError
 from ecrkit.registry import Registry, RegistryError
-from ecrkit.settings import ECR_PRIVATE_HOST, CredentialRule, private_registry, validate_absolute_path
+from ecrkit.settings import (
+    ECR_PRIVATE_HOST,
+    SSO_PROFILE_FORMS,
+    CredentialRule,
+    private_registry,
+    validate_absolute_path,
+)
 
 
 def _lazy(name: str) -> ModuleType:
@@ -471,7 +477,7 @@ def _add_aws_config_parser(kinds: Any) -> None:
     aws.add_argument("--session", default="ecrkit", help="the sso-session's name (default ecrkit)")
     aws.add_argument(
         "--form",
-        choices=aws_config.FORMS,
+        choices=SSO_PROFILE_FORMS,
         default="sso-session",
         help="sso-session (helper 0.7.0 or later) or legacy (every helper, e.g. Debian 12's 0.6.0)",
     )

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from ecrkit.errors import InputError
 
 HELPER_NAME = "ecr-login"
+SSO_PROFILE_FORMS = ("sso-session", "legacy")  # ~/.aws/config's forms of an SSO profile (renderers.aws_config)
 HELPER_BINARY = "docker-credential-ecr-login"
 
 ECR_PRIVATE_HOST = re.compile(

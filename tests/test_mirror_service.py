@@ -3,6 +3,8 @@ before anything is written, naming the role variable; the package files shipped 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -57,3 +59,15 @@ def test_bad_inputs_are_refused_naming_the_variable(config: dict[str, Any], opti
     with pytest.raises(EcrkitError) as error:
         mirror_service.plan(config, options)
     assert expected in str(error.value)
+
+
+def test_the_mirror_command_loads_only_what_a_mirror_host_has() -> None:
+    """The ecr_mirror role gives the host the mirror's libraries only (OS packages): building the
+    parser and loading the mirror must not import the renderers' or the validator's."""
+    code = (
+        "import sys; from ecrkit import cli; cli.build_parser().parse_args(['mirror', '--config', 'x']); "
+        "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('botocore', 'configupdater', 'paramiko', 'tomlkit', 'rich'))))"  # boto3 itself: a lazy stub
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert done.stdout.split() == []

@@ -24,6 +24,7 @@ from configupdater import ConfigUpdater
 from ecrkit.errors import FileFormatError, InputError
 from ecrkit.settings import (
     ECR_PUBLIC_HOSTS,
+    SSO_PROFILE_FORMS,
     option_name,
     private_registry,
     validate_account_id,
@@ -34,7 +35,7 @@ from ecrkit.settings import (
 
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z", re.ASCII)
 ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}\Z", re.ASCII)
-FORMS = ("sso-session", "legacy")
+FORMS = SSO_PROFILE_FORMS
 CLI_NAMES = {"name": "profile", "registries": "registry"}  # the role's variable suffix -> the option
 FIRST_SSO_SESSION_HELPER = (0, 7, 0)
 # Credential sources the SDK prefers to SSO in the same profile: their presence would hide it.
