@@ -42,6 +42,7 @@ LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 IMAGE = "application/vnd.docker.distribution.manifest.v2+json"
 LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 CONFIG = "application/vnd.docker.container.image.v1+json"
+BLOB_INFO_CACHE = "/var/lib/containers/cache"
 
 
 @dataclass
@@ -193,6 +194,7 @@ def main() -> int:
     (work / "source").mkdir()
     server = source_registry(work / "source")
     stand_in = StandIn(work / "standin")
+    Path(BLOB_INFO_CACHE).mkdir(parents=True, exist_ok=True)  # the mount point
     try:
         wanted, unique = fill_source()
         stand_in.up()
@@ -239,7 +241,13 @@ def one_run(  # noqa: PLR0917 - one cell of the table
     else:
         sync = {SOURCE: {"tls-verify": False, "images": dict(wanted)}}
         (home / "sync.yml").write_text(yaml.safe_dump(sync))
-        argv = ["skopeo", "sync", "--all", "--preserve-digests", "--src", "yaml", "--dest", "docker",
+        # skopeo run as root keeps a blob-info cache in /var/lib/containers/cache across runs, and
+        # mounts what it copied before from there: each run gets an empty one of its own, as
+        # ecrkit starts each run knowing nothing.
+        (home / "blob-cache").mkdir()
+        argv = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+                f'mount --bind "{home}/blob-cache" {BLOB_INFO_CACHE} && exec "$@"', "sh",
+                "skopeo", "sync", "--all", "--preserve-digests", "--src", "yaml", "--dest", "docker",
                 str(home / "sync.yml"), f"{REGISTRY_HOST}/{prefix}"]  # fmt: skip
     seconds, rss, _ = timed(stand_in, argv, env)
     time.sleep(0.2)  # the registry's last log lines
@@ -255,6 +263,10 @@ def report(runs: dict[tuple[str, str], list[Run]], unique: int) -> None:
     rss_e = max(median("ecrkit", phase, "max_rss_mib") for phase in ("first copy", "no-change"))
     rss_s = max(median("skopeo", phase, "max_rss_mib") for phase in ("first copy", "no-change"))
     copying = median("ecrkit", "first copy", "max_rss_mib") - median("ecrkit", "no-change", "max_rss_mib")
+    for (tool, phase), values in runs.items():
+        for number, run in enumerate(values, start=1):
+            print(f"    round {number} {tool} {phase}: {run.seconds:.2f} s, {run.max_rss_mib:.0f} MiB, "
+                  f"{run.source_bytes / 2**20:.1f} MiB read, {run.tokens} token request(s)")  # fmt: skip
     print(f"mirror set: {REPOSITORIES} repositories, {REPOSITORIES * TAGS} tags, {unique / 2**20:.1f} MiB unique, "
           f"{ROUNDS} rounds, --jobs {JOBS}")  # fmt: skip
     for tool in ("ecrkit", "skopeo"):
