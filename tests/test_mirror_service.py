@@ -25,7 +25,8 @@ def test_the_units_run_the_mirror_on_the_schedule_with_the_targets_region() -> N
     assert "ExecStart=/usr/bin/python3 -m ecrkit mirror --config /etc/ecrkit/mirror.yml --jobs 6" in plan["service"]
     assert 'Environment="AWS_REGION=eu-west-1"' in plan["service"]
     assert 'Environment="AWS_ECR_CACHE_DIR=/var/cache/ecrkit-mirror"' in plan["service"]
-    assert "DynamicUser=yes" in plan["service"]
+    assert "User=ecrkit-mirror" in plan["service"]
+    assert "StateDirectory=ecrkit-mirror" in plan["service"]
     assert "OnCalendar=Mon *-*-* 02:00" in plan["timer"]
     assert yaml.safe_load(plan["config"]) == CONFIG
     assert plan["service_path"] == "/etc/systemd/system/ecrkit-mirror.service"

@@ -1,6 +1,7 @@
 """`ecrkit mirror` on a schedule: a systemd service and timer, and the files a host needs to run it.
 
-The service is a oneshot run as a dynamic user with its own state and cache directories (the
+The service is a oneshot run as a system user of its own (DynamicUser= would need mount
+namespaces, which containers often lack) with its own state and cache directories (the
 helper's token cache among them, so one token serves a day of runs), on the host's instance
 profile: no credentials are written. Its output (each result and the summary line) goes to the
 journal under the unit's name, and a last line there gives the exit status.
@@ -77,7 +78,8 @@ def plan(config: Any, options: Options, *, header: str = "", prefix: str = "ecr_
         "",
         "[Service]",
         "Type=oneshot",
-        "DynamicUser=yes",
+        f"User={options.unit}",
+        f"Group={options.unit}",
         f"StateDirectory={options.unit}",
         f"CacheDirectory={options.unit}",
         *(f'Environment="{key}={value}"' for key, value in environment.items()),
@@ -106,6 +108,8 @@ def plan(config: Any, options: Options, *, header: str = "", prefix: str = "ecr_
         "timer": timer,
         "service_path": f"/etc/systemd/system/{options.unit}.service",
         "timer_path": f"/etc/systemd/system/{options.unit}.timer",
+        "user": options.unit,
+        "home": state,
         "directories": [install_dir, f"{install_dir}/lib", *(f"{install_dir}/lib/{d}" for d in package_directories())],
         "files": [{"src": str(PACKAGE / name), "dest": f"{install_dir}/lib/ecrkit/{name}"} for name in package_files()],
     }
