@@ -103,7 +103,7 @@ def ecrkit_helper_changes(probe: Mapping[str, Any], plan: Mapping[str, Any], **s
 
 @_reported
 def ecrkit_helper_version(command: Mapping[str, Any]) -> str:
-    """The version number from the probe's run of `docker-credential-ecr-login version`."""
+    """The version number from the probe's run of `docker-credential-ecr-login -v` (or `version`)."""
     version = hoststate.version_from(command)
     if not version:
         raise ValueError(
