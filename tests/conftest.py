@@ -8,17 +8,66 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
+from ecrkit.helper import binary_version
+from ecrkit.settings import HELPER_BINARY
 from ecrkit.standin import StandIn
 
 ROOT = Path(__file__).resolve().parent.parent
 ECRKIT = [sys.executable, "-m", "ecrkit"]
+# The helpers users run, as `make helpers` (tools/fetch-helpers.sh) leaves them: Debian 12's
+# 0.6.0, Debian 13's 0.7.1, and whatever sid has (0.12.0 or later).
+HELPERS_DIR = ROOT / ".cache" / "helpers"
+HELPER_SUITES = ("bookworm", "trixie", "sid")
+
+
+@dataclass(frozen=True)
+class TestedHelper:
+    """One fetched helper binary; its version is what the binary says (`-v`), never assumed."""
+
+    __test__ = False  # not a test class
+
+    suite: str
+
+    @property
+    def path(self) -> Path:
+        return HELPERS_DIR / self.suite / HELPER_BINARY
+
+    @cached_property
+    def version(self) -> str:
+        if not self.path.exists():
+            pytest.fail(f"{self.path} is missing: `make helpers` fetches it")
+        return binary_version(str(self.path))
+
+    @property
+    def release(self) -> tuple[int, ...]:
+        return tuple(int(part) for part in self.version.split("."))
+
+    def env(self, base: Mapping[str, str]) -> dict[str, str]:
+        """`base` with this helper first on the PATH (the docker CLI finds it there)."""
+        return {**base, "PATH": f"{self.path.parent}:{base.get('PATH', os.environ['PATH'])}"}
+
+    def __str__(self) -> str:  # the test id: the suite and, once fetched, the version
+        return f"{self.suite}-{binary_version(str(self.path))}" if self.path.exists() else self.suite
+
+
+TESTED_HELPERS = [TestedHelper(suite) for suite in HELPER_SUITES]
+
+
+@pytest.fixture(params=TESTED_HELPERS, ids=str)
+def helper(request: pytest.FixtureRequest) -> TestedHelper:
+    """Each helper users run, in turn."""
+    tested: TestedHelper = request.param
+    assert tested.version  # fails, naming `make helpers`, when it was not fetched
+    return tested
 
 
 def run_ecrkit(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
