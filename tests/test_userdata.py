@@ -3,6 +3,7 @@ container against a release mirror served on loopback."""
 
 from __future__ import annotations
 
+import email
 import hashlib
 import http.server
 import json
@@ -17,10 +18,10 @@ import yaml
 
 from ecrkit.errors import InputError
 from ecrkit.helper import release_url
-from ecrkit.renderers.userdata import ARCH, SCRIPT_PATH, render
+from ecrkit.renderers.userdata import ARCH, EC2_USERDATA_LIMIT, MIME_PART_NAME, SCRIPT_PATH, render
 from ecrkit.settings import CredentialRule
 from ecrkit.testbed import Host, podman, remove_hosts, start_hosts
-from tests.conftest import free_port
+from tests.conftest import free_port, run_ecrkit
 
 REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 RULE = CredentialRule.build([REGISTRY])
@@ -159,3 +160,32 @@ def test_a_wrong_checksum_installs_nothing(fresh_host: Host, mirror: tuple[str, 
     pinned = render(RULE, url=release_url("1.0.0", ARCH, base), sha256="f" * 64)  # a pinned sha256 wins over the file
     done = run_userdata(fresh_host, pinned)
     assert done.returncode != 0 and not fresh_host.exists(TARGET)
+
+
+def test_the_mime_form_carries_the_script_as_a_shell_part_that_ec2_accepts() -> None:
+    url = release_url("0.12.0", ARCH, "https://mirror.example.com/releases")
+    text = render(RULE, url=url, form="mime")
+    message = email.message_from_string(text)
+    assert message.get_content_type() == "multipart/mixed" and message["MIME-Version"] == "1.0"
+    [part] = message.get_payload()
+    assert part.get_content_type() == "text/x-shellscript" and part.get_filename() == MIME_PART_NAME
+    assert part.get_payload(decode=True).decode() == render(RULE, url=url)
+    assert len(text.encode()) < EC2_USERDATA_LIMIT  # a launch template's UserData, before base64
+    assert render(RULE, url=url, form="mime") == text  # a fixed boundary: the role's file stays unchanged
+
+
+def test_other_parts_are_combined_after_ecrkits_and_typed_by_their_first_line(tmp_path: Path) -> None:
+    other = tmp_path / "team.cfg"
+    other.write_text("#cloud-config\nruncmd:\n  - [touch, /x]\n")
+    done = run_ecrkit("render", "userdata", "--registry", REGISTRY, "--format", "mime", "--with-part", str(other))
+    assert done.returncode == 0, done.stderr
+    parts = email.message_from_string(done.stdout).get_payload()
+    assert [(p.get_content_type(), p.get_filename()) for p in parts] == [
+        ("text/x-shellscript", MIME_PART_NAME),
+        ("text/cloud-config", "team.cfg"),
+    ]
+    refused = run_ecrkit("render", "userdata", "--registry", REGISTRY, "--with-part", str(other))
+    assert refused.returncode == 2 and "--format mime" in refused.stderr
+    other.write_text("just text\n")
+    unknown = run_ecrkit("render", "userdata", "--registry", REGISTRY, "--format", "mime", "--with-part", str(other))
+    assert unknown.returncode == 2 and "team.cfg: 'just text'" in unknown.stderr
