@@ -1,7 +1,8 @@
 #!/bin/bash
 # Fetch the credential helpers the tests run: Debian's amazon-ecr-credential-helper from
 # bookworm (0.6.0), trixie (0.7.1) and sid (whatever it has, at least 0.12.0), into
-# DEST/<suite>/docker-credential-ecr-login (DEST defaults to .cache/helpers).
+# DEST/<suite>/docker-credential-ecr-login, with the version it reports in DEST/<suite>/version
+# (DEST defaults to .cache/helpers).
 #
 # apt does the fetching with a private configuration (its own sources file, lists and cache):
 # the machine's sources never see trixie or sid. apt checks the Release files against Debian's
@@ -30,7 +31,7 @@ mirror() {
 
 missing=()
 for suite in "${SUITES[@]}"; do
-  [ -x "$DEST/$suite/$BINARY" ] || missing+=("$suite")
+  [ -x "$DEST/$suite/$BINARY" ] && [ -s "$DEST/$suite/version" ] || missing+=("$suite")
 done
 if [ "${#missing[@]}" -eq 0 ]; then
   log "all helpers present in $DEST"
@@ -67,13 +68,15 @@ for suite in "${missing[@]}"; do
   deb=$(find "$work" -maxdepth 1 -name "${PACKAGE}_*.deb" -print -quit)
   [ -n "$deb" ] || { log "apt downloaded no $PACKAGE from $suite"; exit 1; }
   dpkg-deb -x "$deb" "$work/root"
-  version=$("$work/root/usr/bin/$BINARY" version | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -n 1)
+  # -v, not the version verb: Debian's 0.6.0 and 0.7.1 builds answer that with 0.6.4.
+  version=$("$work/root/usr/bin/$BINARY" -v | sed -n 's/^Version:[[:space:]]*\([0-9.]*\).*/\1/p')
   if [ "$suite" = sid ] && ! version_ge "$version" "$SID_MINIMUM"; then
     log "sid has $PACKAGE $version, older than $SID_MINIMUM"
     exit 1
   fi
   mkdir -p "$DEST/$suite"
   install -m 0755 "$work/root/usr/bin/$BINARY" "$DEST/$suite/$BINARY.new"
+  echo "$version" > "$DEST/$suite/version"  # for playbooks on the controller (molecule/install_methods)
   mv -f "$DEST/$suite/$BINARY.new" "$DEST/$suite/$BINARY"
   log "$suite: $(basename "$deb") -> $DEST/$suite/$BINARY (reports $version)"
   rm -rf "$work"
