@@ -17,11 +17,11 @@ import pytest
 import yaml
 
 from ecrkit.errors import InputError
-from ecrkit.helper import release_url
+from ecrkit.helper import parse_version, release_url
 from ecrkit.renderers.userdata import ARCH, EC2_USERDATA_LIMIT, MIME_PART_NAME, SCRIPT_PATH, render
 from ecrkit.settings import CredentialRule
 from ecrkit.testbed import Host, podman, remove_hosts, start_hosts
-from tests.conftest import free_port, run_ecrkit
+from tests.conftest import ReleaseMirror, TestedHelper, free_port, run_ecrkit
 
 REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 RULE = CredentialRule.build([REGISTRY])
@@ -189,3 +189,38 @@ def test_other_parts_are_combined_after_ecrkits_and_typed_by_their_first_line(tm
     other.write_text("just text\n")
     unknown = run_ecrkit("render", "userdata", "--registry", REGISTRY, "--format", "mime", "--with-part", str(other))
     assert unknown.returncode == 2 and "team.cfg: 'just text'" in unknown.stderr
+
+
+@pytest.mark.hosts
+def test_the_real_releases_install_upgrade_downgrade_and_a_tampered_one_installs_nothing(
+    fresh_host: Host, release_mirror: ReleaseMirror
+) -> None:
+    """With the real helpers on a mirror of the release bucket's layout: 0.7.1, then the newest
+    (0.12.0 or what sid has), then 0.7.1 pinned again; the version is the binary's own."""
+    older, newest = TestedHelper("trixie"), TestedHelper("sid")
+
+    def install(version: str, sha256: str = "") -> subprocess.CompletedProcess[str]:
+        return run_userdata(
+            fresh_host, render(RULE, url=release_url(version, ARCH, release_mirror.base_url), sha256=sha256)
+        )
+
+    def installed() -> tuple[str, str]:
+        said = fresh_host.run(f"{TARGET} -v").stdout
+        return parse_version(said), fresh_host.run(f"sha256sum {TARGET}").stdout.split()[0]
+
+    for step, tested in (("fresh", older), ("upgrade", newest), ("pinned downgrade", older)):
+        done = install(tested.version)
+        assert done.returncode == 0, f"{step}: {done.stderr}"
+        assert installed() == (tested.version, tested.sha256()), step
+
+    # A binary changed after its checksum was published, and a checksum that names another binary.
+    tampered = newest.path.read_bytes() + b"\0"
+    release_mirror.publish("9.9.8", tampered, checksum=newest.sha256())
+    release_mirror.publish("9.9.9", newest.path.read_bytes(), checksum=hashlib.sha256(tampered).hexdigest())
+    for version in ("9.9.8", "9.9.9"):
+        done = install(version)
+        assert done.returncode != 0 and "nothing installed" in done.stderr, done.stderr
+        assert installed() == (older.version, older.sha256())
+    pinned = install(newest.version, sha256=hashlib.sha256(tampered).hexdigest())  # wins over the .sha256 file
+    assert pinned.returncode != 0 and "nothing installed" in pinned.stderr
+    assert installed() == (older.version, older.sha256())
