@@ -29,6 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 LOCAL_INVENTORY = ROOT / "inventory" / "local" / "hosts.yml"
 STAND_IN_STATE = ROOT / ".cache" / "standin"
 BASE_IMAGE = os.environ.get("ECRKIT_BASE_IMAGE", "localhost/debian-systemd:bookworm")
+# Job hosts booted by cloud-init: the base image plus cloud-init (tools/cloudinit-image.sh).
+CLOUDINIT_IMAGE = os.environ.get("ECRKIT_CLOUDINIT_IMAGE", "localhost/debian-systemd-cloudinit:bookworm")
 PODMAN_ENV = {**os.environ, "CONTAINERS_CONF": str(ROOT / "molecule" / "containers.conf")}
 ANSIBLE_ENV = {**PODMAN_ENV, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")}
 BIN = Path(sys.executable).parent
@@ -59,17 +61,25 @@ class Host:
         return podman("exec", self.name, "cat", path).stdout
 
 
-def start_hosts(names: Iterable[str], *, reuse: bool = False, options: Iterable[str] = ()) -> list[Host]:
+def start_hosts(
+    names: Iterable[str],
+    *,
+    reuse: bool = False,
+    options: Iterable[str] = (),
+    image: str = BASE_IMAGE,
+    command: Iterable[str] = (),
+) -> list[Host]:
     """Start systemd containers (fresh ones unless `reuse`) and wait until systemd has booted them.
 
-    `options` are more `podman run` options (networks, mounts, host entries).
+    `options` are more `podman run` options (networks, mounts, host entries); `image` and
+    `command` replace the base image and its /sbin/init.
     """
     hosts = []
     for name in names:
         running = podman("container", "inspect", "-f", "{{.State.Running}}", name, check=False).stdout.strip()
         if not (reuse and running == "true"):
             podman("rm", "-f", "-t", "0", name, check=False)
-            podman("run", "-d", "--name", name, "--hostname", name, "--systemd=always", *options, BASE_IMAGE)
+            podman("run", "-d", "--name", name, "--hostname", name, "--systemd=always", *options, image, *command)
         hosts.append(Host(name))
     for host in hosts:
         _wait_for_systemd(host)
