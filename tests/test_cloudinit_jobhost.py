@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from ecrkit.helper import parse_version
+from ecrkit.renderers.userdata import instance_ready_command
 from ecrkit.standin import REGISTRY_HOST, StandIn
 from ecrkit.testbed import CLOUDINIT_IMAGE, Host, podman, pull_result, remove_hosts, start_hosts
 from tests.conftest import ReleaseMirror, TestedHelper, run_ecrkit
@@ -46,14 +49,18 @@ def seed(directory: Path, instance: str, user_data: str | None = None) -> Path:
     return directory
 
 
-def boot(name: str, seed_dir: Path, stand_in: StandIn) -> Host:
-    """A job host as a cloud starts one: cloud-init enabled on its command line, the seed mounted."""
-    [host] = start_hosts(
-        [name],
-        options=[*stand_in.host_options(), f"--volume={seed_dir}:{SEED}:ro"],
-        image=CLOUDINIT_IMAGE,
-        command=["/sbin/init", "cloud-init=enabled"],
-    )
+def boot_options(seed_dir: Path, stand_in: StandIn | None) -> list[str]:
+    """A job host as a cloud starts one: the seed mounted (and cloud-init enabled on its command line)."""
+    network = stand_in.host_options() if stand_in else ["--network=host"]
+    return [*network, f"--volume={seed_dir}:{SEED}:ro"]
+
+
+BOOT_COMMAND = ["/sbin/init", "cloud-init=enabled"]  # the generator disables it in a container otherwise
+
+
+def boot(name: str, seed_dir: Path, stand_in: StandIn | None) -> Host:
+    """Boot a job host and wait for systemd (cloud-init may still be running)."""
+    [host] = start_hosts([name], options=boot_options(seed_dir, stand_in), image=CLOUDINIT_IMAGE, command=BOOT_COMMAND)
     return host
 
 
@@ -134,3 +141,32 @@ def test_without_the_userdata_the_same_host_cannot_pull(stand_in: StandIn, image
     assert finished(host)["errors"] == []
     assert not host.exists(TARGET)
     assert pull_result(host, image, stand_in) != "pulled"
+
+
+def test_the_autoscaler_ready_command_holds_jobs_until_the_userdata_finished(
+    release_mirror: ReleaseMirror, job_host: JobHost
+) -> None:
+    """docker-autoscaler sends jobs to a new instance only once `instance_ready_command` succeeds
+    there: run it while the boot is still going (a slow part after ecrkit's), then after."""
+    slow = job_host.workdir / "slow-part.sh"
+    slow.write_text("#!/bin/sh\nsleep 15\n")
+    seed_dir = seed(job_host.seed_dir, "iid-ecrkit-1", userdata(release_mirror, "mime", "--with-part", str(slow)))
+    podman("run", "-d", "--name", job_host.name, "--systemd=always", *boot_options(seed_dir, None),
+           CLOUDINIT_IMAGE, *BOOT_COMMAND)  # fmt: skip
+    host = Host(job_host.name)
+    ready = instance_ready_command()
+    early = host.run(f"timeout 5 sh -c {shlex.quote(ready)}")
+    assert early.returncode == 124, early.stdout + early.stderr  # still waiting: no job lands yet
+    done = host.run(ready)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert parse_version(done.stdout) and "status: done" in host.run("cloud-init status").stdout
+    assert host.exists("/var/lib/cloud/instance/boot-finished")
+
+
+def test_the_ready_command_fails_when_the_userdata_failed(release_mirror: ReleaseMirror, job_host: JobHost) -> None:
+    """Its negative control: userdata pinned to a sha256 the release does not have installs nothing."""
+    text = userdata(release_mirror, "shell", "--sha256", "0" * 64)
+    host = boot(job_host.name, seed(job_host.seed_dir, "iid-ecrkit-1", text), None)
+    done = host.run(f"timeout 120 sh -c {shlex.quote(instance_ready_command())}")
+    assert done.returncode not in (0, 124), done.stdout + done.stderr
+    assert "status: error" in host.run("cloud-init status").stdout

@@ -38,6 +38,7 @@ PART_TYPES = {
     "#include": "x-include-url",
     "#part-handler": "part-handler",
 }
+DEFAULT_INSTALL_DIR = "/usr/local/bin"
 EC2_USERDATA_LIMIT = 16384  # bytes, before base64: EC2 refuses larger userdata
 ARCH = "@ARCH@"  # replaced on the host by amd64 or arm64
 SCRIPT_PATH = "/var/lib/ecrkit/install-ecr-helper.sh"  # where the cloud-config form puts the script
@@ -133,7 +134,7 @@ def render(
     *,
     url: str,
     sha256: str = "",
-    install_dir: str = "/usr/local/bin",
+    install_dir: str = DEFAULT_INSTALL_DIR,
     form: Format = "shell",
 ) -> str:
     """The userdata. Without `sha256`, the host checks the binary against `<url>.sha256`."""
@@ -157,6 +158,13 @@ def render(
         "runcmd": [[SCRIPT_PATH]],
     }
     return "#cloud-config\n" + yaml.dump(document, Dumper=_LiteralDumper, sort_keys=False, width=1000)
+
+
+def instance_ready_command(install_dir: str = DEFAULT_INSTALL_DIR) -> str:
+    """docker-autoscaler's `instance_ready_command` for hosts booted with this userdata: wait
+    until cloud-init has finished (it fails when the userdata failed), then run the helper."""
+    helper = f"{validate_absolute_path(install_dir, 'install_dir').rstrip('/')}/docker-credential-ecr-login"
+    return f"cloud-init status --wait > /dev/null && {shlex.quote(helper)} version"
 
 
 def part_type(content: str, source: str = "part") -> str:

@@ -135,7 +135,10 @@ def ecrkit_runner_plan(probe: Mapping[str, Any], rule: Mapping[str, Any], option
         docker_volumes=bool(options["docker_volumes"]),
         helper_path=helper_path,
         machine_options=machine,
-        autoscaler=runner_config.validate_autoscaler(options["autoscaler"], source + "autoscaler"),
+        autoscaler=runner_config.with_ready_command(
+            runner_config.validate_autoscaler(options["autoscaler"], source + "autoscaler"),
+            userdata.instance_ready_command(),
+        ),
     )
     env = service_env.environment(
         credential_rule,
