@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -246,3 +247,16 @@ def test_docker_autoscaler_gets_an_instance_ready_command_that_waits_for_the_use
     # The user's own command stays; no autoscaler keys, no command (not a docker-autoscaler runner).
     assert with_ready_command({"instance_ready_command": "true"}, ready) == {"instance_ready_command": "true"}
     assert with_ready_command({}, ready) == {}
+
+
+def test_the_readmes_autoscaler_variables_give_the_table_it_shows() -> None:
+    variables = yaml.safe_load(readme_block("<!-- autoscaler-vars -->"))["gitlab_runner_ecr_autoscaler"]
+    registered = (
+        '[[runners]]\n  name = "fleet"\n  url = "https://gitlab.example.com"\n  token = "glrt-x"\n'
+        '  executor = "docker-autoscaler"\n'
+    )
+    keys = with_ready_command(validate_autoscaler(variables), instance_ready_command())
+    merged = merge(registered, RunnerSettings(RULE, autoscaler=keys), path="config.toml")
+    assert merged.typos == []
+    shown = tomllib.loads("[[runners]]\n" + readme_block("<!-- autoscaler-toml -->"))["runners"][0]["autoscaler"]
+    assert tomllib.loads(merged.text)["runners"][0]["autoscaler"] == shown
