@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ecrkit.errors import FileFormatError
+from ecrkit.hoststate import version_from
 from ecrkit.renderers.docker_config import parse
 from ecrkit.standin import API_HOST, REGISTRY_HOST, StandIn
 from ecrkit.validate import ACCOUNT_GROUP, inventory_targets, report_table, validate_all
@@ -290,7 +291,8 @@ def summary(groups: dict[str, list[str]], image: str, stand_in: StandIn) -> tupl
         for name in names:
             host = Host(name)
             path = host.run("command -v docker-credential-ecr-login").stdout.strip() or "missing"
-            version = host.run("docker-credential-ecr-login version").stdout.strip() or "-"
+            asked = host.run("docker-credential-ecr-login -v")  # -v: the version verb may say 0.6.4 (helper.py)
+            version = version_from({"rc": asked.returncode, "stdout": asked.stdout}) or "-"
             config = helper_entries(host.run("cat /root/.docker/config.json").stdout)
             pull = pull_result(host, image, stand_in)
             pulled = pulled and pull == "pulled"
