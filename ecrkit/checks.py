@@ -1,10 +1,12 @@
 """The validator's judge: turns facts gathered from hosts into findings. It only reasons.
 
 The facts are what `scripts/ecrkit_probe.py` reports for each consumer: a process that runs
-the helper (a systemd service, or a user's login sessions). `judge` checks each one: the
-helper on its PATH and running, its config.json (parses, safe, covers the registries), a
-region where credsStore needs one, its cache directory, a live `get` per registry, and the
-helper log's recent errors.
+the helper (a systemd service, a user's login sessions, or a Mesos task's `docker pull` with
+the archive it fetches as HOME). `judge` checks each one: the helper on its PATH and running,
+its config.json (parses, safe, covers the registries), a region where credsStore needs one,
+its cache directory, a live `get` per registry, and the helper log's recent errors. A GitLab
+Runner manager is judged by the runner's own resolution, per `[[runners]]` entry and registry
+(`_runners`); a workstation's IAM Identity Center session by its cached token's expiry.
 
 Every failure of the helper prints the same `credentials not found in native keychain`;
 the cause is only in its log (`<AWS_ECR_CACHE_DIR or ~/.ecr>/log/ecr-login.log`, logrus
@@ -14,12 +16,12 @@ lines `time=... level=... msg=... error=...`). `diagnose_helper_log` names it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-Severity = Literal["ok", "warning", "error"]
+Severity = Literal["ok", "note", "warning", "error"]  # only "error" fails a host
 HELPER = "docker-credential-ecr-login"
 RECENT = 24 * 3600  # helper log lines younger than this are "recent" errors
 
@@ -42,6 +44,12 @@ class Cause:
 
 # Most specific first: a line is given the first cause that matches it.
 HELPER_LOG_CAUSES = (
+    Cause(
+        "SSO session expired",
+        re.compile(r"SSO session has expired|session has expired or is invalid"),
+        "sign in again with `aws sso login --profile <the profile>`: the helper reads the cached IAM Identity "
+        "Center token, which lasts as long as the session the administrator set (8 hours by default)",
+    ),
     Cause(
         "not an ECR hostname",
         re.compile(r"can only be used with Amazon Elastic Container Registry"),
@@ -160,9 +168,25 @@ def diagnose_helper_log(text: str, since: float | None = None) -> list[Finding]:
     ]
 
 
-def probe_args(registries: Iterable[str], services: Iterable[str], users: Iterable[str]) -> dict[str, Any]:
-    """What the probe needs to gather the facts that `judge` reasons about."""
-    consumers = [{"service": name} for name in services] + [{"user": name} for name in users]
+def probe_args(
+    registries: Iterable[str],
+    services: Iterable[str],
+    users: Iterable[str],
+    runners: Mapping[str, str] | None = None,
+    tasks: Sequence[Mapping[str, str]] = (),
+) -> dict[str, Any]:
+    """What the probe needs to gather the facts that `judge` reasons about.
+
+    `runners`: GitLab Runner manager units and their config.toml ("": the probe finds it);
+    `tasks`: Mesos agents' tasks, {"task": AGENT_UNIT, "archive": PATH, "task_user": NAME}.
+    """
+    runners = dict(runners or {})
+    agents = {task["task"] for task in tasks}
+    # An agent's pulls read the task's archive, not the agent user's config.json (its own consumer).
+    services = [name for name in services if name not in runners and name not in agents]
+    consumers: list[dict[str, str]] = [{"service": name, "runner_config": path} for name, path in runners.items()]
+    consumers += [{"service": name} for name in services]
+    consumers += [{"user": name} for name in users] + [dict(task) for task in tasks]
     return {"consumers": consumers, "registries": list(registries)}
 
 
@@ -171,27 +195,34 @@ def judge(facts: dict[str, Any], registries: Iterable[str] = ()) -> list[Finding
     expected = list(registries)
     findings: list[Finding] = []
     for consumer in facts.get("consumers", []):
-        subject = f"{consumer['kind']} {consumer['name']}"
+        kind, name = consumer["kind"], consumer["name"]
+        subject = f"tasks of {name}" if kind == "task" else f"{kind} {name}"
         checks = _consumer(consumer, expected, facts.get("time"))
         findings += [Finding(f.check, f.severity, f.evidence, f.fix, subject) for f in checks]
     return findings
 
 
 def _consumer(facts: dict[str, Any], expected: list[str], now: float | None) -> list[Finding]:
+    if facts["kind"] == "task" and facts.get("found") and "sandbox" not in facts:
+        return _archive(facts)  # nothing to judge past an archive the task cannot extract
     if not facts["found"]:
-        what = "systemd unit" if facts["kind"] == "service" else "user"
-        fix = "install it, or stop naming it in ecrkit_services" if facts["kind"] == "service" else "create the user"
+        what = {"service": "systemd unit", "task": "agent unit"}.get(facts["kind"], "user")
+        fix = "create the user" if facts["kind"] == "user" else "install it, or stop naming it in ecrkit_services"
         return [Finding("exists", "error", f"{what} {facts['name']}: {facts.get('error') or 'not found'}", fix)]
     env = facts["env"]["values"]
+    runner = "runner_config" in facts
     findings = [
         Finding("exists", "ok", f"runs as {facts['user']}; environment of the {facts['env_source']}"),
+        *(_archive(facts) if facts["kind"] == "task" else []),
         *_helper(facts, env),
-        *_config(facts, expected),
+        *_config(facts, expected, optional=runner),
         *_region(facts, env),
         *_restart(facts, env),
         *_cache(facts),
-        *_gets(facts),
-        *_list(facts),
+        *_sso(facts, now),
+        *_gets(facts, now),
+        *_list(facts, now),
+        *(_runners(facts, expected) if runner else []),
     ]
     named = {f.fix for f in findings if f.severity != "ok"}  # a failing live get or list named these
     since = now - RECENT if now is not None else None
@@ -200,6 +231,53 @@ def _consumer(facts: dict[str, Any], expected: list[str], now: float | None) -> 
             evidence = f"{facts['log']['path']}: {finding.evidence}"
             findings.append(Finding(finding.check, "warning", evidence, finding.fix))
     return findings
+
+
+ARCHIVE_FIX = "run the marathon_agent_ecr role (it writes the archive 0644 root), and fetch that path in the app"
+
+
+def _archive(facts: dict[str, Any]) -> list[Finding]:
+    """A Mesos task fetches the archive and extracts it as its user into its sandbox (HOME)."""
+    archive = facts["archive"]
+    path, user = archive["path"], archive["task_user"]
+    if "error" not in archive:
+        return [Finding("docker.tar.gz", "ok", f"{path} extracts as {user} into a fresh sandbox (HOME of the pull)")]
+    state = archive["state"]
+    why = "does not exist" if state.get("exists") is False else f"cannot be extracted as {user}: {archive['error']}"
+    return [
+        Finding("docker.tar.gz", "error", f"{path} {why}: every task that fetches it pulls anonymously", ARCHIVE_FIX)
+    ]
+
+
+def _sso(facts: dict[str, Any], now: float | None) -> list[Finding]:
+    """An IAM Identity Center profile works only while `aws sso login`'s cached token is valid."""
+    problem = _sso_problem(facts, now)
+    if problem is not None:
+        return [problem]
+    sso = facts.get("sso")
+    if not sso or "AWS_ACCESS_KEY_ID" in facts["env"]["names"]:
+        return []
+    return [Finding("SSO session", "ok", f"profile {sso['profile']} ({sso['form']}): valid until {sso['expires_at']}")]
+
+
+def _sso_problem(facts: dict[str, Any], now: float | None) -> Finding | None:
+    sso = facts.get("sso")
+    if not sso or "AWS_ACCESS_KEY_ID" in facts["env"]["names"]:  # keys in the environment come first
+        return None
+    fix = f"aws sso login --profile {sso['profile']}"
+    if not sso.get("expires_at"):
+        evidence = f"profile {sso['profile']} ({sso['form']}): no cached IAM Identity Center token ({sso['cache']})"
+        return Finding("SSO session", "error", evidence + ": nobody has logged in", fix)
+    try:
+        expires = datetime.fromisoformat(str(sso["expires_at"]).replace("Z", "+00:00").replace("UTC", "+00:00"))
+    except ValueError:
+        return Finding("SSO session", "error", f"{sso['cache']}: expiresAt {sso['expires_at']!r} does not parse", fix)
+    if now is not None and expires.timestamp() <= now:
+        evidence = (
+            f"profile {sso['profile']} ({sso['form']}): the IAM Identity Center session expired at {sso['expires_at']}"
+        )
+        return Finding("SSO session", "error", evidence, fix)
+    return None
 
 
 def _helper(facts: dict[str, Any], env: dict[str, str]) -> list[Finding]:
@@ -238,10 +316,24 @@ def _helper(facts: dict[str, Any], env: dict[str, str]) -> list[Finding]:
     return [Finding("helper on PATH", "ok", f"{helper['path']} (PATH={path})"), runs]
 
 
-def _config(facts: dict[str, Any], expected: list[str]) -> list[Finding]:
-    config = facts["config"]
+def _config(facts: dict[str, Any], expected: list[str], optional: bool = False) -> list[Finding]:
+    """The consumer's config.json. A runner manager's is its second source (`optional`): the
+    runners' DOCKER_AUTH_CONFIG come first, and `_runners` judges what each registry gets."""
+    config = dict(facts["config"])
     path, state = config["path"], config["state"]
+    if facts["kind"] == "task":  # a throwaway sandbox: name the archive it came from
+        config["path"] = path = f"{facts['archive']['path']}: .docker/config.json"
+        if not state.get("exists"):
+            return [Finding("config.json", "error", f"{path} is missing: tasks pull anonymously", ARCHIVE_FIX)]
     if not state.get("exists"):
+        if optional:
+            return [
+                Finding(
+                    "config.json",
+                    "note",
+                    f"{path} does not exist: the runners' DOCKER_AUTH_CONFIG must cover each registry",
+                )
+            ]
         fix = "run the docker_auth_config role for this user"
         return [Finding("config.json", "error", f"{path} does not exist", fix)]
     if "error" in config:
@@ -250,9 +342,12 @@ def _config(facts: dict[str, Any], expected: list[str]) -> list[Finding]:
                 "config.json",
                 "error",
                 f"{path} is not valid JSON: {config['error']}",
+                ARCHIVE_FIX if facts["kind"] == "task" else
                 "fix it, or let docker_auth_config replace it (docker_auth_config_replace_invalid keeps a backup)",
             )
-        ]
+        ]  # fmt: skip
+    if facts["kind"] == "task":  # the task's own fresh copy: only what it names matters
+        return [Finding("config.json", "ok", f"{path}, extracted"), *_coverage(config, expected, task=True)]
     mode, owner = int(state["mode"], 8), state["owner"]
     findings = []
     if mode & 0o022 or owner not in (facts["user"], "root"):
@@ -275,11 +370,12 @@ def _config(facts: dict[str, Any], expected: list[str]) -> list[Finding]:
         )
     else:
         findings.append(Finding("config.json", "ok", f"{path} {state['mode']} {owner}:{state['group']}"))
-    return findings + _coverage(config, expected)
+    return findings + ([] if optional else _coverage(config, expected, facts["kind"] == "task"))
 
 
-def _coverage(config: dict[str, Any], expected: list[str]) -> list[Finding]:
+def _coverage(config: dict[str, Any], expected: list[str], task: bool = False) -> list[Finding]:
     helpers, store = config["cred_helpers"], config["creds_store"]
+    role = "marathon_agent_ecr" if task else "docker_auth_config"
     named = [host for host, helper in helpers.items() if helper == "ecr-login"]
     if not expected and not named:
         if store == "ecr-login":
@@ -289,7 +385,7 @@ def _coverage(config: dict[str, Any], expected: list[str]) -> list[Finding]:
                 "covers registries",
                 "error",
                 f"{config['path']} names ecr-login neither in credsStore nor in credHelpers",
-                "run the docker_auth_config role for this user",
+                f"run the {role} role",
             )
         ]
     findings = []
@@ -302,7 +398,7 @@ def _coverage(config: dict[str, Any], expected: list[str]) -> list[Finding]:
                     "covers registry",
                     "error",
                     f"{registry}: credHelpers names {helpers[registry]!r}",
-                    "name ecr-login for it (docker_auth_config_registries)",
+                    f"name ecr-login for it ({role}_registries)",
                 )
             )
         elif store == "ecr-login":
@@ -313,19 +409,26 @@ def _coverage(config: dict[str, Any], expected: list[str]) -> list[Finding]:
                     "covers registry",
                     "error",
                     f"{registry}: {config['path']} does not hand it to ecr-login",
-                    "add it to docker_auth_config_registries and run the docker_auth_config role",
+                    f"add it to {role}_registries and run the {role} role",
                 )
             )
     return findings
 
 
+def _sources(facts: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every Docker config this consumer's helper calls come from: config.json, and for a
+    runner manager each runner's DOCKER_AUTH_CONFIG."""
+    runners = facts.get("runner_config", {}).get("runners", [])
+    return [facts["config"], *(r["auth_config"] for r in runners if r.get("auth_config"))]
+
+
 def _region(facts: dict[str, Any], env: dict[str, str]) -> list[Finding]:
-    if facts["config"].get("creds_store") != "ecr-login":
+    if not any(source.get("creds_store") == "ecr-login" for source in _sources(facts)):
         return []
     region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or facts.get("profile_region")
     if region:
         return [Finding("region for credsStore", "ok", f"region {region}")]
-    service = facts["kind"] == "service"
+    service = facts["kind"] != "user"
     return [
         Finding(
             "region for credsStore",
@@ -394,8 +497,9 @@ def _cache(facts: dict[str, Any]) -> list[Finding]:
     return [Finding("token cache", "ok", f"{directory} ({mode}), writable by {facts['user']}")]
 
 
-def _gets(facts: dict[str, Any]) -> list[Finding]:
+def _gets(facts: dict[str, Any], now: float | None = None) -> list[Finding]:
     findings = []
+    sso = _sso_problem(facts, now)  # an expired session explains a failing get better than its log
     for get in facts["gets"]:
         registry = get["registry"]
         if get["rc"] == 0 and get.get("secret_length"):
@@ -404,7 +508,9 @@ def _gets(facts: dict[str, Any]) -> list[Finding]:
             continue
         causes = diagnose_helper_log(get["log"])
         said = get.get("said") or "no answer"
-        if causes:
+        if sso is not None:
+            findings.append(Finding("live get", "error", f"{registry}: {said}; {sso.evidence}", sso.fix))
+        elif causes:
             for cause in causes:
                 findings.append(
                     Finding("live get", "error", f"{registry}: {said}; the log: {cause.evidence}", cause.fix)
@@ -421,7 +527,7 @@ def _answer_fix(said: str, facts: dict[str, Any]) -> str:
     return cause.fix if cause else f"read {facts['log']['path']} on the host"
 
 
-def _list(facts: dict[str, Any]) -> list[Finding]:
+def _list(facts: dict[str, Any], now: float | None = None) -> list[Finding]:
     """credsStore makes callers such as GitLab Runner use `list`. It asks ECR for the default
     registry's token and returns what the cache holds, so a list that names registries can
     still have failed to renew them: its own log lines tell. (It primes ECR Public too; a host
@@ -435,6 +541,212 @@ def _list(facts: dict[str, Any]) -> list[Finding]:
         return [Finding("live list", "ok", ", ".join(f"{url}: {user}" for url, user in listed.items()))]
     severity: Severity = "error" if facts["kind"] == "service" else "warning"  # `docker pull` never lists
     said = f"lists {len(listed)} registries" if isinstance(listed, dict) else facts["list"].get("said") or "no answer"
+    sso = _sso_problem(facts, now)
+    if sso is not None:
+        return [Finding("live list", severity, f"{said}; {sso.evidence}", sso.fix)]
     if not causes:
         return [Finding("live list", severity, said, _answer_fix(said, facts))]
     return [Finding("live list", severity, f"{said}; the log: {cause.evidence}", cause.fix) for cause in causes]
+
+
+# Executors whose images the runner manager pulls, resolving credentials itself (kubernetes
+# turns them into an image pull secret); the others pull nothing.
+PULLING_EXECUTORS = ("docker", "docker-windows", "docker+machine", "docker-autoscaler", "kubernetes")
+AUTOSCALER_REQUIRED = ("plugin", "capacity_per_instance", "max_instances")
+CI_VARIABLE_NOTE = (
+    "a CI/CD variable named DOCKER_AUTH_CONFIG (project, group or instance) replaces config.toml's for the jobs "
+    "that see it, with no merge; this host cannot show whether one is set"
+)
+
+
+def _runners(facts: dict[str, Any], expected: list[str]) -> list[Finding]:
+    """GitLab Runner's own resolution (helpers/docker/auth AllConfigs), per runner and registry:
+    DOCKER_AUTH_CONFIG, then the process user's config.json; the first source that defines the
+    registry wins. A source defines what its credHelpers and auths name, and what its credsStore
+    `list`s; a helper that fails on any of its registries drops the whole source."""
+    config = facts["runner_config"]
+    path = f"{config['path']} ({config['found_by']})"
+    if not config["state"].get("exists"):
+        fix = "register the runner, or name its config.toml in gitlab_runner_ecr_config_path"
+        return [Finding("config.toml", "error", f"{path} does not exist: this is not a registered runner", fix)]
+    if "unreadable" in config:
+        fix = "judge this host from a Python 3.11+ probe, or install tomli for the host's python3"
+        return [Finding("config.toml", "warning", f"{path}: {config['unreadable']}; the runners were not judged", fix)]
+    if "error" in config:
+        fix = "fix the TOML by hand (gitlab-runner does not start with it); ecrkit never writes over a broken file"
+        return [Finding("config.toml", "error", f"{path} is not valid TOML: {config['error']}", fix)]
+    runners = config.get("runners", [])
+    findings = [
+        Finding("config.toml", "ok", f"{path}: {len(runners)} [[runners]]"),
+        Finding("config.toml", "note", CI_VARIABLE_NOTE),
+    ]
+    if not runners:
+        findings.append(Finding("config.toml", "error", f"{path} has no [[runners]]", "register a runner"))
+    for runner in runners:
+        subject = f"runner {runner['name'] or '(unnamed)'}"
+        if runner["executor"] not in PULLING_EXECUTORS:
+            evidence = f"executor {runner['executor'] or '(none)'} pulls no images: not judged"
+            findings.append(Finding(subject, "note", evidence))
+            continue
+        findings += _resolution(facts, runner, subject, expected)
+        findings += _machine(runner, subject) + _autoscaler(runner, subject)
+    return findings
+
+
+def _listed(facts: dict[str, Any]) -> list[str]:
+    listed = facts.get("list", {}).get("registries")
+    return [url.split("://")[-1].split("/")[0] for url in listed] if isinstance(listed, dict) else []
+
+
+def _source_failure(source: dict[str, Any], facts: dict[str, Any]) -> str | None:
+    """Why the runner would drop this source whole: a helper call of it that fails (a
+    source that names no helper cannot fail so)."""
+    if not any(h == "ecr-login" for h in source["cred_helpers"].values()) and source.get("creds_store") != "ecr-login":
+        return None
+    gets = {get["registry"]: get for get in facts["gets"]}
+
+    def failed(get: dict[str, Any] | None) -> bool:  # None: the helper is not on the service's PATH
+        return get is None or not (get["rc"] == 0 and get.get("secret_length"))
+
+    if not facts["helper"]["path"]:
+        return "the runner cannot run docker-credential-ecr-login (see helper on PATH)"
+    for registry, helper in source["cred_helpers"].items():
+        if helper == "ecr-login" and failed(gets.get(registry)):
+            return f"the helper failed for {registry} (see live get)"
+    if source.get("creds_store") == "ecr-login":
+        if facts.get("list", {}).get("rc") != 0:
+            return "the helper's list failed (see live list)"
+        for registry in _listed(facts):
+            if failed(gets.get(registry)):
+                return f"the helper failed for {registry}, which list names (see live get)"
+    return None
+
+
+def _resolution(facts: dict[str, Any], runner: dict[str, Any], subject: str, expected: list[str]) -> list[Finding]:
+    auth = runner["auth_config"]
+    findings: list[Finding] = []
+    sources: list[tuple[str, dict[str, Any]]] = []
+    if auth is not None and "error" in auth:
+        findings.append(
+            Finding(
+                subject,
+                "error",
+                f"DOCKER_AUTH_CONFIG in config.toml is not valid JSON ({auth['error']}): the runner drops it",
+                "let gitlab_runner_ecr write it (quotes escaped as TOML needs), or fix the JSON by hand",
+            )
+        )
+    elif auth is not None:
+        sources.append(("DOCKER_AUTH_CONFIG", auth))
+    home = facts["config"]
+    if home["state"].get("exists") and "error" not in home:
+        sources.append((home["path"], home))
+    named = [host for _, source in sources for host, helper in source["cred_helpers"].items() if helper == "ecr-login"]
+    registries = expected or list(dict.fromkeys(named + _listed(facts)))
+    if not registries:
+        fix = "name the registries (gitlab_runner_ecr_registries), or give the service AWS_REGION for credsStore's list"
+        return [*findings, Finding(subject, "error", "no source hands any ECR registry to ecr-login", fix)]
+    failures = {name: _source_failure(source, facts) for name, source in sources}
+    for registry in registries:
+        passed_over: list[str] = []
+        for name, source in sources:
+            if failures[name] is not None:
+                passed_over.append(f"{name} dropped: {failures[name]}")
+                continue
+            found = _defines(source, registry, _listed(facts))
+            if found is None:
+                listing = source.get("creds_store") == "ecr-login"
+                passed_over.append(f"{name}'s credsStore does not list it" if listing else f"{name} does not name it")
+                continue
+            findings += _verdict(subject, registry, name, found, passed_over)
+            break
+        else:
+            why = "; ".join(passed_over) or "no source"
+            evidence = f"{registry}: no source gives it credentials ({why}): the runner pulls anonymously"
+            fix = "run gitlab_runner_ecr with the registry in gitlab_runner_ecr_registries (DOCKER_AUTH_CONFIG)"
+            findings.append(Finding(subject, "error", evidence, fix))
+    return findings
+
+
+def _defines(source: dict[str, Any], registry: str, listed: list[str]) -> str | None:
+    """How a Docker config defines the registry for GitLab Runner, if it does."""
+    helper = source["cred_helpers"].get(registry)
+    if helper:
+        return f"credHelpers {helper}"
+    if registry in source["auths"]:
+        return "auths"
+    if source.get("creds_store") and (source["creds_store"] != "ecr-login" or registry in listed):
+        return f"credsStore {source['creds_store']}"
+    return None
+
+
+def _verdict(subject: str, registry: str, source: str, how: str, passed_over: list[str]) -> list[Finding]:
+    kind = how.split(maxsplit=1)[0]
+    if how in ("credHelpers ecr-login", "credsStore ecr-login"):
+        evidence = (
+            f"{registry}: {source} ({kind}), through the live {'get' if kind == 'credHelpers' else 'list and get'}"
+        )
+        findings = [Finding(subject, "ok", evidence)]
+        if source != "DOCKER_AUTH_CONFIG" and passed_over:
+            evidence = f"{registry}: {'; '.join(passed_over)}, so the runner falls back to {source}"
+            fix = "put the registry in the runner's DOCKER_AUTH_CONFIG (gitlab_runner_ecr_registries)"
+            findings.append(Finding(subject, "warning", evidence, fix))
+        return findings
+    if kind == "auths":
+        evidence = f"{registry}: {source} (auths): a stored credential, which the runner uses instead of the helper"
+        fix = "remove the auths entry: ECR tokens expire after 12 hours; let ecr-login get a fresh one (credHelpers)"
+        return [Finding(subject, "error", evidence, fix)]
+    evidence = f"{registry}: {source} ({how}): the runner calls docker-credential-{how.split()[1]}, not ecr-login"
+    return [Finding(subject, "error", evidence, "name ecr-login for it (gitlab_runner_ecr_registries)")]
+
+
+def _machine(runner: dict[str, Any], subject: str) -> list[Finding]:
+    """docker+machine job hosts: what ecrkit writes into MachineOptions (job hosts need it when jobs run docker)."""
+    if runner["executor"] != "docker+machine":
+        return []
+    options = runner.get("machine_options") or {}
+    findings = []
+    if options.get("amazonec2-metadata-token") != "required":
+        evidence = f"MachineOptions amazonec2-metadata-token is {options.get('amazonec2-metadata-token') or 'not set'}"
+        findings.append(
+            Finding(
+                subject, "error", evidence + ": job hosts accept IMDSv1", "run gitlab_runner_ecr (it requires IMDSv2)"
+            )
+        )
+    if not options.get("amazonec2-iam-instance-profile"):
+        evidence = "MachineOptions name no amazonec2-iam-instance-profile: jobs that run docker get no ECR credentials"
+        findings.append(Finding(subject, "warning", evidence, "set gitlab_runner_ecr_instance_profile"))
+    userdata = runner.get("userdata")
+    if userdata is not None:
+        path = options["amazonec2-userdata"]
+        if not userdata["state"].get("exists") or not userdata["readable"]:
+            evidence = (
+                f"amazonec2-userdata {path} is missing or unreadable by the service: docker-machine cannot create hosts"
+            )
+            findings.append(
+                Finding(subject, "error", evidence, "run gitlab_runner_ecr with gitlab_runner_ecr_userdata_path")
+            )
+        elif not userdata["installs_helper"]:
+            evidence = f"amazonec2-userdata {path} neither installs the helper nor writes config.json"
+            findings.append(
+                Finding(subject, "error", evidence, "let gitlab_runner_ecr write it (ecrkit render userdata)")
+            )
+    if not findings:
+        findings.append(
+            Finding(
+                subject,
+                "ok",
+                "MachineOptions: instance profile, IMDSv2, "
+                + ("userdata installs the helper" if userdata else "no userdata"),
+            )
+        )
+    return findings
+
+
+def _autoscaler(runner: dict[str, Any], subject: str) -> list[Finding]:
+    if runner["executor"] != "docker-autoscaler":
+        return []
+    missing = [key for key in AUTOSCALER_REQUIRED if key not in runner.get("autoscaler_keys", [])]
+    if missing:
+        evidence = f"[runners.autoscaler] lacks {', '.join(missing)}: no instances are created"
+        return [Finding(subject, "error", evidence, "set them in gitlab_runner_ecr_autoscaler")]
+    return [Finding(subject, "ok", "[runners.autoscaler]: " + ", ".join(AUTOSCALER_REQUIRED) + " set")]

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from ecrkit import __version__, aws, files, helper, images, mirror, validate
-from ecrkit.errors import EcrkitError, FileFormatError, InputError
+from ecrkit.errors import EcrkitError, FileFormatError, InputError, PathError
 from ecrkit.registry import Registry, RegistryError
 from ecrkit.renderers import (
     aws_config,
@@ -28,9 +28,26 @@ from ecrkit.renderers import (
     runner_config,
     userdata,
 )
-from ecrkit.settings import ECR_PRIVATE_HOST, CredentialRule, validate_absolute_path
+from ecrkit.settings import ECR_PRIVATE_HOST, CredentialRule, private_registry, validate_absolute_path
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def integer(text: str) -> int:
+    """argparse's `int` takes other scripts' digits (fullwidth ones, say); options take ASCII, as patterns do."""
+    if not (text.isascii() and text.removeprefix("-").isdigit()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+    return int(text)
+
+
+def number(text: str) -> float:
+    """A decimal number in ASCII; `nan` and `inf` pass here and are refused with the option's rules."""
+    try:
+        if not text.isascii():
+            raise ValueError(text)
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
 
 
 def _add_rule_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,16 +73,14 @@ def _rule(args: argparse.Namespace) -> CredentialRule:
 
 
 def _read_merge(path: str | None) -> str | None:
-    """The --merge file's text; None when none is given or it does not exist yet."""
+    """The --merge file's text; None when none is given, or it does not exist yet (said on stderr,
+    so that a mistyped path does not pass unnoticed)."""
     if not path:
         return None
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise EcrkitError(f"{path}: cannot be read ({exc.strerror})") from None
+    text = files.read_text(path, "--merge", missing_ok=True)
+    if text is None:
+        print(f"ecrkit: note: --merge {path} does not exist; merging into an empty file", file=sys.stderr)
+    return text
 
 
 def _render_docker_config(args: argparse.Namespace) -> int:
@@ -91,19 +106,14 @@ def _render_aws_config(args: argparse.Namespace) -> int:
 
 
 def _render_runner_config(args: argparse.Namespace) -> int:
-    try:
-        with open(args.config, encoding="utf-8") as handle:
-            existing = handle.read()
-    except OSError as exc:
-        raise InputError("--config", args.config, f"a readable config.toml ({exc.strerror})") from None
+    existing = files.read_text(args.config, "--config") or ""
     settings = runner_config.RunnerSettings(
         _rule(args),
         runners=tuple(args.runner),
         docker_volumes=args.docker_volumes,
         helper_path=validate_absolute_path(args.helper_path, "--helper-path"),
-        machine_options=runner_config.machine_options(
-            args.instance_profile, args.userdata, args.hop_limit, source="--machine options"
-        ),
+        machine_options=runner_config.machine_options(args.instance_profile, args.userdata, args.hop_limit),
+        runners_source="--runner",
     )
     merged = runner_config.merge(existing, settings, path=args.config)
     for typo in merged.typos:
@@ -113,7 +123,7 @@ def _render_runner_config(args: argparse.Namespace) -> int:
     elif merged.text is existing:
         print(f"{args.config}: unchanged", file=sys.stderr)
     else:
-        files.write_atomic(args.config, merged.text, mode=0o600)
+        files.write_atomic(args.config, merged.text, mode=0o600, source="--config")
         print(f"{args.config}: updated", file=sys.stderr)
     return EXIT_OK
 
@@ -142,13 +152,9 @@ def _render_userdata(args: argparse.Namespace) -> int:
 
 def _render_docker_tar(args: argparse.Namespace) -> int:
     data = docker_tar.render(_rule(args))
-    try:
-        with open(args.output, "rb") as handle:
-            unchanged = handle.read() == data
-    except FileNotFoundError:
-        unchanged = False
+    unchanged = files.read_bytes(args.output, "--output", missing_ok=True) == data
     if not unchanged:
-        files.write_atomic_bytes(args.output, data, mode=0o644)
+        files.write_atomic_bytes(args.output, data, mode=0o644, source="--output")
     print(f"{args.output}: {'unchanged' if unchanged else 'written'}")
     return EXIT_OK
 
@@ -191,9 +197,8 @@ def _rewrite_image(args: argparse.Namespace) -> int:
 
 
 def _mirror(args: argparse.Namespace) -> int:
-    config = mirror.load(args.config)
-    target = ECR_PRIVATE_HOST.match(config["target"])
-    assert target is not None  # mirror.load checked it
+    config = mirror.load(args.config, "--config")
+    account, region, _ = private_registry(config["target"], f"{args.config}: target")
     plain_http = set(config.get("plain_http", []))
     credentials = functools.cache(mirror.helper_credentials)
 
@@ -205,7 +210,7 @@ def _mirror(args: argparse.Namespace) -> int:
         planned = mirror.plan(config, lambda host, repository: registry(host).tags(repository))
     except RegistryError as exc:
         raise EcrkitError(f"listing tags: {exc}") from None
-    ecr = boto3.client("ecr", region_name=target.group(3))
+    ecr = boto3.client("ecr", region_name=region)
     with Progress(console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task("mirroring", total=len(planned.copies))
         results = mirror.run(
@@ -213,7 +218,7 @@ def _mirror(args: argparse.Namespace) -> int:
             dry_run=args.dry_run,
             jobs=args.jobs,
             registry=registry,
-            ensure_repositories=lambda names, dry_run: mirror.ensure_repositories(ecr, target.group(1), names, dry_run),
+            ensure_repositories=lambda names, dry_run: mirror.ensure_repositories(ecr, account, names, dry_run),
             advance=lambda result: progress.advance(task),
         )
     for result in results:
@@ -232,13 +237,17 @@ def _fetch(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     targets = validate.targets_from_arguments(args.hosts, args.inventory, args.registry, args.service, args.user)
+    if args.junit:
+        files.check_writable(args.junit, "--junit")  # before any host is probed
     with Progress(console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task(f"probing {len(targets)} host(s)", total=len(targets))
         reports = validate.validate_all(targets, lambda _: progress.advance(task))
+    if args.junit:
+        files.write_atomic(args.junit, validate.to_junit(reports), mode=0o644, source="--junit")
     if args.json:
         print(validate.to_json(reports))
     else:
-        Console().print(validate.report_table(reports))
+        validate.print_report(Console(), reports)
     return EXIT_OK if all(r.passed for r in reports) else EXIT_FAILED
 
 
@@ -258,7 +267,7 @@ def _add_binary_arguments(
 
 
 def _binary_url(args: argparse.Namespace, arch: str) -> str:
-    return str(args.url or helper.release_url(args.version, arch, args.release_base_url))
+    return str(args.url or helper.release_url(args.version, arch, args.release_base_url, prefix="--"))
 
 
 def _add_gitlab_runner_parsers(kinds: Any) -> None:
@@ -289,7 +298,10 @@ def _add_gitlab_runner_parsers(kinds: Any) -> None:
         "--userdata", default="", metavar="PATH", help="amazonec2-userdata: the userdata file on the manager"
     )
     runner.add_argument(
-        "--hop-limit", type=int, default=2, help="IMDSv2 hop limit for job hosts (2 lets job containers reach the role)"
+        "--hop-limit",
+        type=integer,
+        default=2,
+        help="IMDSv2 hop limit for job hosts (2 lets job containers reach the role)",
     )
     runner.set_defaults(handler=_render_runner_config)
 
@@ -342,9 +354,9 @@ def _add_marathon_parsers(kinds: Any) -> None:
     )
     marathon_app.add_argument("--id", required=True, help="app id, e.g. /team/app")
     marathon_app.add_argument("--image", required=True, help="image reference in ECR")
-    marathon_app.add_argument("--cpus", type=float, default=0.1)
-    marathon_app.add_argument("--mem", type=float, default=128, help="MiB")
-    marathon_app.add_argument("--instances", type=int, default=1)
+    marathon_app.add_argument("--cpus", type=number, default=0.1)
+    marathon_app.add_argument("--mem", type=number, default=128, help="MiB")
+    marathon_app.add_argument("--instances", type=integer, default=1)
     marathon_app.add_argument("--force-pull", action="store_true", help="pull on every launch (forcePullImage)")
     marathon_app.add_argument("--uri", default=marathon.DOCKER_TAR_URI, help="where agents have the archive")
     marathon_app.add_argument("--cmd", default="", help="command to run (default: the image's)")
@@ -362,7 +374,7 @@ def _add_marathon_parsers(kinds: Any) -> None:
         sha256_help="the binary's sha256 (from the release's .sha256)",
         pinned=True,
     )
-    installer.add_argument("--instances", type=int, default=1, help="the number of agents")
+    installer.add_argument("--instances", type=integer, default=1, help="the number of agents")
     installer.set_defaults(handler=_render_marathon_installer)
 
 
@@ -462,7 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     copy.add_argument("--config", required=True, help="the mirror config (YAML)")
     copy.add_argument("--dry-run", action="store_true", help="compare and report, write nothing")
-    copy.add_argument("--jobs", type=int, default=4, help="copies at once (default 4)")
+    copy.add_argument("--jobs", type=integer, default=4, help="copies at once (default 4)")
     copy.set_defaults(handler=_mirror)
 
     fetch = commands.add_parser(
@@ -504,6 +516,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="user whose login sessions run the helper (repeatable)",
     )
     check.add_argument("--json", action="store_true", help="print the findings as JSON")
+    check.add_argument(
+        "--junit", metavar="FILE", help="also write JUnit XML (a testsuite per host), e.g. for GitLab's Tests tab"
+    )
     check.set_defaults(handler=_validate)
     return parser
 
@@ -512,12 +527,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))
-    except (InputError, FileFormatError) as exc:
+    except (InputError, FileFormatError, PathError) as exc:
         print(f"ecrkit: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except EcrkitError as exc:
         print(f"ecrkit: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except BrokenPipeError:  # `ecrkit ... | head` closed the pipe: no traceback, and none at exit's flush
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130  # as a shell reports SIGINT
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from ecrkit import lifecycle
 from ecrkit.errors import InputError
 from ecrkit.renderers import iam_policy
 from ecrkit.renderers.iam_policy import PULL, REPOSITORY
-from ecrkit.settings import validate_region
+from ecrkit.settings import validate_cache_prefix, validate_region
 
 # Upstream registries a pull-through rule can name, with the URL ECR expects for each.
 UPSTREAMS = {
@@ -36,13 +36,11 @@ UPSTREAMS = {
 }
 AUTHENTICATED = ("docker-hub", "github-container-registry", "gitlab-container-registry", "azure-container-registry")
 SECRET_PREFIX = "ecr-pullthroughcache/"
-# botocore's PullThroughCacheRuleRepositoryPrefix (2 to 30 characters) and the template prefix.
-RULE_PREFIX = re.compile(r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$")
-ORGANIZATION_ID = re.compile(r"^o-[a-z0-9]{10,32}$")
+ORGANIZATION_ID = re.compile(r"^o-[a-z0-9]{10,32}\Z", re.ASCII)
 APPLIED_FOR = ("PULL_THROUGH_CACHE", "CREATE_ON_PUSH", "REPLICATION")
 TAG_MUTABILITY = ("MUTABLE", "IMMUTABLE")
 # IAM's names: inline policy names up to 128 characters, role names up to 64.
-IAM_NAME = re.compile(r"^[\w+=,.@-]+$", re.ASCII)
+IAM_NAME = re.compile(r"^[\w+=,.@-]+\Z", re.ASCII)
 
 
 def organization_read_policy(organization_id: str) -> str:
@@ -123,7 +121,7 @@ def _rule(entry: object, index: int) -> dict[str, Any]:
     allowed = {"prefix", "upstream", "upstream_url", "upstream_repository_prefix", "credentials", "credential_secret",
                "custom_role_arn"}  # fmt: skip
     options = _options(entry, source, allowed)
-    prefix = _prefix(options.get("prefix"), f"{source}.prefix")
+    prefix = validate_cache_prefix(options.get("prefix"), f"{source}.prefix")
     upstream = _choice(options.get("upstream"), f"{source}.upstream", tuple(UPSTREAMS))
     url = options.get("upstream_url") or UPSTREAMS[upstream]
     if not isinstance(url, str) or not re.match(r"^[a-z0-9.-]+\.[a-z]{2,}$", url):
@@ -181,7 +179,7 @@ def _template(entry: object, source: str, read_policy: str | None) -> dict[str, 
     options = _options(entry, source, allowed)
     prefix = options.get("prefix")
     if prefix != "ROOT":
-        prefix = _prefix(prefix, f"{source}.prefix")
+        prefix = validate_cache_prefix(prefix, f"{source}.prefix")
     applied = options.get("applied_for", ["PULL_THROUGH_CACHE"])
     if not isinstance(applied, list) or not applied or any(item not in APPLIED_FOR for item in applied):
         raise InputError(f"{source}.applied_for", applied, f"a non-empty list of {', '.join(APPLIED_FOR)}")
@@ -212,12 +210,6 @@ def _policy(options: Mapping[str, Any], source: str, read_policy: str | None) ->
     if not isinstance(options["policy"], Mapping) or "Statement" not in options["policy"]:
         raise InputError(f"{source}.policy", options["policy"], "a policy document with a Statement")
     return json.dumps(options["policy"], sort_keys=True)
-
-
-def _prefix(value: object, source: str) -> str:
-    if not isinstance(value, str) or not RULE_PREFIX.match(value) or not 2 <= len(value) <= 30:
-        raise InputError(source, value, "a repository prefix such as docker-hub or cache/quay (2 to 30 characters)")
-    return value
 
 
 def _tags(value: object, source: str) -> Mapping[str, Any]:

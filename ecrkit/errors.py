@@ -18,7 +18,17 @@ class InputError(EcrkitError, ValueError):
 class FileFormatError(EcrkitError):
     """An existing file cannot be parsed; it is never overwritten."""
 
-    def __init__(self, path: str, problem: str) -> None:
+    def __init__(self, path: str, problem: str, source: str = "") -> None:
         self.path = path
         self.problem = problem
-        super().__init__(f"{path}: {problem}; the file was left untouched")
+        super().__init__(f"{source} {path}: {problem}; the file was left untouched".lstrip())
+
+
+class PathError(EcrkitError):
+    """A user-given path that cannot be read or written as asked; nothing was written."""
+
+    def __init__(self, source: str, path: str, problem: str) -> None:
+        self.source = source
+        self.path = path
+        self.problem = problem
+        super().__init__(f"{source} {path}: {problem}")

@@ -1,22 +1,102 @@
-"""Writing files so that a reader sees the old content or the new, never half of either."""
+"""Reading and writing the files a user names: one reader and one writer, so every command and
+filter refuses the same bad paths with the same message (the option, the path and why).
+
+The writer replaces a file through a temporary file in its directory, so a reader sees the old
+content or the new, never half of either, and a failed write leaves nothing behind.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import tempfile
 
+from ecrkit.errors import FileFormatError, PathError
 
-def write_atomic(path: str, text: str, *, mode: int) -> None:
+# Why a path cannot be used, by errno; anything else falls back to the system's own words.
+REASONS = {
+    errno.ENOENT: "does not exist",
+    errno.EISDIR: "is a directory, not a file",
+    errno.ENOTDIR: "a part of it is not a directory",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.ELOOP: "is a symbolic link loop",
+    errno.ENAMETOOLONG: "the name is too long",
+    errno.EROFS: "is on a read-only file system",
+}
+
+
+def _reason(exc: OSError) -> str:
+    return REASONS.get(exc.errno or 0, exc.strerror or type(exc).__name__)
+
+
+def read_bytes(path: str, source: str, *, missing_ok: bool = False) -> bytes | None:
+    """The file's bytes; None if it does not exist and `missing_ok`. Any other problem is a
+    PathError naming `source` (the option or variable) and the path."""
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as handle:
+            kind = os.fstat(fd).st_mode
+            if stat.S_ISDIR(kind):
+                raise PathError(source, path, REASONS[errno.EISDIR])
+            if not stat.S_ISREG(kind):
+                raise PathError(source, path, "is not a regular file")
+            return handle.read()
+    except FileNotFoundError:
+        if missing_ok and not os.path.islink(path):  # a dangling link is a mistake, not a new file
+            return None
+        raise PathError(source, path, REASONS[errno.ENOENT]) from None
+    except OSError as exc:
+        raise PathError(source, path, _reason(exc)) from None
+    except ValueError:  # a NUL byte in the path
+        raise PathError(source, path, "is not a valid path") from None
+
+
+def read_text(path: str, source: str, *, missing_ok: bool = False) -> str | None:
+    """`read_bytes` decoded by `decode`."""
+    data = read_bytes(path, source, missing_ok=missing_ok)
+    return None if data is None else decode(data, path, source)
+
+
+def decode(data: bytes, path: str, source: str = "") -> str:
+    """A file's bytes (read here, or by the probe on a host) as UTF-8 text, a BOM dropped; other
+    encodings are refused, never guessed, with the offset and never the bytes."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise FileFormatError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})", source) from None
+
+
+def write_atomic(path: str, text: str, *, mode: int, source: str = "path") -> None:
     """Replace `path` through a temporary file in its directory; an existing file's owner is kept."""
-    write_atomic_bytes(path, text.encode("utf-8"), mode=mode)
+    write_atomic_bytes(path, text.encode("utf-8"), mode=mode, source=source)
 
 
-def write_atomic_bytes(path: str, data: bytes, *, mode: int) -> None:
-    """`write_atomic` for bytes."""
+def check_writable(path: str, source: str) -> None:
+    """Refuse, before any work, a path the writer could not replace: its directory missing or not
+    writable, or a directory in its place."""
     directory = os.path.dirname(os.path.abspath(path))
-    owner = os.stat(path) if os.path.exists(path) else None
-    fd, partial = tempfile.mkstemp(dir=directory, prefix=".ecrkit-")
+    if os.path.isdir(path):
+        raise PathError(source, path, REASONS[errno.EISDIR])
+    if not os.path.isdir(directory):
+        raise PathError(source, path, f"its directory {directory} does not exist")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise PathError(source, path, f"cannot be written (permission denied in {directory})")
+
+
+def write_atomic_bytes(path: str, data: bytes, *, mode: int, source: str = "path") -> None:
+    """`write_atomic` for bytes. A missing directory, a directory in the way or no permission is a
+    PathError naming `source` and the path, and leaves no temporary file behind."""
+    check_writable(path, source)
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        owner = os.stat(path) if os.path.exists(path) else None
+        fd, partial = tempfile.mkstemp(dir=directory, prefix=".ecrkit-")
+    except OSError as exc:
+        raise PathError(source, path, f"cannot be written ({_reason(exc)})") from None
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
@@ -26,6 +106,8 @@ def write_atomic_bytes(path: str, data: bytes, *, mode: int) -> None:
         if owner is not None and os.geteuid() == 0:
             os.chown(partial, owner.st_uid, owner.st_gid)
         os.replace(partial, path)
+    except OSError as exc:
+        raise PathError(source, path, f"cannot be written ({_reason(exc)})") from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(partial)

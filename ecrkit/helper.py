@@ -8,19 +8,20 @@ import subprocess
 from collections.abc import Mapping
 from typing import Any
 
+from ecrkit import files
 from ecrkit.errors import EcrkitError, InputError
-from ecrkit.settings import HELPER_BINARY, validate_absolute_path
+from ecrkit.settings import HELPER_BINARY, option_name, validate_absolute_path, validate_url
 
 DEFAULT_VERSION = "0.12.0"
 RELEASE_BASE_URL = "https://amazon-ecr-credential-helper-releases.s3.us-east-2.amazonaws.com"
 # `uname -m` (Ansible's ansible_architecture) to the release's directory name.
 ARCHITECTURES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
-VERSION = re.compile(r"^\d+\.\d+\.\d+$")
-SHA256 = re.compile(r"^[0-9a-f]{64}$")
-VERSION_IN_OUTPUT = re.compile(r"(\d+\.\d+\.\d+)")
+VERSION = re.compile(r"^\d+\.\d+\.\d+\Z", re.ASCII)
+SHA256 = re.compile(r"^[0-9a-f]{64}\Z", re.ASCII)
+VERSION_IN_OUTPUT = re.compile(r"(\d+\.\d+\.\d+)", re.ASCII)
 # `-v` prints the release's own version; the `version` verb of Debian's 0.6.0 and 0.7.1 builds
 # prints a stale constant (0.6.4), so `-v`'s line wins when both are there.
-RELEASE_VERSION_IN_OUTPUT = re.compile(r"^Version:\s*(\d+\.\d+\.\d+)", re.M)
+RELEASE_VERSION_IN_OUTPUT = re.compile(r"^Version:\s*(\d+\.\d+\.\d+)", re.M | re.ASCII)
 VERSION_ARGS = ("-v",)  # what to run to learn the version (every helper since 0.6.0 knows -v)
 INSTALL_METHODS = ("package", "release", "url", "controller_file")
 PACKAGE_PATH = f"/usr/bin/{HELPER_BINARY}"  # where apt, dnf and yum put it
@@ -39,19 +40,21 @@ def validate_sha256(value: object, source: str = "sha256") -> str:
     return text
 
 
-def release(version: str, architecture: str, base_url: str = RELEASE_BASE_URL) -> dict[str, str]:
+def release(version: str, architecture: str, base_url: str = RELEASE_BASE_URL, *, prefix: str = "") -> dict[str, str]:
     """The official release binary's URL and its published checksum file for one host."""
-    validate_version(version, "version")
     arch = ARCHITECTURES.get(architecture)
     if arch is None:
         raise InputError("architecture", architecture, f"one of {', '.join(sorted(ARCHITECTURES))}")
-    url = release_url(version, arch, base_url)
+    url = release_url(version, arch, base_url, prefix=prefix)
     return {"url": url, "checksum": f"sha256:{url}.sha256"}
 
 
-def release_url(version: str, arch: str, base_url: str = RELEASE_BASE_URL) -> str:
-    """The official layout: BASE/X.Y.Z/linux-ARCH/docker-credential-ecr-login (ARCH amd64 or arm64)."""
-    return f"{base_url.rstrip('/')}/{validate_version(version, 'version')}/linux-{arch}/{HELPER_BINARY}"
+def release_url(version: str, arch: str, base_url: str = RELEASE_BASE_URL, *, prefix: str = "") -> str:
+    """The official layout: BASE/X.Y.Z/linux-ARCH/docker-credential-ecr-login (ARCH amd64 or arm64).
+    `prefix` names the inputs in errors: `--` for the options, or the role's variable prefix."""
+    version = validate_version(version, option_name(prefix, "version"))
+    base = validate_url(base_url, option_name(prefix, "release_base_url"), example=RELEASE_BASE_URL)
+    return f"{base.rstrip('/')}/{version}/linux-{arch}/{HELPER_BINARY}"
 
 
 def parse_version(output: str) -> str:
@@ -90,11 +93,11 @@ def install_plan(
     if method == "package":
         plan["path"] = PACKAGE_PATH
     elif method == "release":
-        validate_version(version, "ecr_credential_helper_version")
-        plan.update(release(version, architecture, release_base_url))
+        plan.update(release(version, architecture, release_base_url, prefix="ecr_credential_helper_"))
     elif method == "url":
-        if not url.startswith(("https://", "http://", "s3://")):
-            raise InputError("ecr_credential_helper_url", url, "an https://, http:// or s3://BUCKET/KEY URL")
+        validate_url(url, "ecr_credential_helper_url", schemes=("https", "http", "s3"), example="s3://BUCKET/KEY")
+        if url.startswith("s3://") and not url[len("s3://") :].partition("/")[2]:
+            raise InputError("ecr_credential_helper_url", url, "an s3://BUCKET/KEY URL naming an object")
         digest = validate_sha256(sha256, "ecr_credential_helper_sha256 (required by the url method)")
         plan.update(url=url, sha256=digest, checksum=f"sha256:{digest}", s3=url.startswith("s3://"))
     else:
@@ -115,12 +118,7 @@ def expected_sha256(plan: Mapping[str, Any]) -> str | None:
         return str(plan["sha256"])
     if plan["method"] != "controller_file":
         return None
-    try:
-        actual = file_sha256(str(plan["src"]))
-    except OSError as exc:
-        raise InputError(
-            "ecr_credential_helper_src", plan["src"], f"a readable file on the controller ({exc.strerror})"
-        ) from None
+    actual = hashlib.sha256(files.read_bytes(str(plan["src"]), "ecr_credential_helper_src") or b"").hexdigest()
     if plan.get("sha256") and actual != plan["sha256"]:
         raise EcrkitError(
             f"{plan['src']} has sha256 {actual}, expected {plan['sha256']}; {plan['path']} was left as it was"
@@ -132,8 +130,3 @@ def binary_version(path: str) -> str:
     """The version a helper binary reports about itself (`-v`)."""
     done = subprocess.run([path, *VERSION_ARGS], capture_output=True, text=True, check=False, timeout=30)
     return parse_version(done.stdout + done.stderr)
-
-
-def file_sha256(path: str) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()

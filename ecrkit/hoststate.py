@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ecrkit.errors import FileFormatError, InputError
+from ecrkit.files import decode
 from ecrkit.helper import expected_sha256, parse_version
 from ecrkit.renderers import aws_config, docker_config, runner_config, service_env
 from ecrkit.renderers.aws_config import SsoProfile
@@ -177,10 +178,7 @@ def _text(probe: Mapping[str, Any], key: str, path: str | None = None) -> str | 
     encoded = probe["contents"].get(key)
     if encoded is None:
         return None
-    try:
-        return base64.b64decode(encoded).decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise FileFormatError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    return decode(base64.b64decode(encoded), path)
 
 
 def runner_files(

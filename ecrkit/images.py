@@ -10,12 +10,12 @@ from __future__ import annotations
 import re
 
 from ecrkit.errors import InputError
-from ecrkit.settings import validate_registry
+from ecrkit.settings import validate_location, validate_registry
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_ALIASES = ("docker.io", "index.docker.io", "registry-1.docker.io")
-PATH = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
-SUFFIX = re.compile(r"^(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$")
+PATH = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*\Z", re.ASCII)
+SUFFIX = re.compile(r"^(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?\Z", re.ASCII)
 
 
 def split(image: str, source: str = "IMAGE") -> tuple[str, str, str]:
@@ -56,6 +56,7 @@ def validate_via(via: str) -> str:
 def rewrite(image: str, via: str, upstream: str = DOCKER_HUB) -> str:
     """The cache path for references from `upstream`; any other reference is returned as it is."""
     cache = validate_via(via)
+    upstream = validate_location(upstream, "--upstream")
     domain, path, suffix = split(image)
     if domain != (DOCKER_HUB if upstream in DOCKER_HUB_ALIASES else upstream):
         return image

@@ -30,10 +30,10 @@ from typing import Any
 import jsonschema
 import yaml
 
-from ecrkit import images
+from ecrkit import files, images
 from ecrkit.errors import EcrkitError, FileFormatError, InputError
 from ecrkit.registry import Manifest, Registry, RegistryError, copy_blob
-from ecrkit.settings import ECR_PRIVATE_HOST, HELPER_BINARY, validate_registry
+from ecrkit.settings import HELPER_BINARY, private_registry, validate_location
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -89,30 +89,44 @@ class Plan:
     unmatched: tuple[str, ...]  # tag patterns that matched nothing, as "source:pattern"
 
 
-def load(path: str) -> dict[str, Any]:
-    """The config file, parsed and checked against SCHEMA and ecrkit's own rules."""
+def load(path: str, source: str = "--config") -> dict[str, Any]:
+    """The config file, parsed and checked against SCHEMA and ecrkit's own rules. Errors name the
+    file and the place in it, never a value from it."""
+    text = files.read_text(path, source)
     try:
-        with open(path, encoding="utf-8") as handle:
-            config = yaml.safe_load(handle)
-    except OSError as exc:
-        raise EcrkitError(f"{path}: cannot be read ({exc.strerror})") from None
+        config = yaml.safe_load(text or "")
     except yaml.YAMLError as exc:
         raise FileFormatError(path, f"not YAML ({str(exc).splitlines()[0]})") from None
+    except (ValueError, RecursionError):  # an impossible date such as 2024-13-01, or nesting too deep
+        raise FileFormatError(path, "not YAML that can be loaded (an impossible date or too deep nesting)") from None
     error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(SCHEMA).iter_errors(config))
     if error is not None:
         where = "/".join(map(str, error.absolute_path)) or "(top level)"
-        raise FileFormatError(path, f"{where}: {error.message}")
-    host = validate_registry(config["target"], "target")
-    if not ECR_PRIVATE_HOST.match(host):
-        raise InputError("target", host, "a private ECR registry such as 123456789012.dkr.ecr.us-east-1.amazonaws.com")
+        raise FileFormatError(path, f"{where}: {_schema_problem(error)}")
+    private_registry(config["target"], f"{path}: target")
+    for index, host in enumerate(config.get("plain_http", [])):
+        validate_location(host, f"{path}: plain_http[{index}]")
     for index, image in enumerate(config["images"]):
-        _, _, suffix = images.split(image["source"], f"images[{index}].source")
+        _, _, suffix = images.split(image["source"], f"{path}: images[{index}].source")
         if suffix:
-            raise InputError(f"images[{index}].source", image["source"], "a repository without tag or digest: use tags")
+            raise InputError(
+                f"{path}: images[{index}].source", image["source"], "a repository without tag or digest: use tags"
+            )
         repository = _target_repository(config.get("prefix", ""), image, index)
         if not images.PATH.match(repository):
-            raise InputError(f"images[{index}].repository", repository, "a repository name such as tools/app")
+            raise InputError(f"{path}: images[{index}].repository", repository, "a repository name such as tools/app")
     return dict(config)
+
+
+def _schema_problem(error: jsonschema.ValidationError) -> str:
+    """What the schema wanted, in words that do not repeat the value found (it may be anything)."""
+    wanted = {
+        "type": f"must be of type {error.validator_value}",
+        "minItems": f"must have at least {error.validator_value} item(s)",
+        "minLength": "must not be empty",
+    }
+    return wanted.get(str(error.validator), error.message if error.validator in ("required", "additionalProperties")
+                      else f"does not match the mirror config's schema ({error.validator})")  # fmt: skip
 
 
 def plan(config: dict[str, Any], tags_of: Callable[[str, str], list[str]]) -> Plan:

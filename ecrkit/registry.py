@@ -30,7 +30,7 @@ MANIFEST_TYPES = (
 INDEX_TYPES = MANIFEST_TYPES[:2]
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 API_HOSTS = {"docker.io": "registry-1.docker.io"}  # where a registry's API answers, when not its name
-CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
+CHALLENGE = re.compile(r'(\w+)="([^"]*)"', re.ASCII)
 SPOOL_IN_MEMORY = 64 * 1024 * 1024  # larger blobs go through a temporary file
 
 Body = Callable[[], bytes | IO[bytes]] | None  # called again for each attempt

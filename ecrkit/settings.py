@@ -1,4 +1,9 @@
-"""The typed model of what the user asked for, and the validation of every input.
+r"""The typed model of what the user asked for, and the validation of every input.
+
+Every value the CLI, the roles' filters or a file hands to ecrkit is checked here, in one place,
+and an error names the option or variable it came from. Patterns are ASCII-only (re.ASCII: `\d`
+would match fullwidth digits the helper refuses) and anchored with `\Z` (`$` lets a trailing
+newline through into the files written).
 
 The registry pattern is the helper's own (amazon-ecr-credential-helper, ecr-login/api/client.go):
 a hostname it does not accept makes every `get` fail with "credentials not found in native
@@ -7,9 +12,15 @@ keychain", so ecrkit refuses such names before anything is written.
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cache
+from urllib.parse import urlsplit
+
+from botocore.loaders import Loader
 
 from ecrkit.errors import InputError
 
@@ -19,14 +30,31 @@ HELPER_BINARY = "docker-credential-ecr-login"
 ECR_PRIVATE_HOST = re.compile(
     r"^(\d{12})\.dkr[\.\-]ecr(\-fips)?\.([a-zA-Z0-9][a-zA-Z0-9-_]*)\."
     r"(amazonaws\.(?:com(?:\.cn)?|eu)|on\.(?:aws|amazonwebservices\.com\.cn)"
-    r"|sc2s\.sgov\.gov|c2s\.ic\.gov|cloud\.adc-e\.uk|csp\.hci\.ic\.gov)$"
+    r"|sc2s\.sgov\.gov|c2s\.ic\.gov|cloud\.adc-e\.uk|csp\.hci\.ic\.gov)\Z",
+    re.ASCII,
 )
+# The partitions each ECR domain serves (GovCloud shares amazonaws.com and on.aws with aws).
+DOMAIN_PARTITIONS = {
+    "amazonaws.com": ("aws", "aws-us-gov"), "on.aws": ("aws", "aws-us-gov"),
+    "amazonaws.com.cn": ("aws-cn",), "on.amazonwebservices.com.cn": ("aws-cn",), "amazonaws.eu": ("aws-eusc",),
+    "c2s.ic.gov": ("aws-iso",), "sc2s.sgov.gov": ("aws-iso-b",), "cloud.adc-e.uk": ("aws-iso-e",),
+    "csp.hci.ic.gov": ("aws-iso-f",),
+}  # fmt: skip
 ECR_PUBLIC_HOSTS = ("public.ecr.aws", "ecr-public.aws.com")
 PUBLIC_REGISTRY = ECR_PUBLIC_HOSTS[0]
 
 # us-east-1, us-gov-west-1, cn-northwest-1, eusc-de-east-1, us-isob-east-1, ap-southeast-5
-REGION = re.compile(r"^[a-z]{2,4}(-[a-z]+)+-\d{1,2}$")
-ACCOUNT_ID = re.compile(r"^\d{12}$")
+REGION = re.compile(r"^[a-z]{2,4}(-[a-z]+)+-\d{1,2}\Z", re.ASCII)
+ACCOUNT_ID = re.compile(r"^\d{12}\Z", re.ASCII)
+HOSTNAME = re.compile(
+    r"^(?=.{1,253}\Z)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\Z", re.ASCII
+)
+# botocore's PullThroughCacheRuleRepositoryPrefix: the ecr_account rules and registries.conf's location.
+CACHE_PREFIX = re.compile(
+    r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*\Z", re.ASCII
+)
+CACHE_PREFIX_LENGTH = (2, 30)
+PORTS = (1, 65535)
 
 REGISTRY_FORMS = (
     "an ECR registry hostname such as 123456789012.dkr.ecr.us-east-1.amazonaws.com "
@@ -34,6 +62,11 @@ REGISTRY_FORMS = (
     ".amazonaws.eu) or public.ecr.aws; no scheme, path, port or custom domain"
 )
 REGION_FORM = "an AWS region name such as us-east-1, eu-central-1 or us-gov-west-1"
+
+
+def option_name(prefix: str, key: str) -> str:
+    """What the user wrote for `key`: the option (`--` + key with dashes) or the variable (prefix + key)."""
+    return "--" + key.replace("_", "-") if prefix == "--" else prefix + key
 
 
 def validate_region(value: object, source: str = "region") -> str:
@@ -58,16 +91,105 @@ def validate_absolute_path(value: object, source: str = "path") -> str:
 
 
 def validate_registry(value: object, source: str = "registry") -> str:
-    """Accept exactly the hostnames the credential helper accepts."""
+    """Accept exactly the hostnames the credential helper accepts, as written: a capital or a space
+    is refused rather than normalised (Docker looks up credHelpers by the exact name), and the
+    region must belong to the domain's partition (cn-north-1 is not on .amazonaws.com)."""
     if not isinstance(value, str):
         raise InputError(source, value, REGISTRY_FORMS)
-    host = value.strip().lower()
-    if host in ECR_PUBLIC_HOSTS:
-        return host
-    match = ECR_PRIVATE_HOST.match(host)
+    if value in ECR_PUBLIC_HOSTS:
+        return value
+    match = ECR_PRIVATE_HOST.match(value)
     if match is None or not REGION.match(match.group(3)):
-        raise InputError(source, value, REGISTRY_FORMS)
-    return host
+        hint = " (in lower case, without spaces)" if value.strip().lower() != value else ""
+        raise InputError(source, value, REGISTRY_FORMS + hint)
+    region, domain = match.group(3), match.group(4)
+    if region_partition(region) not in DOMAIN_PARTITIONS[domain]:
+        raise InputError(
+            source, value, f"a region of the {'/'.join(DOMAIN_PARTITIONS[domain])} partition on .{domain} "
+            f"({region} is in {region_partition(region)})"
+        )  # fmt: skip
+    return value
+
+
+def private_registry(value: object, source: str = "registry") -> tuple[str, str, str]:
+    """(account, region, domain) of a private ECR registry; ECR Public and anything else refused."""
+    match = ECR_PRIVATE_HOST.match(validate_registry(value, source))
+    if match is None:
+        raise InputError(source, value, "a private ECR registry such as 123456789012.dkr.ecr.us-east-1.amazonaws.com")
+    return match.group(1), match.group(3), match.group(4)
+
+
+@cache
+def _partition_patterns() -> tuple[tuple[str, re.Pattern[str]], ...]:
+    data = Loader().load_data("partitions")
+    return tuple((p["id"], re.compile(p["regionRegex"], re.ASCII)) for p in data["partitions"])
+
+
+def region_partition(region: str) -> str:
+    """The partition a region is in, by botocore's own table; an unknown region is `aws`, as for botocore."""
+    return next((name for name, pattern in _partition_patterns() if pattern.match(region)), "aws")
+
+
+def validate_positive_number(value: object, source: str) -> float:
+    """A finite number above zero: NaN and infinity are not JSON, and would be printed as such."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        raise InputError(source, value, "a finite number above 0")
+    return value
+
+
+def is_port(text: str) -> bool:
+    """ASCII digits naming a TCP port, 1 to 65535."""
+    return text.isascii() and text.isdigit() and PORTS[0] <= int(text) <= PORTS[1]
+
+
+def validate_port(value: object, source: str) -> int:
+    """A TCP port number, or its digits as a command line gives them."""
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(text, str) or not is_port(text):
+        raise InputError(source, value, f"a port number from {PORTS[0]} to {PORTS[1]}")
+    return int(text)
+
+
+def _host_ok(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return bool(HOSTNAME.match(host))
+    return True
+
+
+def validate_url(value: object, source: str, *, schemes: tuple[str, ...] = ("https", "http"), example: str = "") -> str:
+    """A URL parsed, not prefix-matched: one of `schemes`, a host, a valid port, no spaces."""
+    accepted = f"an absolute {' or '.join(s + '://' for s in schemes)} URL with a host{example and ', e.g. ' + example}"
+    if not isinstance(value, str) or not value.isascii() or not value.isprintable() or " " in value:
+        raise InputError(source, value, accepted)
+    try:
+        parts = urlsplit(value)
+        port_ok = parts.port is None or PORTS[0] <= parts.port
+    except ValueError:  # a port that is not a number, or out of range
+        port_ok = False
+    if parts.scheme not in schemes or not parts.hostname or not _host_ok(parts.hostname) or not port_ok:
+        raise InputError(source, value, accepted)
+    return value
+
+
+def validate_location(value: object, source: str) -> str:
+    """A registry as containers/image names it: host[:port], no scheme or path (podman refuses a scheme)."""
+    if isinstance(value, str):
+        host, colon, port = value.partition(":")
+        if HOSTNAME.match(host) and (not colon or is_port(port)):
+            return value
+    raise InputError(source, value, "a registry host[:port] such as docker.io or quay.io, without a scheme or path")
+
+
+def validate_cache_prefix(value: object, source: str) -> str:
+    """A pull-through cache rule's repository prefix, as ECR takes it."""
+    low, high = CACHE_PREFIX_LENGTH
+    if not isinstance(value, str) or not CACHE_PREFIX.match(value) or not low <= len(value) <= high:
+        raise InputError(
+            source, value, f"a repository prefix such as docker-hub or cache/quay ({low} to {high} characters)"
+        )
+    return value
 
 
 def registry_region(host: str) -> str | None:

@@ -143,12 +143,13 @@ class StandIn:
             aws_secret_access_key=ROLE_KEYS["AWS_SECRET_ACCESS_KEY"],
         )
 
-    def sso_login(self, home: Path, cache_key: str, start_url: str, sso_region: str) -> Path:
-        """What `aws sso login` leaves behind: a cached token valid for an hour, named by the sha1 of
-        the sso-session's name (or, for a legacy profile, of the start URL)."""
+    def sso_login(self, home: Path, cache_key: str, start_url: str, sso_region: str, valid_for: int = 3600) -> Path:
+        """What `aws sso login` leaves behind: a cached token valid for an hour (or `valid_for`
+        seconds; a negative value gives a session that has expired), named by the sha1 of the
+        sso-session's name (or, for a legacy profile, of the start URL)."""
         cache = home / ".aws" / "sso" / "cache"
         cache.mkdir(parents=True, exist_ok=True)
-        expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+        expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + valid_for))
         token = {"accessToken": "stand-in-sso-token", "expiresAt": expires, "region": sso_region, "startUrl": start_url}
         path = cache / f"{hashlib.sha1(cache_key.encode()).hexdigest()}.json"  # the SDK names the cache so
         path.write_text(json.dumps(token))

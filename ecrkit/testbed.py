@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
 from ecrkit.errors import FileFormatError
 from ecrkit.hoststate import version_from
+from ecrkit.output import print_rows
 from ecrkit.renderers.docker_config import parse
 from ecrkit.standin import API_HOST, REGISTRY_HOST, StandIn
-from ecrkit.validate import ACCOUNT_GROUP, inventory_targets, report_table, validate_all
+from ecrkit.validate import ACCOUNT_GROUP, inventory_targets, print_report, validate_all
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_INVENTORY = ROOT / "inventory" / "local" / "hosts.yml"
@@ -122,7 +122,7 @@ STAND_IN_UNIT = """[Unit]
 Description=Stand-in for {name}: a process that runs the credential helper (the real one is not obtainable here)
 
 [Service]
-ExecStart=/bin/sleep infinity
+ExecStart={exec_start}
 
 [Install]
 WantedBy=multi-user.target
@@ -158,6 +158,12 @@ EC2_TRUST = json.dumps({"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]})  # fmt: skip
 # The environment files real units read besides what the stand-in role gives them.
 AGENT_ENV_FILES = {"dcos-mesos-slave": "/var/lib/dcos/mesos-slave-common"}
+# The command lines of the real units (gitlab-runner's package installs this one), run by a
+# stand-in binary that only sleeps: the validator reads config.toml's path from them.
+EXEC_START = {
+    "gitlab-runner": "/usr/bin/gitlab-runner run --config /etc/gitlab-runner/config.toml "
+    "--working-directory /home/gitlab-runner --service gitlab-runner --user gitlab-runner",
+}
 
 
 def give_stand_in_role(host: Host, stand_in: StandIn, services: Iterable[str] = ()) -> None:
@@ -170,7 +176,13 @@ def give_stand_in_role(host: Host, stand_in: StandIn, services: Iterable[str] = 
     host.run(f"printf '%s' '{role}' > /etc/environment")
     for name in services:
         unit = f"/etc/systemd/system/{name}.service"
-        host.run(f"printf '%s' '{STAND_IN_UNIT.format(name=name)}' > {unit} && mkdir -p {unit}.d")
+        exec_start = EXEC_START.get(name, "/bin/sleep infinity")
+        binary = exec_start.split()[0]
+        if not host.exists(binary):
+            host.run(f"printf '#!/bin/sh\\nexec sleep infinity\\n' > {binary} && chmod 0755 {binary}")
+        host.run(
+            f"printf '%s' '{STAND_IN_UNIT.format(name=name, exec_start=exec_start)}' > {unit} && mkdir -p {unit}.d"
+        )
         own = f"EnvironmentFile=-{AGENT_ENV_FILES[name]}\\n" if name in AGENT_ENV_FILES else ""
         host.run(f"printf '[Service]\\nEnvironmentFile=/etc/environment\\n{own}' > {unit}.d/stand-in-role.conf")
         host.run(f"systemctl daemon-reload && systemctl enable --now {name}.service")
@@ -279,14 +291,13 @@ def pull_result(host: Host, image: str, stand_in: StandIn) -> str:
     return "pulled" if done.returncode == 0 else f"refused: {done.stderr.strip().splitlines()[-1:]}"
 
 
-def summary(groups: dict[str, list[str]], image: str, stand_in: StandIn) -> tuple[Table, bool]:
-    """What each host got, and a real pull on each; True when every host pulled."""
-    table = Table(title=f"What ecrkit set up on each host, and a real pull of {image}")
+PULL_HEADERS = ("host", "group", "helper on PATH", "version", "docker pull", "/root/.docker/config.json")
+
+
+def summary(groups: dict[str, list[str]], image: str, stand_in: StandIn) -> tuple[list[tuple[str, ...]], bool]:
+    """What each host got, and a real pull on each (rows for PULL_HEADERS); True when every host pulled."""
+    rows: list[tuple[str, ...]] = []
     pulled = True
-    for column in ("host", "group", "helper on PATH", "version"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("/root/.docker/config.json", overflow="fold", ratio=1)
-    table.add_column("docker pull", overflow="fold")
     for group, names in groups.items():
         for name in names:
             host = Host(name)
@@ -296,34 +307,34 @@ def summary(groups: dict[str, list[str]], image: str, stand_in: StandIn) -> tupl
             config = helper_entries(host.run("cat /root/.docker/config.json").stdout)
             pull = pull_result(host, image, stand_in)
             pulled = pulled and pull == "pulled"
-            table.add_row(name, group, path, version, config, pull)
-    return table, pulled
+            rows.append((name, group, path, version, pull, config))
+    return rows, pulled
 
 
-def account_summary(stand_in: StandIn) -> Table:
+ACCOUNT_HEADERS = ("setting", "name", "state")
+
+
+def account_summary(stand_in: StandIn) -> list[tuple[str, str, str]]:
     """What the stand-in's account holds after playbooks/ecr.yml, read back through its API."""
     ecr, iam = stand_in.client("ecr"), stand_in.client("iam")
-    table = Table(title="What ecrkit declared in the stand-in's ECR account, read back through its API")
-    for column in ("setting", "name"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("state", overflow="fold", ratio=1)
+    rows = []
     for repository in ecr.describe_repositories()["repositories"]:
         name = repository["repositoryName"]
         lifecycle = _lifecycle_text(ecr.get_lifecycle_policy(repositoryName=name)["lifecyclePolicyText"])
         policy = json.loads(ecr.get_repository_policy(repositoryName=name)["policyText"])
         readers = policy["Statement"][0]["Condition"]["StringEquals"]["aws:PrincipalOrgID"]
-        table.add_row("repository", name, f"{lifecycle}; read by {readers}")
+        rows.append(("repository", name, f"{lifecycle}; read by {readers}"))
     for rule in ecr.describe_pull_through_cache_rules()["pullThroughCacheRules"]:
-        table.add_row("pull-through rule", rule["ecrRepositoryPrefix"], f"caches {rule['upstreamRegistryUrl']}")
+        rows.append(("pull-through rule", rule["ecrRepositoryPrefix"], f"caches {rule['upstreamRegistryUrl']}"))
     for template in ecr.describe_repository_creation_templates()["repositoryCreationTemplates"]:
         lifecycle = _lifecycle_text(template["lifecyclePolicy"])
-        table.add_row("creation template", template["prefix"], f"{', '.join(template['appliedFor'])}: {lifecycle}")
+        rows.append(("creation template", template["prefix"], f"{', '.join(template['appliedFor'])}: {lifecycle}"))
     for role in iam.list_roles()["Roles"]:
         for name in iam.list_role_policies(RoleName=role["RoleName"])["PolicyNames"]:
             document = iam.get_role_policy(RoleName=role["RoleName"], PolicyName=name)["PolicyDocument"]
             actions = sorted({action for statement in document["Statement"] for action in statement["Action"]})
-            table.add_row("IAM policy", f"{role['RoleName']}/{name}", " ".join(actions))
-    return table
+            rows.append(("IAM policy", f"{role['RoleName']}/{name}", " ".join(actions)))
+    return rows
 
 
 def _lifecycle_text(policy: str) -> str:
@@ -378,13 +389,14 @@ def run(keep: bool = False) -> int:
             )
             if result.returncode != 0:
                 return result.returncode
-            console.print(account_summary(stand_in))
+            title = "What ecrkit declared in the stand-in's ECR account, read back through its API"
+            print_rows(console, title, ACCOUNT_HEADERS, account_summary(stand_in))
         with steps.step(f"pulling {image} on every host through the helper"):
-            table, pulled = summary(groups, image, stand_in)
-            console.print(table)
+            rows, pulled = summary(groups, image, stand_in)
+            print_rows(console, f"What ecrkit set up on each host, and a real pull of {image}", PULL_HEADERS, rows)
         with steps.step("validating every host (ecrkit validate -i inventory/local/hosts.yml)"):
             reports = validate_all(targets)
-            console.print(report_table(reports))
+            print_report(console, reports)
         passed = pulled and all(report.passed for report in reports)
     finally:
         with steps.step("keeping the hosts and the stand-in (make clean-hosts removes them)" if keep else

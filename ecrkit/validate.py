@@ -14,24 +14,29 @@ import os
 import shlex
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import paramiko
 import yaml
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from ecrkit.checks import Finding, judge, probe_args
 from ecrkit.errors import InputError
-from ecrkit.settings import CredentialRule
+from ecrkit.output import fits
+from ecrkit.settings import CredentialRule, validate_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBE = ROOT / "scripts" / "ecrkit_probe.py"
-ROLE_DEFAULTS = ROOT / "roles" / "docker_auth_config" / "defaults" / "main.yml"
+ROLES = ROOT / "roles"
+ROLE_DEFAULTS = ROLES / "docker_auth_config" / "defaults" / "main.yml"
+RUNNER_GROUP, AGENT_GROUP = "gitlab_runners", "marathon_agents"  # playbooks/gitlab_runners.yml, marathon_agents.yml
 MARKER = "<<INCLUDE_ANSIBLE_MODULE_JSON_ARGS>>"  # where Ansible, and we, put the probe's arguments
 PODMAN = "containers.podman.podman"
 CONNECT_TIMEOUT = 15
@@ -53,6 +58,8 @@ class Target:
     registries: list[str] = field(default_factory=list)
     services: list[str] = field(default_factory=list)
     users: list[str] = field(default_factory=list)
+    runners: dict[str, str] = field(default_factory=dict)  # GitLab Runner units -> config.toml ("": found)
+    tasks: list[dict[str, str]] = field(default_factory=list)  # Mesos agents whose tasks fetch an archive
 
 
 @dataclass
@@ -73,7 +80,7 @@ def probe_script(args: dict[str, Any]) -> str:
 
 def run_probe(target: Target) -> dict[str, Any]:
     """The probe's facts from the target; raises OSError when the host cannot be reached."""
-    script = probe_script(probe_args(target.registries, target.services, target.users))
+    script = probe_script(probe_args(target.registries, target.services, target.users, target.runners, target.tasks))
     if target.connection == "ssh":
         return json.loads(_over_ssh(target, script))  # type: ignore[no-any-return]
     argv = [target.python, "-"]
@@ -142,6 +149,43 @@ def validate_all(targets: Sequence[Target], progress: Callable[[Report], None] =
 # -- what each host should have --------------------------------------------------------------
 
 
+def special_consumers(
+    variables: Mapping[str, Any], groups: Iterable[str]
+) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """The consumers a host's groups add, judged as their real consumer reads its credentials:
+    a runner manager's service through config.toml (the path given, else the probe finds it),
+    and a Marathon agent's tasks through the archive they fetch (as ecrkit_task_user)."""
+    groups = set(groups)
+    runners: dict[str, str] = {}
+    tasks: list[dict[str, str]] = []
+    if RUNNER_GROUP in groups and not variables.get("gitlab_runner_ecr_container"):  # a container has no unit
+        service = _variable(variables, "gitlab_runner_ecr", "gitlab_runner_ecr_service")
+        runners[service] = str(variables.get("gitlab_runner_ecr_config_path") or "")
+    if AGENT_GROUP in groups:
+        tasks.append({
+            "task": _variable(variables, "marathon_agent_ecr", "marathon_agent_ecr_service"),
+            "archive": _variable(variables, "marathon_agent_ecr", "marathon_agent_ecr_docker_tar_path"),
+            "task_user": str(variables.get("ecrkit_task_user") or _validate_default("ecrkit_task_user")),
+        })  # fmt: skip
+    return runners, tasks
+
+
+def _validate_default(name: str) -> str:
+    """A default of the validate entry point's own variables (docker_auth_config's argument_specs)."""
+    specs = yaml.safe_load((ROLES / "docker_auth_config" / "meta" / "argument_specs.yml").read_text())
+    return str(specs["argument_specs"]["validate"]["options"][name]["default"])
+
+
+def _variable(variables: Mapping[str, Any], role: str, name: str) -> str:
+    """A plain-string variable, with the role's default underneath."""
+    value = variables.get(name)
+    if value is None:
+        value = yaml.safe_load((ROLES / role / "defaults" / "main.yml").read_text())[name]
+    if not isinstance(value, str) or not value:
+        raise InputError(name, value, "a non-empty string")
+    return value
+
+
 def expected(variables: dict[str, Any], source: str) -> tuple[list[str], list[str], list[str]]:
     """Registries, services and users from a host's variables, with the roles' defaults underneath."""
     merged = {**yaml.safe_load(ROLE_DEFAULTS.read_text()), **variables}
@@ -169,9 +213,12 @@ def inventory_targets(inventory: str, patterns: Iterable[str]) -> list[Target]:
         capture_output=True,
         text=True,
         check=False,
+        env={**os.environ, "ANSIBLE_INVENTORY_UNPARSED_FAILED": "true"},  # else a file that does not parse is empty
     )
     if listing.returncode != 0:
-        raise InputError("-i", inventory, "an inventory that ansible-inventory can read: " + listing.stderr.strip())
+        said = [line for line in listing.stderr.splitlines() if line.startswith(("[WARNING]: Failed", "[ERROR]"))]
+        reason = " / ".join(said) or listing.stderr.strip()
+        raise InputError("-i", inventory, f"an inventory that parses; ansible-inventory says: {reason}")
     data = json.loads(listing.stdout)
     hostvars: dict[str, dict[str, Any]] = data.get("_meta", {}).get("hostvars", {})
     wanted = list(patterns)
@@ -186,7 +233,8 @@ def inventory_targets(inventory: str, patterns: Iterable[str]) -> list[Target]:
         names = [n for n in names if n in chosen]
     if not names:
         raise InputError("-i", inventory, "an inventory with at least one host")
-    return [_inventory_target(name, hostvars[name]) for name in names]
+    member = {g: set(_group_hosts(data, g)) for g in (RUNNER_GROUP, AGENT_GROUP)}
+    return [_inventory_target(name, hostvars[name], [g for g, hs in member.items() if name in hs]) for name in names]
 
 
 def _group_hosts(data: dict[str, Any], group: str) -> list[str]:
@@ -197,8 +245,9 @@ def _group_hosts(data: dict[str, Any], group: str) -> list[str]:
     return hosts
 
 
-def _inventory_target(name: str, variables: dict[str, Any]) -> Target:
+def _inventory_target(name: str, variables: dict[str, Any], groups: list[str]) -> Target:
     registries, services, users = expected(variables, name)
+    runners, tasks = special_consumers(variables, groups)
     connection = variables.get("ansible_connection", "ssh")
     common = str(variables.get("ansible_ssh_common_args", "")) + " " + str(variables.get("ansible_ssh_extra_args", ""))
     checking = os.environ.get("ANSIBLE_HOST_KEY_CHECKING", "true").lower() not in ("false", "0", "no")
@@ -216,16 +265,19 @@ def _inventory_target(name: str, variables: dict[str, Any]) -> Target:
         registries=registries,
         services=services,
         users=users,
+        runners=runners,
+        tasks=tasks,
     )
 
 
 def ssh_target(spec: str) -> Target:
     """`[user@]host[:port]`, reached with the SSH agent or default keys."""
     user, _, rest = spec.rpartition("@")
-    host, _, port = rest.partition(":")
-    if not host or (port and not port.isdigit()):
+    host, colon, port = rest.partition(":")
+    if not host:
         raise InputError("HOST", spec, "[user@]host[:port]")
-    return Target(name=spec, connection="ssh", address=host, port=int(port or 22), user=user or None)
+    number = validate_port(port, f"HOST {spec}: port") if colon else 22
+    return Target(name=spec, connection="ssh", address=host, port=number, user=user or None)
 
 
 def targets_from_arguments(
@@ -264,26 +316,99 @@ def to_json(reports: Sequence[Report]) -> str:
     )
 
 
-SEVERITY_STYLE = {"ok": "[green]pass[/]", "warning": "[yellow]warn[/]", "error": "[bold red]FAIL[/]"}
+SEVERITY_STYLE = {
+    "ok": "[green]pass[/]",
+    "note": "[blue]note[/]",
+    "warning": "[yellow]warn[/]",
+    "error": "[bold red]FAIL[/]",
+}
+SEVERITY_WORD = {"ok": "pass", "note": "note", "warning": "warn", "error": "FAIL"}
+UNREACHABLE_FIX = "check the address, port, user and key; the host needs python3, and sudo for a user other than root"
+HEADERS = ("host", "consumer", "check", "result", "evidence (and the fix)")
+
+
+def _title(reports: Sequence[Report]) -> str:
+    return f"ecrkit validate: {sum(r.passed for r in reports)} of {len(reports)} hosts pass"
+
+
+def _rows(reports: Sequence[Report]) -> list[tuple[str, str, str, str, str, str]]:
+    """(host, consumer, check, severity, evidence, fix), host and consumer given once."""
+    rows = []
+    for report in reports:
+        if report.unreachable is not None:
+            rows.append((report.host, "", "reachable", "error", report.unreachable, UNREACHABLE_FIX))
+        host, subject = report.host if report.unreachable is None else "", None
+        for f in report.findings:
+            rows.append((host, f.subject if f.subject != subject else "", f.check, f.severity, f.evidence,
+                         f.fix if f.severity != "ok" else ""))  # fmt: skip
+            host, subject = "", f.subject
+    return rows
 
 
 def report_table(reports: Sequence[Report]) -> Table:
     """One row per check; where a check did not pass, its fix follows the evidence."""
-    passed = sum(r.passed for r in reports)
-    table = Table(title=f"ecrkit validate: {passed} of {len(reports)} hosts pass")
-    for column in ("host", "consumer", "check", "result"):
+    table = Table(title=_title(reports))
+    for column in HEADERS[:-1]:
         table.add_column(column, no_wrap=True)
-    table.add_column("evidence (and the fix)", overflow="fold", ratio=1)  # takes the width the others leave
-    fix_hint = "check the address, port, user and key; the host needs python3, and sudo for a user other than root"
-    for report in reports:
-        if report.unreachable is not None:
-            evidence = f"{escape(report.unreachable)}\n[bold]fix:[/] {fix_hint}"
-            table.add_row(report.host, "", "reachable", SEVERITY_STYLE["error"], evidence)
-        shown = ("", "")
-        for f in report.findings:
-            evidence = escape(f.evidence) + ("" if f.severity == "ok" else f"\n[bold]fix:[/] {escape(f.fix)}")
-            host, subject = (report.host, f.subject) if shown != (report.host, f.subject) else ("", "")
-            shown = (report.host, f.subject)
-            table.add_row(host, subject, escape(f.check), SEVERITY_STYLE[f.severity], evidence)
-        table.add_section()
+    table.add_column(HEADERS[-1], overflow="fold", ratio=1)  # takes the width the others leave
+    for host, subject, check, severity, evidence, fix in _rows(reports):
+        if host and table.rows:
+            table.add_section()
+        text = escape(evidence) + (f"\n[bold]fix:[/] {escape(fix)}" if fix else "")
+        table.add_row(escape(host), escape(subject), escape(check), SEVERITY_STYLE[severity], text)
     return table
+
+
+def print_report(console: Console, reports: Sequence[Report]) -> None:
+    """The table where it fits; else one finding per line below its host and consumer (80
+    columns, CI logs, a file), with its fix on the next line."""
+    rows = _rows(reports)
+    plain = [(h, c, k, SEVERITY_WORD[s], e + (f"\nfix: {f}" if f else "")) for h, c, k, s, e, f in rows]
+    if fits(console, HEADERS, plain):
+        console.print(report_table(reports))
+        return
+    console.print(_title(reports), highlight=False, soft_wrap=True)
+    for host, subject, check, severity, evidence, fix in rows:
+        if host:
+            passed = next(r.passed for r in reports if r.host == host)
+            console.print(f"[bold]{escape(host)}[/]: {'passes' if passed else 'FAILS'}", highlight=False)
+        if subject:
+            console.print(f"  {escape(subject)}", highlight=False)
+        line = f"    {SEVERITY_STYLE[severity]}  {escape(check)}: {escape(evidence)}"
+        console.print(line, highlight=False, soft_wrap=True)
+        if fix:
+            console.print(f"          fix: {escape(fix)}", highlight=False, soft_wrap=True)
+
+
+def to_junit(reports: Sequence[Report]) -> str:
+    """JUnit XML, as GitLab's Tests tab reads it: a testsuite per host, a testcase per consumer
+    and check; failed checks carry their evidence and fix, warnings and notes their text."""
+    suites = ElementTree.Element("testsuites", name="ecrkit validate")
+    for report in reports:
+        suite = ElementTree.SubElement(suites, "testsuite", name=report.host)
+        cases: list[tuple[str, Finding | None]] = [(f"{f.subject}: {f.check}", f) for f in report.findings]
+        if report.unreachable is not None:
+            cases.insert(0, ("reachable", None))
+        seen: dict[str, int] = {}
+        for name, finding in cases:
+            seen[name] = seen.get(name, 0) + 1
+            case = ElementTree.SubElement(
+                suite, "testcase", classname=report.host, name=name if seen[name] == 1 else f"{name} #{seen[name]}"
+            )
+            if finding is None:
+                failure = ElementTree.SubElement(case, "failure", message=str(report.unreachable), type="unreachable")
+                failure.text = f"{report.unreachable}\nfix: {UNREACHABLE_FIX}"
+            elif finding.severity == "error":
+                failure = ElementTree.SubElement(case, "failure", message=finding.evidence, type="error")
+                failure.text = f"{finding.evidence}\nfix: {finding.fix}"
+            else:
+                out = ElementTree.SubElement(case, "system-out")
+                out.text = finding.evidence + (f"\n{finding.severity}; fix: {finding.fix}" if finding.fix else "")
+        failures = sum(1 for case in suite if case.find("failure") is not None)
+        suite.set("tests", str(len(suite)))
+        suite.set("failures", str(failures))
+        suite.set("errors", "0")
+    suites.set("tests", str(sum(int(s.get("tests", 0)) for s in suites)))
+    suites.set("failures", str(sum(int(s.get("failures", 0)) for s in suites)))
+    ElementTree.indent(suites)
+    return ElementTree.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"

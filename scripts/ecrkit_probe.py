@@ -13,13 +13,15 @@ Arguments (all optional):
   user_paths: paths relative to each user's home, probed like `paths` (key "<user>:<relative>")
   read:       paths (absolute, or "<user>:<relative>") whose content is returned as base64
   commands:   argv lists -> rc, stdout, stderr (not through a shell)
-  consumers:  [{"service": UNIT} | {"user": NAME}]: what `ecrkit validate` judges for each
-              process that runs the helper (see `consumer`); with
+  consumers:  what `ecrkit validate` judges for each process that runs the helper (see `consumer`):
+              {"service": UNIT} (with "runner_config": PATH or "" for a GitLab Runner manager),
+              {"user": NAME}, or {"task": AGENT_UNIT, "archive": PATH, "task_user": NAME} for a
+              Mesos task that fetches a docker.tar.gz; with
   registries: registries for a live `get` as each consumer (default: its credHelpers)
 
 Secrets never leave the host: environments are reported by name, with values only for the
-keys in SHOWN_ENV; a live `get` reports the username and the secret's length; config.json is
-summarised, never returned.
+keys in SHOWN_ENV; a live `get` reports the username and the secret's length; config.json, a
+runner's DOCKER_AUTH_CONFIG and cached SSO tokens are summarised, never returned.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -51,6 +54,11 @@ SHOWN_ENV = (
     "AWS_EC2_METADATA_DISABLED", "AWS_USE_FIPS_ENDPOINT",
 )  # fmt: skip
 LOG_TAIL = 64 * 1024  # bytes of the helper's log: its recent lines, never the whole history
+# The amazonec2 MachineOptions the validator judges; others (keys, secrets) are never reported.
+MACHINE_OPTIONS = (
+    "amazonec2-iam-instance-profile", "amazonec2-userdata", "amazonec2-metadata-token",
+    "amazonec2-metadata-token-response-hop-limit",
+)  # fmt: skip
 
 
 def user_entry(name: str) -> dict[str, Any] | None:
@@ -152,7 +160,7 @@ def shown(env: dict[str, str]) -> dict[str, object]:
 
 def service_environment(unit: str) -> dict[str, Any]:
     """The unit as systemd runs it: its user, what its files say, and the running process's own."""
-    keys = ("LoadState", "ActiveState", "User", "MainPID", "Environment", "EnvironmentFiles")
+    keys = ("LoadState", "ActiveState", "User", "MainPID", "Environment", "EnvironmentFiles", "ExecStart")
     done = run(["systemctl", "show", unit, *[f"--property={key}" for key in keys]])
     props: dict[str, list[str]] = {}
     for line in str(done["stdout"]).splitlines():
@@ -177,7 +185,18 @@ def service_environment(unit: str) -> dict[str, Any]:
         if environ is not None:
             process_env = dict(item.split("=", 1) for item in environ.split("\0") if "=" in item)
     return {"found": True, "state": first.get("ActiveState"), "user": user, "unit_env": unit_env,
-            "process_env": process_env}  # fmt: skip
+            "process_env": process_env, "exec": exec_argv(first.get("ExecStart", ""))}  # fmt: skip
+
+
+def exec_argv(value: str) -> list[str]:
+    """ExecStart as `systemctl show` prints it: `{ path=... ; argv[]=/usr/bin/x run --config ... ; ... }`."""
+    _, found, rest = value.partition("argv[]=")
+    if not found:
+        return []
+    try:
+        return shlex.split(rest.split(" ; ", 1)[0])
+    except ValueError:
+        return rest.split(" ; ", 1)[0].split()
 
 
 def login_environment(entry: dict[str, Any], name: str) -> dict[str, str]:
@@ -214,24 +233,102 @@ def config_summary(path: str) -> dict[str, object]:
     text = read_text(path)
     if text is None:
         return summary
+    summary.update(docker_config_summary(text))
+    return summary
+
+
+def docker_config_summary(text: str) -> dict[str, object]:
+    """What a Docker config (config.json, DOCKER_AUTH_CONFIG) hands to helpers; `auths` by
+    hostname only (its values are secrets), and a parse error by position only."""
     try:
         data = json.loads(text)
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
     except ValueError as exc:
-        summary["error"] = str(exc)
-        return summary
+        return {"error": str(exc)}
     helpers = data.get("credHelpers")
-    summary.update(
-        creds_store=data.get("credsStore"),
-        cred_helpers=helpers if isinstance(helpers, dict) else {},
-        auths=sorted(data["auths"]) if isinstance(data.get("auths"), dict) else [],
+    store = data.get("credsStore")
+    return {
+        "creds_store": store if isinstance(store, str) else None,
+        "cred_helpers": {k: v for k, v in helpers.items() if isinstance(v, str)} if isinstance(helpers, dict) else {},
+        "auths": sorted(data["auths"]) if isinstance(data.get("auths"), dict) else [],
+    }
+
+
+def load_toml(text: str) -> dict[str, Any]:
+    """tomllib (Python 3.11+), else a tomli that the host has (pip vendors one); ValueError if none parses."""
+    for name in ("tomllib", "tomli", "pip._vendor.tomli"):
+        try:
+            module = __import__(name, fromlist=["loads"])
+        except ImportError:
+            continue
+        try:
+            return dict(module.loads(text))
+        except Exception as exc:
+            raise ValueError(str(exc)) from None
+    raise LookupError(f"no TOML parser on this host's Python {sys.version.split()[0]} (3.11+ has tomllib)")
+
+
+def runner_config_path(argv: list[str], entry: dict[str, Any], given: str) -> tuple[str, str]:
+    """Where the runner reads config.toml, and how we know: the inventory, the unit's
+    `--config`/`-c`, or gitlab-runner's default for its user (root: /etc/gitlab-runner)."""
+    if given:
+        return given, "inventory"
+    for index, word in enumerate(argv):
+        if word in ("--config", "-c") and index + 1 < len(argv):
+            return argv[index + 1], "ExecStart " + word
+        if word.startswith("--config="):
+            return word.split("=", 1)[1], "ExecStart --config"
+    if entry["uid"] == 0:
+        return "/etc/gitlab-runner/config.toml", "default for root"
+    return os.path.join(str(entry["home"]), ".gitlab-runner", "config.toml"), "default for its user"
+
+
+def runner_facts(path: str, how: str, entry: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    """Each [[runners]] entry: name, executor, its DOCKER_AUTH_CONFIG summarised, and the
+    docker+machine / docker-autoscaler settings ecrkit manages (never tokens or keys)."""
+    facts: dict[str, Any] = {"path": path, "found_by": how, "state": path_state(path)}
+    text = read_text(path)
+    if text is None:
+        return facts
+    try:
+        document = load_toml(text)
+    except (ValueError, LookupError) as exc:
+        facts["error" if isinstance(exc, ValueError) else "unreadable"] = str(exc)
+        return facts
+    runners = document.get("runners")
+    facts["runners"] = (
+        [runner_entry(r, entry, env) for r in runners if isinstance(r, dict)] if isinstance(runners, list) else []
     )
-    return summary
+    return facts
 
 
-def profile_region(env: dict[str, str]) -> str | None:
-    """The region the AWS SDK would read from the shared config file for this environment."""
+def runner_entry(runner: dict[str, Any], entry: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    facts: dict[str, Any] = {"name": str(runner.get("name", "")), "executor": str(runner.get("executor", ""))}
+    environment = runner.get("environment")
+    values = [str(item) for item in environment] if isinstance(environment, list) else []
+    auth = [item.split("=", 1)[1] for item in values if item.startswith("DOCKER_AUTH_CONFIG=")]
+    facts["auth_config"] = docker_config_summary(auth[-1]) if auth else None  # the last definition wins
+    machine = runner.get("machine")
+    if isinstance(machine, dict):
+        options = {str(o).partition("=")[0]: str(o).partition("=")[2] for o in machine.get("MachineOptions") or []}
+        facts["machine_options"] = {k: v for k, v in options.items() if k in MACHINE_OPTIONS}
+        userdata = options.get("amazonec2-userdata")
+        if userdata:
+            text = read_text(userdata) or ""
+            facts["userdata"] = {
+                "state": path_state(userdata),
+                "readable": as_user(["/bin/sh", "-c", 'test -r "$1"', "-", userdata], entry, env)["rc"] == 0,
+                "installs_helper": HELPER in text and "config.json" in text,
+            }
+    autoscaler = runner.get("autoscaler")
+    if isinstance(autoscaler, dict):
+        facts["autoscaler_keys"] = sorted(autoscaler)
+    return facts
+
+
+def aws_profile(env: dict[str, str]) -> tuple[str, dict[str, str]] | None:
+    """The profile the AWS SDK uses for this environment, and its keys in the shared config file."""
     path = env.get("AWS_CONFIG_FILE") or os.path.join(env.get("HOME", "/"), ".aws", "config")
     profile = env.get("AWS_PROFILE", "default")
     parser = configparser.RawConfigParser()
@@ -240,7 +337,35 @@ def profile_region(env: dict[str, str]) -> str | None:
     except configparser.Error:
         return None
     section = profile if profile == "default" else f"profile {profile}"
-    return parser.get(section, "region", fallback=None)
+    return profile, dict(parser.items(section)) if parser.has_section(section) else {}
+
+
+def profile_region(env: dict[str, str]) -> str | None:
+    """The region the AWS SDK would read from the shared config file for this environment."""
+    found = aws_profile(env)
+    return found[1].get("region") if found else None
+
+
+def sso_session(env: dict[str, str]) -> dict[str, Any] | None:
+    """For an IAM Identity Center profile: which form, and when its cached token expires (the
+    token itself never leaves the host). The cache is named by the sha1 of the sso-session's
+    name, or of the start URL for a legacy profile."""
+    found = aws_profile(env)
+    if found is None:
+        return None
+    profile, keys = found
+    session, start_url = keys.get("sso_session"), keys.get("sso_start_url")
+    if session is None and start_url is None:
+        return None
+    key = session if session is not None else str(start_url)
+    cache = os.path.join(env.get("HOME", "/"), ".aws", "sso", "cache", hashlib.sha1(key.encode()).hexdigest() + ".json")
+    facts: dict[str, Any] = {"profile": profile, "form": "sso-session" if session else "legacy", "cache": cache}
+    try:
+        token = json.loads(read_text(cache) or "null")
+    except ValueError:
+        token = None
+    facts["expires_at"] = token.get("expiresAt") if isinstance(token, dict) else None
+    return facts
 
 
 def writable_as(directory: str, entry: dict[str, Any], env: dict[str, str]) -> bool:
@@ -248,44 +373,90 @@ def writable_as(directory: str, entry: dict[str, Any], env: dict[str, str]) -> b
     existing = directory
     while not os.path.isdir(existing) and existing not in ("/", ""):
         existing = os.path.dirname(existing)
-    test = as_user(["sh", "-c", 'test -w "$1" && test -x "$1"', "-", existing], entry, env)
+    # An absolute shell: the consumer's PATH may not reach /bin (that is what is being judged).
+    test = as_user(["/bin/sh", "-c", 'test -w "$1" && test -x "$1"', "-", existing], entry, env)
     return test["rc"] == 0
 
 
 def consumer(spec: dict[str, str], registries: list[str]) -> dict[str, Any]:
-    """One process that runs the helper: a systemd service, or a user's login sessions.
+    """One process that runs the helper: a systemd service (a GitLab Runner manager's with its
+    config.toml), a user's login sessions, or a Mesos task's `docker pull`.
 
     Its user and environment (a running service's own, else what its unit gives it), the helper
     on its PATH and whether it runs, its config.json, its cache directory (writable by it?) and
     log, and a live `get` for each registry run exactly as that process would run it.
     """
-    kind, name = next(iter(spec.items()))
+    kind = next(key for key in ("service", "user", "task") if key in spec)
+    name = spec[kind]
     facts: dict[str, Any] = {"kind": kind, "name": name}
-    if kind == "service":
-        service = service_environment(name)
-        facts.update(found=service["found"], state=service.get("state"), error=service.get("error"))
-        if not service["found"]:
+    sandbox = None
+    try:
+        if kind == "user":
+            user, env = name, {}
+        else:
+            service = service_environment(name)
+            facts.update(found=service["found"], state=service.get("state"), error=service.get("error"))
+            if not service["found"]:
+                return facts
+            user = service["user"]
+            env = service["process_env"] if service["process_env"] is not None else service["unit_env"]
+            facts["env_source"] = "running process" if service["process_env"] is not None else "unit"
+            facts["unit_env"] = shown(service["unit_env"])
+        entry = user_entry(user)
+        facts["user"] = user
+        if entry is None:
+            facts.update(found=False, error=f"user {user} does not exist")
             return facts
-        user = service["user"]
-        env = service["process_env"] if service["process_env"] is not None else service["unit_env"]
-        facts["env_source"] = "running process" if service["process_env"] is not None else "unit"
-        facts["unit_env"] = shown(service["unit_env"])
-    else:
-        user, env = name, {}
-    entry = user_entry(user)
-    facts["user"] = user
+        entry["groups"] = os.getgrouplist(user, entry["gid"])
+        facts["found"] = True
+        if kind == "user":
+            env = login_environment(entry, user)
+            facts["env_source"] = "login"
+        env = dict(env)
+        env.setdefault("HOME", str(entry["home"]))
+        if kind == "task":
+            sandbox, facts["archive"] = fetch_into_sandbox(spec.get("archive", ""), spec.get("task_user") or user)
+            if sandbox is None:
+                return facts
+            env["HOME"] = sandbox  # what the Docker containerizer gives `docker pull`
+            facts["sandbox"] = sandbox
+        runner = kind == "service" and ("runner_config" in spec or os.path.basename(
+            (service.get("exec") or [""])[0]) == "gitlab-runner")  # fmt: skip
+        return observe(facts, entry, env, registries, spec.get("runner_config", "") if runner else None,
+                       service.get("exec", []) if runner else [])  # fmt: skip
+    finally:
+        if sandbox is not None:
+            shutil.rmtree(sandbox, ignore_errors=True)
+
+
+def fetch_into_sandbox(archive: str, task_user: str) -> tuple[str | None, dict[str, Any]]:
+    """What the Mesos fetcher does with `file://<archive>` and extract: true, as the task's user,
+    into a fresh sandbox that user owns. Returns the sandbox (None if extraction failed)."""
+    facts: dict[str, Any] = {"path": archive, "state": path_state(archive), "task_user": task_user}
+    entry = user_entry(task_user)
     if entry is None:
-        facts.update(found=False, error=f"user {user} does not exist")
-        return facts
-    entry["groups"] = os.getgrouplist(user, entry["gid"])
-    facts["found"] = True
-    if kind == "user":
-        env = login_environment(entry, user)
-        facts["env_source"] = "login"
-    env = dict(env)
-    env.setdefault("HOME", str(entry["home"]))
+        facts["error"] = f"task user {task_user} does not exist"
+        return None, facts
+    entry["groups"] = os.getgrouplist(task_user, entry["gid"])
+    sandbox = tempfile.mkdtemp(prefix="ecrkit-sandbox-")
+    os.chown(sandbox, entry["uid"], entry["gid"])
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": sandbox}
+    done = as_user(["/bin/tar", "-C", sandbox, "-xf", archive], entry, env)
+    if done["rc"] != 0:
+        shutil.rmtree(sandbox, ignore_errors=True)
+        facts["error"] = "; ".join(str(done["stderr"]).split("\n")).strip("; ")[-300:] or f"tar exit {done['rc']}"
+        return None, facts
+    return sandbox, facts
+
+
+def observe(  # noqa: PLR0917 - one consumer's whole context
+    facts: dict[str, Any], entry: dict[str, Any], env: dict[str, str], registries: list[str],
+    runner_config: str | None, argv: list[str],
+) -> dict[str, Any]:  # fmt: skip
+    """The helper as this consumer runs it: PATH, config, cache, log, live get and list."""
     facts["env"] = shown(env)
     facts["profile_region"] = profile_region(env)
+    facts["sso"] = sso_session(env)
 
     found = shutil.which(HELPER, path=env.get("PATH", ""))
     misnamed = []
@@ -299,6 +470,11 @@ def consumer(spec: dict[str, str], registries: list[str]) -> dict[str, Any]:
 
     config_dir = env.get("DOCKER_CONFIG") or os.path.join(env["HOME"], ".docker")
     facts["config"] = config_summary(os.path.join(config_dir, "config.json"))
+    sources = [facts["config"]]
+    if runner_config is not None:
+        path, how = runner_config_path(argv, entry, runner_config)
+        facts["runner_config"] = runner_facts(path, how, entry, env)
+        sources += [r["auth_config"] for r in facts["runner_config"].get("runners", []) if r["auth_config"]]
 
     cache_dir = env.get("AWS_ECR_CACHE_DIR") or os.path.join(env["HOME"], ".ecr")
     log_path = os.path.join(cache_dir, "log", "ecr-login.log")
@@ -311,12 +487,19 @@ def consumer(spec: dict[str, str], registries: list[str]) -> dict[str, Any]:
     }
     facts["log"] = {"path": log_path, "tail": read_text(log_path, limit=LOG_TAIL)}
 
-    if not registries:
-        helpers = facts["config"].get("cred_helpers") or {}
-        registries = [host for host, helper in helpers.items() if helper == "ecr-login"]
-    facts["gets"] = [live_get(found, registry, entry, env, log_path) for registry in registries] if found else []
-    if found and facts["config"].get("creds_store") == "ecr-login":
+    # A runner asks the helper for every registry a source names (one failure drops the whole
+    # source), so each is tried; other consumers, for the registries expected of them.
+    named = [host for source in sources for host, helper in (source.get("cred_helpers") or {}).items()
+             if helper == "ecr-login"]  # fmt: skip
+    wanted = list(dict.fromkeys(registries + named)) if runner_config is not None else registries or named
+    if found and any(source.get("creds_store") == "ecr-login" for source in sources):
+        # Before any `get`: `list` answers from the cache, which a get would fill.
         facts["list"] = live_list(found, entry, env, log_path)
+        if runner_config is not None:  # GetAll: `get` for each registry `list` names
+            listed = facts["list"].get("registries")
+            hosts = [url.split("://")[-1].split("/")[0] for url in (listed if isinstance(listed, dict) else {})]
+            wanted += [host for host in dict.fromkeys(hosts) if host not in wanted]
+    facts["gets"] = [live_get(found, registry, entry, env, log_path) for registry in wanted] if found else []
     return facts
 
 

@@ -21,7 +21,7 @@ def make_run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "ecrkit.testbed", *args],
         cwd=ROOT,
-        env={**PODMAN_ENV, "COLUMNS": "200"},  # wide enough for every cell: rows are read as text
+        env={k: v for k, v in PODMAN_ENV.items() if k != "COLUMNS"},  # a log: no terminal, rich's 80 columns
         capture_output=True,
         text=True,
         check=False,
@@ -32,11 +32,17 @@ def running(name: str) -> bool:
     return podman("container", "exists", name, check=False).returncode == 0
 
 
-def row(output: str, host: str) -> str:
-    """The table row of a host, cells separated by single spaces."""
-    lines = [line for line in output.splitlines() if f"│ {host} " in line]
-    assert lines, host
-    return " ".join(lines[0].replace("│", " ").split())
+def record(output: str, first: str) -> dict[str, str]:
+    """A row as make run's log shows it, one `column: value` line below its first cell."""
+    lines = output.splitlines()
+    start = lines.index(first)
+    cells: dict[str, str] = {}
+    for line in lines[start + 1 :]:
+        if not line.startswith("    "):
+            break
+        column, _, value = line.strip().partition(": ")
+        cells[column] = value
+    return cells
 
 
 def test_the_embedded_default_provisions_pulls_and_validates_every_context() -> None:
@@ -52,26 +58,31 @@ def test_the_embedded_default_provisions_pulls_and_validates_every_context() -> 
         # Each step says what it does and how long it took.
         assert len(re.findall(r"^\[\d/6\] .*: done in \d+\.\d s$", out, re.M)) == 6
         # The account got what inventory/local declares, read back through the stand-in's API.
-        assert row(out, "repository") == (
-            "repository ecrkit/demo expire untagged images after 14 days; keep the last 100 images;"
-            " read by o-ecrkitdemo1"
-        )
-        assert row(out, "pull-through rule") == "pull-through rule ecr-public caches public.ecr.aws"
-        assert (
-            row(out, "creation template") == "creation template ecr-public PULL_THROUGH_CACHE: keep the last 50 images"
-        )
-        assert row(out, "IAM policy") == (
-            "IAM policy ecrkit-hosts/ecrkit-job-host ecr:BatchCheckLayerAvailability ecr:BatchGetImage"
-            " ecr:GetAuthorizationToken ecr:GetDownloadUrlForLayer"
-        )
+        assert record(out, "repository") == {
+            "name": "ecrkit/demo",
+            "state": "expire untagged images after 14 days; keep the last 100 images; read by o-ecrkitdemo1",
+        }
+        assert record(out, "pull-through rule") == {"name": "ecr-public", "state": "caches public.ecr.aws"}
+        assert record(out, "creation template") == {
+            "name": "ecr-public",
+            "state": "PULL_THROUGH_CACHE: keep the last 50 images",
+        }
+        assert record(out, "IAM policy") == {
+            "name": "ecrkit-hosts/ecrkit-job-host",
+            "state": "ecr:BatchCheckLayerAvailability ecr:BatchGetImage ecr:GetAuthorizationToken "
+            "ecr:GetDownloadUrlForLayer",
+        }
         # The agent's helper sits where the Mesos agent's PATH finds it; the others in /usr/local/bin.
-        assert "ecrkit-agent marathon_agents /usr/bin/docker-credential-ecr-login" in row(out, "ecrkit-agent")
-        assert "/usr/local/bin/docker-credential-ecr-login" in row(out, "ecrkit-runner")
-        assert "credsStore=ecr-login" in row(out, "ecrkit-workstation")
-        # Every host pulled a real image through the helper and the config the roles wrote,
-        # and every check of the validator passed, for each host's service and root.
-        assert len(re.findall(r"│ pulled +│", out)) == 3 and "refused" not in out
+        hosts = {name: record(out, name) for name in names}
+        assert hosts["ecrkit-agent"]["helper on PATH"] == "/usr/bin/docker-credential-ecr-login"
+        assert hosts["ecrkit-runner"]["helper on PATH"] == "/usr/local/bin/docker-credential-ecr-login"
+        assert hosts["ecrkit-workstation"]["/root/.docker/config.json"] == "credsStore=ecr-login"
+        # Every host pulled a real image through the helper and the config the roles wrote, and
+        # every check of the validator passed, for each host's service, tasks and root; all of it
+        # readable in a log of 80 columns.
+        assert [hosts[name]["docker pull"] for name in names] == ["pulled"] * 3 and "refused" not in out
         assert "ecrkit validate: 3 of 3 hosts pass" in out and "FAIL" not in out
+        assert "    pass  runner ecrkit-runner: 123456789012.dkr.ecr.us-east-1.amazonaws.com: DOCKER_AUTH_CONFIG" in out
         assert out.rstrip().endswith("every host pulled and passed validation")
         # --keep kept the hosts and the stand-in for exploring: the validator still reaches them,
         # and a live token came to each host's service and root (to the workstation's by `list`).
@@ -83,7 +94,7 @@ def test_the_embedded_default_provisions_pulls_and_validates_every_context() -> 
         assert report["passed"] and live == {
             ("ecrkit-runner", "service gitlab-runner"),
             ("ecrkit-runner", "user root"),
-            ("ecrkit-agent", "service dcos-mesos-slave"),
+            ("ecrkit-agent", "tasks of dcos-mesos-slave"),
             ("ecrkit-agent", "user root"),
             ("ecrkit-workstation", "user root"),
         }

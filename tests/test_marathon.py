@@ -74,8 +74,10 @@ def test_the_installer_runs_once_per_agent_and_checks_the_pinned_binary() -> Non
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda: marathon.app("/Team/App", IMAGE), "id: '/Team/App' is not accepted"),
-        (lambda: marathon.app("/team/-app", IMAGE), "id:"),
+        (lambda: marathon.app("/Team/App", IMAGE), "--id: '/Team/App' is not accepted"),
+        (lambda: marathon.app("/team/-app", IMAGE), "--id:"),
+        (lambda: marathon.app("/team/app", IMAGE, uri=""), "--uri: ''"),
+        (lambda: marathon.app("/team/app", IMAGE, uri="file://etc/docker.tar.gz"), "--uri"),
         (lambda: marathon.app("/team/app", "Registry/UPPER:tag"), "--image: 'Registry/UPPER:tag'"),
         (lambda: marathon.app("/team/app", IMAGE, cpus=0), "--cpus: 0 is not accepted"),
         (lambda: marathon.app("/team/app", IMAGE, mem=-1), "--mem"),

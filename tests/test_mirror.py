@@ -278,7 +278,7 @@ def test_a_missing_tag_fails_alone_and_exits_1(stand_in: StandIn, source: str, t
             {"target": REGISTRY_HOST, "images": [{"source": "alpine", "tags": ["3.20"], "colour": "red"}]},
             "images/0: Additional",
         ),
-        ({"target": REGISTRY_HOST, "images": []}, "images: [] should be non-empty"),
+        ({"target": REGISTRY_HOST, "images": []}, "images: must have at least 1 item"),
         (
             {"target": "registry.example.com", "images": [{"source": "alpine", "tags": ["1"]}]},
             "target: 'registry.example.com'",

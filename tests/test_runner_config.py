@@ -159,8 +159,8 @@ def test_unknown_keys_are_reported_as_likely_typos() -> None:
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda: machine_options(hop_limit=0), "hop_limit: 0 is not accepted"),
-        (lambda: machine_options(instance_profile="a b"), "instance_profile: 'a b'"),
+        (lambda: machine_options(hop_limit=0), "--hop-limit: 0 is not accepted"),
+        (lambda: machine_options(instance_profile="a b"), "--instance-profile: 'a b'"),
         (lambda: machine_options(userdata="userdata.sh"), "an absolute path"),
         (lambda: validate_autoscaler({"max_instance": 3}), "autoscaler.max_instance"),
         (lambda: validate_autoscaler({"max_instances": "3"}), "a positive integer"),

@@ -51,9 +51,10 @@ def test_the_cloud_config_form_runs_the_same_script() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"url": "ftp://mirror/helper"}, "an http"),
-        ({"url": "https://m/h", "sha256": "abc"}, "sha256"),
-        ({"url": "https://m/h", "install_dir": "bin"}, "install_dir"),
+        ({"url": "ftp://mirror/helper"}, "--url: .* https:// or http:// URL"),
+        ({"url": "https://"}, "--url: 'https://' .* with a host"),
+        ({"url": "https://m/h", "sha256": "abc"}, "--sha256"),
+        ({"url": "https://m/h", "install_dir": "bin"}, "--install-dir"),
     ],
 )
 def test_bad_input_is_refused_naming_it(kwargs: dict[str, str], message: str) -> None:

@@ -19,11 +19,23 @@ from typing import Any
 import pytest
 
 from ecrkit.standin import REGISTRY_HOST, TOKEN_PASSWORD, StandIn
-from ecrkit.testbed import Host, ansible_playbook, give_stand_in_role, remove_hosts, start_ssh_hosts, write_inventory
+from ecrkit.testbed import (
+    Host,
+    ansible_playbook,
+    give_stand_in_role,
+    podman,
+    remove_hosts,
+    start_ssh_hosts,
+    write_inventory,
+)
 from tests.conftest import run_ecrkit
 
 pytestmark = [pytest.mark.hosts, pytest.mark.standin]
 SERVICE = "gitlab-runner"
+AGENT = "dcos-mesos-slave"
+TASKS = f"tasks of {AGENT}"
+CONFIG_TOML = "/etc/gitlab-runner/config.toml"
+OTHER_ACCOUNT = "999999999999.dkr.ecr.us-east-1.amazonaws.com"
 VARIABLES: dict[str, object] = {
     "ecr_credential_helper_install_method": "controller_file",
     "ecr_credential_helper_src": "/usr/bin/docker-credential-ecr-login",
@@ -42,8 +54,11 @@ def host(stand_in: StandIn, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         [f"ecrkit-pytest-validate-{os.getpid()}"], key.with_suffix(".pub"), 22101, stand_in.host_options()
     )
     try:
-        give_stand_in_role(hosts[0], stand_in, [SERVICE])
-        inventory = write_inventory(work / "hosts.yml", {"gitlab_runners": hosts}, VARIABLES, key)
+        give_stand_in_role(hosts[0], stand_in, [SERVICE, AGENT])
+        # A runner manager that is also a Marathon agent: each consumer judged as it reads credentials.
+        inventory = write_inventory(
+            work / "hosts.yml", {"gitlab_runners": hosts, "marathon_agents": hosts}, VARIABLES, key
+        )
         result = ansible_playbook("-i", str(inventory), "site.yml")
         assert result.returncode == 0, result.stdout[-3000:]
         yield hosts[0], inventory
@@ -79,11 +94,17 @@ def test_a_provisioned_host_passes_every_check_with_a_live_token(host: tuple[Hos
     code, report = validate(inventory)
     assert code == 0 and report["passed"]
     gets = [f for f in report["hosts"][0]["findings"] if f["check"] == "live get"]
-    assert [(g["subject"], g["severity"]) for g in gets] == [(f"service {SERVICE}", "ok"), ("user root", "ok")]
+    assert [(g["subject"], g["severity"]) for g in gets] == [
+        (f"service {SERVICE}", "ok"),
+        ("user root", "ok"),
+        (TASKS, "ok"),
+    ]
+    runner = [(f["severity"], f["evidence"]) for f in report["hosts"][0]["findings"] if f["check"].startswith("runner")]
+    assert runner == [("ok", f"{REGISTRY_HOST}: DOCKER_AUTH_CONFIG (credHelpers), through the live get")]
     assert f"a secret of {len(TOKEN_PASSWORD)} characters" in gets[0]["evidence"]
-    # The token and the keys in the service's environment never leave the host.
-    assert TOKEN_PASSWORD not in done.stdout + json.dumps(report)
-    assert "stand-in-secret" not in done.stdout + json.dumps(report)
+    # The token, the keys in the service's environment and the runner's token in config.toml never leave the host.
+    for secret in (TOKEN_PASSWORD, "stand-in-secret", "glrt-stand-in-token"):
+        assert secret not in done.stdout + json.dumps(report)
 
 
 def test_an_api_that_refuses_is_named_as_the_cause(host: tuple[Host, Path], stand_in: StandIn) -> None:
@@ -96,11 +117,12 @@ def test_an_api_that_refuses_is_named_as_the_cause(host: tuple[Host, Path], stan
         stand_in.refuse(None)
     assert code == 1 and not report["passed"]
     errors = [f for f in report["hosts"][0]["findings"] if f["severity"] == "error"]
-    assert {(f["subject"], f["check"]) for f in errors} == {
-        (f"service {SERVICE}", "live get"),
-        ("user root", "live get"),
-    }
-    assert all("AccessDeniedException" in f["evidence"] and "ecr:GetAuthorizationToken" in f["fix"] for f in errors)
+    gets = [f for f in errors if f["check"] == "live get"]
+    assert {f["subject"] for f in gets} == {f"service {SERVICE}", "user root", TASKS}
+    assert all("AccessDeniedException" in f["evidence"] and "ecr:GetAuthorizationToken" in f["fix"] for f in gets)
+    # The runner drops its DOCKER_AUTH_CONFIG when the helper fails, and root's config.json too.
+    [runner] = [f for f in errors if f["check"] != "live get"]
+    assert runner["check"].startswith("runner ") and "no source gives it credentials" in runner["evidence"]
     # Working again, it passes; the refusals stay in the log as recent warnings.
     code, report = validate(inventory)
     assert code == 0
@@ -117,7 +139,7 @@ def test_the_service_environment_is_what_is_judged(host: tuple[Host, Path]) -> N
     machine.run("mkdir -p /opt/ecr && cp /usr/local/bin/docker-credential-ecr-login /opt/ecr/ecr-login-linux-amd64")
     machine.run("ln -sf /opt/ecr/ecr-login-linux-amd64 /opt/ecr/docker-credential-ecr-login-linux-amd64")
     machine.run(
-        f"printf '[Service]\\nEnvironment=PATH=/usr/bin:/bin:/opt/ecr\\n' > {dropin} && systemctl daemon-reload"
+        f"printf '[Service]\\nEnvironment=PATH=/usr/sbin:/sbin:/opt/ecr\\n' > {dropin} && systemctl daemon-reload"
     )
     try:
         code, report = validate(inventory)
@@ -127,14 +149,15 @@ def test_the_service_environment_is_what_is_judged(host: tuple[Host, Path]) -> N
         machine.run(f"systemctl restart {SERVICE}")
         code, report = validate(inventory)
         assert code == 1
-        assert failures(report) == [
-            (
-                f"service {SERVICE}",
-                "helper on PATH",
-                "no docker-credential-ecr-login on PATH=/usr/bin:/bin:/opt/ecr, "
-                "but /opt/ecr/docker-credential-ecr-login-linux-amd64",
-            )
-        ]
+        assert len(failures(report)) == 2, [f[:2] for f in failures(report)]
+        [on_path, runner] = failures(report)
+        assert on_path == (
+            f"service {SERVICE}",
+            "helper on PATH",
+            "no docker-credential-ecr-login on PATH=/usr/sbin:/sbin:/opt/ecr, "
+            "but /opt/ecr/docker-credential-ecr-login-linux-amd64",
+        )
+        assert "the runner cannot run docker-credential-ecr-login" in runner[2]
     finally:
         machine.run(f"rm -rf {dropin} /opt/ecr && systemctl daemon-reload && systemctl restart {SERVICE}")
     assert validate(inventory)[0] == 0
@@ -205,8 +228,9 @@ def test_a_user_other_than_root_probes_through_sudo(host: tuple[Host, Path], tmp
     machine.run("cp /root/.ssh/authorized_keys /home/deploy/.ssh/ && chown deploy /home/deploy/.ssh/authorized_keys")
     machine.run("echo 'deploy ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/deploy")
     hosts = json.loads(inventory.read_text())
-    for variables in hosts["all"]["children"]["gitlab_runners"]["hosts"].values():
-        variables["ansible_user"] = "deploy"
+    for group in hosts["all"]["children"].values():  # the host is in two groups: each sets its connection
+        for variables in group["hosts"].values():
+            variables["ansible_user"] = "deploy"
     as_deploy = tmp_path / "deploy.yml"
     as_deploy.write_text(json.dumps(hosts))
     try:
@@ -233,3 +257,156 @@ def test_an_unreachable_host_is_reported_and_the_others_are_still_judged(
     by_host = {h["host"]: h for h in report["hosts"]}
     assert by_host["gone"]["unreachable"] and not by_host["gone"]["passed"]
     assert [h["passed"] for name, h in by_host.items() if name != "gone"] == [True]
+
+
+# Replaces config.toml's `environment` line with $LINE (a TOML array), as a person editing it would.
+EDIT_ENVIRONMENT = (
+    "import os, re, sys; p = sys.argv[1]; t = open(p).read(); "
+    "open(p, 'w').write(re.sub(r'(?m)^  environment = .*', lambda m: '  environment = ' + os.environ['LINE'], t))"
+)
+
+
+def runner_auth(machine: Host, auth: str) -> None:
+    """Set the runner's DOCKER_AUTH_CONFIG in config.toml to `auth` (JSON text, escaped as TOML needs)."""
+    line = json.dumps([f"DOCKER_AUTH_CONFIG={auth}"])  # JSON's escapes are TOML's
+    done = machine.run(f'python3 -c "{EDIT_ENVIRONMENT}" {CONFIG_TOML}', env={"LINE": line})
+    assert done.returncode == 0 and auth in machine.read(CONFIG_TOML).replace('\\"', '"'), done.stderr
+
+
+def runner_verdicts(report: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(f["severity"], f["evidence"]) for f in report["hosts"][0]["findings"] if f["check"].startswith("runner ")]
+
+
+@pytest.fixture
+def saved(host: tuple[Host, Path]) -> Iterator[Host]:
+    """The host, with config.toml, root's config.json, the agent's archive and /etc/environment put back after."""
+    machine = host[0]
+    kept = ("/etc/gitlab-runner/config.toml", "/root/.docker/config.json", "/etc/docker.tar.gz", "/etc/environment")
+    machine.run(" && ".join(f"cp -p {path} {path}.saved" for path in kept))
+    try:
+        yield machine
+    finally:
+        machine.run("; ".join(f"mv -f {path}.saved {path}" for path in kept))
+
+
+def test_the_runner_is_judged_by_its_config_toml_not_by_roots_config_json(host: tuple[Host, Path], saved: Host) -> None:
+    _, inventory = host
+    # Invalid JSON in DOCKER_AUTH_CONFIG fails, though root's config.json covers the registry.
+    runner_auth(saved, f'{{"credHelpers": {{"{REGISTRY_HOST}": "ecr-login",}}}}')
+    code, report = validate(inventory)
+    assert code == 1
+    [(_, evidence)] = [v for v in runner_verdicts(report) if v[0] == "error"]
+    assert "DOCKER_AUTH_CONFIG in config.toml is not valid JSON (Expecting" in evidence
+    # Naming another account: the runner resolves the registry from root's config.json, and says so.
+    runner_auth(saved, json.dumps({"credHelpers": {OTHER_ACCOUNT: "ecr-login"}}))
+    code, report = validate(inventory)
+    assert code == 0
+    assert runner_verdicts(report)[0] == (
+        "ok",
+        f"{REGISTRY_HOST}: /root/.docker/config.json (credHelpers), through the live get",
+    )
+    assert runner_verdicts(report)[1][0] == "warning"
+    # ... and with root's config.json gone, nothing covers it, whatever root's user would get.
+    saved.run("rm /root/.docker/config.json")
+    code, report = validate(inventory, "--user", "nobody")
+    assert code == 1
+    assert [e for s, e in runner_verdicts(report) if s == "error"] == [
+        f"{REGISTRY_HOST}: no source gives it credentials (DOCKER_AUTH_CONFIG does not name it): "
+        "the runner pulls anonymously"
+    ]
+
+
+def test_a_runner_whose_config_toml_is_right_passes_without_roots_config_json(
+    host: tuple[Host, Path], saved: Host
+) -> None:
+    _, inventory = host
+    saved.run("rm /root/.docker/config.json")
+    code, report = validate(inventory)
+    assert code == 1  # root's own pulls fail: it is a consumer of its own
+    assert {s for s, _, _ in failures(report)} == {"user root"}
+    service = {
+        f["check"]: f["severity"] for f in report["hosts"][0]["findings"] if f["subject"] == f"service {SERVICE}"
+    }
+    assert service["config.json"] == "note" and "error" not in service.values()
+
+
+def test_creds_store_in_docker_auth_config_needs_the_region_in_the_service(
+    host: tuple[Host, Path], saved: Host
+) -> None:
+    _, inventory = host
+    forget_tokens(saved)  # `list` returns what the cache holds
+    runner_auth(saved, '{"credsStore": "ecr-login"}')
+    dropin = f"/etc/systemd/system/{SERVICE}.service.d/ecrkit.conf"
+    saved.run(f"mv {dropin} /root/ecrkit.conf && systemctl daemon-reload && systemctl restart {SERVICE}")
+    try:
+        code, report = validate(inventory)
+        assert code == 1
+        service = [c for s, c, _ in failures(report) if s == f"service {SERVICE}"]
+        assert service == ["region for credsStore", "live list"], failures(report)
+        # The runner passes the registry over to root's config.json, and says why.
+        assert (
+            "warning",
+            f"{REGISTRY_HOST}: DOCKER_AUTH_CONFIG's credsStore does not list it, so the runner "
+            "falls back to /root/.docker/config.json",
+        ) in runner_verdicts(report)
+    finally:
+        saved.run(f"mv /root/ecrkit.conf {dropin} && systemctl daemon-reload && systemctl restart {SERVICE}")
+        forget_tokens(saved)
+
+
+def test_the_agents_tasks_are_judged_by_the_archive_they_fetch(host: tuple[Host, Path], saved: Host) -> None:
+    machine, inventory = host
+    for broken, expected in [
+        ("rm /etc/docker.tar.gz", "/etc/docker.tar.gz does not exist"),
+        ("echo corrupt > /etc/docker.tar.gz", "cannot be extracted as nobody"),
+        ("chmod 0600 /etc/docker.tar.gz", "Permission denied"),
+    ]:
+        machine.run(f"cp -p /etc/docker.tar.gz.saved /etc/docker.tar.gz && {broken}")
+        code, report = validate(inventory)
+        assert code == 1, broken
+        assert [(s, c) for s, c, _ in failures(report)] == [(TASKS, "docker.tar.gz")], broken
+        assert expected in failures(report)[0][2], broken
+    # An archive naming another account's registry: the task's config.json does not cover ours.
+    other = f'{{"credHelpers": {{"{OTHER_ACCOUNT}": "ecr-login"}}}}'
+    machine.run(
+        f"rm -rf /tmp/a && mkdir -p /tmp/a/.docker && printf '%s' '{other}' > /tmp/a/.docker/config.json"
+        " && tar -C /tmp/a -czf /etc/docker.tar.gz .docker && chmod 0644 /etc/docker.tar.gz && rm -rf /tmp/a"
+    )
+    code, report = validate(inventory)
+    assert code == 1
+    [(subject, check, evidence)] = failures(report)
+    assert (subject, check) == (TASKS, "covers registry") and REGISTRY_HOST in evidence
+    # Nothing is left behind: every sandbox the probe made is gone.
+    assert machine.run("ls -d /tmp/ecrkit-sandbox-* 2>/dev/null").stdout == ""
+
+
+def test_an_expired_sso_session_is_named_with_its_fix(
+    host: tuple[Host, Path], saved: Host, stand_in: StandIn, tmp_path: Path
+) -> None:
+    """A person's workstation login: no keys in the environment, an IAM Identity Center profile
+    whose cached token has expired. The stand-in's portal never sees a request: the SDK refuses."""
+    _, inventory = host
+    start_url = "https://d-standin01.awsapps.com/start"
+    profile = f"[default]\nsso_start_url = {start_url}\nsso_region = us-east-1\nsso_account_id = 123456789012\n"
+    profile += "sso_role_name = ECRPull\nregion = us-east-1\n"
+    saved.run("sed -i '/AWS_ACCESS_KEY_ID/d; /AWS_SECRET_ACCESS_KEY/d' /etc/environment && useradd -m dev")
+    saved.run(f"mkdir -p /home/dev/.aws/sso/cache && printf '{profile}' > /home/dev/.aws/config")
+    saved.run("cp -r /root/.docker /home/dev/ && chown -R dev: /home/dev")
+    requests = len(stand_in.sso_requests())
+    try:
+        for valid_for in (-600, 3600):
+            token = stand_in.sso_login(tmp_path, start_url, start_url, "us-east-1", valid_for=valid_for)
+            podman("cp", str(token), f"{saved.name}:/home/dev/.aws/sso/cache/{token.name}")
+            saved.run("chown -R dev: /home/dev/.aws")
+            code, report = validate(inventory, "--user", "dev")
+            assert "stand-in-sso-token" not in json.dumps(report)  # the cached token stays on the host
+            dev = {f["check"]: f for f in report["hosts"][0]["findings"] if f["subject"] == "user dev"}
+            if valid_for < 0:
+                assert code == 1 and len(stand_in.sso_requests()) == requests
+                assert "the IAM Identity Center session expired at" in dev["SSO session"]["evidence"]
+                assert dev["SSO session"]["fix"] == dev["live get"]["fix"] == "aws sso login --profile default"
+            else:  # the same check passes once the person has logged in again
+                assert dev["SSO session"]["severity"] == dev["live get"]["severity"] == "ok", dev
+                assert len(stand_in.sso_requests()) > requests
+    finally:
+        saved.run("userdel -r dev")

@@ -14,20 +14,28 @@ since 0.6.0, Debian 12's package included. `form_for` picks one from the helper'
 
 from __future__ import annotations
 
+import configparser
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from configupdater import ConfigUpdater
-from configupdater.parser import ParsingError
 
 from ecrkit.errors import FileFormatError, InputError
-from ecrkit.settings import ECR_PRIVATE_HOST, validate_account_id, validate_region
+from ecrkit.settings import (
+    ECR_PUBLIC_HOSTS,
+    option_name,
+    private_registry,
+    validate_account_id,
+    validate_region,
+    validate_registry,
+    validate_url,
+)
 
-NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}$")
-START_URL = re.compile(r"^https://[A-Za-z0-9.-]+(?::\d+)?(?:/\S*)?$")
+NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z", re.ASCII)
+ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}\Z", re.ASCII)
 FORMS = ("sso-session", "legacy")
+CLI_NAMES = {"name": "profile", "registries": "registry"}  # the role's variable suffix -> the option
 FIRST_SSO_SESSION_HELPER = (0, 7, 0)
 # Credential sources the SDK prefers to SSO in the same profile: their presence would hide it.
 COMPETING = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token", "credential_process", "role_arn",
@@ -62,20 +70,24 @@ class SsoProfile:
 
         An empty account or region comes from the first private registry named.
         """
-        first = next((m for m in map(ECR_PRIVATE_HOST.match, registries) if m), None)
-        if first is not None:
-            account_id, region = account_id or first.group(1), region or first.group(3)
 
         def source(key: str) -> str:  # the role's variable, or the command's option
-            return f"{prefix}{key}" if prefix != "--" else "--" + {"name": "profile"}.get(key, key).replace("_", "-")
+            return option_name(prefix, CLI_NAMES.get(key, key) if prefix == "--" else key)
+
+        if isinstance(registries, str):
+            raise InputError(source("registries"), registries, "a list of registry hostnames")
+        # Every registry is checked, even when the account and region are given and none is used.
+        named = [validate_registry(host, f"{source('registries')}[{index}]") for index, host in enumerate(registries)]
+        first = next((private_registry(host) for host in named if host not in ECR_PUBLIC_HOSTS), None)
+        if first is not None:
+            account_id, region = account_id or first[0], region or first[1]
 
         for value, key in ((profile, "name"), (session, "session")):
             if not isinstance(value, str) or not NAME.match(value):
                 raise InputError(source(key), value, "letters, digits, '.', '_' or '-' (at most 64)")
-        if not isinstance(start_url, str) or not START_URL.match(start_url):
-            raise InputError(
-                source("start_url"), start_url, "the portal's https:// URL, e.g. https://d-1234567890.awsapps.com/start"
-            )
+        validate_url(
+            start_url, source("start_url"), schemes=("https",), example="https://d-1234567890.awsapps.com/start"
+        )
         if not isinstance(role_name, str) or not ROLE_NAME.match(role_name):
             raise InputError(source("role_name"), role_name, "a permission set name such as ECRPull")
         if form not in FORMS:
@@ -142,7 +154,13 @@ def parse(text: str, path: str) -> ConfigUpdater:
     config = ConfigUpdater()
     try:
         config.read_string(text)
-    except ParsingError as exc:
+    except configparser.DuplicateSectionError as exc:  # messages name sections and keys, never a value
+        raise FileFormatError(path, f"section [{exc.section}] appears twice (line {exc.lineno})") from None
+    except configparser.DuplicateOptionError as exc:
+        raise FileFormatError(
+            path, f"key {exc.option!r} appears twice in [{exc.section}] (line {exc.lineno})"
+        ) from None
+    except configparser.Error as exc:
         raise FileFormatError(path, f"not an AWS config file ({str(exc).splitlines()[0]})") from None
     return config
 

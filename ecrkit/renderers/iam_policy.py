@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from ecrkit.errors import InputError
-from ecrkit.settings import ECR_PRIVATE_HOST, validate_registry
+from ecrkit.settings import private_registry, region_partition
 
 TOKEN = "ecr:GetAuthorizationToken"
 PULL = ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability")
@@ -34,12 +34,7 @@ CONTEXTS: dict[str, tuple[str, ...]] = {
     "pull-through": PULL + PULL_THROUGH,
     "admin": PULL + ADMIN,
 }
-REPOSITORY = re.compile(r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/\*)?$")
-PARTITIONS = {
-    "amazonaws.com": "aws", "on.aws": "aws", "amazonaws.com.cn": "aws-cn", "on.amazonwebservices.com.cn": "aws-cn",
-    "amazonaws.eu": "aws-eusc", "c2s.ic.gov": "aws-iso", "sc2s.sgov.gov": "aws-iso-b", "cloud.adc-e.uk": "aws-iso-e",
-    "csp.hci.ic.gov": "aws-iso-f",
-}  # fmt: skip
+REPOSITORY = re.compile(r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/\*)?\Z", re.ASCII)
 
 
 def _names(source: str) -> tuple[str, str, str]:
@@ -52,17 +47,12 @@ def _names(source: str) -> tuple[str, str, str]:
 def repository_arn(registry: str, repository: str, source: str = "") -> str:
     """arn:<partition>:ecr:<region>:<account>:repository/<name> for a private registry."""
     _, registry_name, repository_name = _names(source)
-    host = validate_registry(registry, registry_name)
-    match = ECR_PRIVATE_HOST.match(host)
-    if match is None:
-        raise InputError(registry_name, registry, "a private ECR registry (ECR Public has no repository ARNs here)")
+    account, region, _ = private_registry(registry, registry_name)  # its region and domain agree
     if not isinstance(repository, str) or not REPOSITORY.match(repository):
         raise InputError(
             repository_name, repository, "a repository name such as team/app (lowercase; a trailing /* for a prefix)"
         )
-    account, region, domain = match.group(1), match.group(3), match.group(4)
-    partition = "aws-us-gov" if region.startswith("us-gov-") else PARTITIONS.get(domain, "aws")
-    return f"arn:{partition}:ecr:{region}:{account}:repository/{repository}"
+    return f"arn:{region_partition(region)}:ecr:{region}:{account}:repository/{repository}"
 
 
 def render(context: str, registry: str = "", repositories: tuple[str, ...] = (), source: str = "") -> dict[str, Any]:
@@ -73,6 +63,8 @@ def render(context: str, registry: str = "", repositories: tuple[str, ...] = (),
         raise InputError(context_name, context, f"one of {', '.join(CONTEXTS)}")
     if repositories and not registry:
         raise InputError(registry_name, registry, f"the registry the {repository_name} names live in")
+    if registry:  # checked even when no repository is named: a typo must not pass silently
+        private_registry(registry, registry_name)
     resources: list[str] | str = [repository_arn(registry, name, source) for name in repositories] or "*"
     statements: list[dict[str, Any]] = [
         {"Sid": "RegistryToken", "Effect": "Allow", "Action": [TOKEN], "Resource": "*"},

@@ -19,13 +19,14 @@ import jsonschema
 
 from ecrkit.errors import InputError
 from ecrkit.helper import validate_sha256
-from ecrkit.settings import validate_absolute_path
+from ecrkit.settings import validate_absolute_path, validate_positive_number, validate_url
 
 DOCKER_TAR_URI = "file:///etc/docker.tar.gz"
 # A Docker image reference: [registry[:port]/]path[:tag][@digest], lowercase path components.
 IMAGE = re.compile(
     r"^(?:[a-zA-Z0-9.-]+(?::\d+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
-    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?\Z",
+    re.ASCII,
 )
 
 
@@ -34,20 +35,36 @@ def schema() -> dict[str, Any]:
     return json.loads(text)  # type: ignore[no-any-return]
 
 
-def validate(definition: dict[str, Any]) -> dict[str, Any]:
-    """Raise InputError naming the field and Marathon's complaint, or return the definition."""
+# The app fields `render marathon-app` sets from an option, so that errors name the option.
+OPTIONS = {"id": "--id", "cmd": "--cmd", "instances": "--instances", "container/docker/image": "--image",
+           "fetch/0/uri": "--uri"}  # fmt: skip
+# What the Mesos fetcher downloads from; file:// and absolute paths are the agent's own files.
+FETCHER_SCHEMES = ("https", "http", "ftp", "ftps", "hdfs", "s3", "s3a", "s3n")
+
+
+def validate(definition: dict[str, Any], options: dict[str, str] | None = None) -> dict[str, Any]:
+    """Raise InputError naming the field (or the option in `options` that set it) and Marathon's
+    complaint, or return the definition."""
     errors = sorted(jsonschema.Draft4Validator(schema()).iter_errors(definition), key=lambda e: list(e.path))
     if errors:
         error = errors[0]
         where = "/".join(str(part) for part in error.path) or "app"
+        where = (options or {}).get(where, where)
         raise InputError(where, error.instance, f"what Marathon's app schema accepts ({error.message})")
     return definition
 
 
+def validate_fetch_uri(value: object, source: str) -> str:
+    """A URI the Mesos fetcher can fetch: file:///PATH, /PATH, or a URL with a host."""
+    if isinstance(value, str) and value.startswith(("/", "file:///")):
+        validate_absolute_path(value.removeprefix("file://"), source)
+        return value
+    return validate_url(value, source, schemes=FETCHER_SCHEMES, example=DOCKER_TAR_URI)
+
+
 def _resources(cpus: float, mem: float, instances: int) -> None:
-    for name, value in (("cpus", cpus), ("mem", mem)):
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise InputError(f"--{name}", value, "a positive number")
+    validate_positive_number(cpus, "--cpus")
+    validate_positive_number(mem, "--mem")
     if isinstance(instances, bool) or not isinstance(instances, int) or instances < 0:
         raise InputError("--instances", instances, "a whole number, 0 or more")
 
@@ -69,6 +86,7 @@ def app(
             "--image", image, "a Docker image reference such as 123456789012.dkr.ecr.us-east-1.amazonaws.com/team/app:1"
         )
     _resources(cpus, mem, instances)
+    validate_fetch_uri(uri, "--uri")
     definition: dict[str, Any] = {
         "id": app_id,
         "instances": instances,
@@ -79,7 +97,7 @@ def app(
     }
     if cmd:
         definition["cmd"] = cmd
-    return validate(definition)
+    return validate(definition, OPTIONS)
 
 
 def installer(
@@ -95,8 +113,7 @@ def installer(
     The Mesos fetcher downloads the binary into the sandbox; the task installs it only if its
     sha256 matches, then stays up so Marathon does not start it again.
     """
-    if not url.startswith(("https://", "http://")):
-        raise InputError("--url", url, "the helper binary's http(s) URL")
+    validate_url(url, "--url")
     digest = validate_sha256(sha256, "--sha256")
     target = f"{validate_absolute_path(install_dir, '--install-dir')}/docker-credential-ecr-login"
     cmd = (

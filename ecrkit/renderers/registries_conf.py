@@ -7,21 +7,19 @@ from __future__ import annotations
 
 import tomlkit
 
-from ecrkit.errors import InputError
-from ecrkit.images import DOCKER_HUB, PATH
-from ecrkit.settings import validate_registry
+from ecrkit.images import DOCKER_HUB
+from ecrkit.settings import validate_cache_prefix, validate_location, validate_registry
 
 
 def render(
     registry: str,
     cache_prefix: str,
     upstream: str = DOCKER_HUB,
-    sources: tuple[str, str] = ("--registry", "--cache-prefix"),
+    sources: tuple[str, str, str] = ("--registry", "--cache-prefix", "--upstream"),
 ) -> str:
-    """`sources` name the registry and the prefix in errors (the options, or the role's variables)."""
-    if not isinstance(cache_prefix, str) or not PATH.match(cache_prefix):
-        raise InputError(sources[1], cache_prefix, "the pull-through rule's repository prefix, such as docker-hub")
-    location = f"{validate_registry(registry, sources[0])}/{cache_prefix}"
+    """`sources` name the registry, the prefix and the upstream in errors (the options, or the role's variables)."""
+    upstream = validate_location(upstream, sources[2])
+    location = f"{validate_registry(registry, sources[0])}/{validate_cache_prefix(cache_prefix, sources[1])}"
     document = tomlkit.document()
     document.add(tomlkit.comment(f"Managed by ecrkit: pull {upstream} through the ECR pull-through cache {location}."))
     entry = tomlkit.table()

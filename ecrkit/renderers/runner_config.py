@@ -31,13 +31,13 @@ from tomlkit.items import AoT, Array, Item, Table
 
 from ecrkit.errors import FileFormatError, InputError
 from ecrkit.renderers import docker_config
-from ecrkit.settings import CredentialRule
+from ecrkit.settings import CredentialRule, validate_absolute_path
 
 AUTH_PREFIX = "DOCKER_AUTH_CONFIG="
 SOCKET = "/var/run/docker.sock"
 DOCKER_EXECUTORS = ("docker", "docker+machine", "docker-autoscaler", "docker-windows")
 HOP_LIMIT = "amazonec2-metadata-token-response-hop-limit"
-INSTANCE_PROFILE = re.compile(r"^[\w+=,.@-]{1,128}$")  # IAM's own pattern for names
+INSTANCE_PROFILE = re.compile(r"^[\w+=,.@-]{1,128}\Z", re.ASCII)  # IAM's own pattern for names
 
 # GitLab Runner 19.4's keys (shared/reference/gitlab-runner.md), for the tables it defines
 # with fixed keys; tables of free keys (feature_flags, plugin_config, ...) are not checked.
@@ -87,8 +87,12 @@ KNOWN_KEYS: dict[str, frozenset[str]] = {
         "UploadRoleARN AssumeRoleMaxConcurrency DisableAssumeRoleCredentialsCaching",
     }.items()
 }
-SECRET_LINE = re.compile(r'^(\s*"?(?:token|SecretKey|AccessKey|SessionToken|password)"?\s*=\s*)(["\'])(.*)\2', re.M)
-SECRET_JSON = re.compile(r'(\\"(?:auth|password|identitytoken|registrytoken)\\":\s*\\")(?:[^"\\]|\\[^"])*(\\")')
+SECRET_LINE = re.compile(
+    r'^(\s*"?(?:token|SecretKey|AccessKey|SessionToken|password)"?\s*=\s*)(["\'])(.*)\2', re.M | re.ASCII
+)
+SECRET_JSON = re.compile(
+    r'(\\"(?:auth|password|identitytoken|registrytoken)\\":\s*\\")(?:[^"\\]|\\[^"])*(\\")', re.ASCII
+)
 AUTOSCALER_SCALARS: dict[str, type] = {
     "plugin": str,
     "capacity_per_instance": int,
@@ -109,6 +113,7 @@ class RunnerSettings:
     helper_path: str = "/usr/local/bin/docker-credential-ecr-login"
     machine_options: Mapping[str, str] = field(default_factory=dict)
     autoscaler: Mapping[str, Any] = field(default_factory=dict)
+    runners_source: str = "runners"  # what the user wrote the runner names in (--runner, or a variable)
 
 
 @dataclass(frozen=True)
@@ -118,22 +123,24 @@ class Merged:
 
 
 def machine_options(
-    instance_profile: str = "", userdata: str = "", hop_limit: int = 2, source: str = "machine options"
+    instance_profile: str = "",
+    userdata: str = "",
+    hop_limit: int = 2,
+    sources: tuple[str, str, str] = ("--instance-profile", "--userdata", "--hop-limit"),
 ) -> dict[str, str]:
     """The amazonec2 MachineOptions ecrkit manages. Hop limit 2 lets job containers reach the
-    instance role (and so every job can read its credentials); 1 keeps containers from it."""
+    instance role (and so every job can read its credentials); 1 keeps containers from it.
+    `sources` name the inputs in errors (the options, or the role's variables)."""
     options = {"amazonec2-metadata-token": "required"}
     if isinstance(hop_limit, bool) or not isinstance(hop_limit, int) or not 1 <= hop_limit <= 64:
-        raise InputError(f"{source}: hop_limit", hop_limit, "an integer from 1 to 64")
+        raise InputError(sources[2], hop_limit, "an integer from 1 to 64")
     options[HOP_LIMIT] = str(hop_limit)
     if instance_profile:
-        if not INSTANCE_PROFILE.match(instance_profile):
-            raise InputError(f"{source}: instance_profile", instance_profile, "an IAM instance profile name")
+        if not isinstance(instance_profile, str) or not INSTANCE_PROFILE.match(instance_profile):
+            raise InputError(sources[0], instance_profile, "an IAM instance profile name")
         options["amazonec2-iam-instance-profile"] = instance_profile
     if userdata:
-        if not userdata.startswith("/"):
-            raise InputError(f"{source}: userdata", userdata, "an absolute path on the runner manager")
-        options["amazonec2-userdata"] = userdata
+        options["amazonec2-userdata"] = validate_absolute_path(userdata, sources[1])
     return options
 
 
@@ -186,7 +193,8 @@ def merge(text: str, settings: RunnerSettings, *, path: str) -> Merged:
     names = [str(runner.get("name", "")) for runner in runners]
     unknown = [name for name in settings.runners if name not in names]
     if unknown:
-        raise InputError("runners", ", ".join(unknown), f"names of the [[runners]] in {path}: {', '.join(names)}")
+        accepted = f"names of the [[runners]] in {path}: {', '.join(names)}"
+        raise InputError(settings.runners_source, ", ".join(unknown), accepted)
     for name, runner in zip(names, runners, strict=True):
         if settings.runners and name not in settings.runners:
             continue

@@ -25,7 +25,7 @@ import yaml
 from ecrkit.errors import InputError
 from ecrkit.helper import validate_sha256
 from ecrkit.renderers import docker_config
-from ecrkit.settings import CredentialRule, validate_absolute_path
+from ecrkit.settings import CredentialRule, option_name, validate_absolute_path, validate_url
 
 Format = Literal["shell", "cloud-config", "mime"]
 FORMATS: tuple[Format, ...] = ("shell", "cloud-config", "mime")
@@ -136,14 +136,15 @@ def render(
     sha256: str = "",
     install_dir: str = DEFAULT_INSTALL_DIR,
     form: Format = "shell",
+    prefix: str = "--",
 ) -> str:
-    """The userdata. Without `sha256`, the host checks the binary against `<url>.sha256`."""
-    if not url.startswith(("https://", "http://")):
-        raise InputError("url", url, "an http(s):// URL of the helper binary (@ARCH@ stands for amd64 or arm64)")
+    """The userdata. Without `sha256`, the host checks the binary against `<url>.sha256`.
+    `prefix` names the inputs in errors: `--` for the options, or the role's variable prefix."""
+    example = "https://mirror.example.com/helper-@ARCH@ (@ARCH@ stands for amd64 or arm64)"
     values = {
-        "__URL__": shlex.quote(url),
-        "__SHA256__": shlex.quote(validate_sha256(sha256, "sha256") if sha256 else ""),
-        "__INSTALL_DIR__": shlex.quote(validate_absolute_path(install_dir, "install_dir")),
+        "__URL__": shlex.quote(validate_url(url, option_name(prefix, "url"), example=example)),
+        "__SHA256__": shlex.quote(validate_sha256(sha256, option_name(prefix, "sha256")) if sha256 else ""),
+        "__INSTALL_DIR__": shlex.quote(validate_absolute_path(install_dir, option_name(prefix, "install_dir"))),
         "__OWNED__": shlex.quote(docker_config.dumps_compact(docker_config.merge({}, rule))),
     }
     script = SCRIPT

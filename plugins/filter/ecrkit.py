@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from ansible.errors import AnsibleFilterError
 
 try:
-    from ecrkit import checks, ecr_account, helper, hoststate
+    from ecrkit import checks, ecr_account, helper, hoststate, validate
     from ecrkit.errors import EcrkitError
     from ecrkit.renderers import aws_config, docker_config, registries_conf, runner_config, service_env, userdata
     from ecrkit.settings import HELPER_BINARY, CredentialRule
@@ -115,7 +115,7 @@ def ecrkit_helper_version(command: Mapping[str, Any]) -> str:
 @_reported
 def ecrkit_registries_conf(registry: str, cache_prefix: str, upstream: str) -> str:
     """The registries.conf drop-in mirroring `upstream` through the cache."""
-    sources = ("registries_conf_registry", "registries_conf_cache_prefix")
+    sources = ("registries_conf_registry", "registries_conf_cache_prefix", "registries_conf_upstream")
     return registries_conf.render(registry, cache_prefix, upstream, sources=sources)
 
 
@@ -127,7 +127,10 @@ def ecrkit_runner_plan(probe: Mapping[str, Any], rule: Mapping[str, Any], option
     helper_path = posixpath.join(options["helper_dir"], HELPER_BINARY)
     userdata_path = options["userdata_path"]
     machine = runner_config.machine_options(
-        options["instance_profile"], userdata_path, options["hop_limit"], source=source + "machine"
+        options["instance_profile"],
+        userdata_path,
+        options["hop_limit"],
+        sources=(source + "instance_profile", source + "userdata_path", source + "hop_limit"),
     )
     settings = runner_config.RunnerSettings(
         credential_rule,
@@ -139,6 +142,7 @@ def ecrkit_runner_plan(probe: Mapping[str, Any], rule: Mapping[str, Any], option
             runner_config.validate_autoscaler(options["autoscaler"], source + "autoscaler"),
             userdata.instance_ready_command(),
         ),
+        runners_source=source + "runners",
     )
     env = service_env.environment(
         credential_rule,
@@ -148,7 +152,7 @@ def ecrkit_runner_plan(probe: Mapping[str, Any], rule: Mapping[str, Any], option
         source=source,
     )
     url = options["userdata_url"] or helper.release_url(
-        options["userdata_version"], userdata.ARCH, options["userdata_release_base_url"]
+        options["userdata_version"], userdata.ARCH, options["userdata_release_base_url"], prefix=source + "userdata_"
     )
     return hoststate.runner_files(
         probe,
@@ -159,7 +163,11 @@ def ecrkit_runner_plan(probe: Mapping[str, Any], rule: Mapping[str, Any], option
         env_form="env-file" if options["container"] else "drop-in",
         userdata_path=userdata_path,
         userdata_text=userdata.render(
-            credential_rule, url=url, sha256=options["userdata_sha256"], form=options["userdata_format"]
+            credential_rule,
+            url=url,
+            sha256=options["userdata_sha256"],
+            form=options["userdata_format"],
+            prefix=source + "userdata_",
         )
         if userdata_path
         else "",
@@ -185,9 +193,17 @@ def ecrkit_docker_config(config: Mapping[str, Any], rule: Mapping[str, Any]) -> 
 
 
 @_reported
-def ecrkit_validate_args(rule: Mapping[str, Any], services: list[str], users: list[str]) -> dict[str, Any]:
-    """The validator probe's arguments: each service and user, a live get per registry."""
-    return checks.probe_args(rule["registries"], services, users)
+def ecrkit_validate_args(
+    rule: Mapping[str, Any],
+    services: list[str],
+    users: list[str],
+    variables: Mapping[str, Any] | None = None,
+    groups: list[str] | None = None,
+) -> dict[str, Any]:
+    """The validator probe's arguments: each service and user, a live get per registry, and what
+    the host's groups add (a runner manager's config.toml, a Marathon agent's task archive)."""
+    runners, tasks = validate.special_consumers(variables or {}, groups or [])
+    return checks.probe_args(rule["registries"], services, users, runners, tasks)
 
 
 @_reported
