@@ -14,7 +14,7 @@ DEBIAN_PACKAGES := podman runc uidmap slirp4netns fuse-overlayfs debootstrap she
 	docker.io docker-registry openssl util-linux skopeo buildah time
 SCENARIOS := $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 
-.PHONY: help deps venv image lint unit molecule test run clean-hosts bench standin standin-down
+.PHONY: help deps venv image helpers cloudinit-image lint unit molecule test run clean-hosts bench standin standin-down
 
 STANDIN := .cache/standin
 
@@ -47,6 +47,15 @@ $(STAMP)/venv: requirements.txt pyproject.toml
 image: deps
 	@tools/base-image.sh
 
+# The helpers the tests run (0.6.0 bookworm, 0.7.1 trixie, sid's >= 0.12.0), fetched by apt with a
+# private configuration into .cache/helpers/<suite>/; a suite already there is kept.
+helpers: $(STAMP)/deps
+	@tools/fetch-helpers.sh .cache/helpers
+
+# Job hosts booted by cloud-init: an image derived from the base image.
+cloudinit-image: image
+	@tools/cloudinit-image.sh
+
 lint: venv deps
 	shellcheck tools/*.sh .ci/run
 	ruff check ecrkit plugins scripts tests bench molecule roles
@@ -58,10 +67,10 @@ lint: venv deps
 unit: venv deps
 	pytest -q -m "not hosts"
 
-molecule: venv image
+molecule: venv image helpers
 	@for s in $(SCENARIOS); do echo "== molecule test -s $$s"; molecule test -s $$s || exit 1; done
 
-test: deps venv image lint
+test: deps venv image helpers cloudinit-image lint
 	pytest -q
 	$(MAKE) --no-print-directory molecule
 

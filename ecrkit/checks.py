@@ -58,7 +58,9 @@ HELPER_LOG_CAUSES = (
     ),
     Cause(
         "no region",
-        re.compile(r"an AWS region is required"),
+        # 0.6.0: "an AWS region is required, but was not found"; 0.7.1 and 0.12.0 (endpoint rules):
+        # "endpoint rule error, Invalid Configuration: Missing Region".
+        re.compile(r"an AWS region is required|Invalid Configuration: Missing Region"),
         "set AWS_REGION in the environment of the process that calls the helper (for credsStore, the "
         "gitlab-runner service itself), or name the registries so the region comes from each hostname",
     ),

@@ -175,10 +175,24 @@ def _render_runner_config(args: argparse.Namespace) -> int:
 
 
 def _render_userdata(args: argparse.Namespace) -> int:
-    url = _binary_url(args, userdata.ARCH)
-    sys.stdout.write(
-        userdata.render(_rule(args), url=url, sha256=args.sha256, install_dir=args.install_dir, form=args.format)
-    )
+    rule, url = _rule(args), _binary_url(args, userdata.ARCH)
+    if args.with_part and args.format != "mime":
+        raise InputError("--with-part", args.with_part[0], "--format mime (other parts combine only in MIME)")
+    if not args.with_part:
+        sys.stdout.write(
+            userdata.render(rule, url=url, sha256=args.sha256, install_dir=args.install_dir, form=args.format)
+        )
+        return EXIT_OK
+    parts = [
+        (userdata.MIME_PART_NAME, userdata.render(rule, url=url, sha256=args.sha256, install_dir=args.install_dir))
+    ]
+    for path in args.with_part:
+        try:
+            with open(path) as handle:
+                parts.append((os.path.basename(path), handle.read()))
+        except OSError as exc:
+            raise InputError("--with-part", path, f"a readable file ({exc.strerror})") from None
+    sys.stdout.write(userdata.mime(parts))
     return EXIT_OK
 
 
@@ -366,7 +380,19 @@ def _add_gitlab_runner_parsers(kinds: Any) -> None:
         "Running it again changes nothing.",
     )
     _add_rule_arguments(job_host)
-    job_host.add_argument("--format", choices=["shell", "cloud-config"], default="shell")
+    job_host.add_argument(
+        "--format",
+        choices=userdata.FORMATS,
+        default="shell",
+        help="shell script, #cloud-config, or MIME multi-part (for launch templates and other parts)",
+    )
+    job_host.add_argument(
+        "--with-part",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="another userdata part to combine after ecrkit's (with --format mime; typed by its first line)",
+    )
     _add_binary_arguments(
         job_host,
         install_dir="/usr/local/bin",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import subprocess
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +19,10 @@ ARCHITECTURES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64
 VERSION = re.compile(r"^\d+\.\d+\.\d+\Z", re.ASCII)
 SHA256 = re.compile(r"^[0-9a-f]{64}\Z", re.ASCII)
 VERSION_IN_OUTPUT = re.compile(r"(\d+\.\d+\.\d+)", re.ASCII)
+# `-v` prints the release's own version; the `version` verb of Debian's 0.6.0 and 0.7.1 builds
+# prints a stale constant (0.6.4), so `-v`'s line wins when both are there.
+RELEASE_VERSION_IN_OUTPUT = re.compile(r"^Version:\s*(\d+\.\d+\.\d+)", re.M | re.ASCII)
+VERSION_ARGS = ("-v",)  # what to run to learn the version (every helper since 0.6.0 knows -v)
 INSTALL_METHODS = ("package", "release", "url", "controller_file")
 PACKAGE_PATH = f"/usr/bin/{HELPER_BINARY}"  # where apt, dnf and yum put it
 
@@ -53,8 +58,12 @@ def release_url(version: str, arch: str, base_url: str = RELEASE_BASE_URL, *, pr
 
 
 def parse_version(output: str) -> str:
-    """`docker-credential-ecr-login version` prints the version, older builds with a banner."""
-    match = VERSION_IN_OUTPUT.search(output)
+    """The version in what `docker-credential-ecr-login -v` (or `version`) printed.
+
+    `-v` says `Version:    0.7.1`; `version` says `0.6.4` in Debian's 0.6.0 and 0.7.1 builds
+    (a constant left behind upstream) and names the real one from 0.8 or so on.
+    """
+    match = RELEASE_VERSION_IN_OUTPUT.search(output) or VERSION_IN_OUTPUT.search(output)
     if match is None:
         raise ValueError(f"no version number in the helper's output {output.strip()!r}")
     return match.group(1)
@@ -115,3 +124,9 @@ def expected_sha256(plan: Mapping[str, Any]) -> str | None:
             f"{plan['src']} has sha256 {actual}, expected {plan['sha256']}; {plan['path']} was left as it was"
         )
     return actual
+
+
+def binary_version(path: str) -> str:
+    """The version a helper binary reports about itself (`-v`)."""
+    done = subprocess.run([path, *VERSION_ARGS], capture_output=True, text=True, check=False, timeout=30)
+    return parse_version(done.stdout + done.stderr)

@@ -51,7 +51,7 @@ def differs(
 
 
 def version_from(command: Mapping[str, Any] | None) -> str:
-    """The helper's version from the probe's run of `<helper> version`, or '' if it did not run."""
+    """The helper's version from a run of `<helper> -v` (or `version`), or '' if it did not run."""
     if not command or command.get("rc") != 0:
         return ""
     try:

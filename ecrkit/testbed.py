@@ -20,6 +20,7 @@ from pathlib import Path
 from rich.console import Console
 
 from ecrkit.errors import FileFormatError
+from ecrkit.hoststate import version_from
 from ecrkit.output import print_rows
 from ecrkit.renderers.docker_config import parse
 from ecrkit.standin import API_HOST, REGISTRY_HOST, StandIn
@@ -29,6 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 LOCAL_INVENTORY = ROOT / "inventory" / "local" / "hosts.yml"
 STAND_IN_STATE = ROOT / ".cache" / "standin"
 BASE_IMAGE = os.environ.get("ECRKIT_BASE_IMAGE", "localhost/debian-systemd:bookworm")
+# Job hosts booted by cloud-init: the base image plus cloud-init (tools/cloudinit-image.sh).
+CLOUDINIT_IMAGE = os.environ.get("ECRKIT_CLOUDINIT_IMAGE", "localhost/debian-systemd-cloudinit:bookworm")
 PODMAN_ENV = {**os.environ, "CONTAINERS_CONF": str(ROOT / "molecule" / "containers.conf")}
 ANSIBLE_ENV = {**PODMAN_ENV, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")}
 BIN = Path(sys.executable).parent
@@ -59,17 +62,25 @@ class Host:
         return podman("exec", self.name, "cat", path).stdout
 
 
-def start_hosts(names: Iterable[str], *, reuse: bool = False, options: Iterable[str] = ()) -> list[Host]:
+def start_hosts(
+    names: Iterable[str],
+    *,
+    reuse: bool = False,
+    options: Iterable[str] = (),
+    image: str = BASE_IMAGE,
+    command: Iterable[str] = (),
+) -> list[Host]:
     """Start systemd containers (fresh ones unless `reuse`) and wait until systemd has booted them.
 
-    `options` are more `podman run` options (networks, mounts, host entries).
+    `options` are more `podman run` options (networks, mounts, host entries); `image` and
+    `command` replace the base image and its /sbin/init.
     """
     hosts = []
     for name in names:
         running = podman("container", "inspect", "-f", "{{.State.Running}}", name, check=False).stdout.strip()
         if not (reuse and running == "true"):
             podman("rm", "-f", "-t", "0", name, check=False)
-            podman("run", "-d", "--name", name, "--hostname", name, "--systemd=always", *options, BASE_IMAGE)
+            podman("run", "-d", "--name", name, "--hostname", name, "--systemd=always", *options, image, *command)
         hosts.append(Host(name))
     for host in hosts:
         _wait_for_systemd(host)
@@ -291,7 +302,8 @@ def summary(groups: dict[str, list[str]], image: str, stand_in: StandIn) -> tupl
         for name in names:
             host = Host(name)
             path = host.run("command -v docker-credential-ecr-login").stdout.strip() or "missing"
-            version = host.run("docker-credential-ecr-login version").stdout.strip() or "-"
+            asked = host.run("docker-credential-ecr-login -v")  # -v: the version verb may say 0.6.4 (helper.py)
+            version = version_from({"rc": asked.returncode, "stdout": asked.stdout}) or "-"
             config = helper_entries(host.run("cat /root/.docker/config.json").stdout)
             pull = pull_result(host, image, stand_in)
             pulled = pulled and pull == "pulled"

@@ -2,23 +2,78 @@
 
 from __future__ import annotations
 
+import hashlib
+import http.server
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
+from ecrkit.helper import binary_version
+from ecrkit.settings import HELPER_BINARY
 from ecrkit.standin import StandIn
 
 ROOT = Path(__file__).resolve().parent.parent
 ECRKIT = [sys.executable, "-m", "ecrkit"]
+# The helpers users run, as `make helpers` (tools/fetch-helpers.sh) leaves them: Debian 12's
+# 0.6.0, Debian 13's 0.7.1, and whatever sid has (0.12.0 or later).
+HELPERS_DIR = ROOT / ".cache" / "helpers"
+HELPER_SUITES = ("bookworm", "trixie", "sid")
+
+
+@dataclass(frozen=True)
+class TestedHelper:
+    """One fetched helper binary; its version is what the binary says (`-v`), never assumed."""
+
+    __test__ = False  # not a test class
+
+    suite: str
+
+    @property
+    def path(self) -> Path:
+        return HELPERS_DIR / self.suite / HELPER_BINARY
+
+    @cached_property
+    def version(self) -> str:
+        if not self.path.exists():
+            pytest.fail(f"{self.path} is missing: `make helpers` fetches it")
+        return binary_version(str(self.path))
+
+    @property
+    def release(self) -> tuple[int, ...]:
+        return tuple(int(part) for part in self.version.split("."))
+
+    def sha256(self) -> str:
+        return hashlib.sha256(self.path.read_bytes()).hexdigest()
+
+    def env(self, base: Mapping[str, str]) -> dict[str, str]:
+        """`base` with this helper first on the PATH (the docker CLI finds it there)."""
+        return {**base, "PATH": f"{self.path.parent}:{base.get('PATH', os.environ['PATH'])}"}
+
+    def __str__(self) -> str:  # the test id: the suite and, once fetched, the version
+        return f"{self.suite}-{binary_version(str(self.path))}" if self.path.exists() else self.suite
+
+
+TESTED_HELPERS = [TestedHelper(suite) for suite in HELPER_SUITES]
+
+
+@pytest.fixture(params=TESTED_HELPERS, ids=str)
+def helper(request: pytest.FixtureRequest) -> TestedHelper:
+    """Each helper users run, in turn."""
+    tested: TestedHelper = request.param
+    assert tested.version  # fails, naming `make helpers`, when it was not fetched
+    return tested
 
 
 def run_ecrkit(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -110,3 +165,56 @@ def stand_in(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandIn]:
 def image(stand_in: StandIn) -> str:
     """An image in the stand-in's registry, pushed through the helper."""
     return stand_in.push_image("team/app", "1")
+
+
+class ReleaseMirror:
+    """The official release bucket's layout on loopback (`<version>/linux-amd64/<binary>` and
+    `.sha256` in sha256sum format), holding the real helpers `make helpers` fetched, each under
+    the version its binary reports. Counts requests; a version can be given a tampered file."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.requests: list[str] = []
+        self.versions: dict[str, TestedHelper] = {}
+        for tested in TESTED_HELPERS:
+            self.versions[tested.version] = tested
+            self.publish(tested.version, tested.path.read_bytes())
+        mirror = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def do_GET(self) -> None:
+                mirror.requests.append(self.path)
+                super().do_GET()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(
+            ("127.0.0.1", free_port()), lambda *a: Handler(*a, directory=str(root))
+        )
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def publish(self, version: str, binary: bytes, checksum: str | None = None) -> str:
+        """Put a release in place; `checksum` (default: the binary's) is what its .sha256 says."""
+        directory = self.root / version / "linux-amd64"
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / HELPER_BINARY).write_bytes(binary)
+        digest = checksum or hashlib.sha256(binary).hexdigest()
+        (directory / f"{HELPER_BINARY}.sha256").write_text(f"{digest}  {HELPER_BINARY}\n")
+        return digest
+
+    def downloads(self, version: str) -> int:
+        return self.requests.count(f"/{version}/linux-amd64/{HELPER_BINARY}")
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def release_mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReleaseMirror]:
+    mirror = ReleaseMirror(tmp_path_factory.mktemp("releases"))
+    try:
+        yield mirror
+    finally:
+        mirror.close()

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,7 +20,9 @@ from ecrkit.renderers.runner_config import (
     machine_options,
     merge,
     validate_autoscaler,
+    with_ready_command,
 )
+from ecrkit.renderers.userdata import instance_ready_command
 from ecrkit.settings import CredentialRule
 from tests.conftest import readme_block
 
@@ -232,3 +235,28 @@ def test_the_readme_example_diff_is_what_the_merge_makes() -> None:
     after = merge(before, RunnerSettings(RULE, machine_options=options), path="config.toml").text
     lines = difflib.unified_diff(before.splitlines(True), after.splitlines(True), "config.toml", "config.toml")
     assert "".join(lines) == readme_block("<!-- runner-config-diff -->")
+
+
+def test_docker_autoscaler_gets_an_instance_ready_command_that_waits_for_the_userdata() -> None:
+    ready = instance_ready_command()
+    assert ready == "cloud-init status --wait > /dev/null && /usr/local/bin/docker-credential-ecr-login version"
+    keys = with_ready_command(validate_autoscaler({"max_instances": 20}), ready)
+    after = tomllib.loads(merge(REGISTERED, RunnerSettings(RULE, autoscaler=keys), path="c").text)
+    assert after["runners"][2]["autoscaler"]["instance_ready_command"] == ready
+    assert "autoscaler" not in after["runners"][0] and "autoscaler" not in after["runners"][1]
+    # The user's own command stays; no autoscaler keys, no command (not a docker-autoscaler runner).
+    assert with_ready_command({"instance_ready_command": "true"}, ready) == {"instance_ready_command": "true"}
+    assert with_ready_command({}, ready) == {}
+
+
+def test_the_readmes_autoscaler_variables_give_the_table_it_shows() -> None:
+    variables = yaml.safe_load(readme_block("<!-- autoscaler-vars -->"))["gitlab_runner_ecr_autoscaler"]
+    registered = (
+        '[[runners]]\n  name = "fleet"\n  url = "https://gitlab.example.com"\n  token = "glrt-x"\n'
+        '  executor = "docker-autoscaler"\n'
+    )
+    keys = with_ready_command(validate_autoscaler(variables), instance_ready_command())
+    merged = merge(registered, RunnerSettings(RULE, autoscaler=keys), path="config.toml")
+    assert merged.typos == []
+    shown = tomllib.loads("[[runners]]\n" + readme_block("<!-- autoscaler-toml -->"))["runners"][0]["autoscaler"]
+    assert tomllib.loads(merged.text)["runners"][0]["autoscaler"] == shown

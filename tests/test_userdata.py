@@ -3,6 +3,7 @@ container against a release mirror served on loopback."""
 
 from __future__ import annotations
 
+import email
 import hashlib
 import http.server
 import json
@@ -10,17 +11,18 @@ import os
 import subprocess
 import threading
 from collections.abc import Iterator
+from email.message import Message
 from pathlib import Path
 
 import pytest
 import yaml
 
 from ecrkit.errors import InputError
-from ecrkit.helper import release_url
-from ecrkit.renderers.userdata import ARCH, SCRIPT_PATH, render
+from ecrkit.helper import parse_version, release_url
+from ecrkit.renderers.userdata import ARCH, EC2_USERDATA_LIMIT, MIME_PART_NAME, SCRIPT_PATH, render
 from ecrkit.settings import CredentialRule
 from ecrkit.testbed import Host, podman, remove_hosts, start_hosts
-from tests.conftest import free_port
+from tests.conftest import ReleaseMirror, TestedHelper, free_port, run_ecrkit
 
 REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 RULE = CredentialRule.build([REGISTRY])
@@ -160,3 +162,72 @@ def test_a_wrong_checksum_installs_nothing(fresh_host: Host, mirror: tuple[str, 
     pinned = render(RULE, url=release_url("1.0.0", ARCH, base), sha256="f" * 64)  # a pinned sha256 wins over the file
     done = run_userdata(fresh_host, pinned)
     assert done.returncode != 0 and not fresh_host.exists(TARGET)
+
+
+def parts_of(text: str) -> list[Message]:
+    """The parts of a MIME multi-part text, as cloud-init walks them."""
+    return [part for part in email.message_from_string(text).walk() if not part.is_multipart()]
+
+
+def test_the_mime_form_carries_the_script_as_a_shell_part_that_ec2_accepts() -> None:
+    url = release_url("0.12.0", ARCH, "https://mirror.example.com/releases")
+    text = render(RULE, url=url, form="mime")
+    message = email.message_from_string(text)
+    assert message.get_content_type() == "multipart/mixed" and message["MIME-Version"] == "1.0"
+    [part] = parts_of(text)
+    assert part.get_content_type() == "text/x-shellscript" and part.get_filename() == MIME_PART_NAME
+    assert str(part.get_payload()) == render(RULE, url=url)
+    assert len(text.encode()) < EC2_USERDATA_LIMIT  # a launch template's UserData, before base64
+    assert render(RULE, url=url, form="mime") == text  # a fixed boundary: the role's file stays unchanged
+
+
+def test_other_parts_are_combined_after_ecrkits_and_typed_by_their_first_line(tmp_path: Path) -> None:
+    other = tmp_path / "team.cfg"
+    other.write_text("#cloud-config\nruncmd:\n  - [touch, /x]\n")
+    done = run_ecrkit("render", "userdata", "--registry", REGISTRY, "--format", "mime", "--with-part", str(other))
+    assert done.returncode == 0, done.stderr
+    parts = parts_of(done.stdout)
+    assert [(p.get_content_type(), p.get_filename()) for p in parts] == [
+        ("text/x-shellscript", MIME_PART_NAME),
+        ("text/cloud-config", "team.cfg"),
+    ]
+    refused = run_ecrkit("render", "userdata", "--registry", REGISTRY, "--with-part", str(other))
+    assert refused.returncode == 2 and "--format mime" in refused.stderr
+    other.write_text("just text\n")
+    unknown = run_ecrkit("render", "userdata", "--registry", REGISTRY, "--format", "mime", "--with-part", str(other))
+    assert unknown.returncode == 2 and "team.cfg: 'just text'" in unknown.stderr
+
+
+@pytest.mark.hosts
+def test_the_real_releases_install_upgrade_downgrade_and_a_tampered_one_installs_nothing(
+    fresh_host: Host, release_mirror: ReleaseMirror
+) -> None:
+    """With the real helpers on a mirror of the release bucket's layout: 0.7.1, then the newest
+    (0.12.0 or what sid has), then 0.7.1 pinned again; the version is the binary's own."""
+    older, newest = TestedHelper("trixie"), TestedHelper("sid")
+
+    def install(version: str, sha256: str = "") -> subprocess.CompletedProcess[str]:
+        return run_userdata(
+            fresh_host, render(RULE, url=release_url(version, ARCH, release_mirror.base_url), sha256=sha256)
+        )
+
+    def installed() -> tuple[str, str]:
+        said = fresh_host.run(f"{TARGET} -v").stdout
+        return parse_version(said), fresh_host.run(f"sha256sum {TARGET}").stdout.split()[0]
+
+    for step, tested in (("fresh", older), ("upgrade", newest), ("pinned downgrade", older)):
+        done = install(tested.version)
+        assert done.returncode == 0, f"{step}: {done.stderr}"
+        assert installed() == (tested.version, tested.sha256()), step
+
+    # A binary changed after its checksum was published, and a checksum that names another binary.
+    tampered = newest.path.read_bytes() + b"\0"
+    release_mirror.publish("9.9.8", tampered, checksum=newest.sha256())
+    release_mirror.publish("9.9.9", newest.path.read_bytes(), checksum=hashlib.sha256(tampered).hexdigest())
+    for version in ("9.9.8", "9.9.9"):
+        done = install(version)
+        assert done.returncode != 0 and "nothing installed" in done.stderr, done.stderr
+        assert installed() == (older.version, older.sha256())
+    pinned = install(newest.version, sha256=hashlib.sha256(tampered).hexdigest())  # wins over the .sha256 file
+    assert pinned.returncode != 0 and "nothing installed" in pinned.stderr
+    assert installed() == (older.version, older.sha256())

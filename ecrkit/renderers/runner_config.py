@@ -9,7 +9,9 @@ comments, layout, unknown keys and other runners. For each selected `[[runners]]
   request (jobs that run docker themselves; the socket gives them the host's daemon);
 - a docker+machine runner's `MachineOptions` get the amazonec2 options ecrkit manages, each
   replacing an earlier value of the same option;
-- a docker-autoscaler runner's `[runners.autoscaler]` gets the keys given.
+- a docker-autoscaler runner's `[runners.autoscaler]` gets the keys given, and an
+  `instance_ready_command` that holds jobs back until the job host's userdata has finished
+  (`with_ready_command`).
 
 Keys GitLab Runner does not know are reported: it ignores them silently.
 """
@@ -96,6 +98,7 @@ AUTOSCALER_SCALARS: dict[str, type] = {
     "capacity_per_instance": int,
     "max_instances": int,
     "max_use_count": int,
+    "instance_ready_command": str,
 }
 AUTOSCALER_TABLES = ("plugin_config", "connector_config")
 
@@ -167,6 +170,15 @@ def validate_autoscaler(settings: Mapping[str, Any], source: str = "autoscaler")
         accepted = ", ".join(sorted(KNOWN_KEYS["runners.autoscaler.connector_config"]))
         raise InputError(f"{source}.connector_config", sorted(unknown), f"keys among {accepted}")
     return dict(settings)
+
+
+def with_ready_command(settings: Mapping[str, Any], ready_command: str) -> dict[str, Any]:
+    """docker-autoscaler keys plus ecrkit's `instance_ready_command`, unless one is given: the
+    runner sends no job to a new instance before the command succeeds on it. None are added when
+    no autoscaler keys are given (not a docker-autoscaler runner)."""
+    if not settings or "instance_ready_command" in settings:
+        return dict(settings)
+    return {**settings, "instance_ready_command": ready_command}
 
 
 def merge(text: str, settings: RunnerSettings, *, path: str) -> Merged:

@@ -1,23 +1,45 @@
 """Userdata for job hosts that docker-machine or an autoscaling group creates.
 
-One shell script does the work; the `#cloud-config` form ships the same script and runs it.
-The script installs the helper (downloads retried with backoff, sha256 checked before the
-binary is moved into place) and merges the helper into `/root/.docker/config.json`. Run
-again, it changes nothing.
+One shell script does the work; the `#cloud-config` form ships the same script and runs it, and
+the `mime` form carries it as a `text/x-shellscript` part of a MIME multi-part message, the form
+that combines with other parts (an EC2 launch template's own cloud-config, for instance; a
+shell-script part cannot be overridden by another part's `runcmd`, as a second cloud-config
+part's lists would replace the first's).
+
+The script installs the helper (downloads retried with backoff, sha256 checked before the binary
+is moved into place) and merges the helper into `/root/.docker/config.json`. Run again, it
+changes nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
 import shlex
+from collections.abc import Sequence
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
 from typing import Literal
 
 import yaml
 
+from ecrkit.errors import InputError
 from ecrkit.helper import validate_sha256
 from ecrkit.renderers import docker_config
 from ecrkit.settings import CredentialRule, option_name, validate_absolute_path, validate_url
 
-Format = Literal["shell", "cloud-config"]
+Format = Literal["shell", "cloud-config", "mime"]
+FORMATS: tuple[Format, ...] = ("shell", "cloud-config", "mime")
+MIME_PART_NAME = "ecrkit-install-ecr-helper.sh"
+# A part's MIME type from its first line, as cloud-init reads them.
+PART_TYPES = {
+    "#cloud-config": "cloud-config",
+    "#!": "x-shellscript",
+    "#cloud-boothook": "cloud-boothook",
+    "#include": "x-include-url",
+    "#part-handler": "part-handler",
+}
+DEFAULT_INSTALL_DIR = "/usr/local/bin"
+EC2_USERDATA_LIMIT = 16384  # bytes, before base64: EC2 refuses larger userdata
 ARCH = "@ARCH@"  # replaced on the host by amd64 or arm64
 SCRIPT_PATH = "/var/lib/ecrkit/install-ecr-helper.sh"  # where the cloud-config form puts the script
 
@@ -112,7 +134,7 @@ def render(
     *,
     url: str,
     sha256: str = "",
-    install_dir: str = "/usr/local/bin",
+    install_dir: str = DEFAULT_INSTALL_DIR,
     form: Format = "shell",
     prefix: str = "--",
 ) -> str:
@@ -130,11 +152,43 @@ def render(
         script = script.replace(marker, value)
     if form == "shell":
         return script
+    if form == "mime":
+        return mime([(MIME_PART_NAME, script)])
     document = {
         "write_files": [{"path": SCRIPT_PATH, "permissions": "0700", "owner": "root:root", "content": script}],
         "runcmd": [[SCRIPT_PATH]],
     }
     return "#cloud-config\n" + yaml.dump(document, Dumper=_LiteralDumper, sort_keys=False, width=1000)
+
+
+def instance_ready_command(install_dir: str = DEFAULT_INSTALL_DIR) -> str:
+    """docker-autoscaler's `instance_ready_command` for hosts booted with this userdata: wait
+    until cloud-init has finished (it fails when the userdata failed), then run the helper."""
+    helper = f"{validate_absolute_path(install_dir, 'install_dir').rstrip('/')}/docker-credential-ecr-login"
+    return f"cloud-init status --wait > /dev/null && {shlex.quote(helper)} version"
+
+
+def part_type(content: str, source: str = "part") -> str:
+    """The MIME subtype cloud-init gives a part, from its first line."""
+    first = content.split("\n", 1)[0]
+    for prefix, subtype in PART_TYPES.items():
+        if first.startswith(prefix):
+            return subtype
+    raise InputError(source, first, f"userdata starting with one of {', '.join(PART_TYPES)}")
+
+
+def mime(parts: Sequence[tuple[str, str]]) -> str:
+    """A MIME multi-part userdata of (filename, content) parts, in their order, each typed by its
+    first line. The boundary comes from the contents, so the same parts give the same text."""
+    if not parts:
+        raise InputError("parts", parts, "at least one userdata part")
+    digest = hashlib.sha256("\0".join(f"{name}\0{content}" for name, content in parts).encode()).hexdigest()
+    message = MIMEMultipart("mixed", boundary=f"==ecrkit-{digest[:24]}==")
+    for name, content in parts:
+        part = MIMEText(content, part_type(content, name))  # 7bit, readable, when it is ASCII
+        part.add_header("Content-Disposition", "attachment", filename=name)
+        message.attach(part)
+    return message.as_string()
 
 
 class _LiteralDumper(yaml.SafeDumper):

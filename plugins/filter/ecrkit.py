@@ -127,7 +127,7 @@ def ecrkit_helper_changes(probe: Mapping[str, Any], plan: Mapping[str, Any], **s
 
 @_reported
 def ecrkit_helper_version(command: Mapping[str, Any]) -> str:
-    """The version number from the probe's run of `docker-credential-ecr-login version`."""
+    """The version number from the probe's run of `docker-credential-ecr-login -v` (or `version`)."""
     version = hoststate.version_from(command)
     if not version:
         raise ValueError(
@@ -176,7 +176,10 @@ def ecrkit_runner_plan(probe: Mapping[str, Any], rule: Mapping[str, Any], option
         docker_volumes=bool(options["docker_volumes"]),
         helper_path=helper_path,
         machine_options=machine,
-        autoscaler=runner_config.validate_autoscaler(options["autoscaler"], source + "autoscaler"),
+        autoscaler=runner_config.with_ready_command(
+            runner_config.validate_autoscaler(options["autoscaler"], source + "autoscaler"),
+            userdata.instance_ready_command(),
+        ),
         runners_source=source + "runners",
     )
     env = service_env.environment(
