@@ -1,6 +1,6 @@
 """The validator's judge: turns facts gathered from hosts into findings. It only reasons.
 
-The facts are what `scripts/ecrkit_probe.py` reports for each consumer: a process that runs
+The facts are what `the probe (plugins/modules/probe.py)` reports for each consumer: a process that runs
 the helper (a systemd service, a user's login sessions, or a Mesos task's `docker pull` with
 the archive it fetches as HOME). `judge` checks each one: the helper on its PATH and running,
 its config.json (parses, safe, covers the registries), a region where credsStore needs one,

@@ -1,4 +1,4 @@
-"""Decide, from what the probe saw (scripts/ecrkit_probe.py), which writes a converge needs.
+"""Decide, from what the probe saw (the probe (plugins/modules/probe.py)), which writes a converge needs.
 
 A converge asks the host once, then runs a write task only where the host differs from what
 that task would make. On an idempotent run that leaves one round trip per role instead of

@@ -33,7 +33,7 @@ from ecrkit.output import fits
 from ecrkit.settings import CredentialRule, validate_port
 
 ROOT = Path(__file__).resolve().parent.parent
-PROBE = ROOT / "scripts" / "ecrkit_probe.py"
+PROBE = Path(__file__).with_name("probe.py")  # plugins/modules/probe.py, the module ecrkit.ecr.probe
 ROLES = ROOT / "roles"
 ROLE_DEFAULTS = ROLES / "docker_auth_config" / "defaults" / "main.yml"
 RUNNER_GROUP, AGENT_GROUP = "gitlab_runners", "marathon_agents"  # playbooks/gitlab_runners.yml, marathon_agents.yml

@@ -370,8 +370,8 @@ FILTERS = FilterModule().filters()
 
 def _runner_plan(**changed: object) -> object:
     probe = {"contents": {RUNNER_OPTIONS["config_path"]: base64.b64encode(RUNNER_TOML.encode()).decode()}, "paths": {}}
-    rule = FILTERS["ecrkit_credential_rule"]([ECR])
-    return FILTERS["ecrkit_runner_plan"](probe, rule, {**RUNNER_OPTIONS, **changed})
+    rule = FILTERS["credential_rule"]([ECR])
+    return FILTERS["runner_plan"](probe, rule, {**RUNNER_OPTIONS, **changed})
 
 
 def _filter(name: str, *args: object, **kwargs: object) -> object:
@@ -380,47 +380,47 @@ def _filter(name: str, *args: object, **kwargs: object) -> object:
 
 ROLE_VALUES = {
     "fullwidth digits": (
-        lambda: _filter("ecrkit_credential_rule", [FULLWIDTH], source="docker_auth_config_registries"),
+        lambda: _filter("credential_rule", [FULLWIDTH], source="docker_auth_config_registries"),
         "docker_auth_config_registries[0]",
     ),
     "registry in upper case": (
-        lambda: _filter("ecrkit_credential_rule", [ECR.upper()], source="gitlab_runner_ecr_registries"),
+        lambda: _filter("credential_rule", [ECR.upper()], source="gitlab_runner_ecr_registries"),
         "gitlab_runner_ecr_registries[0]",
     ),
     "cache prefix of 1": (
-        lambda: _filter("ecrkit_registries_conf", ECR, "d", "docker.io"),
+        lambda: _filter("registries_conf", ECR, "d", "docker.io"),
         "registries_conf_cache_prefix: 'd'",
     ),
     "upstream with a scheme": (
-        lambda: _filter("ecrkit_registries_conf", ECR, "docker-hub", "https://docker.io"),
+        lambda: _filter("registries_conf", ECR, "docker-hub", "https://docker.io"),
         "registries_conf_upstream: 'https://docker.io'",
     ),
     "ecr_account prefix of 31": (
         lambda: _filter(
-            "ecrkit_ecr_account",
+            "ecr_account",
             {"region": "us-east-1", "pull_through_rules": [{"prefix": "d" * 31, "upstream": "quay"}]},
         ),
         "2 to 30 characters",
     ),
     "helper url without host": (
         lambda: _filter(
-            "ecrkit_helper_plan", "url", url="https://", sha256="a" * 64, architecture="x86_64", install_dir="/usr/bin"
+            "helper_plan", "url", url="https://", sha256="a" * 64, architecture="x86_64", install_dir="/usr/bin"
         ),
         "ecr_credential_helper_url: 'https://'",
     ),
     "helper release base url": (
         lambda: _filter(
-            "ecrkit_helper_plan", "release", release_base_url="ftp://m", architecture="x86_64", install_dir="/usr/bin"
+            "helper_plan", "release", release_base_url="ftp://m", architecture="x86_64", install_dir="/usr/bin"
         ),
         "ecr_credential_helper_release_base_url",
     ),
     "sso start url without host": (
-        lambda: _filter("ecrkit_sso_profile", [ECR], "auto", "0.12.0", **{**SSO_VARIABLES, "start_url": "https://"}),
+        lambda: _filter("sso_profile", [ECR], "auto", "0.12.0", **{**SSO_VARIABLES, "start_url": "https://"}),
         "aws_sso_profile_start_url",
     ),
     "sso registry ignored when account and region are given": (
         lambda: _filter(
-            "ecrkit_sso_profile",
+            "sso_profile",
             ["r.io"],
             "auto",
             "0.12.0",
@@ -430,7 +430,7 @@ ROLE_VALUES = {
     ),
     "service region with a newline": (
         lambda: _filter(
-            "ecrkit_service_environment",
+            "service_environment",
             {"registries": [], "creds_store": True},
             region="us-east-1\n",
             source="marathon_agent_ecr_",
@@ -474,7 +474,7 @@ def test_a_play_given_a_bad_value_stops_before_any_change_naming_the_variable(
 ) -> None:
     playbook = tmp_path / "play.yml"
     playbook.write_text(
-        yaml.safe_dump([{"name": "Bad input", "hosts": "localhost", "gather_facts": False, "roles": [role]}])
+        yaml.safe_dump([{"name": "Bad input", "hosts": "localhost", "gather_facts": False, "roles": [f"ecrkit.ecr.{role}"]}])
     )
     written = tmp_path / "registries.conf.d" / "50-ecrkit-mirror.conf"
     extra = json.dumps({**variables, "registries_conf_path": str(written), "docker_auth_config_users": ["nobody"]})

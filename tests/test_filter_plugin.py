@@ -15,7 +15,7 @@ ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 
 
 def probe_of(files: dict[str, bytes | None], users: tuple[str, ...] = ("root", "ci")) -> dict[str, Any]:
-    """What scripts/ecrkit_probe.py returns for these users and config.json contents."""
+    """What the probe (plugins/modules/probe.py) returns for these users and config.json contents."""
     homes = {"root": "/root", "ci": "/home/ci"}
     paths: dict[str, Any] = {}
     contents: dict[str, Any] = {}
@@ -37,20 +37,20 @@ def probe_of(files: dict[str, bytes | None], users: tuple[str, ...] = ("root", "
 
 def test_errors_reach_ansible_with_ecrkit_message() -> None:
     with pytest.raises(AnsibleFilterError, match=r"docker_auth_config_registries\[0\]: 'nope'"):
-        FILTERS["ecrkit_credential_rule"](["nope"], source="docker_auth_config_registries")
+        FILTERS["credential_rule"](["nope"], source="docker_auth_config_registries")
 
 
 def test_every_file_is_rendered_before_any_is_written() -> None:
-    rule = FILTERS["ecrkit_credential_rule"]([ECR])
+    rule = FILTERS["credential_rule"]([ECR])
     probe = probe_of({"root": b'{"auths": {"x": {"auth": "c2VjcmV0"}}}', "ci": b"{oops"})
     with pytest.raises(AnsibleFilterError, match=re.escape("/home/ci/.docker/config.json: not valid JSON")):
-        FILTERS["ecrkit_docker_configs"](probe, ["root", "ci"], rule, "present")
+        FILTERS["docker_configs"](probe, ["root", "ci"], rule, "present")
 
 
 def test_rendered_files_say_what_to_write_and_keep_secrets_out_of_the_diff() -> None:
-    rule = FILTERS["ecrkit_credential_rule"]([ECR])
+    rule = FILTERS["credential_rule"]([ECR])
     probe = probe_of({"root": b'{"auths": {"x": {"auth": "c2VjcmV0"}}}', "ci": None})
-    files = FILTERS["ecrkit_docker_configs"](probe, ["root", "ci"], rule, "present")
+    files = FILTERS["docker_configs"](probe, ["root", "ci"], rule, "present")
     assert [f["path"] for f in files] == ["/root/.docker/config.json", "/home/ci/.docker/config.json"]
     assert [f["write"] for f in files] == [True, True]
     assert [f["secrets"] for f in files] == [True, False]
@@ -59,19 +59,19 @@ def test_rendered_files_say_what_to_write_and_keep_secrets_out_of_the_diff() -> 
 
 
 def test_a_file_that_is_already_right_is_not_written() -> None:
-    rule = FILTERS["ecrkit_credential_rule"]([ECR])
+    rule = FILTERS["credential_rule"]([ECR])
     done = json.dumps({"credHelpers": {ECR: "ecr-login"}}).encode()
-    files = FILTERS["ecrkit_docker_configs"](probe_of({"root": done}, ("root",)), ["root"], rule, "present")
+    files = FILTERS["docker_configs"](probe_of({"root": done}, ("root",)), ["root"], rule, "present")
     assert files[0]["write"] is False
     assert files[0]["fix_dir"] is False
 
 
 def test_a_right_file_with_a_wrong_mode_is_written() -> None:
-    rule = FILTERS["ecrkit_credential_rule"]([ECR])
+    rule = FILTERS["credential_rule"]([ECR])
     probe = probe_of({"root": json.dumps({"credHelpers": {ECR: "ecr-login"}}).encode()}, ("root",))
     probe["paths"]["root:.docker/config.json"]["mode"] = "0644"
     probe["paths"]["root:.docker"]["mode"] = "0755"
-    files = FILTERS["ecrkit_docker_configs"](probe, ["root"], rule, "present")
+    files = FILTERS["docker_configs"](probe, ["root"], rule, "present")
     assert files[0]["write"] is True
     assert files[0]["fix_dir"] is True
 
@@ -80,14 +80,14 @@ def test_missing_users_are_named() -> None:
     probe = probe_of({}, ("root",))
     probe["users"]["gitlab-runner"] = None
     with pytest.raises(AnsibleFilterError, match=r"docker_auth_config_users: \['gitlab-runner'\]"):
-        FILTERS["ecrkit_docker_configs"](
-            probe, ["root", "gitlab-runner"], FILTERS["ecrkit_credential_rule"]([]), "present"
+        FILTERS["docker_configs"](
+            probe, ["root", "gitlab-runner"], FILTERS["credential_rule"]([]), "present"
         )
 
 
 def test_absent_leaves_missing_files_alone() -> None:
-    files = FILTERS["ecrkit_docker_configs"](
-        probe_of({}, ("root",)), ["root"], FILTERS["ecrkit_credential_rule"]([]), "absent"
+    files = FILTERS["docker_configs"](
+        probe_of({}, ("root",)), ["root"], FILTERS["credential_rule"]([]), "absent"
     )
     assert files[0]["content"] is None
     assert files[0]["write"] is False
@@ -96,4 +96,4 @@ def test_absent_leaves_missing_files_alone() -> None:
 def test_a_file_that_is_not_text_is_refused_with_its_path() -> None:
     probe = probe_of({"root": b"\xff\xfe{}"}, ("root",))
     with pytest.raises(AnsibleFilterError, match=re.escape("/root/.docker/config.json: not UTF-8 text")):
-        FILTERS["ecrkit_docker_configs"](probe, ["root"], FILTERS["ecrkit_credential_rule"]([]), "present")
+        FILTERS["docker_configs"](probe, ["root"], FILTERS["credential_rule"]([]), "present")

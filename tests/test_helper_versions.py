@@ -80,7 +80,7 @@ def test_the_version_verb_of_debians_0_6_and_0_7_builds_says_0_6_4_so_ecrkit_ask
     else:
         assert parse_version(verb) == helper.version
     # The role runs `-v` and reads the fact from it (ecr_credential_helper_installed_version).
-    assert FILTERS["ecrkit_helper_version"]({"rc": 0, "stdout": dash_v, "stderr": ""}) == helper.version
+    assert FILTERS["helper_version"]({"rc": 0, "stdout": dash_v, "stderr": ""}) == helper.version
 
 
 # -- pulls ------------------------------------------------------------------------------------
@@ -121,9 +121,9 @@ def test_auto_picks_the_form_this_helper_reads_and_it_pulls(
 ) -> None:
     # What the role does: ask the installed helper (`-v`), then aws_sso_profile_form: auto.
     said = stand_in.run([str(helper.path), "-v"]).stdout
-    version = FILTERS["ecrkit_helper_version"]({"rc": 0, "stdout": said, "stderr": ""})
+    version = FILTERS["helper_version"]({"rc": 0, "stdout": said, "stderr": ""})
     inputs = {key: value for key, value in PROFILE.items() if key != "session"} | {"session": SSO_SESSION}
-    chosen = FILTERS["ecrkit_sso_profile"]([REGISTRY_HOST], form="auto", helper_version=version, **inputs)["form"]
+    chosen = FILTERS["sso_profile"]([REGISTRY_HOST], form="auto", helper_version=version, **inputs)["form"]
     assert chosen == AUTO_FORM[helper.suite]
     env = helper.env(workstation(stand_in, tmp_path, chosen))
     assert pull(stand_in, image, env)[0] != 0  # not signed in yet

@@ -43,7 +43,7 @@ def test_the_two_forms() -> None:
 
 
 def probe(files: dict[str, str]) -> dict[str, object]:
-    """What scripts/ecrkit_probe.py reports for these files, owned by root with these modes."""
+    """What the probe (plugins/modules/probe.py) reports for these files, owned by root with these modes."""
     return {
         "contents": {path: base64.b64encode(text.encode()).decode() for path, text in files.items()},
         "paths": {path: {"exists": True, "type": "file", "mode": "0600", "owner": "root"} for path in files},

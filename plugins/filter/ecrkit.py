@@ -252,21 +252,22 @@ def ecrkit_findings(probe: Mapping[str, Any], rule: Mapping[str, Any]) -> list[d
 
 class FilterModule:
     def filters(self) -> dict[str, Callable[..., Any]]:
+        """Called by fully qualified name, e.g. `ecrkit.ecr.runner_plan`."""
         return {
-            "ecrkit_aws_configs": ecrkit_aws_configs,
-            "ecrkit_credential_rule": ecrkit_credential_rule,
-            "ecrkit_docker_config": ecrkit_docker_config,
-            "ecrkit_docker_configs": ecrkit_docker_configs,
-            "ecrkit_ecr_account": ecrkit_ecr_account,
-            "ecrkit_findings": ecrkit_findings,
-            "ecrkit_helper_changes": ecrkit_helper_changes,
-            "ecrkit_helper_plan": ecrkit_helper_plan,
-            "ecrkit_helper_version": ecrkit_helper_version,
-            "ecrkit_mirror_plan": ecrkit_mirror_plan,
-            "ecrkit_registries_conf": ecrkit_registries_conf,
-            "ecrkit_replication_sources": ecrkit_replication_sources,
-            "ecrkit_runner_plan": ecrkit_runner_plan,
-            "ecrkit_service_environment": ecrkit_service_environment,
-            "ecrkit_sso_profile": ecrkit_sso_profile,
-            "ecrkit_validate_args": ecrkit_validate_args,
+            "aws_configs": ecrkit_aws_configs,
+            "credential_rule": ecrkit_credential_rule,
+            "docker_config": ecrkit_docker_config,
+            "docker_configs": ecrkit_docker_configs,
+            "ecr_account": ecrkit_ecr_account,
+            "findings": ecrkit_findings,
+            "helper_changes": ecrkit_helper_changes,
+            "helper_plan": ecrkit_helper_plan,
+            "helper_version": ecrkit_helper_version,
+            "mirror_plan": ecrkit_mirror_plan,
+            "registries_conf": ecrkit_registries_conf,
+            "replication_sources": ecrkit_replication_sources,
+            "runner_plan": ecrkit_runner_plan,
+            "service_environment": ecrkit_service_environment,
+            "sso_profile": ecrkit_sso_profile,
+            "validate_args": ecrkit_validate_args,
         }

@@ -1,0 +1,584 @@
+#!/usr/bin/python
+"""Observe a host in one round trip and print JSON facts; change nothing. Standard library only
+(Python 3.9 or newer).
+
+Two ways to run it:
+- as an Ansible module (`ecrkit_probe`): Ansible embeds the task's arguments below;
+- as a script: `python3 ecrkit_probe.py < args.json`, e.g. over SSH (the shebang is the
+  one Ansible rewrites to the host's discovered interpreter).
+
+Arguments (all optional):
+  users:      user names -> passwd entry with the primary group's name, or null if missing
+  paths:      absolute paths -> type, mode, owner, group, sha256 (files); exists false if missing
+  user_paths: paths relative to each user's home, probed like `paths` (key "<user>:<relative>")
+  read:       paths (absolute, or "<user>:<relative>") whose content is returned as base64
+  commands:   argv lists -> rc, stdout, stderr (not through a shell)
+  consumers:  what `ecrkit validate` judges for each process that runs the helper (see `consumer`):
+              {"service": UNIT} (with "runner_config": PATH or "" for a GitLab Runner manager),
+              {"user": NAME}, or {"task": AGENT_UNIT, "archive": PATH, "task_user": NAME} for a
+              Mesos task that fetches a docker.tar.gz; with
+  registries: registries for a live `get` as each consumer (default: its credHelpers)
+
+Secrets never leave the host: environments are reported by name, with values only for the
+keys in SHOWN_ENV; a live `get` reports the username and the secret's length; config.json, a
+runner's DOCKER_AUTH_CONFIG and cached SSO tokens are summarised, never returned.
+"""
+
+from __future__ import annotations
+
+import base64
+import configparser
+import grp
+import hashlib
+import json
+import os
+import pwd
+import shlex
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+# Ansible replaces this marker with the task's arguments as JSON (a raw string keeps its
+# escapes; JSON cannot contain three unescaped quotes in a row). Run as a script, it stays.
+ANSIBLE_ARGUMENTS = r"""<<INCLUDE_ANSIBLE_MODULE_JSON_ARGS>>"""
+MARKER_START = "<" + "<INCLUDE_ANSIBLE"
+HELPER = "docker-credential-ecr-login"
+SHOWN_ENV = (
+    "PATH", "HOME", "USER", "DOCKER_CONFIG", "DOCKER_HOST", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE",
+    "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_ECR_CACHE_DIR", "AWS_ECR_DISABLE_CACHE",
+    "AWS_ECR_IGNORE_CREDS_STORAGE", "AWS_CA_BUNDLE", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_EC2_METADATA_DISABLED", "AWS_USE_FIPS_ENDPOINT",
+)  # fmt: skip
+LOG_TAIL = 64 * 1024  # bytes of the helper's log: its recent lines, never the whole history
+# The amazonec2 MachineOptions the validator judges; others (keys, secrets) are never reported.
+MACHINE_OPTIONS = (
+    "amazonec2-iam-instance-profile", "amazonec2-userdata", "amazonec2-metadata-token",
+    "amazonec2-metadata-token-response-hop-limit",
+)  # fmt: skip
+
+
+def user_entry(name: str) -> dict[str, Any] | None:
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        return None
+    return {
+        "uid": entry.pw_uid,
+        "gid": entry.pw_gid,
+        "group": group_name(entry.pw_gid),
+        "home": entry.pw_dir,
+        "shell": entry.pw_shell,
+    }
+
+
+def sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def path_state(path: str) -> dict[str, object]:
+    try:
+        info = os.stat(path)  # follows links: what matters is what a caller of the path gets
+    except FileNotFoundError:
+        return {"path": path, "exists": False}
+    except OSError as exc:
+        return {"path": path, "exists": None, "error": exc.strerror}
+    kinds = {stat.S_IFREG: "file", stat.S_IFDIR: "directory"}
+    state: dict[str, object] = {
+        "path": path,
+        "exists": True,
+        "type": kinds.get(stat.S_IFMT(info.st_mode), "other"),
+        "mode": f"{stat.S_IMODE(info.st_mode):04o}",
+        "owner": user_name(info.st_uid),
+        "group": group_name(info.st_gid),
+    }
+    if state["type"] == "file":
+        try:
+            state["sha256"] = sha256(path)
+        except OSError as exc:
+            state["error"] = exc.strerror
+    return state
+
+
+def run(argv: list[str]) -> dict[str, object]:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return {"argv": argv, "rc": None, "stdout": "", "stderr": str(exc)}
+    return {"argv": argv, "rc": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
+
+
+def parse_env_lines(text: str) -> dict[str, str]:
+    """KEY=VALUE lines (an EnvironmentFile, /etc/environment), comments and quotes removed."""
+    env = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")) or "=" not in line:
+            continue
+        key, value = line.removeprefix("export ").split("=", 1)
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        env[key.strip()] = value
+    return env
+
+
+def read_text(path: str, start: int = 0, limit: int | None = None) -> str | None:
+    """The file from byte `start`, or its last `limit` bytes; None if it cannot be read."""
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            handle.seek(max(start, size - limit) if limit is not None else start)
+            return handle.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+
+
+def shown(env: dict[str, str]) -> dict[str, object]:
+    return {"values": {k: env[k] for k in SHOWN_ENV if k in env}, "names": sorted(env)}
+
+
+def service_environment(unit: str) -> dict[str, Any]:
+    """The unit as systemd runs it: its user, what its files say, and the running process's own."""
+    keys = ("LoadState", "ActiveState", "User", "MainPID", "Environment", "EnvironmentFiles", "ExecStart")
+    done = run(["systemctl", "show", unit, *[f"--property={key}" for key in keys]])
+    props: dict[str, list[str]] = {}
+    for line in str(done["stdout"]).splitlines():
+        key, _, value = line.partition("=")
+        props.setdefault(key, []).append(value)
+    first = {key: values[0] for key, values in props.items()}
+    if done["rc"] != 0 or first.get("LoadState") in (None, "not-found"):
+        return {"found": False, "error": str(done["stderr"]).strip() or f"{unit} not found"}
+    manager = run(["systemctl", "show-environment"])
+    unit_env = parse_env_lines(str(manager["stdout"]))  # what every service inherits (PATH)
+    for assignment in shlex.split(" ".join(props.get("Environment", []))):
+        key, _, value = assignment.partition("=")
+        unit_env[key] = value
+    for entry in props.get("EnvironmentFiles", []):
+        path = entry.split(" (")[0]
+        unit_env.update(parse_env_lines(read_text(path) or "") if path else {})
+    user = first.get("User") or "root"
+    process_env = None
+    pid = first.get("MainPID", "0")
+    if pid not in ("", "0"):
+        environ = read_text(f"/proc/{pid}/environ")
+        if environ is not None:
+            process_env = dict(item.split("=", 1) for item in environ.split("\0") if "=" in item)
+    return {"found": True, "state": first.get("ActiveState"), "user": user, "unit_env": unit_env,
+            "process_env": process_env, "exec": exec_argv(first.get("ExecStart", ""))}  # fmt: skip
+
+
+def exec_argv(value: str) -> list[str]:
+    """ExecStart as `systemctl show` prints it: `{ path=... ; argv[]=/usr/bin/x run --config ... ; ... }`."""
+    _, found, rest = value.partition("argv[]=")
+    if not found:
+        return []
+    try:
+        return shlex.split(rest.split(" ; ", 1)[0])
+    except ValueError:
+        return rest.split(" ; ", 1)[0].split()
+
+
+def login_environment(entry: dict[str, Any], name: str) -> dict[str, str]:
+    """What a login session of the user starts with: /etc/environment and login.defs' PATH."""
+    root = entry["uid"] == 0
+    env = {"HOME": str(entry["home"]), "USER": name, "LOGNAME": name, "SHELL": str(entry["shell"])}
+    env["PATH"] = "/usr/local/bin:/usr/bin:/bin"
+    if root:
+        env["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    for line in (read_text("/etc/login.defs") or "").splitlines():
+        words = line.split()  # e.g. "ENV_SUPATH  PATH=/usr/local/sbin:..."
+        if len(words) == 2 and words[0] == ("ENV_SUPATH" if root else "ENV_PATH"):
+            env["PATH"] = words[1].removeprefix("PATH=")
+    env.update(parse_env_lines(read_text("/etc/environment") or ""))
+    return env
+
+
+def as_user(argv: list[str], entry: dict[str, Any], env: dict[str, str], stdin: str = "") -> dict[str, object]:
+    """Run as the consumer's user, with its environment (the probe itself runs as root)."""
+    kwargs: dict[str, Any] = {}
+    if os.geteuid() == 0 and entry["uid"] != 0:
+        kwargs = {"user": entry["uid"], "group": entry["gid"], "extra_groups": entry["groups"]}
+    try:
+        done = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=60, check=False, env=env,
+                              cwd="/", **kwargs)  # fmt: skip
+    except (OSError, subprocess.SubprocessError) as exc:
+        return {"rc": None, "stdout": "", "stderr": str(exc)}
+    return {"rc": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
+
+
+def config_summary(path: str) -> dict[str, object]:
+    """What config.json hands to helpers; `auths` by hostname only (its values are secrets)."""
+    summary: dict[str, object] = {"path": path, "state": path_state(path)}
+    text = read_text(path)
+    if text is None:
+        return summary
+    summary.update(docker_config_summary(text))
+    return summary
+
+
+def docker_config_summary(text: str) -> dict[str, object]:
+    """What a Docker config (config.json, DOCKER_AUTH_CONFIG) hands to helpers; `auths` by
+    hostname only (its values are secrets), and a parse error by position only."""
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as exc:
+        return {"error": str(exc)}
+    helpers = data.get("credHelpers")
+    store = data.get("credsStore")
+    return {
+        "creds_store": store if isinstance(store, str) else None,
+        "cred_helpers": {k: v for k, v in helpers.items() if isinstance(v, str)} if isinstance(helpers, dict) else {},
+        "auths": sorted(data["auths"]) if isinstance(data.get("auths"), dict) else [],
+    }
+
+
+def load_toml(text: str) -> dict[str, Any]:
+    """tomllib (Python 3.11+), else a tomli that the host has (pip vendors one); ValueError if none parses."""
+    for name in ("tomllib", "tomli", "pip._vendor.tomli"):
+        try:
+            module = __import__(name, fromlist=["loads"])
+        except ImportError:
+            continue
+        try:
+            return dict(module.loads(text))
+        except Exception as exc:
+            raise ValueError(str(exc)) from None
+    raise LookupError(f"no TOML parser on this host's Python {sys.version.split()[0]} (3.11+ has tomllib)")
+
+
+def runner_config_path(argv: list[str], entry: dict[str, Any], given: str) -> tuple[str, str]:
+    """Where the runner reads config.toml, and how we know: the inventory, the unit's
+    `--config`/`-c`, or gitlab-runner's default for its user (root: /etc/gitlab-runner)."""
+    if given:
+        return given, "inventory"
+    for index, word in enumerate(argv):
+        if word in ("--config", "-c") and index + 1 < len(argv):
+            return argv[index + 1], "ExecStart " + word
+        if word.startswith("--config="):
+            return word.split("=", 1)[1], "ExecStart --config"
+    if entry["uid"] == 0:
+        return "/etc/gitlab-runner/config.toml", "default for root"
+    return os.path.join(str(entry["home"]), ".gitlab-runner", "config.toml"), "default for its user"
+
+
+def runner_facts(path: str, how: str, entry: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    """Each [[runners]] entry: name, executor, its DOCKER_AUTH_CONFIG summarised, and the
+    docker+machine / docker-autoscaler settings ecrkit manages (never tokens or keys)."""
+    facts: dict[str, Any] = {"path": path, "found_by": how, "state": path_state(path)}
+    text = read_text(path)
+    if text is None:
+        return facts
+    try:
+        document = load_toml(text)
+    except (ValueError, LookupError) as exc:
+        facts["error" if isinstance(exc, ValueError) else "unreadable"] = str(exc)
+        return facts
+    runners = document.get("runners")
+    facts["runners"] = (
+        [runner_entry(r, entry, env) for r in runners if isinstance(r, dict)] if isinstance(runners, list) else []
+    )
+    return facts
+
+
+def runner_entry(runner: dict[str, Any], entry: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    facts: dict[str, Any] = {"name": str(runner.get("name", "")), "executor": str(runner.get("executor", ""))}
+    environment = runner.get("environment")
+    values = [str(item) for item in environment] if isinstance(environment, list) else []
+    auth = [item.split("=", 1)[1] for item in values if item.startswith("DOCKER_AUTH_CONFIG=")]
+    facts["auth_config"] = docker_config_summary(auth[-1]) if auth else None  # the last definition wins
+    machine = runner.get("machine")
+    if isinstance(machine, dict):
+        options = {str(o).partition("=")[0]: str(o).partition("=")[2] for o in machine.get("MachineOptions") or []}
+        facts["machine_options"] = {k: v for k, v in options.items() if k in MACHINE_OPTIONS}
+        userdata = options.get("amazonec2-userdata")
+        if userdata:
+            text = read_text(userdata) or ""
+            facts["userdata"] = {
+                "state": path_state(userdata),
+                "readable": as_user(["/bin/sh", "-c", 'test -r "$1"', "-", userdata], entry, env)["rc"] == 0,
+                "installs_helper": HELPER in text and "config.json" in text,
+            }
+    autoscaler = runner.get("autoscaler")
+    if isinstance(autoscaler, dict):
+        facts["autoscaler_keys"] = sorted(autoscaler)
+    return facts
+
+
+def aws_profile(env: dict[str, str]) -> tuple[str, dict[str, str]] | None:
+    """The profile the AWS SDK uses for this environment, and its keys in the shared config file."""
+    path = env.get("AWS_CONFIG_FILE") or os.path.join(env.get("HOME", "/"), ".aws", "config")
+    profile = env.get("AWS_PROFILE", "default")
+    parser = configparser.RawConfigParser()
+    try:
+        parser.read_string(read_text(path) or "")
+    except configparser.Error:
+        return None
+    section = profile if profile == "default" else f"profile {profile}"
+    return profile, dict(parser.items(section)) if parser.has_section(section) else {}
+
+
+def profile_region(env: dict[str, str]) -> str | None:
+    """The region the AWS SDK would read from the shared config file for this environment."""
+    found = aws_profile(env)
+    return found[1].get("region") if found else None
+
+
+def sso_session(env: dict[str, str]) -> dict[str, Any] | None:
+    """For an IAM Identity Center profile: which form, and when its cached token expires (the
+    token itself never leaves the host). The cache is named by the sha1 of the sso-session's
+    name, or of the start URL for a legacy profile."""
+    found = aws_profile(env)
+    if found is None:
+        return None
+    profile, keys = found
+    session, start_url = keys.get("sso_session"), keys.get("sso_start_url")
+    if session is None and start_url is None:
+        return None
+    key = session if session is not None else str(start_url)
+    cache = os.path.join(env.get("HOME", "/"), ".aws", "sso", "cache", hashlib.sha1(key.encode()).hexdigest() + ".json")
+    facts: dict[str, Any] = {"profile": profile, "form": "sso-session" if session else "legacy", "cache": cache}
+    try:
+        token = json.loads(read_text(cache) or "null")
+    except ValueError:
+        token = None
+    facts["expires_at"] = token.get("expiresAt") if isinstance(token, dict) else None
+    return facts
+
+
+def writable_as(directory: str, entry: dict[str, Any], env: dict[str, str]) -> bool:
+    """Whether the user can create files there, or create it (the helper makes missing parents)."""
+    existing = directory
+    while not os.path.isdir(existing) and existing not in ("/", ""):
+        existing = os.path.dirname(existing)
+    # An absolute shell: the consumer's PATH may not reach /bin (that is what is being judged).
+    test = as_user(["/bin/sh", "-c", 'test -w "$1" && test -x "$1"', "-", existing], entry, env)
+    return test["rc"] == 0
+
+
+def consumer(spec: dict[str, str], registries: list[str]) -> dict[str, Any]:
+    """One process that runs the helper: a systemd service (a GitLab Runner manager's with its
+    config.toml), a user's login sessions, or a Mesos task's `docker pull`.
+
+    Its user and environment (a running service's own, else what its unit gives it), the helper
+    on its PATH and whether it runs, its config.json, its cache directory (writable by it?) and
+    log, and a live `get` for each registry run exactly as that process would run it.
+    """
+    kind = next(key for key in ("service", "user", "task") if key in spec)
+    name = spec[kind]
+    facts: dict[str, Any] = {"kind": kind, "name": name}
+    sandbox = None
+    try:
+        if kind == "user":
+            user, env = name, {}
+        else:
+            service = service_environment(name)
+            facts.update(found=service["found"], state=service.get("state"), error=service.get("error"))
+            if not service["found"]:
+                return facts
+            user = service["user"]
+            env = service["process_env"] if service["process_env"] is not None else service["unit_env"]
+            facts["env_source"] = "running process" if service["process_env"] is not None else "unit"
+            facts["unit_env"] = shown(service["unit_env"])
+        entry = user_entry(user)
+        facts["user"] = user
+        if entry is None:
+            facts.update(found=False, error=f"user {user} does not exist")
+            return facts
+        entry["groups"] = os.getgrouplist(user, entry["gid"])
+        facts["found"] = True
+        if kind == "user":
+            env = login_environment(entry, user)
+            facts["env_source"] = "login"
+        env = dict(env)
+        env.setdefault("HOME", str(entry["home"]))
+        if kind == "task":
+            sandbox, facts["archive"] = fetch_into_sandbox(spec.get("archive", ""), spec.get("task_user") or user)
+            if sandbox is None:
+                return facts
+            env["HOME"] = sandbox  # what the Docker containerizer gives `docker pull`
+            facts["sandbox"] = sandbox
+        runner = kind == "service" and ("runner_config" in spec or os.path.basename(
+            (service.get("exec") or [""])[0]) == "gitlab-runner")  # fmt: skip
+        return observe(facts, entry, env, registries, spec.get("runner_config", "") if runner else None,
+                       service.get("exec", []) if runner else [])  # fmt: skip
+    finally:
+        if sandbox is not None:
+            shutil.rmtree(sandbox, ignore_errors=True)
+
+
+def fetch_into_sandbox(archive: str, task_user: str) -> tuple[str | None, dict[str, Any]]:
+    """What the Mesos fetcher does with `file://<archive>` and extract: true, as the task's user,
+    into a fresh sandbox that user owns. Returns the sandbox (None if extraction failed)."""
+    facts: dict[str, Any] = {"path": archive, "state": path_state(archive), "task_user": task_user}
+    entry = user_entry(task_user)
+    if entry is None:
+        facts["error"] = f"task user {task_user} does not exist"
+        return None, facts
+    entry["groups"] = os.getgrouplist(task_user, entry["gid"])
+    sandbox = tempfile.mkdtemp(prefix="ecrkit-sandbox-")
+    os.chown(sandbox, entry["uid"], entry["gid"])
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": sandbox}
+    done = as_user(["/bin/tar", "-C", sandbox, "-xf", archive], entry, env)
+    if done["rc"] != 0:
+        shutil.rmtree(sandbox, ignore_errors=True)
+        facts["error"] = "; ".join(str(done["stderr"]).split("\n")).strip("; ")[-300:] or f"tar exit {done['rc']}"
+        return None, facts
+    return sandbox, facts
+
+
+def observe(  # noqa: PLR0917 - one consumer's whole context
+    facts: dict[str, Any], entry: dict[str, Any], env: dict[str, str], registries: list[str],
+    runner_config: str | None, argv: list[str],
+) -> dict[str, Any]:  # fmt: skip
+    """The helper as this consumer runs it: PATH, config, cache, log, live get and list."""
+    facts["env"] = shown(env)
+    facts["profile_region"] = profile_region(env)
+    facts["sso"] = sso_session(env)
+
+    found = shutil.which(HELPER, path=env.get("PATH", ""))
+    misnamed = []
+    for directory in dict.fromkeys([*env.get("PATH", "").split(":"), "/usr/local/bin", "/usr/bin"]):
+        if os.path.isdir(directory):
+            misnamed += [os.path.join(directory, f) for f in sorted(os.listdir(directory))
+                         if f.startswith("docker-credential-ecr") and f != HELPER]  # fmt: skip
+    facts["helper"] = {"path": found, "misnamed": misnamed}
+    if found:
+        facts["helper"]["version"] = as_user([found, "version"], entry, env)
+
+    config_dir = env.get("DOCKER_CONFIG") or os.path.join(env["HOME"], ".docker")
+    facts["config"] = config_summary(os.path.join(config_dir, "config.json"))
+    sources = [facts["config"]]
+    if runner_config is not None:
+        path, how = runner_config_path(argv, entry, runner_config)
+        facts["runner_config"] = runner_facts(path, how, entry, env)
+        sources += [r["auth_config"] for r in facts["runner_config"].get("runners", []) if r["auth_config"]]
+
+    cache_dir = env.get("AWS_ECR_CACHE_DIR") or os.path.join(env["HOME"], ".ecr")
+    log_path = os.path.join(cache_dir, "log", "ecr-login.log")
+    facts["cache"] = {
+        "dir": cache_dir,
+        "disabled": bool(env.get("AWS_ECR_DISABLE_CACHE")),
+        "state": path_state(cache_dir),
+        "file": path_state(os.path.join(cache_dir, "cache.json")),
+        "writable": writable_as(cache_dir, entry, env),
+    }
+    facts["log"] = {"path": log_path, "tail": read_text(log_path, limit=LOG_TAIL)}
+
+    # A runner asks the helper for every registry a source names (one failure drops the whole
+    # source), so each is tried; other consumers, for the registries expected of them.
+    named = [host for source in sources for host, helper in (source.get("cred_helpers") or {}).items()
+             if helper == "ecr-login"]  # fmt: skip
+    wanted = list(dict.fromkeys(registries + named)) if runner_config is not None else registries or named
+    if found and any(source.get("creds_store") == "ecr-login" for source in sources):
+        # Before any `get`: `list` answers from the cache, which a get would fill.
+        facts["list"] = live_list(found, entry, env, log_path)
+        if runner_config is not None:  # GetAll: `get` for each registry `list` names
+            listed = facts["list"].get("registries")
+            hosts = [url.split("://")[-1].split("/")[0] for url in (listed if isinstance(listed, dict) else {})]
+            wanted += [host for host in dict.fromkeys(hosts) if host not in wanted]
+    facts["gets"] = [live_get(found, registry, entry, env, log_path) for registry in wanted] if found else []
+    return facts
+
+
+def file_size(path: str) -> int:
+    """Where the helper's next log lines will start (0 if it has not logged yet)."""
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def live_list(helper: str, entry: dict[str, Any], env: dict[str, str], log: str) -> dict[str, object]:
+    """`list` as the consumer runs it (what GitLab Runner calls for credsStore): registries and usernames."""
+    before = file_size(log)
+    done = as_user([helper, "list"], entry, env)
+    result: dict[str, object] = {"rc": done["rc"], "log": read_text(log, start=before, limit=LOG_TAIL) or ""}
+    try:
+        result["registries"] = json.loads(str(done["stdout"]))
+    except ValueError:
+        result["said"] = (str(done["stderr"]).strip() or str(done["stdout"]).strip())[:500]
+    return result
+
+
+def live_get(helper: str, registry: str, entry: dict[str, Any], env: dict[str, str], log: str) -> dict[str, object]:
+    """`get` as the consumer runs it; the secret is reduced to its length, the log to this call's lines."""
+    before = file_size(log)
+    done = as_user([helper, "get"], entry, env, stdin=registry)
+    result: dict[str, object] = {"registry": registry, "rc": done["rc"]}
+    if done["rc"] != 0:  # what it said instead of credentials (it prints its error on stdout)
+        result["said"] = (str(done["stderr"]).strip() or str(done["stdout"]).strip())[:500]
+    try:
+        answer = json.loads(str(done["stdout"]))
+        result.update(username=answer.get("Username"), secret_length=len(answer.get("Secret") or ""),
+                      server_url=answer.get("ServerURL"))  # fmt: skip
+    except (ValueError, AttributeError):
+        pass
+    result["log"] = read_text(log, start=before, limit=LOG_TAIL) or ""
+    return result
+
+
+def probe(args: dict[str, Any]) -> dict[str, object]:
+    users = {name: user_entry(name) for name in args.get("users") or []}
+    resolved: dict[str, str] = {path: path for path in args.get("paths") or []}
+    for name, entry in users.items():
+        if entry is not None:
+            for relative in args.get("user_paths") or []:
+                resolved[f"{name}:{relative}"] = os.path.join(str(entry["home"]), relative)
+    paths = {key: path_state(path) for key, path in resolved.items()}
+    contents: dict[str, str | None] = {}
+    for key in args.get("read") or []:
+        path = resolved.get(key, key)
+        try:
+            with open(path, "rb") as handle:
+                contents[key] = base64.b64encode(handle.read()).decode("ascii")
+        except FileNotFoundError:
+            contents[key] = None
+    commands = [run(list(argv)) for argv in args.get("commands") or []]
+    registries = list(args.get("registries") or [])
+    consumers = [consumer(spec, registries) for spec in args.get("consumers") or []]
+    return {
+        "changed": False,
+        "time": time.time(),  # the host's clock: how recent its log lines are
+        "users": users,
+        "paths": paths,
+        "contents": contents,
+        "commands": commands,
+        "consumers": consumers,
+    }
+
+
+def main() -> int:
+    if ANSIBLE_ARGUMENTS.startswith(MARKER_START):
+        text = sys.stdin.read() if not sys.stdin.isatty() else ""
+        args = json.loads(text) if text.strip() else {}
+    else:
+        args = {k: v for k, v in json.loads(ANSIBLE_ARGUMENTS).items() if not k.startswith("_ansible")}
+    print(json.dumps(probe(args)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
