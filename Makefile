@@ -58,11 +58,12 @@ cloudinit-image: image
 
 lint: venv deps
 	shellcheck tools/*.sh .ci/run
-	ruff check ecrkit plugins scripts tests bench molecule roles
-	ruff format --check ecrkit plugins scripts tests bench molecule roles
+	ruff check ecrkit plugins scripts tests bench molecule roles tools
+	ruff format --check ecrkit plugins scripts tests bench molecule roles tools
 	mypy
 	yamllint --strict .
 	ansible-lint --profile production
+	python tools/role_docs.py --check
 
 unit: venv deps
 	pytest -q -m "not hosts"

@@ -1,16 +1,16 @@
-"""Every role variable is declared once: argument_specs, defaults (with a comment) and the README agree."""
+"""Role variables are documented once, in argument_specs: defaults agree with them, the README is generated."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tools import role_docs
+
 ROOT = Path(__file__).resolve().parent.parent
 ROLES = sorted(p.parent.parent for p in ROOT.glob("roles/*/meta/argument_specs.yml"))
-README = (ROOT / "README.md").read_text()
 
 
 def specs(role: Path) -> dict[str, dict[str, object]]:
@@ -30,26 +30,22 @@ def test_defaults_match_the_argument_specs(role: Path) -> None:
             assert option["default"] == defaults[name], name
 
 
-@pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
-def test_every_default_has_a_one_line_comment(role: Path) -> None:
-    lines = (role / "defaults" / "main.yml").read_text().splitlines()
-    for index, line in enumerate(lines):
-        if re.match(r"^[a-z_]+:", line):
-            assert lines[index - 1].startswith("# "), line
+def test_the_readme_tables_are_generated_from_the_argument_specs() -> None:
+    assert role_docs.main(["--check"]) == 0
 
 
-@pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
-def test_the_readme_documents_every_variable(role: Path) -> None:
-    for name in specs(role):
-        assert re.search(rf"^\| `{name}` \|", README, re.M), name
-    for name in re.findall(rf"^\| `({role.name}_[a-z_0-9]+)` \|", README, re.M):
-        assert name in specs(role), f"README documents {name}, which the role does not have"
+def test_a_drifted_table_or_a_missing_block_fails_the_check(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    current = (ROOT / "README.md").read_text()
+    readme.write_text(
+        current.replace("| `docker_auth_config_users` | `[root]` |", "| `docker_auth_config_users` | `[ci]` |")
+    )
+    assert role_docs.main(["--check", "--readme", str(readme)]) == 1
+    readme.write_text(current.replace("<!-- role-variables registries_conf -->", "<!-- registries_conf -->"))
+    assert role_docs.main(["--check", "--readme", str(readme)]) == 1
 
 
-@pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
-def test_choices_in_the_readme_are_the_spec_choices(role: Path) -> None:
-    for name, option in specs(role).items():
-        for choice in option.get("choices", []):  # type: ignore[attr-defined]
-            row = re.search(rf"^\| `{name}` \|.*$", README, re.M)
-            assert row is not None
-            assert f"`{choice}`" in row.group(0), (name, choice)
+def test_choices_reach_the_generated_table() -> None:
+    row = role_docs.table("docker_auth_config", ROOT / "roles").splitlines()
+    state = next(line for line in row if line.startswith("| `docker_auth_config_state` |"))
+    assert "`present`, `absent`" in state

@@ -56,7 +56,6 @@ def main() -> None:
     params = module.params
     session = boto3.Session(profile_name=params["profile"], region_name=params["region"])
     ecr, secrets = (session.client(name, endpoint_url=params["endpoint_url"]) for name in ("ecr", "secretsmanager"))
-    changes, drift = [], []
     try:
         changes, drift = ecr_account.sync(ecr, secrets, params["plan"], purge=params["purge"], check=module.check_mode)
     except botocore.exceptions.BotoCoreError as exc:
