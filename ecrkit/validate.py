@@ -12,6 +12,7 @@ import getpass
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -27,7 +28,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ecrkit.checks import Finding, judge, probe_args
-from ecrkit.errors import InputError
+from ecrkit.errors import EcrkitError, InputError
 from ecrkit.output import fits
 from ecrkit.settings import ROLE_DEFAULTS, CredentialRule, validate_port
 
@@ -194,12 +195,24 @@ def expected(variables: dict[str, Any], source: str) -> tuple[list[str], list[st
 ACCOUNT_GROUP = "ecr_accounts"  # playbooks/ecr.yml's group
 
 
+def _ansible_inventory() -> str:
+    """Ansible's inventory reader: next to this Python (one virtualenv), else on the PATH."""
+    beside = Path(sys.executable).with_name("ansible-inventory")
+    found = str(beside) if beside.is_file() else shutil.which("ansible-inventory")
+    if not found:
+        raise EcrkitError(
+            "-i: reading an Ansible inventory needs ansible-inventory, found neither next to "
+            f"{sys.executable} nor on the PATH: pip install ansible-core (or ansible) there"
+        )
+    return found
+
+
 def inventory_targets(inventory: str, patterns: Iterable[str]) -> list[Target]:
     """The hosts of an Ansible inventory (all, or those named or in the groups named)."""
     if "," not in inventory and not Path(inventory).exists():  # "a,b," is Ansible's inline host list
         raise InputError("-i", inventory, "an existing inventory file or directory, or a host list like 'a,b,'")
     listing = subprocess.run(
-        [str(Path(sys.executable).with_name("ansible-inventory")), "-i", inventory, "--list"],
+        [_ansible_inventory(), "-i", inventory, "--list"],
         capture_output=True,
         text=True,
         check=False,
