@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ecrkit.standin_ecr import moto_app
+from ecrkit.standin_ecr import MissingExtra, moto_app, require_extra
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -196,6 +196,7 @@ class StandIn:
     # -- lifecycle -----------------------------------------------------------------------
 
     def up(self) -> None:
+        require_extra()  # here, not in the API server's log once it has failed to start
         if not Path("/etc/docker").is_dir():
             raise RuntimeError("stand-in: /etc/docker is missing; install Debian's docker.io (make deps)")
         self._take_lock()
@@ -428,13 +429,21 @@ def main(argv: list[str]) -> int:
     if len(argv) != 2 or argv[0] not in ("up", "down", "api", "http"):
         print("usage: python -m ecrkit.standin up|down|api STATE_DIR | http PORT", file=sys.stderr)
         return 2
-    from werkzeug.serving import run_simple  # noqa: PLC0415 - comes with moto[server]
-
+    if argv[0] != "down":
+        try:
+            require_extra()
+        except MissingExtra as exc:
+            print(f"ecrkit.standin: {exc}", file=sys.stderr)
+            return 1
     if argv[0] == "http":  # moto (+ the ECR APIs it lacks) over plain HTTP, for tests using AWS_ENDPOINT_URL
+        from werkzeug.serving import run_simple  # noqa: PLC0415 - comes with moto[server]
+
         run_simple(API_ADDRESS, int(argv[1]), moto_app(), threaded=True)
         return 0
     command, state = argv[0], Path(argv[1]).resolve()
     if command == "api":
+        from werkzeug.serving import run_simple  # noqa: PLC0415 - comes with moto[server]
+
         ssl_context = (str(state / "server.crt"), str(state / "server.key"))
         run_simple(API_ADDRESS, 443, api_app(state), threaded=True, ssl_context=ssl_context)
         return 0

@@ -18,6 +18,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ecrkit import __version__
+from ecrkit.errors import EcrkitError
+
 ACCOUNT = "123456789012"  # moto's default account
 PREFIX = "AmazonEC2ContainerRegistry_V20150921."
 OPERATIONS = frozenset(
@@ -131,9 +134,27 @@ def _without(record: dict[str, Any], *keys: str) -> dict[str, Any]:
     return {key: value for key, value in record.items() if key not in keys}
 
 
+class MissingExtra(EcrkitError):
+    """The stand-in's own dependencies (the ecrkit[standin] extra) are not installed."""
+
+
+def require_extra() -> None:
+    """Stop, saying what to install, when moto's server is missing: a runtime install of ecrkit
+    (`pip install ecrkit`) leaves the stand-in's dependencies out."""
+    try:
+        import moto.moto_server.werkzeug_app  # noqa: F401, PLC0415
+        import werkzeug.serving  # noqa: F401, PLC0415
+    except ImportError as exc:
+        raise MissingExtra(
+            f"the stand-in for AWS and ECR needs moto's server, which ecrkit installs only with the standin "
+            f"extra ({exc}): pip install 'ecrkit[standin]=={__version__}'"
+        ) from None
+
+
 def moto_app() -> App:
     """moto's server app with the operations it lacks answered here."""
-    # moto is a test-bed dependency (requirements.txt), not one of the package's own.
+    # moto is the stand-in's dependency (the ecrkit[standin] extra), not one of the runtime package's.
+    require_extra()
     from moto.ecr import policy_validation  # noqa: PLC0415
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app  # noqa: PLC0415
 

@@ -415,6 +415,14 @@ def run(keep: bool = False) -> int:
 
 
 def main(argv: list[str]) -> int:
+    if not (ROOT / "site.yml").is_file():  # an installed wheel: site.yml and inventory/local are not in it
+        print(
+            "ecrkit.testbed: the test bed (make run) runs from a checkout of ecrkit, with its site.yml and "
+            f"inventory/local, not from an installed package ({ROOT} has no site.yml); it also needs "
+            "pip install -e '.[standin]' there",
+            file=sys.stderr,
+        )
+        return 2
     if "--destroy" in argv:
         names = [name for members in local_host_groups().values() for name in members]
         destroy(names, StandIn(STAND_IN_STATE))

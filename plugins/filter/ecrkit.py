@@ -7,7 +7,10 @@ Every ecrkit error becomes an AnsibleFilterError, so the host fails with ecrkit'
 from __future__ import annotations
 
 import json
+import os
 import posixpath
+import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from functools import wraps
@@ -28,11 +31,51 @@ try:
         userdata,
     )
     from ecrkit.settings import HELPER_BINARY, CredentialRule
-except ImportError as exc:  # pragma: no cover - depends on the controller's Python
-    raise AnsibleFilterError(
-        f"the ecrkit package is not importable by the controller's Python ({exc}); "
-        "run ansible-playbook from the project's virtualenv (make venv)"
-    ) from exc
+except ImportError as missing:  # pragma: no cover - depends on the controller's Python
+    # Raised at import, Ansible would skip this file and say only "no filter named ...": the filters
+    # load, and each call stops with what to install (the version of this collection, from its
+    # MANIFEST.json once installed, from galaxy.yml in a checkout).
+    def _collection_version() -> str:
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
+        try:
+            with open(os.path.join(root, "MANIFEST.json")) as manifest:
+                return str(json.load(manifest)["collection_info"]["version"])
+        except (OSError, ValueError, KeyError):
+            pass
+        try:
+            with open(os.path.join(root, "galaxy.yml")) as galaxy:
+                found = re.search(r"^version:\s*[\"']?([^\s\"']+)", galaxy.read(), re.MULTILINE)
+            return found.group(1) if found else ""
+        except OSError:
+            return ""
+
+    _VERSION = _collection_version()
+    _MISSING = (
+        f"the ecrkit.ecr filters need the Python package ecrkit in the Python that runs ansible-playbook "
+        f"({sys.executable}), which cannot import it ({missing}): "
+        f"pip install 'ecrkit{'==' + _VERSION if _VERSION else ''}' into that Python"
+        f"{' (the version of this collection)' if _VERSION else ''}"
+    )
+
+    class _Missing:
+        """Stands for each name imported from ecrkit: any use raises the message above."""
+
+        def __getattr__(self, name: str) -> Any:
+            raise AnsibleFilterError(_MISSING)
+
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            raise AnsibleFilterError(_MISSING)
+
+        def __fspath__(self) -> str:
+            raise AnsibleFilterError(_MISSING)
+
+    class EcrkitError(Exception):  # type: ignore[no-redef]  # named by except clauses
+        pass
+
+    checks = ecr_account = helper = hoststate = validate = _Missing()  # type: ignore[assignment]
+    aws_config = docker_config = mirror_service = registries_conf = _Missing()  # type: ignore[assignment]
+    runner_config = service_env = userdata = CredentialRule = _Missing()  # type: ignore[assignment, misc]
+    HELPER_BINARY = _Missing()  # type: ignore[assignment]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
