@@ -10,22 +10,88 @@ the logic. The plan is ecrkit.ecr_account.plan's output.
 from __future__ import annotations
 
 DOCUMENTATION = r"""
-module: ecrkit_ecr_registry
+module: ecr_registry
 short_description: Repositories and registry-level ECR settings, as declared
+version_added: 0.1.0
+author: ecrkit maintainers (@ecrkit)
 description:
   - Creates and updates repositories (encryption at creation only, tag mutability with exclusions,
     scan on push, lifecycle and repository policies); creates, updates (or replaces, when the
     upstream changes) and, with O(purge), deletes pull-through cache rules and repository creation
     templates; puts the replication and registry scanning configurations and ecrkit's statement of
     the registry policy.
-  - Secret names in the rules are resolved to ARNs; check mode and diff mode are supported.
-  - An encryption that differs from the declared one is reported in C(drift) and as a warning, never changed.
+  - Secret names in the rules are resolved to ARNs (the secrets themselves are not read).
+  - An encryption that differs from the declared one is reported in RV(drift) and as a warning, never changed.
+  - Runs where boto3 and the ecrkit Python package are, normally the controller
+    (C(ansible_python_interpreter) set to C(ansible_playbook_python)); the role P(ecrkit.ecr.ecr_account#role)
+    calls it.
 options:
-  plan: {type: dict, required: true, description: "ecrkit.ecr_account.plan's output (the filter ecrkit_ecr_account)."}
-  purge: {type: bool, default: true, description: Delete what is not declared (see the role's ecr_account_purge).}
-  region: {type: str, required: true, description: The registry's region.}
-  profile: {type: str, description: An AWS profile name; the usual environment otherwise.}
-  endpoint_url: {type: str, description: "One endpoint for the ECR and Secrets Manager APIs (a stand-in)."}
+  plan:
+    description:
+      - What the registry must hold, as the filter P(ecrkit.ecr.ecr_account#filter) returns it
+        from the account's declaration.
+    type: dict
+    required: true
+  purge:
+    description: Delete what is not declared (the role's C(ecr_account_purge)).
+    type: bool
+    default: true
+  region:
+    description: The registry's region.
+    type: str
+    required: true
+  profile:
+    description: An AWS profile name; the usual credential chain otherwise.
+    type: str
+  endpoint_url:
+    description: One endpoint URL for the ECR and Secrets Manager APIs (a stand-in such as moto).
+    type: str
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: Reads the registry and reports the changes it would make, making none.
+  diff_mode:
+    support: full
+    details: One line per change, with the settings before and after.
+  platform:
+    platforms: posix
+requirements:
+  - boto3
+  - the ecrkit Python package
+"""
+
+EXAMPLES = r"""
+- name: Validate the declaration before any API call
+  ansible.builtin.set_fact:
+    plan: >-
+      {{ {'region': 'eu-west-1', 'account_id': '123456789012',
+          'repositories': [{'name': 'team/app'}]} | ecrkit.ecr.ecr_account }}
+
+- name: Make the registry match it
+  ecrkit.ecr.ecr_registry:
+    plan: "{{ plan }}"
+    region: eu-west-1
+    purge: false
+  vars:
+    ansible_python_interpreter: "{{ ansible_playbook_python }}"
+  register: registry
+"""
+
+RETURN = r"""
+changes:
+  description: What was changed (or, in check mode, would be), one C(<action> <kind> <name>) line each.
+  returned: always
+  type: list
+  elements: str
+  sample: ["create repository team/app", "update pull-through cache rule docker-hub"]
+drift:
+  description: Differences ECR cannot change in place (a repository's encryption); reported, never changed.
+  returned: always
+  type: list
+  elements: str
+  sample: []
 """
 
 import json  # noqa: E402 - Ansible modules put DOCUMENTATION first
@@ -56,6 +122,8 @@ def main() -> None:
     params = module.params
     session = boto3.Session(profile_name=params["profile"], region_name=params["region"])
     ecr, secrets = (session.client(name, endpoint_url=params["endpoint_url"]) for name in ("ecr", "secretsmanager"))
+    changes: list[ecr_account.Change] = []
+    drift: list[str] = []
     try:
         changes, drift = ecr_account.sync(ecr, secrets, params["plan"], purge=params["purge"], check=module.check_mode)
     except botocore.exceptions.BotoCoreError as exc:

@@ -1,30 +1,182 @@
 #!/usr/bin/python
-"""Observe a host in one round trip and print JSON facts; change nothing. Standard library only
-(Python 3.9 or newer).
+"""Observe a host in one round trip and return JSON facts; change nothing. Standard library only
+(Python 3.9 or newer). DOCUMENTATION below says what it takes and returns.
 
-Two ways to run it:
-- as an Ansible module (`ecrkit_probe`): Ansible embeds the task's arguments below;
-- as a script: `python3 ecrkit_probe.py < args.json`, e.g. over SSH (the shebang is the
-  one Ansible rewrites to the host's discovered interpreter).
-
-Arguments (all optional):
-  users:      user names -> passwd entry with the primary group's name, or null if missing
-  paths:      absolute paths -> type, mode, owner, group, sha256 (files); exists false if missing
-  user_paths: paths relative to each user's home, probed like `paths` (key "<user>:<relative>")
-  read:       paths (absolute, or "<user>:<relative>") whose content is returned as base64
-  commands:   argv lists -> rc, stdout, stderr (not through a shell)
-  consumers:  what `ecrkit validate` judges for each process that runs the helper (see `consumer`):
-              {"service": UNIT} (with "runner_config": PATH or "" for a GitLab Runner manager),
-              {"user": NAME}, or {"task": AGENT_UNIT, "archive": PATH, "task_user": NAME} for a
-              Mesos task that fetches a docker.tar.gz; with
-  registries: registries for a live `get` as each consumer (default: its credHelpers)
+Three ways to run it (see main()):
+- as the Ansible module `ecrkit.ecr.probe`: AnsibleModule reads the task's arguments;
+- with its arguments embedded in place of the marker below, as `ecrkit validate` sends it over
+  SSH to hosts that may have no Ansible;
+- as a script: `python3 ecrkit_probe.py < args.json` (the shebang is the one Ansible rewrites
+  to the host's discovered interpreter).
 
 Secrets never leave the host: environments are reported by name, with values only for the
 keys in SHOWN_ENV; a live `get` reports the username and the secret's length; config.json, a
 runner's DOCKER_AUTH_CONFIG and cached SSO tokens are summarised, never returned.
 """
 
+# ruff: noqa: E402 - an Ansible module puts DOCUMENTATION, EXAMPLES and RETURN before its imports
+# `_` names the unused parts of partition() (ansible-test's pylint reserves it for gettext, which the probe never uses)
+# pylint: disable=disallowed-name
 from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: probe
+short_description: Observe a host in one round trip and return JSON facts; change nothing
+version_added: 0.1.0
+author: ecrkit maintainers (@ecrkit)
+description:
+  - Reports users, file states and contents, command results and, for each process that runs
+    the Amazon ECR credential helper, what C(ecrkit validate) judges, in one call.
+  - The roles of this collection probe a host once and write only what differs.
+  - Standard library only (Python 3.9 or newer), so it also runs as a plain script on hosts
+    without Ansible (C(python3 ecrkit_probe.py < args.json)); C(ecrkit validate) sends it over SSH.
+  - Secrets never leave the host. Environments are reported by name, with values only for a
+    fixed list of keys (PATH, HOME, AWS_REGION, AWS_PROFILE, ...); a live C(get) reports the
+    username and the secret's length; C(config.json), a runner's C(DOCKER_AUTH_CONFIG) and
+    cached SSO tokens are summarised, never returned.
+options:
+  users:
+    description: User names; each gets its passwd entry (with the primary group's name) or V(null) if missing.
+    type: list
+    elements: str
+  paths:
+    description:
+      - Absolute paths; each gets its type, mode, owner, group and, for files, sha256.
+      - Links are followed. A missing path has C(exists=false).
+    type: list
+    elements: str
+  user_paths:
+    description:
+      - Paths relative to each user's home in O(users), probed like O(paths).
+      - Their key in RV(paths) is C(<user>:<relative path>).
+    type: list
+    elements: str
+  read:
+    description:
+      - Files whose content is returned base64-encoded in RV(contents).
+      - Absolute paths, or C(<user>:<relative path>) keys of O(user_paths).
+    type: list
+    elements: str
+  commands:
+    description: Argument vectors to run (not through a shell), each with a 30 second timeout.
+    type: list
+    elements: list
+  consumers:
+    description:
+      - Processes that run the credential helper, judged as C(ecrkit validate) judges them.
+      - 'V({"service": UNIT}) for a systemd service; with C(runner_config) (a path, or V("")
+        to find it) for a GitLab Runner manager.'
+      - 'V({"user": NAME}) for a user''s login sessions.'
+      - 'V({"task": AGENT_UNIT, "archive": PATH, "task_user": NAME}) for a Mesos task that
+        fetches a C(docker.tar.gz).'
+    type: list
+    elements: dict
+  registries:
+    description: Registries for a live C(get) as each consumer; its own C(credHelpers) otherwise.
+    type: list
+    elements: str
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: The probe only reads, so it runs in check mode as in a normal run.
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+requirements:
+  - Python 3.9 or newer on the host (the standard library only).
+notes:
+  - A live C(get) may let the helper refresh its own token cache; the probe writes nothing else
+    (a Mesos task's archive is unpacked into a temporary directory that is removed).
+seealso:
+  - name: Amazon ECR Docker Credential Helper
+    description: The helper whose consumers the probe observes.
+    link: https://github.com/awslabs/amazon-ecr-credential-helper
+"""
+
+EXAMPLES = r"""
+- name: Observe the users and their Docker configuration
+  ecrkit.ecr.probe:
+    users: [gitlab-runner, deploy]
+    user_paths: [.docker, .docker/config.json]
+    read: ["gitlab-runner:.docker/config.json", "deploy:.docker/config.json"]
+  check_mode: false  # only reads
+  register: probe
+  no_log: true  # config.json may hold stored registry credentials
+
+- name: The helper's version and the state of its binary
+  ecrkit.ecr.probe:
+    paths: [/usr/local/bin/docker-credential-ecr-login]
+    commands:
+      - [/usr/local/bin/docker-credential-ecr-login, -v]
+  register: helper
+
+- name: What the GitLab Runner service and a user get from the helper
+  ecrkit.ecr.probe:
+    consumers:
+      - {service: gitlab-runner, runner_config: ""}
+      - {user: deploy}
+    registries: [123456789012.dkr.ecr.eu-west-1.amazonaws.com]
+  register: consumers
+"""
+
+RETURN = r"""
+changed:
+  description: Always V(false); the probe changes nothing.
+  returned: always
+  type: bool
+  sample: false
+time:
+  description: The host's clock (seconds since the epoch), to tell how recent its log lines are.
+  returned: always
+  type: float
+  sample: 1767225600.0
+users:
+  description: Each of O(users) with its passwd entry, or V(null) if the user does not exist.
+  returned: always
+  type: dict
+  sample: {"deploy": {"uid": 1001, "gid": 1001, "group": "deploy", "home": "/home/deploy", "shell": "/bin/bash"}}
+paths:
+  description:
+    - Each of O(paths) and O(user_paths) (key C(<user>:<relative path>)) with C(path) and C(exists);
+      when it exists also C(type) (V(file), V(directory) or V(other)), C(mode), C(owner), C(group)
+      and, for files, C(sha256).
+    - C(exists) is V(null) with an C(error) when the path cannot be examined.
+  returned: always
+  type: dict
+  sample:
+    /usr/local/bin/docker-credential-ecr-login:
+      path: /usr/local/bin/docker-credential-ecr-login
+      exists: true
+      type: file
+      mode: "0755"
+      owner: root
+      group: root
+      sha256: 0f3e0e1b2f7c9d5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a
+contents:
+  description: Each of O(read) with its content base64-encoded, or V(null) if the file does not exist.
+  returned: always
+  type: dict
+  sample: {"deploy:.docker/config.json": "eyJjcmVkc1N0b3JlIjogImVjci1sb2dpbiJ9"}
+commands:
+  description: Each of O(commands) with C(argv), C(rc) (V(null) if it could not run), C(stdout) and C(stderr).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"argv": ["docker-credential-ecr-login", "-v"], "rc": 0, "stdout": "0.9.1\n", "stderr": ""}]
+consumers:
+  description:
+    - Each of O(consumers) as observed, for C(ecrkit validate)'s judge (C(ecrkit.ecr.findings)).
+    - C(kind), C(name), C(found) and, when found, its user, where its environment comes from,
+      the helper on its PATH, its config.json summary, cache directory, log and one live C(get)
+      per registry.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"kind": "user", "name": "deploy", "found": true, "user": "deploy", "env_source": "login"}]
+"""
 
 import base64
 import configparser
@@ -42,10 +194,28 @@ import tempfile
 import time
 from typing import Any
 
-# Ansible replaces this marker with the task's arguments as JSON (a raw string keeps its
-# escapes; JSON cannot contain three unescaped quotes in a row). Run as a script, it stays.
+# `ecrkit validate` replaces this marker with the probe's arguments as JSON (a raw string keeps
+# its escapes; JSON cannot contain three unescaped quotes in a row). Otherwise it stays: Ansible
+# runs the probe as a module through AnsiballZ, since it imports AnsibleModule.
 ANSIBLE_ARGUMENTS = r"""<<INCLUDE_ANSIBLE_MODULE_JSON_ARGS>>"""
 MARKER_START = "<" + "<INCLUDE_ANSIBLE"
+
+try:  # Ansible ships module_utils with the module; hosts without Ansible run the probe as a script
+    from ansible.module_utils import basic
+    from ansible.module_utils.basic import AnsibleModule
+except ImportError:
+    basic = AnsibleModule = None
+
+# DOCUMENTATION's options: every list the probe takes (AnsibleModule checks them under Ansible).
+ARGUMENT_SPEC = {
+    "users": {"type": "list", "elements": "str"},
+    "paths": {"type": "list", "elements": "str"},
+    "user_paths": {"type": "list", "elements": "str"},
+    "read": {"type": "list", "elements": "str"},
+    "commands": {"type": "list", "elements": "list"},
+    "consumers": {"type": "list", "elements": "dict"},
+    "registries": {"type": "list", "elements": "str"},
+}
 HELPER = "docker-credential-ecr-login"
 SHOWN_ENV = (
     "PATH", "HOME", "USER", "DOCKER_CONFIG", "DOCKER_HOST", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE",
@@ -570,15 +740,32 @@ def probe(args: dict[str, Any]) -> dict[str, object]:
     }
 
 
-def main() -> int:
-    if ANSIBLE_ARGUMENTS.startswith(MARKER_START):
-        text = sys.stdin.read() if not sys.stdin.isatty() else ""
-        args = json.loads(text) if text.strip() else {}
-    else:
-        args = {k: v for k, v in json.loads(ANSIBLE_ARGUMENTS).items() if not k.startswith("_ansible")}
-    print(json.dumps(probe(args)))
-    return 0
+def script_args() -> dict[str, Any] | None:
+    """The arguments of a probe run without Ansible's module wrapper, or None under Ansible.
+
+    Embedded in place of the marker (`ecrkit validate`), else a JSON document on stdin. With
+    neither, AnsibleModule reads them if Ansible is importable (a module run, or ansible-test);
+    a host without Ansible probes with no arguments.
+    """
+    if not ANSIBLE_ARGUMENTS.startswith(MARKER_START):
+        embedded = json.loads(ANSIBLE_ARGUMENTS)
+        return {key: value for key, value in embedded.items() if not key.startswith("_ansible")}
+    if basic is not None and getattr(basic, "_ANSIBLE_ARGS", None) is not None:
+        return None  # AnsiballZ handed the task's arguments to AnsibleModule
+    text = sys.stdin.read() if not sys.stdin.isatty() else ""
+    if text.strip():
+        return json.loads(text)  # type: ignore[no-any-return]
+    return None if AnsibleModule is not None else {}
+
+
+def main() -> None:
+    args = script_args()
+    if args is None:
+        module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+        module.exit_json(**probe(module.params))
+    else:  # the facts exactly as under Ansible (where exit_json adds only its `invocation`)
+        sys.stdout.write(json.dumps(probe(args)) + "\n")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
