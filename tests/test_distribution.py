@@ -145,10 +145,24 @@ def test_the_defaults_validate_assumes_are_the_roles_defaults() -> None:
         assert (tuple(role_value) if isinstance(role_value, list) else role_value) == value, name
 
 
+def _optional(tree: ast.AST) -> set[ast.AST]:
+    """Nodes in the body of a `try` that handles ImportError: imports the module can do without."""
+    guarded: set[ast.AST] = set()
+    for node in ast.walk(tree):
+        caught = (ast.unparse(h.type) for h in getattr(node, "handlers", ()) if h.type is not None)
+        if isinstance(node, ast.Try) and any("ImportError" in text for text in caught):
+            guarded |= {inner for statement in node.body for inner in ast.walk(statement)}
+    return guarded
+
+
 def _imports(path: Path) -> set[str]:
-    """Top-level names of the absolute imports in a module (those inside functions too)."""
+    """Top-level names of the absolute imports a module needs (those inside functions too)."""
     names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    optional = _optional(tree)
+    for node in ast.walk(tree):
+        if node in optional:
+            continue
         if isinstance(node, ast.Import):
             names |= {alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
