@@ -14,7 +14,7 @@ DEBIAN_PACKAGES := podman runc uidmap slirp4netns fuse-overlayfs debootstrap she
 	docker.io docker-registry openssl util-linux skopeo buildah time
 SCENARIOS := $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 
-.PHONY: help deps venv image helpers cloudinit-image lint unit molecule test run clean-hosts bench standin standin-down
+.PHONY: help deps venv image helpers cloudinit-image lint unit molecule test run clean-hosts bench standin standin-down dist
 
 STANDIN := .cache/standin
 
@@ -24,6 +24,7 @@ help:
 	@echo "make test   install what is missing, then lint, pytest and every Molecule scenario"
 	@echo "make bench  converge, token, mirror and validate benchmarks (bench/README.md)"
 	@echo "make standin / make standin-down   start / stop the local stand-in for AWS and ECR"
+	@echo "make dist   the wheel (ecrkit) and the collection (ecrkit.ecr) into dist/"
 
 deps: $(STAMP)/deps
 $(STAMP)/deps: Makefile
@@ -83,6 +84,13 @@ bench: deps venv image
 	@python bench/token_economy.py
 	@python bench/mirror.py
 	@python bench/validate.py
+
+# What a user installs outside the checkout (README, "From your own project").
+dist: venv
+	@rm -rf dist && mkdir dist
+	@pip wheel -q --no-deps --disable-pip-version-check -w dist . >$(STAMP)/pip.log 2>&1 || { cat $(STAMP)/pip.log; exit 1; }
+	@ansible-galaxy collection build --output-path dist . >/dev/null
+	@ls dist
 
 clean-hosts:
 	@python -m ecrkit.testbed --destroy

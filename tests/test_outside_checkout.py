@@ -27,9 +27,8 @@ import pytest
 import ecrkit
 from ecrkit.standin import REGISTRY_HOST, StandIn
 from ecrkit.testbed import Host, give_stand_in_role, remove_hosts, start_hosts
+from tests.conftest import readme_block
 from tests.test_distribution import ROOT, build_wheel, make_venv, outside_env, pip_install, run
-
-ROLES = ("ecrkit.ecr.ecr_credential_helper", "ecrkit.ecr.docker_auth_config")
 
 
 @dataclass
@@ -137,11 +136,7 @@ def test_the_installed_wheel_and_collection_provision_a_host_that_pulls_and_vali
         }
     }
     (project / "hosts.yml").write_text(json.dumps({"all": {"children": inventory}}, indent=2))
-    roles = "".join(f"    - {role}\n" for role in ROLES)
-    (project / "site.yml").write_text(
-        "- name: Hosts that pull from ECR through the helper\n  hosts: workstations\n  gather_subset: [min]\n"
-        f"  roles:\n{roles}"
-    )
+    (project / "site.yml").write_text(readme_block("<!-- outside-playbook -->"))  # the README's playbook
     for path in project.iterdir():  # the project stands on its own
         assert str(ROOT) not in path.read_text(), path
 
