@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from ecrkit.constants import HELPER_BINARY
+
 Severity = Literal["ok", "note", "warning", "error"]  # only "error" fails a host
-HELPER = "docker-credential-ecr-login"
+HELPER = HELPER_BINARY
 RECENT = 24 * 3600  # helper log lines younger than this are "recent" errors
 
 
@@ -90,9 +92,8 @@ HELPER_LOG_CAUSES = (
     ),
     Cause(
         "helper not found",
-        re.compile(r"docker-credential-ecr-login.*(executable file not found|not found in \$PATH)"),
-        "install the helper into a directory on the PATH of the process that pulls, named exactly "
-        "docker-credential-ecr-login",
+        re.compile(re.escape(HELPER_BINARY) + r".*(executable file not found|not found in \$PATH)"),
+        f"install the helper into a directory on the PATH of the process that pulls, named exactly {HELPER_BINARY}",
     ),
     Cause(
         "ECR API unreachable",
@@ -609,7 +610,7 @@ def _source_failure(source: dict[str, Any], facts: dict[str, Any]) -> str | None
         return get is None or not (get["rc"] == 0 and get.get("secret_length"))
 
     if not facts["helper"]["path"]:
-        return "the runner cannot run docker-credential-ecr-login (see helper on PATH)"
+        return f"the runner cannot run {HELPER} (see helper on PATH)"
     for registry, helper in source["cred_helpers"].items():
         if helper == "ecr-login" and failed(gets.get(registry)):
             return f"the helper failed for {registry} (see live get)"

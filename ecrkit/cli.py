@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from ecrkit import __version__, files, helper, images, mirror
+from ecrkit import __version__, constants, files, helper, images, mirror
 from ecrkit.errors import EcrkitError, FileFormatError, InputError, PathError
 from ecrkit.registry import Registry, RegistryError
 from ecrkit.settings import (
@@ -322,10 +322,12 @@ def _add_binary_arguments(
     parser: argparse.ArgumentParser, *, install_dir: str, sha256_help: str, pinned: bool = False
 ) -> None:
     """Where a host gets the helper binary: a release (or --url), its sha256, its directory."""
-    parser.add_argument("--version", default=helper.DEFAULT_VERSION, help="release to install (X.Y.Z)")
+    parser.add_argument("--version", default=constants.HELPER_VERSION, help="release to install (X.Y.Z)")
     if pinned:  # an app definition, not a script on the host: it names one architecture and one sha256
         parser.add_argument("--arch", choices=["amd64", "arm64"], default="amd64")
-    parser.add_argument("--release-base-url", default=helper.RELEASE_BASE_URL, help="the official bucket, or a mirror")
+    parser.add_argument(
+        "--release-base-url", default=constants.RELEASE_BASE_URL, help="the official bucket, or a mirror"
+    )
     parser.add_argument(
         "--url", default="", help="the binary's http(s) URL instead of a release (@ARCH@: amd64 or arm64)"
     )
@@ -356,7 +358,9 @@ def _add_gitlab_runner_parsers(kinds: Any) -> None:
         "--docker-volumes", action="store_true", help="mount the Docker socket, /root/.docker and the helper into jobs"
     )
     runner.add_argument(
-        "--helper-path", default="/usr/local/bin/docker-credential-ecr-login", help="the helper's path on job hosts"
+        "--helper-path",
+        default=f"{constants.INSTALL_DIR}/{constants.HELPER_BINARY}",
+        help="the helper's path on job hosts",
     )
     runner.add_argument(
         "--instance-profile", default="", metavar="NAME", help="amazonec2-iam-instance-profile for job hosts"
@@ -551,7 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="copy images the pull-through cache cannot serve into ECR (tags or tag patterns)",
         description="Copy the images a YAML config lists into ECR: missing repositories are created, tags whose "
         "digest is already there are skipped, multi-arch indexes are kept, failing requests are retried with backoff; "
-        "ECR credentials come from docker-credential-ecr-login. Exit 1 if a copy failed.",
+        f"ECR credentials come from {constants.HELPER_BINARY}. Exit 1 if a copy failed.",
     )
     copy.add_argument("--config", required=True, help="the mirror config (YAML)")
     copy.add_argument("--dry-run", action="store_true", help="compare and report, write nothing")

@@ -13,6 +13,7 @@ import posixpath
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ecrkit.constants import LOGROTATE_PATH
 from ecrkit.errors import FileFormatError, InputError
 from ecrkit.files import decode
 from ecrkit.helper import expected_sha256, parse_version
@@ -22,7 +23,6 @@ from ecrkit.renderers.docker_config import State
 from ecrkit.renderers.logrotate import render as render_logrotate
 from ecrkit.settings import CredentialRule
 
-LOGROTATE_PATH = "/etc/logrotate.d/ecr-login"
 # What the docker_auth_config role asks the probe about, relative to each user's home.
 DIRECTORY = ".docker"
 CONFIG = ".docker/config.json"

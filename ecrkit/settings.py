@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from functools import cache
 from urllib.parse import urlsplit
 
+from ecrkit import constants
+from ecrkit.constants import HELPER_NAME
 from ecrkit.errors import InputError
 
-HELPER_NAME = "ecr-login"
+HELPER_BINARY = constants.HELPER_BINARY  # the filter plugin imports it from here
 SSO_PROFILE_FORMS = ("sso-session", "legacy")  # ~/.aws/config's forms of an SSO profile (renderers.aws_config)
-HELPER_BINARY = "docker-credential-ecr-login"
 
 ECR_PRIVATE_HOST = re.compile(
     r"^(\d{12})\.dkr[\.\-]ecr(\-fips)?\.([a-zA-Z0-9][a-zA-Z0-9-_]*)\."

@@ -22,20 +22,22 @@ from typing import Any
 from xml.etree import ElementTree
 
 import paramiko
-import yaml
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from ecrkit.checks import Finding, judge, probe_args
+from ecrkit.constants import role_default
 from ecrkit.errors import InputError
 from ecrkit.output import fits
 from ecrkit.settings import CredentialRule, validate_port
 
-ROOT = Path(__file__).resolve().parent.parent
 PROBE = Path(__file__).with_name("probe.py")  # plugins/modules/probe.py, the module ecrkit.ecr.probe
-ROLES = ROOT / "roles"
-ROLE_DEFAULTS = ROLES / "docker_auth_config" / "defaults" / "main.yml"
+# docker_auth_config's variables, whose defaults (ecrkit.constants) lie under a host's own.
+RULE_VARIABLES = (
+    "docker_auth_config_users", "docker_auth_config_registries", "docker_auth_config_public",
+    "docker_auth_config_creds_store",
+)  # fmt: skip
 RUNNER_GROUP, AGENT_GROUP = "gitlab_runners", "marathon_agents"  # playbooks/gitlab_runners.yml, marathon_agents.yml
 MARKER = "<<INCLUDE_ANSIBLE_MODULE_JSON_ARGS>>"  # where Ansible, and we, put the probe's arguments
 PODMAN = "containers.podman.podman"
@@ -159,28 +161,22 @@ def special_consumers(
     runners: dict[str, str] = {}
     tasks: list[dict[str, str]] = []
     if RUNNER_GROUP in groups and not variables.get("gitlab_runner_ecr_container"):  # a container has no unit
-        service = _variable(variables, "gitlab_runner_ecr", "gitlab_runner_ecr_service")
+        service = _variable(variables, "gitlab_runner_ecr_service")
         runners[service] = str(variables.get("gitlab_runner_ecr_config_path") or "")
     if AGENT_GROUP in groups:
         tasks.append({
-            "task": _variable(variables, "marathon_agent_ecr", "marathon_agent_ecr_service"),
-            "archive": _variable(variables, "marathon_agent_ecr", "marathon_agent_ecr_docker_tar_path"),
-            "task_user": str(variables.get("ecrkit_task_user") or _validate_default("ecrkit_task_user")),
+            "task": _variable(variables, "marathon_agent_ecr_service"),
+            "archive": _variable(variables, "marathon_agent_ecr_docker_tar_path"),
+            "task_user": str(variables.get("ecrkit_task_user") or role_default("ecrkit_task_user")),
         })  # fmt: skip
     return runners, tasks
 
 
-def _validate_default(name: str) -> str:
-    """A default of the validate entry point's own variables (docker_auth_config's argument_specs)."""
-    specs = yaml.safe_load((ROLES / "docker_auth_config" / "meta" / "argument_specs.yml").read_text())
-    return str(specs["argument_specs"]["validate"]["options"][name]["default"])
-
-
-def _variable(variables: Mapping[str, Any], role: str, name: str) -> str:
+def _variable(variables: Mapping[str, Any], name: str) -> str:
     """A plain-string variable, with the role's default underneath."""
     value = variables.get(name)
     if value is None:
-        value = yaml.safe_load((ROLES / role / "defaults" / "main.yml").read_text())[name]
+        value = role_default(name)
     if not isinstance(value, str) or not value:
         raise InputError(name, value, "a non-empty string")
     return value
@@ -188,7 +184,7 @@ def _variable(variables: Mapping[str, Any], role: str, name: str) -> str:
 
 def expected(variables: dict[str, Any], source: str) -> tuple[list[str], list[str], list[str]]:
     """Registries, services and users from a host's variables, with the roles' defaults underneath."""
-    merged = {**yaml.safe_load(ROLE_DEFAULTS.read_text()), **variables}
+    merged = {**{name: role_default(name) for name in RULE_VARIABLES}, **variables}
     rule = CredentialRule.build(
         merged["docker_auth_config_registries"],
         include_public=bool(merged["docker_auth_config_public"]),

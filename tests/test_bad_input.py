@@ -474,7 +474,9 @@ def test_a_play_given_a_bad_value_stops_before_any_change_naming_the_variable(
 ) -> None:
     playbook = tmp_path / "play.yml"
     playbook.write_text(
-        yaml.safe_dump([{"name": "Bad input", "hosts": "localhost", "gather_facts": False, "roles": [f"ecrkit.ecr.{role}"]}])
+        yaml.safe_dump(
+            [{"name": "Bad input", "hosts": "localhost", "gather_facts": False, "roles": [f"ecrkit.ecr.{role}"]}]
+        )
     )
     written = tmp_path / "registries.conf.d" / "50-ecrkit-mirror.conf"
     extra = json.dumps({**variables, "registries_conf_path": str(written), "docker_auth_config_users": ["nobody"]})

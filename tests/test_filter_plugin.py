@@ -80,15 +80,11 @@ def test_missing_users_are_named() -> None:
     probe = probe_of({}, ("root",))
     probe["users"]["gitlab-runner"] = None
     with pytest.raises(AnsibleFilterError, match=r"docker_auth_config_users: \['gitlab-runner'\]"):
-        FILTERS["docker_configs"](
-            probe, ["root", "gitlab-runner"], FILTERS["credential_rule"]([]), "present"
-        )
+        FILTERS["docker_configs"](probe, ["root", "gitlab-runner"], FILTERS["credential_rule"]([]), "present")
 
 
 def test_absent_leaves_missing_files_alone() -> None:
-    files = FILTERS["docker_configs"](
-        probe_of({}, ("root",)), ["root"], FILTERS["credential_rule"]([]), "absent"
-    )
+    files = FILTERS["docker_configs"](probe_of({}, ("root",)), ["root"], FILTERS["credential_rule"]([]), "absent")
     assert files[0]["content"] is None
     assert files[0]["write"] is False
 

@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
+from ecrkit.constants import LOGROTATE_PATH
 from ecrkit.errors import EcrkitError, InputError
 from ecrkit.helper import install_plan
-from ecrkit.hoststate import LOGROTATE_PATH, differs, helper_changes
+from ecrkit.hoststate import differs, helper_changes
 from ecrkit.renderers.logrotate import render as render_logrotate
 
 PROBE = Path(__file__).resolve().parent.parent / "scripts" / "ecrkit_probe.py"

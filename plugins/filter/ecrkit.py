@@ -53,6 +53,17 @@ def _credential_rule(rule: Mapping[str, Any]) -> CredentialRule:
     return CredentialRule(tuple(rule["registries"]), bool(rule["creds_store"]))
 
 
+def ecrkit_default(name: str) -> Any:
+    """The package's default for a role variable (ecrkit.constants.ROLE_DEFAULTS), so that
+    defaults/main.yml does not restate it: `'ecr_credential_helper_version' | ecrkit.ecr.default`."""
+    from ecrkit.constants import ROLE_DEFAULTS, role_default  # noqa: PLC0415 - the import block above is shared
+
+    if name not in ROLE_DEFAULTS:
+        known = sorted(ROLE_DEFAULTS)
+        raise AnsibleFilterError(f"ecrkit.ecr.default: {name!r} is not accepted; expected one of {known}")
+    return role_default(name)
+
+
 @_reported
 def ecrkit_credential_rule(
     registries: list[str], include_public: bool = False, creds_store: bool = False, source: str = "registries"
@@ -256,6 +267,7 @@ class FilterModule:
         return {
             "aws_configs": ecrkit_aws_configs,
             "credential_rule": ecrkit_credential_rule,
+            "default": ecrkit_default,
             "docker_config": ecrkit_docker_config,
             "docker_configs": ecrkit_docker_configs,
             "ecr_account": ecrkit_ecr_account,
