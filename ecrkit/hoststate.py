@@ -17,6 +17,7 @@ from ecrkit.constants import LOGROTATE_PATH
 from ecrkit.errors import FileFormatError, InputError
 from ecrkit.files import decode
 from ecrkit.helper import expected_sha256, parse_version
+from ecrkit.probe import CommandResult, PathState, ProbeResult, UserEntry
 from ecrkit.renderers import aws_config, docker_config, runner_config, service_env
 from ecrkit.renderers.aws_config import SsoProfile
 from ecrkit.renderers.docker_config import State
@@ -32,7 +33,7 @@ AWS_CONFIG = ".aws/config"
 
 
 def differs(
-    state: Mapping[str, Any] | None,
+    state: PathState | None,
     *,
     kind: str = "file",
     mode: str | None = None,
@@ -50,7 +51,7 @@ def differs(
     return any(value is not None and state.get(key) != value for key, value in expected.items())
 
 
-def version_from(command: Mapping[str, Any] | None) -> str:
+def version_from(command: CommandResult | None) -> str:
     """The helper's version from a run of `<helper> -v` (or `version`), or '' if it did not run."""
     if not command or command.get("rc") != 0:
         return ""
@@ -61,7 +62,7 @@ def version_from(command: Mapping[str, Any] | None) -> str:
 
 
 def helper_changes(
-    probe: Mapping[str, Any],
+    probe: ProbeResult,
     plan: Mapping[str, Any],
     *,
     cache_dir: str,
@@ -98,7 +99,7 @@ def helper_changes(
 
 
 def docker_config_files(
-    probe: Mapping[str, Any],
+    probe: ProbeResult,
     users: Iterable[str],
     rule: CredentialRule,
     state: State,
@@ -111,7 +112,7 @@ def docker_config_files(
     _require_users(probe, users, "docker_auth_config_users")
     files: list[dict[str, Any]] = []
     for user in users:
-        entry = probe["users"][user]
+        entry = _entry(probe, user)
         path = posixpath.join(entry["home"], CONFIG)
         before = _text(probe, f"{user}:{CONFIG}", path)
         item: dict[str, Any] = {"user": user, "group": entry["group"], "path": path, "dir": posixpath.dirname(path)}
@@ -140,12 +141,12 @@ def docker_config_files(
     return files
 
 
-def aws_config_files(probe: Mapping[str, Any], users: Iterable[str], profile: SsoProfile) -> list[dict[str, Any]]:
+def aws_config_files(probe: ProbeResult, users: Iterable[str], profile: SsoProfile) -> list[dict[str, Any]]:
     """Every user's ~/.aws/config with the SSO profile merged in, rendered before any is written."""
     _require_users(probe, users, "aws_sso_profile_users")
     files = []
     for user in users:
-        entry = probe["users"][user]
+        entry = _entry(probe, user)
         path = posixpath.join(entry["home"], AWS_CONFIG)
         before = _text(probe, f"{user}:{AWS_CONFIG}", path)
         after = aws_config.merge(before, profile, path)
@@ -166,13 +167,20 @@ def aws_config_files(probe: Mapping[str, Any], users: Iterable[str], profile: Ss
     return files
 
 
-def _require_users(probe: Mapping[str, Any], users: Iterable[str], variable: str) -> None:
+def _require_users(probe: ProbeResult, users: Iterable[str], variable: str) -> None:
     missing = [user for user in users if probe["users"].get(user) is None]
     if missing:
         raise InputError(variable, missing, "existing user names (create them first)")
 
 
-def _text(probe: Mapping[str, Any], key: str, path: str | None = None) -> str | None:
+def _entry(probe: ProbeResult, user: str) -> UserEntry:
+    """The passwd entry of a user that _require_users found."""
+    entry = probe["users"][user]
+    assert entry is not None, user
+    return entry
+
+
+def _text(probe: ProbeResult, key: str, path: str | None = None) -> str | None:
     """What the probe read under `key` (a path, or "<user>:<relative>"), or None if missing."""
     path = path or key
     encoded = probe["contents"].get(key)
@@ -182,7 +190,7 @@ def _text(probe: Mapping[str, Any], key: str, path: str | None = None) -> str | 
 
 
 def runner_files(
-    probe: Mapping[str, Any],
+    probe: ProbeResult,
     *,
     config_path: str,
     settings: runner_config.RunnerSettings,

@@ -30,6 +30,7 @@ from ecrkit.checks import Finding, judge, probe_args
 from ecrkit.constants import role_default
 from ecrkit.errors import InputError
 from ecrkit.output import fits
+from ecrkit.probe import ProbeResult
 from ecrkit.settings import CredentialRule, validate_port
 
 PROBE = Path(__file__).with_name("probe.py")  # plugins/modules/probe.py, the module ecrkit.ecr.probe
@@ -80,7 +81,7 @@ def probe_script(args: dict[str, Any]) -> str:
     return PROBE.read_text().replace(MARKER, json.dumps(args), 1)
 
 
-def run_probe(target: Target) -> dict[str, Any]:
+def run_probe(target: Target) -> ProbeResult:
     """The probe's facts from the target; raises OSError when the host cannot be reached."""
     script = probe_script(probe_args(target.registries, target.services, target.users, target.runners, target.tasks))
     if target.connection == "ssh":

@@ -1,38 +1,32 @@
 """The Ansible filters are thin: they hand over to ecrkit and turn its errors into filter errors."""
 
-import base64
 import json
 import re
-from typing import Any
 
 import pytest
 from ansible.errors import AnsibleFilterError
 
+from ecrkit.probe import PathState, ProbeResult
 from plugins.filter.ecrkit import FilterModule
+from tests.facts import MISSING, directory_state, file_state, probe_result, user
 
 FILTERS = FilterModule().filters()
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 
 
-def probe_of(files: dict[str, bytes | None], users: tuple[str, ...] = ("root", "ci")) -> dict[str, Any]:
+def probe_of(files: dict[str, bytes | None], users: tuple[str, ...] = ("root", "ci")) -> ProbeResult:
     """What the probe (plugins/modules/probe.py) returns for these users and config.json contents."""
-    homes = {"root": "/root", "ci": "/home/ci"}
-    paths: dict[str, Any] = {}
-    contents: dict[str, Any] = {}
-    for user in users:
-        data = files.get(user)
-        paths[f"{user}:.docker"] = {"exists": True, "type": "directory", "mode": "0700", "owner": user}
-        paths[f"{user}:.docker/config.json"] = (
-            {"exists": True, "type": "file", "mode": "0600", "owner": user, "group": user}
-            if data is not None
-            else {"exists": False}
+    paths: dict[str, PathState] = {}
+    for name in users:
+        paths[f"{name}:.docker"] = directory_state(mode="0700", owner=name)
+        paths[f"{name}:.docker/config.json"] = (
+            file_state(owner=name, group=name) if files.get(name) is not None else MISSING
         )
-        contents[f"{user}:.docker/config.json"] = base64.b64encode(data).decode() if data is not None else None
-    return {
-        "users": {u: {"home": homes[u], "group": u, "uid": 0, "gid": 0} for u in users},
-        "paths": paths,
-        "contents": contents,
-    }
+    return probe_result(
+        users={name: user(name) for name in users},
+        paths=paths,
+        contents={f"{name}:.docker/config.json": files.get(name) for name in users},
+    )
 
 
 def test_errors_reach_ansible_with_ecrkit_message() -> None:

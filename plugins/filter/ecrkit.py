@@ -11,7 +11,7 @@ import posixpath
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from functools import wraps
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ansible.errors import AnsibleFilterError
 
@@ -33,6 +33,9 @@ except ImportError as exc:  # pragma: no cover - depends on the controller's Pyt
         f"the ecrkit package is not importable by the controller's Python ({exc}); "
         "run ansible-playbook from the project's virtualenv (make venv)"
     ) from exc
+
+if TYPE_CHECKING:  # the probe's facts as ecrkit types them (Ansible hands over plain dicts)
+    from ecrkit.probe import CommandResult, ProbeResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -82,7 +85,7 @@ def ecrkit_sso_profile(registries: list[str], form: str, helper_version: str, **
     return asdict(profile)
 
 
-def ecrkit_aws_configs(probe: Mapping[str, Any], users: list[str], profile: Mapping[str, str]) -> dict[str, Any]:
+def ecrkit_aws_configs(probe: ProbeResult, users: list[str], profile: Mapping[str, str]) -> dict[str, Any]:
     """Every user's ~/.aws/config with the profile, or the error that stops them all.
 
     The error comes back as data (the path and why, never the content) so that the role can
@@ -131,13 +134,13 @@ def ecrkit_helper_plan(method: str, **inputs: str) -> dict[str, Any]:
 
 
 @_reported
-def ecrkit_helper_changes(probe: Mapping[str, Any], plan: Mapping[str, Any], **settings: Any) -> dict[str, Any]:
+def ecrkit_helper_changes(probe: ProbeResult, plan: Mapping[str, Any], **settings: Any) -> dict[str, Any]:
     """What the ecr_credential_helper role must write, given what the probe saw."""
     return hoststate.helper_changes(probe, plan, **settings)
 
 
 @_reported
-def ecrkit_helper_version(command: Mapping[str, Any]) -> str:
+def ecrkit_helper_version(command: CommandResult) -> str:
     """The version number from the probe's run of `docker-credential-ecr-login -v` (or `version`)."""
     version = hoststate.version_from(command)
     if not version:
@@ -169,7 +172,7 @@ def ecrkit_mirror_plan(config: Any, options: Mapping[str, Any], header: str = ""
 
 
 @_reported
-def ecrkit_runner_plan(probe: Mapping[str, Any], rule: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
+def ecrkit_runner_plan(probe: ProbeResult, rule: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
     """GitLab Runner's files (service environment, config.toml, userdata), from what the probe read."""
     credential_rule = _credential_rule(rule)
     source = "gitlab_runner_ecr_"
@@ -256,9 +259,9 @@ def ecrkit_validate_args(
 
 
 @_reported
-def ecrkit_findings(probe: Mapping[str, Any], rule: Mapping[str, Any]) -> list[dict[str, Any]]:
+def ecrkit_findings(probe: ProbeResult, rule: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The judge's findings on what the probe saw, as `ecrkit validate` reports them."""
-    return [asdict(finding) for finding in checks.judge(dict(probe), rule["registries"])]
+    return [asdict(finding) for finding in checks.judge(probe, rule["registries"])]
 
 
 class FilterModule:
