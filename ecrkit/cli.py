@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     import rich.console
     import rich.progress
 
-    from ecrkit import aws, ecr_account, validate
+    from ecrkit import aws, ecr_account, hoststate, plans, validate
     from ecrkit.renderers import (
         aws_config,
         docker_config,
@@ -56,7 +56,9 @@ if TYPE_CHECKING:
     )
 else:
     boto3 = _lazy("boto3")
-    aws, ecr_account, validate = (_lazy(f"ecrkit.{name}") for name in ("aws", "ecr_account", "validate"))
+    aws, ecr_account, hoststate, plans, validate = (
+        _lazy(f"ecrkit.{name}") for name in ("aws", "ecr_account", "hoststate", "plans", "validate")
+    )
     RENDERERS = ("aws_config", "docker_config", "docker_tar", "iam_policy", "marathon", "registries_conf",
                  "runner_config", "userdata")  # fmt: skip
     aws_config, docker_config, docker_tar, iam_policy, marathon, registries_conf, runner_config, userdata = (
@@ -112,10 +114,16 @@ def _add_rule_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# The options spelled otherwise than `--` + key with dashes, for the plans' errors.
+OPTION_NAMES = {"registries": "--registry", "runners": "--runner", "userdata_path": "--userdata"}
+
+
+def _rule_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"registries": args.registry, "public": args.public, "creds_store": args.creds_store}
+
+
 def _rule(args: argparse.Namespace) -> CredentialRule:
-    return CredentialRule.build(
-        args.registry, include_public=args.public, force_creds_store=args.creds_store, source="--registry"
-    )
+    return plans.credential_rule(_rule_options(args), plans.options_of(**OPTION_NAMES))
 
 
 def _read_merge(path: str | None) -> str | None:
@@ -153,39 +161,52 @@ def _render_aws_config(args: argparse.Namespace) -> int:
 
 def _render_runner_config(args: argparse.Namespace) -> int:
     existing = files.read_text(args.config, "--config") or ""
-    settings = runner_config.RunnerSettings(
-        _rule(args),
-        runners=tuple(args.runner),
-        docker_volumes=args.docker_volumes,
-        helper_path=validate_absolute_path(args.helper_path, "--helper-path"),
-        machine_options=runner_config.machine_options(args.instance_profile, args.userdata, args.hop_limit),
-        runners_source="--runner",
-    )
-    merged = runner_config.merge(existing, settings, path=args.config)
-    for typo in merged.typos:
+    options = {
+        **_rule_options(args),
+        "config_path": args.config,
+        "runners": args.runner,
+        "docker_volumes": args.docker_volumes,
+        "helper_path": validate_absolute_path(args.helper_path, "--helper-path"),
+        "instance_profile": args.instance_profile,
+        "userdata_path": args.userdata,
+        "hop_limit": args.hop_limit,
+    }
+    # The role's plan (gitlab_runner_ecr), without the service environment and the userdata file.
+    plan = plans.runner_plan(hoststate.read_facts({args.config: existing}), options, plans.options_of(**OPTION_NAMES))
+    merged = plan["files"]["config_toml"]["content"]
+    for typo in plan["typos"]:
         print(f"ecrkit: warning: {typo}", file=sys.stderr)
     if not args.in_place:
-        sys.stdout.write(merged.text)
-    elif merged.text is existing:
+        sys.stdout.write(merged)
+    elif merged == existing:
         print(f"{args.config}: unchanged", file=sys.stderr)
     else:
-        files.write_atomic(args.config, merged.text, mode=0o600, source="--config")
+        files.write_atomic(args.config, merged, mode=0o600, source="--config")
         print(f"{args.config}: updated", file=sys.stderr)
     return EXIT_OK
 
 
 def _render_userdata(args: argparse.Namespace) -> int:
-    rule, url = _rule(args), _binary_url(args, userdata.ARCH)
     if args.with_part and args.format != "mime":
         raise InputError("--with-part", args.with_part[0], "--format mime (other parts combine only in MIME)")
-    if not args.with_part:
-        sys.stdout.write(
-            userdata.render(rule, url=url, sha256=args.sha256, install_dir=args.install_dir, form=args.format)
+    rule = _rule(args)
+
+    def script(form: str) -> str:  # what gitlab_runner_ecr writes for job hosts, with the same inputs
+        return plans.job_host_userdata(
+            rule,
+            version=args.version,
+            release_base_url=args.release_base_url,
+            url=args.url,
+            sha256=args.sha256,
+            install_dir=args.install_dir,
+            form=form,  # type: ignore[arg-type]
+            name=plans.options_of(),
         )
+
+    if not args.with_part:
+        sys.stdout.write(script(args.format))
         return EXIT_OK
-    parts = [
-        (userdata.MIME_PART_NAME, userdata.render(rule, url=url, sha256=args.sha256, install_dir=args.install_dir))
-    ]
+    parts = [(userdata.MIME_PART_NAME, script("shell"))]
     for path in args.with_part:
         try:
             with open(path) as handle:

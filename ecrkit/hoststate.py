@@ -11,7 +11,7 @@ import base64
 import hashlib
 import posixpath
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypedDict
 
 from ecrkit.constants import LOGROTATE_PATH
 from ecrkit.errors import FileFormatError, InputError
@@ -167,6 +167,13 @@ def aws_config_files(probe: ProbeResult, users: Iterable[str], profile: SsoProfi
     return files
 
 
+def read_facts(texts: Mapping[str, str]) -> ProbeResult:
+    """The probe's answer for files read here, not on a host (the CLI's --config and the like);
+    their states are unknown, so every planned file says it must be written."""
+    contents: dict[str, str | None] = {path: base64.b64encode(text.encode()).decode() for path, text in texts.items()}
+    return {"users": {}, "paths": {}, "contents": contents, "commands": [], "consumers": []}
+
+
 def _require_users(probe: ProbeResult, users: Iterable[str], variable: str) -> None:
     missing = [user for user in users if probe["users"].get(user) is None]
     if missing:
@@ -189,6 +196,15 @@ def _text(probe: ProbeResult, key: str, path: str | None = None) -> str | None:
     return decode(base64.b64decode(encoded), path)
 
 
+class PlannedFile(TypedDict):
+    """A file a role writes: its content, its mode (owner root), and whether the host differs."""
+
+    path: str
+    content: str
+    mode: str
+    write: bool
+
+
 def runner_files(
     probe: ProbeResult,
     *,
@@ -200,8 +216,9 @@ def runner_files(
     userdata_path: str = "",
     userdata_text: str = "",
 ) -> dict[str, Any]:
-    """GitLab Runner's files, all rendered before any is written: the service environment
-    (a systemd drop-in, or an env file for a runner in a container), config.toml and userdata.
+    """GitLab Runner's files, all rendered before any is written, by name: `service_env` (a
+    systemd drop-in, or an env file for a runner in a container; none without `env_path`),
+    `config_toml`, and `userdata` (only with `userdata_path`).
 
     config.toml holds runner tokens: its entry carries a redacted before/after for diffs.
     """
@@ -209,21 +226,22 @@ def runner_files(
     if before is None:
         raise FileFormatError(config_path, "does not exist; register the runner first (gitlab-runner register)")
     merged = runner_config.merge(before, settings, path=config_path)
-    wanted = [
-        (env_path, service_env.drop_in(env) if env_form == "drop-in" else service_env.env_file(env), "0644"),
-        (config_path, merged.text, "0600"),
-    ]
+    wanted: dict[str, tuple[str, str, str]] = {}
+    if env_path:
+        env_text = service_env.drop_in(env) if env_form == "drop-in" else service_env.env_file(env)
+        wanted["service_env"] = (env_path, env_text, "0644")
+    wanted["config_toml"] = (config_path, merged.text, "0600")
     if userdata_path:
-        wanted.append((userdata_path, userdata_text, "0600"))
-    files = []
-    for path, content, mode in wanted:
+        wanted["userdata"] = (userdata_path, userdata_text, "0600")
+    files: dict[str, PlannedFile] = {}
+    for name, (path, content, mode) in wanted.items():
         old = before if path == config_path else _text(probe, path)
         changed = content != old or differs(probe["paths"].get(path), mode=mode, owner="root")
-        files.append({"path": path, "content": content, "mode": mode, "write": changed})
+        files[name] = {"path": path, "content": content, "mode": mode, "write": changed}
     return {
         "files": files,
         "typos": merged.typos,
-        "restart": env_form == "drop-in" and files[0]["write"],
+        "restart": env_form == "drop-in" and "service_env" in files and files["service_env"]["write"],
         "redacted": {
             "path": config_path,
             "before": runner_config.redact(before),

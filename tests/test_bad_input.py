@@ -7,7 +7,6 @@ exception that escapes it fails the test with its traceback.
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import os
@@ -29,6 +28,7 @@ from ecrkit.cli import main
 from ecrkit.testbed import ansible_playbook, recap
 from ecrkit.validate import ssh_target
 from plugins.filter.ecrkit import FilterModule
+from tests.facts import root_files
 
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 FULLWIDTH = ECR.replace("123", "\uff11\uff12\uff13")
@@ -335,7 +335,10 @@ def test_every_pattern_is_ascii_only_and_anchored_at_the_very_end(path: Path) ->
 
 # -- the same bad values through the roles' variables (the filters the roles call) ---------------
 
-RUNNER_OPTIONS = {
+RUNNER_OPTIONS: dict[str, object] = {
+    "registries": [ECR],
+    "public": False,
+    "creds_store": False,
     "config_path": "/etc/gitlab-runner/config.toml",
     "env_path": "/etc/systemd/system/gitlab-runner.service.d/ecrkit.conf",
     "container": False,
@@ -369,9 +372,8 @@ FILTERS = FilterModule().filters()
 
 
 def _runner_plan(**changed: object) -> object:
-    probe = {"contents": {RUNNER_OPTIONS["config_path"]: base64.b64encode(RUNNER_TOML.encode()).decode()}, "paths": {}}
-    rule = FILTERS["credential_rule"]([ECR])
-    return FILTERS["runner_plan"](probe, rule, {**RUNNER_OPTIONS, **changed})
+    probe = root_files({str(RUNNER_OPTIONS["config_path"]): RUNNER_TOML})
+    return FILTERS["runner_plan"](probe, {**RUNNER_OPTIONS, **changed})
 
 
 def _filter(name: str, *args: object, **kwargs: object) -> object:
@@ -436,6 +438,10 @@ ROLE_VALUES = {
             source="marathon_agent_ecr_",
         ),
         "marathon_agent_ecr_region",
+    ),
+    "runner registries": (
+        lambda: _runner_plan(registries=[ECR.upper()]),
+        f"gitlab_runner_ecr_registries[0]: '{ECR.upper()}'",
     ),
     "runner hop limit": (lambda: _runner_plan(hop_limit=0), "gitlab_runner_ecr_hop_limit: 0"),
     "runner names": (lambda: _runner_plan(runners=["nope"]), "gitlab_runner_ecr_runners: 'nope'"),
@@ -518,9 +524,14 @@ def test_a_closed_pipe_is_no_traceback() -> None:
 def test_the_runner_plan_filter_still_renders_good_variables() -> None:
     plan = _runner_plan(hop_limit=1, instance_profile="ci-jobs", userdata_sha256="a" * 64)
     assert isinstance(plan, dict)
-    paths = [f["path"] for f in plan["files"]]
-    assert paths == [RUNNER_OPTIONS["env_path"], RUNNER_OPTIONS["config_path"], RUNNER_OPTIONS["userdata_path"]]
-    assert "https://mirror.example.com/0.12.0/linux-@ARCH@/" in plan["files"][2]["content"]
+    paths = {name: f["path"] for name, f in plan["files"].items()}
+    assert paths == {
+        "service_env": RUNNER_OPTIONS["env_path"],
+        "config_toml": RUNNER_OPTIONS["config_path"],
+        "userdata": RUNNER_OPTIONS["userdata_path"],
+    }
+    assert "https://mirror.example.com/0.12.0/linux-@ARCH@/" in plan["files"]["userdata"]["content"]
+    assert plan["rule"] == {"registries": [ECR], "creds_store": False}
 
 
 def test_fetch_refuses_bad_input_before_any_download(tmp_path: Path) -> None:

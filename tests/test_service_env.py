@@ -52,12 +52,13 @@ def test_a_runner_in_a_container_gets_an_env_file_and_no_restart() -> None:
         env_path="/etc/gitlab-runner/ecrkit.env",
         env_form="env-file",
     )
-    assert [(f["path"], f["write"]) for f in plan["files"]] == [
-        ("/etc/gitlab-runner/ecrkit.env", True),
-        ("/etc/gitlab-runner/config.toml", True),
-    ]
-    assert plan["files"][0]["content"] == "AWS_REGION=eu-west-1\n" and plan["restart"] is False
-    assert "glrt-secret" not in str(plan["redacted"]) and "glrt-secret" in plan["files"][1]["content"]
+    files = plan["files"]
+    assert {name: (f["path"], f["write"]) for name, f in files.items()} == {
+        "service_env": ("/etc/gitlab-runner/ecrkit.env", True),
+        "config_toml": ("/etc/gitlab-runner/config.toml", True),
+    }
+    assert files["service_env"]["content"] == "AWS_REGION=eu-west-1\n" and plan["restart"] is False
+    assert "glrt-secret" not in str(plan["redacted"]) and "glrt-secret" in files["config_toml"]["content"]
 
 
 def test_a_manager_without_config_toml_is_told_to_register_first() -> None:

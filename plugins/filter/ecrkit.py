@@ -7,7 +7,6 @@ Every ecrkit error becomes an AnsibleFilterError, so the host fails with ecrkit'
 from __future__ import annotations
 
 import json
-import posixpath
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from functools import wraps
@@ -36,6 +35,13 @@ except ImportError as exc:  # pragma: no cover - depends on the controller's Pyt
 
 if TYPE_CHECKING:  # the probe's facts as ecrkit types them (Ansible hands over plain dicts)
     from ecrkit.probe import CommandResult, ProbeResult
+
+# Each role's decision (ecrkit.plans); imported after the shared block above, which says what to do if
+# the package is missing. That block still imports the renderers the plans use, so a controller
+# without their libraries (tomlkit, PyYAML) fails there with its message.
+from ecrkit import plans
+
+PLANNED_WITH = (runner_config, userdata)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -145,7 +151,8 @@ def ecrkit_helper_version(command: CommandResult) -> str:
     version = hoststate.version_from(command)
     if not version:
         raise ValueError(
-            f"the installed helper did not report a version: {command.get('stderr') or command.get('stdout')!r}"
+            f"the installed {HELPER_BINARY} did not report a version: "
+            f"{command.get('stderr') or command.get('stdout')!r}"
         )
     return version
 
@@ -172,58 +179,10 @@ def ecrkit_mirror_plan(config: Any, options: Mapping[str, Any], header: str = ""
 
 
 @_reported
-def ecrkit_runner_plan(probe: ProbeResult, rule: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
-    """GitLab Runner's files (service environment, config.toml, userdata), from what the probe read."""
-    credential_rule = _credential_rule(rule)
-    source = "gitlab_runner_ecr_"
-    helper_path = posixpath.join(options["helper_dir"], HELPER_BINARY)
-    userdata_path = options["userdata_path"]
-    machine = runner_config.machine_options(
-        options["instance_profile"],
-        userdata_path,
-        options["hop_limit"],
-        sources=(source + "instance_profile", source + "userdata_path", source + "hop_limit"),
-    )
-    settings = runner_config.RunnerSettings(
-        credential_rule,
-        runners=tuple(options["runners"]),
-        docker_volumes=bool(options["docker_volumes"]),
-        helper_path=helper_path,
-        machine_options=machine,
-        autoscaler=runner_config.with_ready_command(
-            runner_config.validate_autoscaler(options["autoscaler"], source + "autoscaler"),
-            userdata.instance_ready_command(),
-        ),
-        runners_source=source + "runners",
-    )
-    env = service_env.environment(
-        credential_rule,
-        region=options["region"],
-        cache_dir=options["cache_dir"],
-        helper_dir=options["helper_dir"],
-        source=source,
-    )
-    url = options["userdata_url"] or helper.release_url(
-        options["userdata_version"], userdata.ARCH, options["userdata_release_base_url"], prefix=source + "userdata_"
-    )
-    return hoststate.runner_files(
-        probe,
-        config_path=options["config_path"],
-        settings=settings,
-        env=env,
-        env_path=options["env_path"],
-        env_form="env-file" if options["container"] else "drop-in",
-        userdata_path=userdata_path,
-        userdata_text=userdata.render(
-            credential_rule,
-            url=url,
-            sha256=options["userdata_sha256"],
-            form=options["userdata_format"],
-            prefix=source + "userdata_",
-        )
-        if userdata_path
-        else "",
-    )
+def ecrkit_runner_plan(probe: ProbeResult, options: Mapping[str, Any]) -> dict[str, Any]:
+    """gitlab_runner_ecr's files by name (service_env, config_toml, userdata) and its credential
+    rule, from what the probe read and the role's variables without their prefix (ecrkit.plans)."""
+    return plans.runner_plan(probe, options)
 
 
 @_reported
