@@ -17,7 +17,7 @@ from typing import Any, TypedDict
 from ecrkit import helper, hoststate
 from ecrkit.constants import HELPER_BINARY, HELPER_VERSION, INSTALL_DIR, RELEASE_BASE_URL
 from ecrkit.probe import ProbeResult
-from ecrkit.renderers import runner_config, service_env, userdata
+from ecrkit.renderers import docker_config, runner_config, service_env, userdata
 from ecrkit.settings import CredentialRule, option_name
 
 Name = Callable[[str], str]  # an option's key -> what the user wrote it as
@@ -168,3 +168,67 @@ def runner_plan(facts: ProbeResult, options: Mapping[str, Any], name: Name | Non
         userdata_text=text,
     )
     return {**plan, "rule": rule_facts(rule)}
+
+
+class DockerAuthOptions(RuleOptions):
+    """docker_auth_config's variables, unprefixed."""
+
+    users: Sequence[str]
+    state: docker_config.State
+    replace_invalid: bool
+
+
+def docker_auth_plan(facts: ProbeResult, options: Mapping[str, Any], name: Name | None = None) -> dict[str, Any]:
+    """docker_auth_config's decision: the credential rule, and every user's config.json rendered
+    before any is written (hoststate.docker_config_files), in the order of the users."""
+    name = name or variables("docker_auth_config_")
+    rule = credential_rule(options, name)
+    files = hoststate.docker_config_files(
+        facts, options["users"], rule, options["state"], bool(options.get("replace_invalid"))
+    )
+    return {"rule": rule_facts(rule), "files": files}
+
+
+class MarathonOptions(RuleOptions, total=False):
+    """marathon_agent_ecr's variables, unprefixed."""
+
+    region: str
+    cache_dir: str
+
+
+def marathon_plan(options: Mapping[str, Any], name: Name | None = None) -> dict[str, Any]:
+    """marathon_agent_ecr's decision: the credential rule, the agent's environment, the arguments
+    of `ecrkit render docker-tar` for the archive, and the cluster-wide --docker_config."""
+    name = name or variables("marathon_agent_ecr_")
+    rule = credential_rule(options, name)
+    env = service_env.environment(
+        rule, region=options.get("region") or "", cache_dir=options.get("cache_dir") or "", source=name("")
+    )
+    docker_tar_args = [f"--registry={host}" for host in rule.registries]
+    if rule.creds_store and rule.registries:
+        docker_tar_args.append("--creds-store")
+    return {
+        "rule": rule_facts(rule),
+        "env": env,
+        "docker_tar_args": docker_tar_args,
+        # Empty auths keep UCR pulls working.
+        "docker_config": docker_config.dumps(docker_config.merge({"auths": {}}, rule)),
+    }
+
+
+def validate_args(
+    options: Mapping[str, Any],
+    services: Sequence[str],
+    users: Sequence[str],
+    variables_: Mapping[str, Any] | None = None,
+    groups: Sequence[str] = (),
+    *,
+    name: Name | None = None,
+) -> dict[str, Any]:
+    """The validate entry point's decision: the probe's arguments (each service and user, a live
+    get per registry of the rule, and what the host's groups add) and the registries to judge."""
+    from ecrkit import checks, validate  # noqa: PLC0415 - paramiko and rich, only for this entry point
+
+    rule = credential_rule(options, name or variables("docker_auth_config_"))
+    runners, tasks = validate.special_consumers(variables_ or {}, list(groups))
+    return checks.probe_args(rule.registries, services, users, runners, tasks)

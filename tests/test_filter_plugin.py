@@ -2,6 +2,7 @@
 
 import json
 import re
+from typing import Any
 
 import pytest
 from ansible.errors import AnsibleFilterError
@@ -29,22 +30,33 @@ def probe_of(files: dict[str, bytes | None], users: tuple[str, ...] = ("root", "
     )
 
 
+def docker_configs(
+    probe: ProbeResult, users: list[str], registries: list[str], state: str = "present"
+) -> list[dict[str, Any]]:
+    """docker_auth_config's files, as its task asks the filter for them."""
+    options = {"registries": registries, "public": False, "creds_store": False, "users": users, "state": state}
+    plan = FILTERS["docker_auth_plan"](probe, {**options, "replace_invalid": False})
+    if plan["error"]:  # the role fails with it in the task after the plan's (no_log) task
+        raise AnsibleFilterError(plan["error"])
+    assert plan["rule"] == {"registries": registries, "creds_store": not registries}
+    files: list[dict[str, Any]] = plan["files"]
+    return files
+
+
 def test_errors_reach_ansible_with_ecrkit_message() -> None:
     with pytest.raises(AnsibleFilterError, match=r"docker_auth_config_registries\[0\]: 'nope'"):
-        FILTERS["credential_rule"](["nope"], source="docker_auth_config_registries")
+        docker_configs(probe_of({}), ["root"], ["nope"])
 
 
 def test_every_file_is_rendered_before_any_is_written() -> None:
-    rule = FILTERS["credential_rule"]([ECR])
     probe = probe_of({"root": b'{"auths": {"x": {"auth": "c2VjcmV0"}}}', "ci": b"{oops"})
     with pytest.raises(AnsibleFilterError, match=re.escape("/home/ci/.docker/config.json: not valid JSON")):
-        FILTERS["docker_configs"](probe, ["root", "ci"], rule, "present")
+        docker_configs(probe, ["root", "ci"], [ECR])
 
 
 def test_rendered_files_say_what_to_write_and_keep_secrets_out_of_the_diff() -> None:
-    rule = FILTERS["credential_rule"]([ECR])
     probe = probe_of({"root": b'{"auths": {"x": {"auth": "c2VjcmV0"}}}', "ci": None})
-    files = FILTERS["docker_configs"](probe, ["root", "ci"], rule, "present")
+    files = docker_configs(probe, ["root", "ci"], [ECR])
     assert [f["path"] for f in files] == ["/root/.docker/config.json", "/home/ci/.docker/config.json"]
     assert [f["write"] for f in files] == [True, True]
     assert [f["secrets"] for f in files] == [True, False]
@@ -53,19 +65,17 @@ def test_rendered_files_say_what_to_write_and_keep_secrets_out_of_the_diff() -> 
 
 
 def test_a_file_that_is_already_right_is_not_written() -> None:
-    rule = FILTERS["credential_rule"]([ECR])
     done = json.dumps({"credHelpers": {ECR: "ecr-login"}}).encode()
-    files = FILTERS["docker_configs"](probe_of({"root": done}, ("root",)), ["root"], rule, "present")
+    files = docker_configs(probe_of({"root": done}, ("root",)), ["root"], [ECR])
     assert files[0]["write"] is False
     assert files[0]["fix_dir"] is False
 
 
 def test_a_right_file_with_a_wrong_mode_is_written() -> None:
-    rule = FILTERS["credential_rule"]([ECR])
     probe = probe_of({"root": json.dumps({"credHelpers": {ECR: "ecr-login"}}).encode()}, ("root",))
     probe["paths"]["root:.docker/config.json"]["mode"] = "0644"
     probe["paths"]["root:.docker"]["mode"] = "0755"
-    files = FILTERS["docker_configs"](probe, ["root"], rule, "present")
+    files = docker_configs(probe, ["root"], [ECR])
     assert files[0]["write"] is True
     assert files[0]["fix_dir"] is True
 
@@ -74,11 +84,11 @@ def test_missing_users_are_named() -> None:
     probe = probe_of({}, ("root",))
     probe["users"]["gitlab-runner"] = None
     with pytest.raises(AnsibleFilterError, match=r"docker_auth_config_users: \['gitlab-runner'\]"):
-        FILTERS["docker_configs"](probe, ["root", "gitlab-runner"], FILTERS["credential_rule"]([]), "present")
+        docker_configs(probe, ["root", "gitlab-runner"], [], "present")
 
 
 def test_absent_leaves_missing_files_alone() -> None:
-    files = FILTERS["docker_configs"](probe_of({}, ("root",)), ["root"], FILTERS["credential_rule"]([]), "absent")
+    files = docker_configs(probe_of({}, ("root",)), ["root"], [], "absent")
     assert files[0]["content"] is None
     assert files[0]["write"] is False
 
@@ -86,4 +96,4 @@ def test_absent_leaves_missing_files_alone() -> None:
 def test_a_file_that_is_not_text_is_refused_with_its_path() -> None:
     probe = probe_of({"root": b"\xff\xfe{}"}, ("root",))
     with pytest.raises(AnsibleFilterError, match=re.escape("/root/.docker/config.json: not UTF-8 text")):
-        FILTERS["docker_configs"](probe, ["root"], FILTERS["credential_rule"]([]), "present")
+        docker_configs(probe, ["root"], [], "present")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -84,3 +85,25 @@ def test_errors_name_the_variable_or_the_option() -> None:
     with pytest.raises(InputError, match=r"--registry\[0\]"):
         plans.credential_rule(bad, plans.options_of(registries="--registry"))
     assert plans.options_of()("hop_limit") == "--hop-limit"
+
+
+def test_the_marathon_plan_holds_what_the_role_hands_on() -> None:
+    plan = FILTERS["marathon_plan"](
+        {"registries": [ECR], "public": True, "creds_store": True, "region": "", "cache_dir": "/var/lib/ecr-login"}
+    )
+    assert plan["rule"] == {"registries": [ECR, "public.ecr.aws"], "creds_store": True}
+    assert plan["docker_tar_args"] == [f"--registry={ECR}", "--registry=public.ecr.aws", "--creds-store"]
+    assert plan["env"] == {"AWS_REGION": "eu-west-1", "AWS_ECR_CACHE_DIR": "/var/lib/ecr-login"}
+    assert json.loads(plan["docker_config"]) == {
+        "auths": {},
+        "credsStore": "ecr-login",
+        "credHelpers": {ECR: "ecr-login", "public.ecr.aws": "ecr-login"},
+    }
+
+
+def test_validate_args_probe_the_rules_registries() -> None:
+    args = FILTERS["validate_args"](
+        {"registries": [], "public": True, "creds_store": False}, ["gitlab-runner"], ["root"]
+    )
+    assert args["registries"] == ["public.ecr.aws"]
+    assert args["consumers"] == [{"service": "gitlab-runner"}, {"user": "root"}]

@@ -37,11 +37,11 @@ if TYPE_CHECKING:  # the probe's facts as ecrkit types them (Ansible hands over 
     from ecrkit.probe import CommandResult, ProbeResult
 
 # Each role's decision (ecrkit.plans); imported after the shared block above, which says what to do if
-# the package is missing. That block still imports the renderers the plans use, so a controller
-# without their libraries (tomlkit, PyYAML) fails there with its message.
+# the package is missing. That block still imports the modules the plans use, so that a controller
+# without their libraries (tomlkit, PyYAML, paramiko) fails there, with its message.
 from ecrkit import plans
 
-PLANNED_WITH = (runner_config, userdata)
+USED_THROUGH_PLANS = (docker_config, runner_config, service_env, userdata, validate, CredentialRule)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -57,9 +57,14 @@ def _reported(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _credential_rule(rule: Mapping[str, Any]) -> CredentialRule:
-    """Back from the {registries, creds_store} fact that ecrkit_credential_rule made."""
-    return CredentialRule(tuple(rule["registries"]), bool(rule["creds_store"]))
+def _error_as_data(plan: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The plan with `error: ""`, or only the error (the bad value and where it came from, never a
+    file's content): a plan holds secrets, so its task runs under no_log, and the role fails in
+    the next task, where the message shows."""
+    try:
+        return {**plan(), "error": ""}
+    except (EcrkitError, ValueError) as exc:
+        return {"error": str(exc)}
 
 
 def ecrkit_default(name: str) -> Any:
@@ -71,15 +76,6 @@ def ecrkit_default(name: str) -> Any:
         known = sorted(ROLE_DEFAULTS)
         raise AnsibleFilterError(f"ecrkit.ecr.default: {name!r} is not accepted; expected one of {known}")
     return role_default(name)
-
-
-@_reported
-def ecrkit_credential_rule(
-    registries: list[str], include_public: bool = False, creds_store: bool = False, source: str = "registries"
-) -> dict[str, Any]:
-    """Validate the registries and apply ecrkit's one rule: {registries, creds_store}."""
-    rule = CredentialRule.build(registries, include_public=include_public, force_creds_store=creds_store, source=source)
-    return {"registries": list(rule.registries), "creds_store": rule.creds_store}
 
 
 @_reported
@@ -103,13 +99,10 @@ def ecrkit_aws_configs(probe: ProbeResult, users: list[str], profile: Mapping[st
         return {"files": [], "error": str(exc)}
 
 
-@_reported
-def ecrkit_docker_configs(
-    probe: Mapping[str, Any], users: list[str], rule: Mapping[str, Any], state: str, replace_invalid: bool = False
-) -> list[dict[str, Any]]:
-    """Render every user's config.json from what the probe read, and say what must be written."""
-    credential_rule = _credential_rule(rule)
-    return hoststate.docker_config_files(probe, users, credential_rule, state, replace_invalid)  # type: ignore[arg-type]
+def ecrkit_docker_auth_plan(probe: ProbeResult, options: Mapping[str, Any]) -> dict[str, Any]:
+    """docker_auth_config's rule and every user's config.json, from what the probe read and the
+    role's variables without their prefix (ecrkit.plans.docker_auth_plan); or the error."""
+    return _error_as_data(lambda: plans.docker_auth_plan(probe, options))
 
 
 @_reported
@@ -178,49 +171,38 @@ def ecrkit_mirror_plan(config: Any, options: Mapping[str, Any], header: str = ""
     return mirror_service.plan(plain, settings, header=header)
 
 
-@_reported
 def ecrkit_runner_plan(probe: ProbeResult, options: Mapping[str, Any]) -> dict[str, Any]:
     """gitlab_runner_ecr's files by name (service_env, config_toml, userdata) and its credential
-    rule, from what the probe read and the role's variables without their prefix (ecrkit.plans)."""
-    return plans.runner_plan(probe, options)
+    rule, from what the probe read and the role's variables without their prefix (ecrkit.plans);
+    or the error."""
+    return _error_as_data(lambda: plans.runner_plan(probe, options))
 
 
 @_reported
-def ecrkit_service_environment(
-    rule: Mapping[str, Any], region: str = "", cache_dir: str = "", helper_dir: str = "", source: str = ""
-) -> dict[str, str]:
-    """AWS_REGION, AWS_ECR_CACHE_DIR (and PATH if needed) for a service that runs the helper."""
-    credential_rule = _credential_rule(rule)
-    return service_env.environment(
-        credential_rule, region=region, cache_dir=cache_dir, helper_dir=helper_dir, source=source
-    )
-
-
-@_reported
-def ecrkit_docker_config(config: Mapping[str, Any], rule: Mapping[str, Any]) -> str:
-    """`config` with the rule's keys merged in, as Docker lays out config.json."""
-    credential_rule = _credential_rule(rule)
-    return docker_config.dumps(docker_config.merge(config, credential_rule))
+def ecrkit_marathon_plan(options: Mapping[str, Any]) -> dict[str, Any]:
+    """marathon_agent_ecr's rule, agent environment, docker-tar arguments and --docker_config,
+    from the role's variables without their prefix (ecrkit.plans.marathon_plan)."""
+    return plans.marathon_plan(options)
 
 
 @_reported
 def ecrkit_validate_args(
-    rule: Mapping[str, Any],
+    options: Mapping[str, Any],
     services: list[str],
     users: list[str],
     variables: Mapping[str, Any] | None = None,
     groups: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The validator probe's arguments: each service and user, a live get per registry, and what
-    the host's groups add (a runner manager's config.toml, a Marathon agent's task archive)."""
-    runners, tasks = validate.special_consumers(variables or {}, groups or [])
-    return checks.probe_args(rule["registries"], services, users, runners, tasks)
+    """The validator probe's arguments: each service and user, a live get per registry of the
+    rule that docker_auth_config's variables make (`options`, unprefixed), and what the host's
+    groups add (a runner manager's config.toml, a Marathon agent's task archive)."""
+    return plans.validate_args(options, services, users, variables, groups or [])
 
 
 @_reported
-def ecrkit_findings(probe: ProbeResult, rule: Mapping[str, Any]) -> list[dict[str, Any]]:
+def ecrkit_findings(probe: ProbeResult, registries: list[str]) -> list[dict[str, Any]]:
     """The judge's findings on what the probe saw, as `ecrkit validate` reports them."""
-    return [asdict(finding) for finding in checks.judge(probe, rule["registries"])]
+    return [asdict(finding) for finding in checks.judge(probe, registries)]
 
 
 class FilterModule:
@@ -228,20 +210,18 @@ class FilterModule:
         """Called by fully qualified name, e.g. `ecrkit.ecr.runner_plan`."""
         return {
             "aws_configs": ecrkit_aws_configs,
-            "credential_rule": ecrkit_credential_rule,
             "default": ecrkit_default,
-            "docker_config": ecrkit_docker_config,
-            "docker_configs": ecrkit_docker_configs,
+            "docker_auth_plan": ecrkit_docker_auth_plan,
             "ecr_account": ecrkit_ecr_account,
             "findings": ecrkit_findings,
             "helper_changes": ecrkit_helper_changes,
             "helper_plan": ecrkit_helper_plan,
             "helper_version": ecrkit_helper_version,
+            "marathon_plan": ecrkit_marathon_plan,
             "mirror_plan": ecrkit_mirror_plan,
             "registries_conf": ecrkit_registries_conf,
             "replication_sources": ecrkit_replication_sources,
             "runner_plan": ecrkit_runner_plan,
-            "service_environment": ecrkit_service_environment,
             "sso_profile": ecrkit_sso_profile,
             "validate_args": ecrkit_validate_args,
         }
