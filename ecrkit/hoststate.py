@@ -61,6 +61,13 @@ def version_from(command: CommandResult | None) -> str:
         return ""
 
 
+def installed_version(probe: ProbeResult) -> str:
+    """The helper's version from the probe's run of `<helper> -v` (the one command the
+    ecr_credential_helper role asks it to run), or '' if it did not run."""
+    commands = probe.get("commands") or []
+    return version_from(commands[0] if commands else None)
+
+
 def helper_changes(
     probe: ProbeResult,
     plan: Mapping[str, Any],
@@ -94,7 +101,7 @@ def helper_changes(
             group="root",
             sha256=hashlib.sha256(rule.encode()).hexdigest(),
         ),
-        "version": version_from(probe["commands"][0] if probe.get("commands") else None),
+        "version": installed_version(probe),
     }
 
 

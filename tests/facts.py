@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ecrkit.probe import GetResult, PathState, ProbeResult, UserEntry
+from ecrkit.probe import CommandResult, GetResult, PathState, ProbeResult, UserEntry
 
 DATA = Path(__file__).parent / "data"
 HOMES = {"root": "/root"}
@@ -55,6 +55,7 @@ def probe_result(
     users: Mapping[str, UserEntry | None] | None = None,
     paths: Mapping[str, PathState] | None = None,
     contents: Mapping[str, str | bytes | None] | None = None,
+    commands: Sequence[CommandResult] = (),
 ) -> ProbeResult:
     """The probe's answer for these users, path states and file contents (given as text)."""
     return {
@@ -62,7 +63,7 @@ def probe_result(
         "users": dict(users or {}),
         "paths": dict(paths or {}),
         "contents": {key: None if data is None else encoded(data) for key, data in (contents or {}).items()},
-        "commands": [],
+        "commands": list(commands),
         "consumers": [],
     }
 

@@ -97,3 +97,11 @@ def test_a_file_that_is_not_text_is_refused_with_its_path() -> None:
     probe = probe_of({"root": b"\xff\xfe{}"}, ("root",))
     with pytest.raises(AnsibleFilterError, match=re.escape("/root/.docker/config.json: not UTF-8 text")):
         docker_configs(probe, ["root"], [], "present")
+
+
+def test_the_helper_version_is_read_from_the_probes_run_of_it() -> None:
+    ran = probe_result(commands=[{"argv": ["h", "-v"], "rc": 0, "stdout": "Version:    0.12.0\n", "stderr": ""}])
+    assert FILTERS["helper_version"](ran) == "0.12.0"
+    failed = probe_result(commands=[{"argv": ["h", "-v"], "rc": 126, "stdout": "", "stderr": "cannot execute"}])
+    with pytest.raises(AnsibleFilterError, match="did not report a version: \\['cannot execute'\\]"):
+        FILTERS["helper_version"](failed)

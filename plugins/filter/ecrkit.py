@@ -34,7 +34,7 @@ except ImportError as exc:  # pragma: no cover - depends on the controller's Pyt
     ) from exc
 
 if TYPE_CHECKING:  # the probe's facts as ecrkit types them (Ansible hands over plain dicts)
-    from ecrkit.probe import CommandResult, ProbeResult
+    from ecrkit.probe import ProbeResult
 
 # Each role's decision (ecrkit.plans); imported after the shared block above, which says what to do if
 # the package is missing. That block still imports the modules the plans use, so that a controller
@@ -139,14 +139,12 @@ def ecrkit_helper_changes(probe: ProbeResult, plan: Mapping[str, Any], **setting
 
 
 @_reported
-def ecrkit_helper_version(command: CommandResult) -> str:
+def ecrkit_helper_version(probe: ProbeResult) -> str:
     """The version number from the probe's run of `docker-credential-ecr-login -v` (or `version`)."""
-    version = hoststate.version_from(command)
+    version = hoststate.installed_version(probe)
     if not version:
-        raise ValueError(
-            f"the installed {HELPER_BINARY} did not report a version: "
-            f"{command.get('stderr') or command.get('stdout')!r}"
-        )
+        said = [command.get("stderr") or command.get("stdout") for command in probe.get("commands") or []]
+        raise ValueError(f"the installed {HELPER_BINARY} did not report a version: {said!r}")
     return version
 
 
