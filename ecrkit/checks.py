@@ -21,8 +21,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from ecrkit.constants import HELPER_BINARY
+from ecrkit.probe import ConfigSummary, ConsumerFacts, GetResult, ProbeResult, RunnerEntry
+
 Severity = Literal["ok", "note", "warning", "error"]  # only "error" fails a host
-HELPER = "docker-credential-ecr-login"
+HELPER = HELPER_BINARY
 RECENT = 24 * 3600  # helper log lines younger than this are "recent" errors
 
 
@@ -90,9 +93,8 @@ HELPER_LOG_CAUSES = (
     ),
     Cause(
         "helper not found",
-        re.compile(r"docker-credential-ecr-login.*(executable file not found|not found in \$PATH)"),
-        "install the helper into a directory on the PATH of the process that pulls, named exactly "
-        "docker-credential-ecr-login",
+        re.compile(re.escape(HELPER_BINARY) + r".*(executable file not found|not found in \$PATH)"),
+        f"install the helper into a directory on the PATH of the process that pulls, named exactly {HELPER_BINARY}",
     ),
     Cause(
         "ECR API unreachable",
@@ -190,7 +192,7 @@ def probe_args(
     return {"consumers": consumers, "registries": list(registries)}
 
 
-def judge(facts: dict[str, Any], registries: Iterable[str] = ()) -> list[Finding]:
+def judge(facts: ProbeResult, registries: Iterable[str] = ()) -> list[Finding]:
     """Every check for every consumer the probe reported, passes included."""
     expected = list(registries)
     findings: list[Finding] = []
@@ -202,7 +204,7 @@ def judge(facts: dict[str, Any], registries: Iterable[str] = ()) -> list[Finding
     return findings
 
 
-def _consumer(facts: dict[str, Any], expected: list[str], now: float | None) -> list[Finding]:
+def _consumer(facts: ConsumerFacts, expected: list[str], now: float | None) -> list[Finding]:
     if facts["kind"] == "task" and facts.get("found") and "sandbox" not in facts:
         return _archive(facts)  # nothing to judge past an archive the task cannot extract
     if not facts["found"]:
@@ -236,7 +238,7 @@ def _consumer(facts: dict[str, Any], expected: list[str], now: float | None) -> 
 ARCHIVE_FIX = "run the marathon_agent_ecr role (it writes the archive 0644 root), and fetch that path in the app"
 
 
-def _archive(facts: dict[str, Any]) -> list[Finding]:
+def _archive(facts: ConsumerFacts) -> list[Finding]:
     """A Mesos task fetches the archive and extracts it as its user into its sandbox (HOME)."""
     archive = facts["archive"]
     path, user = archive["path"], archive["task_user"]
@@ -249,7 +251,7 @@ def _archive(facts: dict[str, Any]) -> list[Finding]:
     ]
 
 
-def _sso(facts: dict[str, Any], now: float | None) -> list[Finding]:
+def _sso(facts: ConsumerFacts, now: float | None) -> list[Finding]:
     """An IAM Identity Center profile works only while `aws sso login`'s cached token is valid."""
     problem = _sso_problem(facts, now)
     if problem is not None:
@@ -260,7 +262,7 @@ def _sso(facts: dict[str, Any], now: float | None) -> list[Finding]:
     return [Finding("SSO session", "ok", f"profile {sso['profile']} ({sso['form']}): valid until {sso['expires_at']}")]
 
 
-def _sso_problem(facts: dict[str, Any], now: float | None) -> Finding | None:
+def _sso_problem(facts: ConsumerFacts, now: float | None) -> Finding | None:
     sso = facts.get("sso")
     if not sso or "AWS_ACCESS_KEY_ID" in facts["env"]["names"]:  # keys in the environment come first
         return None
@@ -280,7 +282,7 @@ def _sso_problem(facts: dict[str, Any], now: float | None) -> Finding | None:
     return None
 
 
-def _helper(facts: dict[str, Any], env: dict[str, str]) -> list[Finding]:
+def _helper(facts: ConsumerFacts, env: dict[str, str]) -> list[Finding]:
     helper = facts["helper"]
     path = env.get("PATH", "")
     if not helper["path"]:
@@ -316,10 +318,10 @@ def _helper(facts: dict[str, Any], env: dict[str, str]) -> list[Finding]:
     return [Finding("helper on PATH", "ok", f"{helper['path']} (PATH={path})"), runs]
 
 
-def _config(facts: dict[str, Any], expected: list[str], optional: bool = False) -> list[Finding]:
+def _config(facts: ConsumerFacts, expected: list[str], optional: bool = False) -> list[Finding]:
     """The consumer's config.json. A runner manager's is its second source (`optional`): the
     runners' DOCKER_AUTH_CONFIG come first, and `_runners` judges what each registry gets."""
-    config = dict(facts["config"])
+    config = facts["config"].copy()
     path, state = config["path"], config["state"]
     if facts["kind"] == "task":  # a throwaway sandbox: name the archive it came from
         config["path"] = path = f"{facts['archive']['path']}: .docker/config.json"
@@ -373,7 +375,7 @@ def _config(facts: dict[str, Any], expected: list[str], optional: bool = False) 
     return findings + ([] if optional else _coverage(config, expected, facts["kind"] == "task"))
 
 
-def _coverage(config: dict[str, Any], expected: list[str], task: bool = False) -> list[Finding]:
+def _coverage(config: ConfigSummary, expected: list[str], task: bool = False) -> list[Finding]:
     helpers, store = config["cred_helpers"], config["creds_store"]
     role = "marathon_agent_ecr" if task else "docker_auth_config"
     named = [host for host, helper in helpers.items() if helper == "ecr-login"]
@@ -415,14 +417,14 @@ def _coverage(config: dict[str, Any], expected: list[str], task: bool = False) -
     return findings
 
 
-def _sources(facts: dict[str, Any]) -> list[dict[str, Any]]:
+def _sources(facts: ConsumerFacts) -> list[ConfigSummary]:
     """Every Docker config this consumer's helper calls come from: config.json, and for a
     runner manager each runner's DOCKER_AUTH_CONFIG."""
     runners = facts.get("runner_config", {}).get("runners", [])
-    return [facts["config"], *(r["auth_config"] for r in runners if r.get("auth_config"))]
+    return [facts["config"], *(auth for r in runners if (auth := r.get("auth_config")))]
 
 
-def _region(facts: dict[str, Any], env: dict[str, str]) -> list[Finding]:
+def _region(facts: ConsumerFacts, env: dict[str, str]) -> list[Finding]:
     if not any(source.get("creds_store") == "ecr-login" for source in _sources(facts)):
         return []
     region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or facts.get("profile_region")
@@ -442,7 +444,7 @@ def _region(facts: dict[str, Any], env: dict[str, str]) -> list[Finding]:
     ]  # fmt: skip
 
 
-def _restart(facts: dict[str, Any], env: dict[str, str]) -> list[Finding]:
+def _restart(facts: ConsumerFacts, env: dict[str, str]) -> list[Finding]:
     """A running service keeps the environment it started with: a changed unit needs a restart."""
     if facts.get("env_source") != "running process":
         return []
@@ -460,7 +462,7 @@ def _restart(facts: dict[str, Any], env: dict[str, str]) -> list[Finding]:
     ]
 
 
-def _cache(facts: dict[str, Any]) -> list[Finding]:
+def _cache(facts: ConsumerFacts) -> list[Finding]:
     cache = facts["cache"]
     directory, state = cache["dir"], cache["state"]
     if cache["disabled"]:
@@ -497,7 +499,7 @@ def _cache(facts: dict[str, Any]) -> list[Finding]:
     return [Finding("token cache", "ok", f"{directory} ({mode}), writable by {facts['user']}")]
 
 
-def _gets(facts: dict[str, Any], now: float | None = None) -> list[Finding]:
+def _gets(facts: ConsumerFacts, now: float | None = None) -> list[Finding]:
     findings = []
     sso = _sso_problem(facts, now)  # an expired session explains a failing get better than its log
     for get in facts["gets"]:
@@ -521,13 +523,13 @@ def _gets(facts: dict[str, Any], now: float | None = None) -> list[Finding]:
     return findings
 
 
-def _answer_fix(said: str, facts: dict[str, Any]) -> str:
+def _answer_fix(said: str, facts: ConsumerFacts) -> str:
     """The fix for a helper whose log names no cause: from what it said, else read the log."""
     cause = next((cause for cause in HELPER_ANSWER_CAUSES if cause.pattern.search(said)), None)
     return cause.fix if cause else f"read {facts['log']['path']} on the host"
 
 
-def _list(facts: dict[str, Any], now: float | None = None) -> list[Finding]:
+def _list(facts: ConsumerFacts, now: float | None = None) -> list[Finding]:
     """credsStore makes callers such as GitLab Runner use `list`. It asks ECR for the default
     registry's token and returns what the cache holds, so a list that names registries can
     still have failed to renew them: its own log lines tell. (It primes ECR Public too; a host
@@ -559,7 +561,7 @@ CI_VARIABLE_NOTE = (
 )
 
 
-def _runners(facts: dict[str, Any], expected: list[str]) -> list[Finding]:
+def _runners(facts: ConsumerFacts, expected: list[str]) -> list[Finding]:
     """GitLab Runner's own resolution (helpers/docker/auth AllConfigs), per runner and registry:
     DOCKER_AUTH_CONFIG, then the process user's config.json; the first source that defines the
     registry wins. A source defines what its credHelpers and auths name, and what its credsStore
@@ -593,23 +595,23 @@ def _runners(facts: dict[str, Any], expected: list[str]) -> list[Finding]:
     return findings
 
 
-def _listed(facts: dict[str, Any]) -> list[str]:
+def _listed(facts: ConsumerFacts) -> list[str]:
     listed = facts.get("list", {}).get("registries")
     return [url.split("://")[-1].split("/")[0] for url in listed] if isinstance(listed, dict) else []
 
 
-def _source_failure(source: dict[str, Any], facts: dict[str, Any]) -> str | None:
+def _source_failure(source: ConfigSummary, facts: ConsumerFacts) -> str | None:
     """Why the runner would drop this source whole: a helper call of it that fails (a
     source that names no helper cannot fail so)."""
     if not any(h == "ecr-login" for h in source["cred_helpers"].values()) and source.get("creds_store") != "ecr-login":
         return None
     gets = {get["registry"]: get for get in facts["gets"]}
 
-    def failed(get: dict[str, Any] | None) -> bool:  # None: the helper is not on the service's PATH
+    def failed(get: GetResult | None) -> bool:  # None: the helper is not on the service's PATH
         return get is None or not (get["rc"] == 0 and get.get("secret_length"))
 
     if not facts["helper"]["path"]:
-        return "the runner cannot run docker-credential-ecr-login (see helper on PATH)"
+        return f"the runner cannot run {HELPER} (see helper on PATH)"
     for registry, helper in source["cred_helpers"].items():
         if helper == "ecr-login" and failed(gets.get(registry)):
             return f"the helper failed for {registry} (see live get)"
@@ -622,10 +624,10 @@ def _source_failure(source: dict[str, Any], facts: dict[str, Any]) -> str | None
     return None
 
 
-def _resolution(facts: dict[str, Any], runner: dict[str, Any], subject: str, expected: list[str]) -> list[Finding]:
+def _resolution(facts: ConsumerFacts, runner: RunnerEntry, subject: str, expected: list[str]) -> list[Finding]:
     auth = runner["auth_config"]
     findings: list[Finding] = []
-    sources: list[tuple[str, dict[str, Any]]] = []
+    sources: list[tuple[str, ConfigSummary]] = []
     if auth is not None and "error" in auth:
         findings.append(
             Finding(
@@ -667,7 +669,7 @@ def _resolution(facts: dict[str, Any], runner: dict[str, Any], subject: str, exp
     return findings
 
 
-def _defines(source: dict[str, Any], registry: str, listed: list[str]) -> str | None:
+def _defines(source: ConfigSummary, registry: str, listed: list[str]) -> str | None:
     """How a Docker config defines the registry for GitLab Runner, if it does."""
     helper = source["cred_helpers"].get(registry)
     if helper:
@@ -699,7 +701,7 @@ def _verdict(subject: str, registry: str, source: str, how: str, passed_over: li
     return [Finding(subject, "error", evidence, "name ecr-login for it (gitlab_runner_ecr_registries)")]
 
 
-def _machine(runner: dict[str, Any], subject: str) -> list[Finding]:
+def _machine(runner: RunnerEntry, subject: str) -> list[Finding]:
     """docker+machine job hosts: what ecrkit writes into MachineOptions (job hosts need it when jobs run docker)."""
     if runner["executor"] != "docker+machine":
         return []
@@ -742,7 +744,7 @@ def _machine(runner: dict[str, Any], subject: str) -> list[Finding]:
     return findings
 
 
-def _autoscaler(runner: dict[str, Any], subject: str) -> list[Finding]:
+def _autoscaler(runner: RunnerEntry, subject: str) -> list[Finding]:
     if runner["executor"] != "docker-autoscaler":
         return []
     missing = [key for key in AUTOSCALER_REQUIRED if key not in runner.get("autoscaler_keys", [])]

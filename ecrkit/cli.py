@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from ecrkit import __version__, files, helper, images, mirror
+from ecrkit import __version__, constants, files, helper, images, mirror
 from ecrkit.errors import EcrkitError, FileFormatError, InputError, PathError
 from ecrkit.registry import Registry, RegistryError
 from ecrkit.settings import (
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     import rich.console
     import rich.progress
 
-    from ecrkit import aws, ecr_account, validate
+    from ecrkit import aws, ecr_account, hoststate, plans, validate
     from ecrkit.renderers import (
         aws_config,
         docker_config,
@@ -56,7 +56,9 @@ if TYPE_CHECKING:
     )
 else:
     boto3 = _lazy("boto3")
-    aws, ecr_account, validate = (_lazy(f"ecrkit.{name}") for name in ("aws", "ecr_account", "validate"))
+    aws, ecr_account, hoststate, plans, validate = (
+        _lazy(f"ecrkit.{name}") for name in ("aws", "ecr_account", "hoststate", "plans", "validate")
+    )
     RENDERERS = ("aws_config", "docker_config", "docker_tar", "iam_policy", "marathon", "registries_conf",
                  "runner_config", "userdata")  # fmt: skip
     aws_config, docker_config, docker_tar, iam_policy, marathon, registries_conf, runner_config, userdata = (
@@ -112,10 +114,16 @@ def _add_rule_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# The options spelled otherwise than `--` + key with dashes, for the plans' errors.
+OPTION_NAMES = {"registries": "--registry", "runners": "--runner", "userdata_path": "--userdata"}
+
+
+def _rule_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"registries": args.registry, "public": args.public, "creds_store": args.creds_store}
+
+
 def _rule(args: argparse.Namespace) -> CredentialRule:
-    return CredentialRule.build(
-        args.registry, include_public=args.public, force_creds_store=args.creds_store, source="--registry"
-    )
+    return plans.credential_rule(_rule_options(args), plans.options_of(**OPTION_NAMES))
 
 
 def _read_merge(path: str | None) -> str | None:
@@ -153,39 +161,52 @@ def _render_aws_config(args: argparse.Namespace) -> int:
 
 def _render_runner_config(args: argparse.Namespace) -> int:
     existing = files.read_text(args.config, "--config") or ""
-    settings = runner_config.RunnerSettings(
-        _rule(args),
-        runners=tuple(args.runner),
-        docker_volumes=args.docker_volumes,
-        helper_path=validate_absolute_path(args.helper_path, "--helper-path"),
-        machine_options=runner_config.machine_options(args.instance_profile, args.userdata, args.hop_limit),
-        runners_source="--runner",
-    )
-    merged = runner_config.merge(existing, settings, path=args.config)
-    for typo in merged.typos:
+    options = {
+        **_rule_options(args),
+        "config_path": args.config,
+        "runners": args.runner,
+        "docker_volumes": args.docker_volumes,
+        "helper_path": validate_absolute_path(args.helper_path, "--helper-path"),
+        "instance_profile": args.instance_profile,
+        "userdata_path": args.userdata,
+        "hop_limit": args.hop_limit,
+    }
+    # The role's plan (gitlab_runner_ecr), without the service environment and the userdata file.
+    plan = plans.runner_plan(hoststate.read_facts({args.config: existing}), options, plans.options_of(**OPTION_NAMES))
+    merged = plan["files"]["config_toml"]["content"]
+    for typo in plan["typos"]:
         print(f"ecrkit: warning: {typo}", file=sys.stderr)
     if not args.in_place:
-        sys.stdout.write(merged.text)
-    elif merged.text is existing:
+        sys.stdout.write(merged)
+    elif merged == existing:
         print(f"{args.config}: unchanged", file=sys.stderr)
     else:
-        files.write_atomic(args.config, merged.text, mode=0o600, source="--config")
+        files.write_atomic(args.config, merged, mode=0o600, source="--config")
         print(f"{args.config}: updated", file=sys.stderr)
     return EXIT_OK
 
 
 def _render_userdata(args: argparse.Namespace) -> int:
-    rule, url = _rule(args), _binary_url(args, userdata.ARCH)
     if args.with_part and args.format != "mime":
         raise InputError("--with-part", args.with_part[0], "--format mime (other parts combine only in MIME)")
-    if not args.with_part:
-        sys.stdout.write(
-            userdata.render(rule, url=url, sha256=args.sha256, install_dir=args.install_dir, form=args.format)
+    rule = _rule(args)
+
+    def script(form: str) -> str:  # what gitlab_runner_ecr writes for job hosts, with the same inputs
+        return plans.job_host_userdata(
+            rule,
+            version=args.version,
+            release_base_url=args.release_base_url,
+            url=args.url,
+            sha256=args.sha256,
+            install_dir=args.install_dir,
+            form=form,  # type: ignore[arg-type]
+            name=plans.options_of(),
         )
+
+    if not args.with_part:
+        sys.stdout.write(script(args.format))
         return EXIT_OK
-    parts = [
-        (userdata.MIME_PART_NAME, userdata.render(rule, url=url, sha256=args.sha256, install_dir=args.install_dir))
-    ]
+    parts = [(userdata.MIME_PART_NAME, script("shell"))]
     for path in args.with_part:
         try:
             with open(path) as handle:
@@ -322,10 +343,12 @@ def _add_binary_arguments(
     parser: argparse.ArgumentParser, *, install_dir: str, sha256_help: str, pinned: bool = False
 ) -> None:
     """Where a host gets the helper binary: a release (or --url), its sha256, its directory."""
-    parser.add_argument("--version", default=helper.DEFAULT_VERSION, help="release to install (X.Y.Z)")
+    parser.add_argument("--version", default=constants.HELPER_VERSION, help="release to install (X.Y.Z)")
     if pinned:  # an app definition, not a script on the host: it names one architecture and one sha256
         parser.add_argument("--arch", choices=["amd64", "arm64"], default="amd64")
-    parser.add_argument("--release-base-url", default=helper.RELEASE_BASE_URL, help="the official bucket, or a mirror")
+    parser.add_argument(
+        "--release-base-url", default=constants.RELEASE_BASE_URL, help="the official bucket, or a mirror"
+    )
     parser.add_argument(
         "--url", default="", help="the binary's http(s) URL instead of a release (@ARCH@: amd64 or arm64)"
     )
@@ -356,7 +379,9 @@ def _add_gitlab_runner_parsers(kinds: Any) -> None:
         "--docker-volumes", action="store_true", help="mount the Docker socket, /root/.docker and the helper into jobs"
     )
     runner.add_argument(
-        "--helper-path", default="/usr/local/bin/docker-credential-ecr-login", help="the helper's path on job hosts"
+        "--helper-path",
+        default=f"{constants.INSTALL_DIR}/{constants.HELPER_BINARY}",
+        help="the helper's path on job hosts",
     )
     runner.add_argument(
         "--instance-profile", default="", metavar="NAME", help="amazonec2-iam-instance-profile for job hosts"
@@ -551,7 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="copy images the pull-through cache cannot serve into ECR (tags or tag patterns)",
         description="Copy the images a YAML config lists into ECR: missing repositories are created, tags whose "
         "digest is already there are skipped, multi-arch indexes are kept, failing requests are retried with backoff; "
-        "ECR credentials come from docker-credential-ecr-login. Exit 1 if a copy failed.",
+        f"ECR credentials come from {constants.HELPER_BINARY}. Exit 1 if a copy failed.",
     )
     copy.add_argument("--config", required=True, help="the mirror config (YAML)")
     copy.add_argument("--dry-run", action="store_true", help="compare and report, write nothing")

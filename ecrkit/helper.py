@@ -9,11 +9,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from ecrkit import files
+from ecrkit.constants import HELPER_BINARY, HELPER_VERSION, PACKAGE_DIR, RELEASE_BASE_URL
 from ecrkit.errors import EcrkitError, InputError
-from ecrkit.settings import HELPER_BINARY, option_name, validate_absolute_path, validate_url
+from ecrkit.settings import option_name, validate_absolute_path, validate_url
 
-DEFAULT_VERSION = "0.12.0"
-RELEASE_BASE_URL = "https://amazon-ecr-credential-helper-releases.s3.us-east-2.amazonaws.com"
 # `uname -m` (Ansible's ansible_architecture) to the release's directory name.
 ARCHITECTURES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 VERSION = re.compile(r"^\d+\.\d+\.\d+\Z", re.ASCII)
@@ -24,7 +23,7 @@ VERSION_IN_OUTPUT = re.compile(r"(\d+\.\d+\.\d+)", re.ASCII)
 RELEASE_VERSION_IN_OUTPUT = re.compile(r"^Version:\s*(\d+\.\d+\.\d+)", re.M | re.ASCII)
 VERSION_ARGS = ("-v",)  # what to run to learn the version (every helper since 0.6.0 knows -v)
 INSTALL_METHODS = ("package", "release", "url", "controller_file")
-PACKAGE_PATH = f"/usr/bin/{HELPER_BINARY}"  # where apt, dnf and yum put it
+PACKAGE_PATH = f"{PACKAGE_DIR}/{HELPER_BINARY}"
 
 
 def validate_version(value: object, source: str = "version") -> str:
@@ -74,7 +73,7 @@ def install_plan(
     *,
     architecture: str,
     install_dir: str,
-    version: str = DEFAULT_VERSION,
+    version: str = HELPER_VERSION,
     release_base_url: str = RELEASE_BASE_URL,
     url: str = "",
     sha256: str = "",

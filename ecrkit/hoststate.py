@@ -11,18 +11,19 @@ import base64
 import hashlib
 import posixpath
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypedDict
 
+from ecrkit.constants import LOGROTATE_PATH
 from ecrkit.errors import FileFormatError, InputError
 from ecrkit.files import decode
 from ecrkit.helper import expected_sha256, parse_version
+from ecrkit.probe import CommandResult, PathState, ProbeResult, UserEntry
 from ecrkit.renderers import aws_config, docker_config, runner_config, service_env
 from ecrkit.renderers.aws_config import SsoProfile
 from ecrkit.renderers.docker_config import State
 from ecrkit.renderers.logrotate import render as render_logrotate
 from ecrkit.settings import CredentialRule
 
-LOGROTATE_PATH = "/etc/logrotate.d/ecr-login"
 # What the docker_auth_config role asks the probe about, relative to each user's home.
 DIRECTORY = ".docker"
 CONFIG = ".docker/config.json"
@@ -32,7 +33,7 @@ AWS_CONFIG = ".aws/config"
 
 
 def differs(
-    state: Mapping[str, Any] | None,
+    state: PathState | None,
     *,
     kind: str = "file",
     mode: str | None = None,
@@ -50,7 +51,7 @@ def differs(
     return any(value is not None and state.get(key) != value for key, value in expected.items())
 
 
-def version_from(command: Mapping[str, Any] | None) -> str:
+def version_from(command: CommandResult | None) -> str:
     """The helper's version from a run of `<helper> -v` (or `version`), or '' if it did not run."""
     if not command or command.get("rc") != 0:
         return ""
@@ -60,8 +61,15 @@ def version_from(command: Mapping[str, Any] | None) -> str:
         return ""
 
 
+def installed_version(probe: ProbeResult) -> str:
+    """The helper's version from the probe's run of `<helper> -v` (the one command the
+    ecr_credential_helper role asks it to run), or '' if it did not run."""
+    commands = probe.get("commands") or []
+    return version_from(commands[0] if commands else None)
+
+
 def helper_changes(
-    probe: Mapping[str, Any],
+    probe: ProbeResult,
     plan: Mapping[str, Any],
     *,
     cache_dir: str,
@@ -93,12 +101,12 @@ def helper_changes(
             group="root",
             sha256=hashlib.sha256(rule.encode()).hexdigest(),
         ),
-        "version": version_from(probe["commands"][0] if probe.get("commands") else None),
+        "version": installed_version(probe),
     }
 
 
 def docker_config_files(
-    probe: Mapping[str, Any],
+    probe: ProbeResult,
     users: Iterable[str],
     rule: CredentialRule,
     state: State,
@@ -111,7 +119,7 @@ def docker_config_files(
     _require_users(probe, users, "docker_auth_config_users")
     files: list[dict[str, Any]] = []
     for user in users:
-        entry = probe["users"][user]
+        entry = _entry(probe, user)
         path = posixpath.join(entry["home"], CONFIG)
         before = _text(probe, f"{user}:{CONFIG}", path)
         item: dict[str, Any] = {"user": user, "group": entry["group"], "path": path, "dir": posixpath.dirname(path)}
@@ -140,12 +148,12 @@ def docker_config_files(
     return files
 
 
-def aws_config_files(probe: Mapping[str, Any], users: Iterable[str], profile: SsoProfile) -> list[dict[str, Any]]:
+def aws_config_files(probe: ProbeResult, users: Iterable[str], profile: SsoProfile) -> list[dict[str, Any]]:
     """Every user's ~/.aws/config with the SSO profile merged in, rendered before any is written."""
     _require_users(probe, users, "aws_sso_profile_users")
     files = []
     for user in users:
-        entry = probe["users"][user]
+        entry = _entry(probe, user)
         path = posixpath.join(entry["home"], AWS_CONFIG)
         before = _text(probe, f"{user}:{AWS_CONFIG}", path)
         after = aws_config.merge(before, profile, path)
@@ -166,13 +174,27 @@ def aws_config_files(probe: Mapping[str, Any], users: Iterable[str], profile: Ss
     return files
 
 
-def _require_users(probe: Mapping[str, Any], users: Iterable[str], variable: str) -> None:
+def read_facts(texts: Mapping[str, str]) -> ProbeResult:
+    """The probe's answer for files read here, not on a host (the CLI's --config and the like);
+    their states are unknown, so every planned file says it must be written."""
+    contents: dict[str, str | None] = {path: base64.b64encode(text.encode()).decode() for path, text in texts.items()}
+    return {"users": {}, "paths": {}, "contents": contents, "commands": [], "consumers": []}
+
+
+def _require_users(probe: ProbeResult, users: Iterable[str], variable: str) -> None:
     missing = [user for user in users if probe["users"].get(user) is None]
     if missing:
         raise InputError(variable, missing, "existing user names (create them first)")
 
 
-def _text(probe: Mapping[str, Any], key: str, path: str | None = None) -> str | None:
+def _entry(probe: ProbeResult, user: str) -> UserEntry:
+    """The passwd entry of a user that _require_users found."""
+    entry = probe["users"][user]
+    assert entry is not None, user
+    return entry
+
+
+def _text(probe: ProbeResult, key: str, path: str | None = None) -> str | None:
     """What the probe read under `key` (a path, or "<user>:<relative>"), or None if missing."""
     path = path or key
     encoded = probe["contents"].get(key)
@@ -181,8 +203,17 @@ def _text(probe: Mapping[str, Any], key: str, path: str | None = None) -> str | 
     return decode(base64.b64decode(encoded), path)
 
 
+class PlannedFile(TypedDict):
+    """A file a role writes: its content, its mode (owner root), and whether the host differs."""
+
+    path: str
+    content: str
+    mode: str
+    write: bool
+
+
 def runner_files(
-    probe: Mapping[str, Any],
+    probe: ProbeResult,
     *,
     config_path: str,
     settings: runner_config.RunnerSettings,
@@ -192,8 +223,9 @@ def runner_files(
     userdata_path: str = "",
     userdata_text: str = "",
 ) -> dict[str, Any]:
-    """GitLab Runner's files, all rendered before any is written: the service environment
-    (a systemd drop-in, or an env file for a runner in a container), config.toml and userdata.
+    """GitLab Runner's files, all rendered before any is written, by name: `service_env` (a
+    systemd drop-in, or an env file for a runner in a container; none without `env_path`),
+    `config_toml`, and `userdata` (only with `userdata_path`).
 
     config.toml holds runner tokens: its entry carries a redacted before/after for diffs.
     """
@@ -201,21 +233,22 @@ def runner_files(
     if before is None:
         raise FileFormatError(config_path, "does not exist; register the runner first (gitlab-runner register)")
     merged = runner_config.merge(before, settings, path=config_path)
-    wanted = [
-        (env_path, service_env.drop_in(env) if env_form == "drop-in" else service_env.env_file(env), "0644"),
-        (config_path, merged.text, "0600"),
-    ]
+    wanted: dict[str, tuple[str, str, str]] = {}
+    if env_path:
+        env_text = service_env.drop_in(env) if env_form == "drop-in" else service_env.env_file(env)
+        wanted["service_env"] = (env_path, env_text, "0644")
+    wanted["config_toml"] = (config_path, merged.text, "0600")
     if userdata_path:
-        wanted.append((userdata_path, userdata_text, "0600"))
-    files = []
-    for path, content, mode in wanted:
+        wanted["userdata"] = (userdata_path, userdata_text, "0600")
+    files: dict[str, PlannedFile] = {}
+    for name, (path, content, mode) in wanted.items():
         old = before if path == config_path else _text(probe, path)
         changed = content != old or differs(probe["paths"].get(path), mode=mode, owner="root")
-        files.append({"path": path, "content": content, "mode": mode, "write": changed})
+        files[name] = {"path": path, "content": content, "mode": mode, "write": changed}
     return {
         "files": files,
         "typos": merged.typos,
-        "restart": env_form == "drop-in" and files[0]["write"],
+        "restart": env_form == "drop-in" and "service_env" in files and files["service_env"]["write"],
         "redacted": {
             "path": config_path,
             "before": runner_config.redact(before),

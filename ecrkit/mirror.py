@@ -35,9 +35,10 @@ import jsonschema
 import yaml
 
 from ecrkit import files, images
+from ecrkit.constants import HELPER_BINARY
 from ecrkit.errors import EcrkitError, FileFormatError, InputError
 from ecrkit.registry import Manifest, Registry, RegistryError, stream_blob
-from ecrkit.settings import HELPER_BINARY, private_registry, validate_location, validate_shard
+from ecrkit.settings import private_registry, validate_location, validate_shard
 
 SCHEMA: dict[str, Any] = {
     "type": "object",

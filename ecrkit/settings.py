@@ -15,30 +15,15 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
-from types import MappingProxyType
 from urllib.parse import urlsplit
 
+from ecrkit.constants import HELPER_NAME
 from ecrkit.errors import InputError
 
-HELPER_NAME = "ecr-login"
 SSO_PROFILE_FORMS = ("sso-session", "legacy")  # ~/.aws/config's forms of an SSO profile (renderers.aws_config)
-HELPER_BINARY = "docker-credential-ecr-login"
-# The roles' defaults that `ecrkit validate` assumes where an inventory leaves a variable unset: the
-# package carries them, as an installed ecrkit has no roles/ to read (tests/test_distribution.py checks
-# them against roles/*/defaults/main.yml and docker_auth_config's argument_specs).
-ROLE_DEFAULTS: Mapping[str, object] = MappingProxyType({
-    "docker_auth_config_users": ("root",),
-    "docker_auth_config_registries": (),
-    "docker_auth_config_public": False,
-    "docker_auth_config_creds_store": False,
-    "gitlab_runner_ecr_service": "gitlab-runner",
-    "marathon_agent_ecr_service": "dcos-mesos-slave",
-    "marathon_agent_ecr_docker_tar_path": "/etc/docker.tar.gz",
-    "ecrkit_task_user": "nobody",  # docker_auth_config's validate entry point
-})  # fmt: skip
 
 ECR_PRIVATE_HOST = re.compile(
     r"^(\d{12})\.dkr[\.\-]ecr(\-fips)?\.([a-zA-Z0-9][a-zA-Z0-9-_]*)\."

@@ -28,11 +28,18 @@ from rich.markup import escape
 from rich.table import Table
 
 from ecrkit.checks import Finding, judge, probe_args
+from ecrkit.constants import role_default
 from ecrkit.errors import EcrkitError, InputError
 from ecrkit.output import fits
-from ecrkit.settings import ROLE_DEFAULTS, CredentialRule, validate_port
+from ecrkit.probe import ProbeResult
+from ecrkit.settings import CredentialRule, validate_port
 
 PROBE = Path(__file__).with_name("probe.py")  # plugins/modules/probe.py, the module ecrkit.ecr.probe
+# docker_auth_config's variables, whose defaults (ecrkit.constants) lie under a host's own.
+RULE_VARIABLES = (
+    "docker_auth_config_users", "docker_auth_config_registries", "docker_auth_config_public",
+    "docker_auth_config_creds_store",
+)  # fmt: skip
 RUNNER_GROUP, AGENT_GROUP = "gitlab_runners", "marathon_agents"  # playbooks/gitlab_runners.yml, marathon_agents.yml
 MARKER = "<<INCLUDE_ANSIBLE_MODULE_JSON_ARGS>>"  # where Ansible, and we, put the probe's arguments
 PODMAN = "containers.podman.podman"
@@ -75,7 +82,7 @@ def probe_script(args: dict[str, Any]) -> str:
     return PROBE.read_text().replace(MARKER, json.dumps(args), 1)
 
 
-def run_probe(target: Target) -> dict[str, Any]:
+def run_probe(target: Target) -> ProbeResult:
     """The probe's facts from the target; raises OSError when the host cannot be reached."""
     script = probe_script(probe_args(target.registries, target.services, target.users, target.runners, target.tasks))
     if target.connection == "ssh":
@@ -162,7 +169,7 @@ def special_consumers(
         tasks.append({
             "task": _variable(variables, "marathon_agent_ecr_service"),
             "archive": _variable(variables, "marathon_agent_ecr_docker_tar_path"),
-            "task_user": str(variables.get("ecrkit_task_user") or ROLE_DEFAULTS["ecrkit_task_user"]),
+            "task_user": str(variables.get("ecrkit_task_user") or role_default("ecrkit_task_user")),
         })  # fmt: skip
     return runners, tasks
 
@@ -171,7 +178,7 @@ def _variable(variables: Mapping[str, Any], name: str) -> str:
     """A plain-string variable, with the role's default underneath."""
     value = variables.get(name)
     if value is None:
-        value = ROLE_DEFAULTS[name]
+        value = role_default(name)
     if not isinstance(value, str) or not value:
         raise InputError(name, value, "a non-empty string")
     return value
@@ -179,7 +186,7 @@ def _variable(variables: Mapping[str, Any], name: str) -> str:
 
 def expected(variables: dict[str, Any], source: str) -> tuple[list[str], list[str], list[str]]:
     """Registries, services and users from a host's variables, with the roles' defaults underneath."""
-    merged = {**ROLE_DEFAULTS, **variables}
+    merged = {**{name: role_default(name) for name in RULE_VARIABLES}, **variables}
     rule = CredentialRule.build(
         merged["docker_auth_config_registries"],
         include_public=bool(merged["docker_auth_config_public"]),

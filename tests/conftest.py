@@ -20,8 +20,8 @@ from typing import Any
 import boto3
 import pytest
 
+from ecrkit.constants import HELPER_BINARY
 from ecrkit.helper import binary_version
-from ecrkit.settings import HELPER_BINARY
 from ecrkit.standin import StandIn
 
 ROOT = Path(__file__).resolve().parent.parent

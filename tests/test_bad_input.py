@@ -7,7 +7,6 @@ exception that escapes it fails the test with its traceback.
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import os
@@ -19,6 +18,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -29,6 +29,7 @@ from ecrkit.cli import main
 from ecrkit.testbed import ansible_playbook, recap
 from ecrkit.validate import ssh_target
 from plugins.filter.ecrkit import FilterModule
+from tests.facts import root_files
 
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 FULLWIDTH = ECR.replace("123", "\uff11\uff12\uff13")
@@ -335,7 +336,10 @@ def test_every_pattern_is_ascii_only_and_anchored_at_the_very_end(path: Path) ->
 
 # -- the same bad values through the roles' variables (the filters the roles call) ---------------
 
-RUNNER_OPTIONS = {
+RUNNER_OPTIONS: dict[str, object] = {
+    "registries": [ECR],
+    "public": False,
+    "creds_store": False,
     "config_path": "/etc/gitlab-runner/config.toml",
     "env_path": "/etc/systemd/system/gitlab-runner.service.d/ecrkit.conf",
     "container": False,
@@ -368,10 +372,24 @@ SSO_VARIABLES = {
 FILTERS = FilterModule().filters()
 
 
-def _runner_plan(**changed: object) -> object:
-    probe = {"contents": {RUNNER_OPTIONS["config_path"]: base64.b64encode(RUNNER_TOML.encode()).decode()}, "paths": {}}
-    rule = FILTERS["credential_rule"]([ECR])
-    return FILTERS["runner_plan"](probe, rule, {**RUNNER_OPTIONS, **changed})
+def _runner_plan(**changed: object) -> dict[str, Any]:
+    """The role's plan, or its error as the filter would raise it (the role fails with it after the no_log task)."""
+    probe = root_files({str(RUNNER_OPTIONS["config_path"]): RUNNER_TOML})
+    plan: dict[str, Any] = FILTERS["runner_plan"](probe, {**RUNNER_OPTIONS, **changed})
+    if plan["error"]:
+        raise AnsibleFilterError(plan["error"])
+    return plan
+
+
+RULE = {"registries": [], "public": False, "creds_store": False}
+DOCKER_AUTH = {"users": ["root"], "state": "present", "replace_invalid": False}
+
+
+def _docker_auth_plan(**changed: object) -> dict[str, Any]:
+    plan: dict[str, Any] = FILTERS["docker_auth_plan"](root_files({}), {**RULE, **DOCKER_AUTH, **changed})
+    if plan["error"]:
+        raise AnsibleFilterError(plan["error"])
+    return plan
 
 
 def _filter(name: str, *args: object, **kwargs: object) -> object:
@@ -380,12 +398,16 @@ def _filter(name: str, *args: object, **kwargs: object) -> object:
 
 ROLE_VALUES = {
     "fullwidth digits": (
-        lambda: _filter("credential_rule", [FULLWIDTH], source="docker_auth_config_registries"),
+        lambda: _docker_auth_plan(registries=[FULLWIDTH]),
         "docker_auth_config_registries[0]",
     ),
     "registry in upper case": (
-        lambda: _filter("credential_rule", [ECR.upper()], source="gitlab_runner_ecr_registries"),
-        "gitlab_runner_ecr_registries[0]",
+        lambda: _filter("marathon_plan", {**RULE, "registries": [ECR.upper()]}),
+        "marathon_agent_ecr_registries[0]",
+    ),
+    "validated registry in upper case": (
+        lambda: _filter("validate_args", {**RULE, "registries": [ECR.upper()]}, [], ["root"]),
+        "docker_auth_config_registries[0]",
     ),
     "cache prefix of 1": (
         lambda: _filter("registries_conf", ECR, "d", "docker.io"),
@@ -429,13 +451,12 @@ ROLE_VALUES = {
         "aws_sso_profile_registries[0]: 'r.io'",
     ),
     "service region with a newline": (
-        lambda: _filter(
-            "service_environment",
-            {"registries": [], "creds_store": True},
-            region="us-east-1\n",
-            source="marathon_agent_ecr_",
-        ),
+        lambda: _filter("marathon_plan", {**RULE, "region": "us-east-1\n"}),
         "marathon_agent_ecr_region",
+    ),
+    "runner registries": (
+        lambda: _runner_plan(registries=[ECR.upper()]),
+        f"gitlab_runner_ecr_registries[0]: '{ECR.upper()}'",
     ),
     "runner hop limit": (lambda: _runner_plan(hop_limit=0), "gitlab_runner_ecr_hop_limit: 0"),
     "runner names": (lambda: _runner_plan(runners=["nope"]), "gitlab_runner_ecr_runners: 'nope'"),
@@ -458,19 +479,25 @@ def test_the_roles_filters_refuse_the_same_values_naming_the_variable(call: Call
 
 
 @pytest.mark.parametrize(
-    ("role", "variables", "named"),
+    ("role", "variables", "named", "ok"),
     [
         (
             "registries_conf",
             {"registries_conf_registry": ECR, "registries_conf_cache_prefix": "d"},
             "registries_conf_cache_prefix: 'd'",
+            1,  # the argument_specs check
         ),
-        ("docker_auth_config", {"docker_auth_config_registries": [FULLWIDTH]}, "docker_auth_config_registries[0]"),
+        (
+            "docker_auth_config",
+            {"docker_auth_config_registries": [FULLWIDTH]},
+            "docker_auth_config_registries[0]",
+            3,  # the argument_specs check, the probe (it only reads) and the plan, whose error fails the next task
+        ),
     ],
     ids=["registries_conf", "docker_auth_config"],
 )
 def test_a_play_given_a_bad_value_stops_before_any_change_naming_the_variable(
-    tmp_path: Path, role: str, variables: dict[str, object], named: str
+    tmp_path: Path, role: str, variables: dict[str, object], named: str, ok: int
 ) -> None:
     playbook = tmp_path / "play.yml"
     playbook.write_text(
@@ -479,12 +506,15 @@ def test_a_play_given_a_bad_value_stops_before_any_change_naming_the_variable(
         )
     )
     written = tmp_path / "registries.conf.d" / "50-ecrkit-mirror.conf"
-    extra = json.dumps({**variables, "registries_conf_path": str(written), "docker_auth_config_users": ["nobody"]})
+    extra = json.dumps({
+        **variables, "registries_conf_path": str(written), "docker_auth_config_users": ["nobody"],
+        "ansible_python_interpreter": sys.executable,  # the probe runs here: the Python that runs the tests
+    })  # fmt: skip
     result = ansible_playbook("-i", "localhost,", "-c", "local", "--check", str(playbook), "-e", extra)
     assert result.returncode == 2, result.stdout + result.stderr
     assert named in result.stdout
-    counts = recap(result.stdout)["localhost"]  # ok: only the role's argument_specs check
-    assert (counts["ok"], counts["changed"], counts["failed"]) == (1, 0, 1)
+    counts = recap(result.stdout)["localhost"]
+    assert (counts["ok"], counts["changed"], counts["failed"]) == (ok, 0, 1)
     assert not written.parent.exists()
 
 
@@ -518,9 +548,14 @@ def test_a_closed_pipe_is_no_traceback() -> None:
 def test_the_runner_plan_filter_still_renders_good_variables() -> None:
     plan = _runner_plan(hop_limit=1, instance_profile="ci-jobs", userdata_sha256="a" * 64)
     assert isinstance(plan, dict)
-    paths = [f["path"] for f in plan["files"]]
-    assert paths == [RUNNER_OPTIONS["env_path"], RUNNER_OPTIONS["config_path"], RUNNER_OPTIONS["userdata_path"]]
-    assert "https://mirror.example.com/0.12.0/linux-@ARCH@/" in plan["files"][2]["content"]
+    paths = {name: f["path"] for name, f in plan["files"].items()}
+    assert paths == {
+        "service_env": RUNNER_OPTIONS["env_path"],
+        "config_toml": RUNNER_OPTIONS["config_path"],
+        "userdata": RUNNER_OPTIONS["userdata_path"],
+    }
+    assert "https://mirror.example.com/0.12.0/linux-@ARCH@/" in plan["files"]["userdata"]["content"]
+    assert plan["rule"] == {"registries": [ECR], "creds_store": False}
 
 
 def test_fetch_refuses_bad_input_before_any_download(tmp_path: Path) -> None:

@@ -1,15 +1,15 @@
 """The judge names the cause behind `credentials not found in native keychain`."""
 
 import copy
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from ecrkit.checks import Finding, diagnose_helper_log, judge, parse_log_line
+from ecrkit.probe import ConsumerFacts
+from tests.facts import recorded
 
 # Lines written by Debian's helper 0.6.0 on this kind of machine: `get` of a non-ECR name,
 # `list` with no region, `get` with the API unreachable (resolver name shortened).
@@ -44,11 +44,11 @@ def test_an_empty_log_has_no_findings() -> None:
 # --- the judge, on what the probe reported from a provisioned host (a gitlab-runner stand-in
 # service and root's logins, each with a working live get), changed one fact at a time.
 
-GOOD_HOST = json.loads((Path(__file__).parent / "data" / "probe-good-host.json").read_text())
+GOOD_HOST = recorded("good-host")
 REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 
 
-def findings_for(change: Callable[[dict[str, Any]], None] = lambda facts: None) -> dict[str, list[Finding]]:
+def findings_for(change: Callable[[ConsumerFacts], None] = lambda facts: None) -> dict[str, list[Finding]]:
     """The judge's findings by severity, after `change` edits the service's facts."""
     facts = copy.deepcopy(GOOD_HOST)
     change(facts["consumers"][0])
@@ -68,7 +68,7 @@ def test_a_good_host_passes_every_check_for_every_consumer() -> None:
         assert (subject, "live get") in checks
 
 
-def only_error(change: Callable[[dict[str, Any]], None]) -> Finding:
+def only_error(change: Callable[[ConsumerFacts], None]) -> Finding:
     errors = findings_for(change)["error"]
     assert len(errors) == 1, errors
     assert errors[0].subject == "service gitlab-runner" and errors[0].fix
@@ -76,12 +76,12 @@ def only_error(change: Callable[[dict[str, Any]], None]) -> Finding:
 
 
 def test_a_missing_service_is_one_error() -> None:
-    error = only_error(lambda c: c.update(found=False, error="Unit gitlab-runner.service could not be found."))
+    error = only_error(lambda c: c.update({"found": False, "error": "Unit gitlab-runner.service could not be found."}))
     assert error.check == "exists" and "could not be found" in error.evidence
 
 
 def test_a_helper_off_the_path_is_named_with_the_path() -> None:
-    def off_path(c: dict[str, Any]) -> None:
+    def off_path(c: ConsumerFacts) -> None:
         c["helper"] = {"path": None, "misnamed": []}
         c["env"]["values"]["PATH"] = "/usr/bin:/bin"
         c["gets"] = []
@@ -91,7 +91,7 @@ def test_a_helper_off_the_path_is_named_with_the_path() -> None:
 
 
 def test_a_misnamed_helper_is_told_to_be_renamed() -> None:
-    def misnamed(c: dict[str, Any]) -> None:
+    def misnamed(c: ConsumerFacts) -> None:
         c["helper"] = {"path": None, "misnamed": ["/usr/local/bin/docker-credential-ecr-login-linux-amd64"]}
         c["gets"] = []
 
@@ -100,7 +100,7 @@ def test_a_misnamed_helper_is_told_to_be_renamed() -> None:
 
 
 def test_a_config_others_can_write_is_an_error() -> None:
-    error = only_error(lambda c: c["config"]["state"].update(mode="0666"))
+    error = only_error(lambda c: c["config"]["state"].update({"mode": "0666"}))
     assert error.check == "config.json" and "0666" in error.evidence
 
 
@@ -110,12 +110,12 @@ def test_a_registry_handed_to_another_helper_is_not_covered() -> None:
 
 
 def test_creds_store_without_a_region_is_an_error_for_a_service() -> None:
-    error = only_error(lambda c: c["config"].update(creds_store="ecr-login"))
+    error = only_error(lambda c: c["config"].update({"creds_store": "ecr-login"}))
     assert error.check == "region for credsStore" and "AWS_REGION" in error.fix
 
 
 def test_creds_store_with_a_region_in_the_environment_or_profile_passes() -> None:
-    def with_region(c: dict[str, Any]) -> None:
+    def with_region(c: ConsumerFacts) -> None:
         c["config"]["creds_store"] = "ecr-login"
         c["profile_region"] = "eu-west-1"
 
@@ -123,37 +123,37 @@ def test_creds_store_with_a_region_in_the_environment_or_profile_passes() -> Non
 
 
 def test_a_cache_the_user_cannot_write_is_an_error() -> None:
-    error = only_error(lambda c: c["cache"].update(writable=False))
+    error = only_error(lambda c: c["cache"].update({"writable": False}))
     assert error.check == "token cache" and "every pull asks ECR for a new token" in error.evidence
 
 
 def test_a_cache_others_can_read_is_an_error() -> None:
-    error = only_error(lambda c: c["cache"]["state"].update(mode="0755"))
+    error = only_error(lambda c: c["cache"]["state"].update({"mode": "0755"}))
     assert "others can read live registry tokens" in error.evidence
 
 
 def test_a_disabled_cache_is_a_warning() -> None:
-    warnings = findings_for(lambda c: c["cache"].update(disabled=True))["warning"]
+    warnings = findings_for(lambda c: c["cache"].update({"disabled": True}))["warning"]
     assert [w.check for w in warnings] == ["token cache"] and "AWS_ECR_DISABLE_CACHE" in warnings[0].evidence
 
 
 def test_stored_credentials_readable_by_others_are_a_warning() -> None:
-    def readable(c: dict[str, Any]) -> None:
+    def readable(c: ConsumerFacts) -> None:
         c["config"]["state"]["mode"] = "0644"
         c["config"]["auths"] = ["registry.example.com"]
 
     warnings = findings_for(readable)["warning"]
     assert [w.check for w in warnings] == ["config.json"] and "registry.example.com" in warnings[0].evidence
-    assert findings_for(lambda c: c["config"]["state"].update(mode="0644"))["warning"] == []  # nothing stored
+    assert findings_for(lambda c: c["config"]["state"].update({"mode": "0644"}))["warning"] == []  # nothing stored
 
 
 def test_a_helper_that_does_not_run_is_an_error() -> None:
-    error = only_error(lambda c: c["helper"]["version"].update(rc=126, stderr="cannot execute binary file"))
+    error = only_error(lambda c: c["helper"]["version"].update({"rc": 126, "stderr": "cannot execute binary file"}))
     assert error.check == "helper runs" and "cannot execute binary file" in error.evidence
 
 
 def test_a_running_service_with_an_old_environment_needs_a_restart() -> None:
-    warnings = findings_for(lambda c: c["unit_env"]["values"].update(AWS_REGION="us-east-1"))["warning"]
+    warnings = findings_for(lambda c: c["unit_env"]["values"].update({"AWS_REGION": "us-east-1"}))["warning"]
     assert [w.check for w in warnings] == ["environment current"]
     assert warnings[0].fix == "systemctl restart gitlab-runner"
 
@@ -164,7 +164,7 @@ def test_a_failed_live_get_carries_the_cause_from_its_own_log_lines() -> None:
         'authorization token: api error AccessDeniedException: denied"\n'
     )
 
-    def refused(c: dict[str, Any]) -> None:
+    def refused(c: ConsumerFacts) -> None:
         c["gets"][0] = {
             "registry": REGISTRY,
             "rc": 1,
@@ -193,7 +193,7 @@ def test_a_failed_live_get_carries_the_cause_from_its_own_log_lines() -> None:
     ],
 )
 def test_a_helper_that_dies_before_logging_is_judged_by_what_it_said(said: str, named: str) -> None:
-    def crashed(c: dict[str, Any]) -> None:
+    def crashed(c: ConsumerFacts) -> None:
         c["gets"][0] = {"registry": REGISTRY, "rc": 2, "said": said, "log": ""}
 
     error = only_error(crashed)
@@ -209,8 +209,8 @@ def test_old_log_errors_are_left_out_and_recent_ones_are_warnings() -> None:
     now = GOOD_HOST["time"]
     old = datetime.fromtimestamp(now - 2 * 86400, UTC).isoformat()
     recent = datetime.fromtimestamp(now - 60, UTC).isoformat()
-    assert findings_for(lambda c: c["log"].update(tail=line.format(old)))["warning"] == []
-    warnings = findings_for(lambda c: c["log"].update(tail=line.format(recent)))["warning"]
+    assert findings_for(lambda c: c["log"].update({"tail": line.format(old)}))["warning"] == []
+    warnings = findings_for(lambda c: c["log"].update({"tail": line.format(recent)}))["warning"]
     assert [w.check for w in warnings] == ["helper log: not an ECR hostname"]
 
 
@@ -224,8 +224,8 @@ PUBLIC_UNREACHABLE = (
 )
 
 
-def listing(log: str, registries: dict[str, str] | None) -> Callable[[dict[str, Any]], None]:
-    def change(c: dict[str, Any]) -> None:
+def listing(log: str, registries: dict[str, str] | None) -> Callable[[ConsumerFacts], None]:
+    def change(c: ConsumerFacts) -> None:
         c["config"]["creds_store"] = "ecr-login"
         c["env"]["values"]["AWS_REGION"] = "us-east-1"
         c["list"] = {"rc": 0, "log": log, "registries": registries}

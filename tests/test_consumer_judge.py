@@ -10,45 +10,52 @@ from __future__ import annotations
 
 import copy
 import io
-import json
 import time
 from pathlib import Path
-from typing import Any
 from xml.etree import ElementTree
 
 import pytest
 from rich.console import Console
 
 from ecrkit.checks import CI_VARIABLE_NOTE, Finding, judge, probe_args
+from ecrkit.probe import ArchiveFacts, ConfigSummary, ConsumerFacts, ProbeResult, RunnerEntry
 from ecrkit.standin import REGISTRY_HOST
 from ecrkit.validate import Report, print_report, special_consumers, to_junit
 from tests.conftest import run_ecrkit
+from tests.facts import good_get, recorded
 
 DATA = Path(__file__).parent / "data"
 OTHER = "999999999999.dkr.ecr.us-east-1.amazonaws.com"
 HOME_CONFIG = "/root/.docker/config.json"
 
 
-def facts(name: str) -> dict[str, Any]:
-    return json.loads((DATA / f"probe-{name}.json").read_text())  # type: ignore[no-any-return]
+def facts(name: str) -> ProbeResult:
+    return recorded(name)
 
 
-def runner_facts() -> tuple[dict[str, Any], dict[str, Any]]:
+def runner_facts() -> tuple[ProbeResult, ConsumerFacts]:
     """The runner host's facts and its service consumer."""
     data = facts("runner")
     return data, data["consumers"][0]
 
 
-def the_runner(consumer: dict[str, Any]) -> dict[str, Any]:
-    return consumer["runner_config"]["runners"][0]  # type: ignore[no-any-return]
+def the_runner(consumer: ConsumerFacts) -> RunnerEntry:
+    return consumer["runner_config"]["runners"][0]
 
 
-def verdicts(data: dict[str, Any]) -> list[tuple[str, str, str]]:
+def auth_config(consumer: ConsumerFacts) -> ConfigSummary:
+    """The runner's DOCKER_AUTH_CONFIG, as the probe summarised it."""
+    auth = the_runner(consumer)["auth_config"]
+    assert auth is not None
+    return auth
+
+
+def verdicts(data: ProbeResult) -> list[tuple[str, str, str]]:
     """(severity, check, evidence) of the findings about [[runners]] entries."""
     return [(f.severity, f.check, f.evidence) for f in judge(data, [REGISTRY_HOST]) if f.check.startswith("runner ")]
 
 
-def errors(data: dict[str, Any], registries: list[str] | None = None) -> list[Finding]:
+def errors(data: ProbeResult, registries: list[str] | None = None) -> list[Finding]:
     return [f for f in judge(data, [REGISTRY_HOST] if registries is None else registries) if f.severity == "error"]
 
 
@@ -74,9 +81,9 @@ def test_a_docker_auth_config_naming_another_account_falls_back_to_the_users_con
     """GitLab Runner merges its sources per registry, the first that defines one winning: a
     DOCKER_AUTH_CONFIG that names only another account's registry hands ours to config.json."""
     data, service = runner_facts()
-    the_runner(service)["auth_config"]["cred_helpers"] = {OTHER: "ecr-login"}
-    service["gets"].append({"registry": OTHER, "rc": 0, "username": "AWS", "secret_length": 23, "log": ""})
-    service["config"].update(cred_helpers={REGISTRY_HOST: "ecr-login"}, creds_store=None, auths=[])
+    auth_config(service)["cred_helpers"] = {OTHER: "ecr-login"}
+    service["gets"].append(good_get(OTHER))
+    service["config"].update({"cred_helpers": {REGISTRY_HOST: "ecr-login"}, "creds_store": None, "auths": []})
     result = verdicts(data)
     assert result[0] == (
         "ok",
@@ -100,7 +107,7 @@ def test_a_missing_config_json_is_fine_when_docker_auth_config_covers_every_regi
 
 def test_a_helper_failure_drops_the_whole_source_as_the_runner_does() -> None:
     data, service = runner_facts()
-    the_runner(service)["auth_config"]["cred_helpers"][OTHER] = "ecr-login"
+    auth_config(service)["cred_helpers"][OTHER] = "ecr-login"
     service["gets"].append({"registry": OTHER, "rc": 1, "said": "credentials not found in native keychain", "log": ""})
     service["config"] = {"path": HOME_CONFIG, "state": {"path": HOME_CONFIG, "exists": False}}
     messages = [f.evidence for f in errors(data)]
@@ -121,7 +128,7 @@ def test_creds_store_in_docker_auth_config_needs_the_region_in_the_service() -> 
     # Listed, the same credsStore covers it.
     service["env"]["values"]["AWS_REGION"] = "us-east-1"
     service["list"] = {"rc": 0, "registries": {f"https://{REGISTRY_HOST}": "AWS"}, "log": ""}
-    service["gets"].append({"registry": REGISTRY_HOST, "rc": 0, "username": "AWS", "secret_length": 23, "log": ""})
+    service["gets"].append(good_get(REGISTRY_HOST))
     assert verdicts(data)[0][2] == f"{REGISTRY_HOST}: DOCKER_AUTH_CONFIG (credsStore), through the live list and get"
 
 
@@ -134,7 +141,7 @@ def test_a_stored_credential_wins_over_roots_helper_and_is_an_error() -> None:
 
 def test_executors_that_pull_no_images_are_skipped_with_a_note() -> None:
     data, service = runner_facts()
-    the_runner(service).update(executor="shell", auth_config={"error": "broken"})
+    the_runner(service).update({"executor": "shell", "auth_config": {"error": "broken"}})
     assert errors(data) == []
     assert ("note", "runner ecrkit-runner", "executor shell pulls no images: not judged") in [
         (f.severity, f.check, f.evidence) for f in judge(data, [REGISTRY_HOST])
@@ -157,7 +164,7 @@ def test_docker_machine_options_and_userdata_agree_with_what_ecrkit_writes() -> 
 
 def test_docker_autoscaler_needs_its_keys() -> None:
     data, service = runner_facts()
-    the_runner(service).update(executor="docker-autoscaler", autoscaler_keys=["plugin"])
+    the_runner(service).update({"executor": "docker-autoscaler", "autoscaler_keys": ["plugin"]})
     [finding] = errors(data)
     assert "lacks capacity_per_instance, max_instances" in finding.evidence
 
@@ -169,7 +176,7 @@ def test_docker_autoscaler_needs_its_keys() -> None:
         ({"state": {"exists": True}, "error": "gzip: stdin: not in gzip format"}, "not in gzip format"),
     ],
 )
-def test_a_task_archive_that_cannot_be_extracted_is_the_only_finding(archive: dict[str, Any], expected: str) -> None:
+def test_a_task_archive_that_cannot_be_extracted_is_the_only_finding(archive: ArchiveFacts, expected: str) -> None:
     data = facts("agent")
     task = data["consumers"][0]
     del task["sandbox"]
@@ -187,10 +194,10 @@ def test_a_task_archive_naming_other_registries_is_an_error() -> None:
     assert "marathon_agent_ecr_registries" in finding.fix
 
 
-def sso_user(expires_at: str | None, keys_in_env: bool = False) -> dict[str, Any]:
+def sso_user(expires_at: str | None, keys_in_env: bool = False) -> ProbeResult:
     data = facts("agent")
     user = copy.deepcopy(data["consumers"][0])
-    user.update(kind="user", name="dev", user="dev", env_source="login")
+    user.update({"kind": "user", "name": "dev", "user": "dev", "env_source": "login"})
     user.pop("archive"), user.pop("sandbox")
     user["env"]["names"] = [n for n in user["env"]["names"] if n != "AWS_ACCESS_KEY_ID"]
     if keys_in_env:

@@ -26,7 +26,6 @@ import pytest
 import yaml
 
 import ecrkit
-from ecrkit.settings import ROLE_DEFAULTS
 
 ROOT = Path(__file__).resolve().parent.parent
 PINS = ROOT / "requirements.txt"
@@ -130,19 +129,6 @@ def test_ecrkit_version_prints_it() -> None:
 
 
 # -- what the package carries instead of reading the checkout ------------------------------------------
-
-
-def test_the_defaults_validate_assumes_are_the_roles_defaults() -> None:
-    defaults: dict[str, object] = {}
-    for path in ROOT.glob("roles/*/defaults/main.yml"):
-        defaults |= yaml.safe_load(path.read_text()) or {}
-    specs = yaml.safe_load((ROOT / "roles/docker_auth_config/meta/argument_specs.yml").read_text())
-    for name, option in specs["argument_specs"]["validate"]["options"].items():
-        if "default" in option:
-            defaults.setdefault(name, option["default"])
-    for name, value in ROLE_DEFAULTS.items():
-        role_value = defaults[name]
-        assert (tuple(role_value) if isinstance(role_value, list) else role_value) == value, name
 
 
 def _optional(tree: ast.AST) -> set[ast.AST]:

@@ -1,6 +1,5 @@
 """The Ansible filters are thin: they hand over to ecrkit and turn its errors into filter errors."""
 
-import base64
 import json
 import re
 from typing import Any
@@ -8,49 +7,56 @@ from typing import Any
 import pytest
 from ansible.errors import AnsibleFilterError
 
+from ecrkit.probe import PathState, ProbeResult
 from plugins.filter.ecrkit import FilterModule
+from tests.facts import MISSING, directory_state, file_state, probe_result, user
 
 FILTERS = FilterModule().filters()
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 
 
-def probe_of(files: dict[str, bytes | None], users: tuple[str, ...] = ("root", "ci")) -> dict[str, Any]:
+def probe_of(files: dict[str, bytes | None], users: tuple[str, ...] = ("root", "ci")) -> ProbeResult:
     """What the probe (plugins/modules/probe.py) returns for these users and config.json contents."""
-    homes = {"root": "/root", "ci": "/home/ci"}
-    paths: dict[str, Any] = {}
-    contents: dict[str, Any] = {}
-    for user in users:
-        data = files.get(user)
-        paths[f"{user}:.docker"] = {"exists": True, "type": "directory", "mode": "0700", "owner": user}
-        paths[f"{user}:.docker/config.json"] = (
-            {"exists": True, "type": "file", "mode": "0600", "owner": user, "group": user}
-            if data is not None
-            else {"exists": False}
+    paths: dict[str, PathState] = {}
+    for name in users:
+        paths[f"{name}:.docker"] = directory_state(mode="0700", owner=name)
+        paths[f"{name}:.docker/config.json"] = (
+            file_state(owner=name, group=name) if files.get(name) is not None else MISSING
         )
-        contents[f"{user}:.docker/config.json"] = base64.b64encode(data).decode() if data is not None else None
-    return {
-        "users": {u: {"home": homes[u], "group": u, "uid": 0, "gid": 0} for u in users},
-        "paths": paths,
-        "contents": contents,
-    }
+    return probe_result(
+        users={name: user(name) for name in users},
+        paths=paths,
+        contents={f"{name}:.docker/config.json": files.get(name) for name in users},
+    )
+
+
+def docker_configs(
+    probe: ProbeResult, users: list[str], registries: list[str], state: str = "present"
+) -> list[dict[str, Any]]:
+    """docker_auth_config's files, as its task asks the filter for them."""
+    options = {"registries": registries, "public": False, "creds_store": False, "users": users, "state": state}
+    plan = FILTERS["docker_auth_plan"](probe, {**options, "replace_invalid": False})
+    if plan["error"]:  # the role fails with it in the task after the plan's (no_log) task
+        raise AnsibleFilterError(plan["error"])
+    assert plan["rule"] == {"registries": registries, "creds_store": not registries}
+    files: list[dict[str, Any]] = plan["files"]
+    return files
 
 
 def test_errors_reach_ansible_with_ecrkit_message() -> None:
     with pytest.raises(AnsibleFilterError, match=r"docker_auth_config_registries\[0\]: 'nope'"):
-        FILTERS["credential_rule"](["nope"], source="docker_auth_config_registries")
+        docker_configs(probe_of({}), ["root"], ["nope"])
 
 
 def test_every_file_is_rendered_before_any_is_written() -> None:
-    rule = FILTERS["credential_rule"]([ECR])
     probe = probe_of({"root": b'{"auths": {"x": {"auth": "c2VjcmV0"}}}', "ci": b"{oops"})
     with pytest.raises(AnsibleFilterError, match=re.escape("/home/ci/.docker/config.json: not valid JSON")):
-        FILTERS["docker_configs"](probe, ["root", "ci"], rule, "present")
+        docker_configs(probe, ["root", "ci"], [ECR])
 
 
 def test_rendered_files_say_what_to_write_and_keep_secrets_out_of_the_diff() -> None:
-    rule = FILTERS["credential_rule"]([ECR])
     probe = probe_of({"root": b'{"auths": {"x": {"auth": "c2VjcmV0"}}}', "ci": None})
-    files = FILTERS["docker_configs"](probe, ["root", "ci"], rule, "present")
+    files = docker_configs(probe, ["root", "ci"], [ECR])
     assert [f["path"] for f in files] == ["/root/.docker/config.json", "/home/ci/.docker/config.json"]
     assert [f["write"] for f in files] == [True, True]
     assert [f["secrets"] for f in files] == [True, False]
@@ -59,19 +65,17 @@ def test_rendered_files_say_what_to_write_and_keep_secrets_out_of_the_diff() -> 
 
 
 def test_a_file_that_is_already_right_is_not_written() -> None:
-    rule = FILTERS["credential_rule"]([ECR])
     done = json.dumps({"credHelpers": {ECR: "ecr-login"}}).encode()
-    files = FILTERS["docker_configs"](probe_of({"root": done}, ("root",)), ["root"], rule, "present")
+    files = docker_configs(probe_of({"root": done}, ("root",)), ["root"], [ECR])
     assert files[0]["write"] is False
     assert files[0]["fix_dir"] is False
 
 
 def test_a_right_file_with_a_wrong_mode_is_written() -> None:
-    rule = FILTERS["credential_rule"]([ECR])
     probe = probe_of({"root": json.dumps({"credHelpers": {ECR: "ecr-login"}}).encode()}, ("root",))
     probe["paths"]["root:.docker/config.json"]["mode"] = "0644"
     probe["paths"]["root:.docker"]["mode"] = "0755"
-    files = FILTERS["docker_configs"](probe, ["root"], rule, "present")
+    files = docker_configs(probe, ["root"], [ECR])
     assert files[0]["write"] is True
     assert files[0]["fix_dir"] is True
 
@@ -80,11 +84,11 @@ def test_missing_users_are_named() -> None:
     probe = probe_of({}, ("root",))
     probe["users"]["gitlab-runner"] = None
     with pytest.raises(AnsibleFilterError, match=r"docker_auth_config_users: \['gitlab-runner'\]"):
-        FILTERS["docker_configs"](probe, ["root", "gitlab-runner"], FILTERS["credential_rule"]([]), "present")
+        docker_configs(probe, ["root", "gitlab-runner"], [], "present")
 
 
 def test_absent_leaves_missing_files_alone() -> None:
-    files = FILTERS["docker_configs"](probe_of({}, ("root",)), ["root"], FILTERS["credential_rule"]([]), "absent")
+    files = docker_configs(probe_of({}, ("root",)), ["root"], [], "absent")
     assert files[0]["content"] is None
     assert files[0]["write"] is False
 
@@ -92,4 +96,12 @@ def test_absent_leaves_missing_files_alone() -> None:
 def test_a_file_that_is_not_text_is_refused_with_its_path() -> None:
     probe = probe_of({"root": b"\xff\xfe{}"}, ("root",))
     with pytest.raises(AnsibleFilterError, match=re.escape("/root/.docker/config.json: not UTF-8 text")):
-        FILTERS["docker_configs"](probe, ["root"], FILTERS["credential_rule"]([]), "present")
+        docker_configs(probe, ["root"], [], "present")
+
+
+def test_the_helper_version_is_read_from_the_probes_run_of_it() -> None:
+    ran = probe_result(commands=[{"argv": ["h", "-v"], "rc": 0, "stdout": "Version:    0.12.0\n", "stderr": ""}])
+    assert FILTERS["helper_version"](ran) == "0.12.0"
+    failed = probe_result(commands=[{"argv": ["h", "-v"], "rc": 126, "stdout": "", "stderr": "cannot execute"}])
+    with pytest.raises(AnsibleFilterError, match="did not report a version: \\['cannot execute'\\]"):
+        FILTERS["helper_version"](failed)

@@ -19,6 +19,7 @@ from ecrkit.helper import parse_version
 from ecrkit.standin import ACCOUNT, REGION, REGISTRY_HOST, ROLE_KEYS, StandIn
 from plugins.filter.ecrkit import FilterModule
 from tests.conftest import TestedHelper, run_ecrkit
+from tests.facts import probe_result
 from tests.test_workstations import PROFILE, START_URL, workstation
 
 pytestmark = pytest.mark.standin
@@ -80,7 +81,8 @@ def test_the_version_verb_of_debians_0_6_and_0_7_builds_says_0_6_4_so_ecrkit_ask
     else:
         assert parse_version(verb) == helper.version
     # The role runs `-v` and reads the fact from it (ecr_credential_helper_installed_version).
-    assert FILTERS["helper_version"]({"rc": 0, "stdout": dash_v, "stderr": ""}) == helper.version
+    ran = probe_result(commands=[{"argv": [str(helper.path), "-v"], "rc": 0, "stdout": dash_v, "stderr": ""}])
+    assert FILTERS["helper_version"](ran) == helper.version
 
 
 # -- pulls ------------------------------------------------------------------------------------
@@ -121,7 +123,8 @@ def test_auto_picks_the_form_this_helper_reads_and_it_pulls(
 ) -> None:
     # What the role does: ask the installed helper (`-v`), then aws_sso_profile_form: auto.
     said = stand_in.run([str(helper.path), "-v"]).stdout
-    version = FILTERS["helper_version"]({"rc": 0, "stdout": said, "stderr": ""})
+    ran = probe_result(commands=[{"argv": [str(helper.path), "-v"], "rc": 0, "stdout": said, "stderr": ""}])
+    version = FILTERS["helper_version"](ran)
     inputs = {key: value for key, value in PROFILE.items() if key != "session"} | {"session": SSO_SESSION}
     chosen = FILTERS["sso_profile"]([REGISTRY_HOST], form="auto", helper_version=version, **inputs)["form"]
     assert chosen == AUTO_FORM[helper.suite]

@@ -11,16 +11,19 @@ from typing import Any
 
 import pytest
 
+from ecrkit.constants import LOGROTATE_PATH
 from ecrkit.errors import EcrkitError, InputError
 from ecrkit.helper import install_plan
-from ecrkit.hoststate import LOGROTATE_PATH, differs, helper_changes
+from ecrkit.hoststate import differs, helper_changes
+from ecrkit.probe import ProbeResult
 from ecrkit.renderers.logrotate import render as render_logrotate
+from tests.facts import MISSING, directory_state, file_state, probe_result, user
 
 PROBE = Path(__file__).resolve().parent.parent / "scripts" / "ecrkit_probe.py"
 
 
 def test_differs_checks_only_what_is_expected() -> None:
-    state = {"exists": True, "type": "file", "mode": "0600", "owner": "ci", "group": "ci", "sha256": "a"}
+    state = file_state(mode="0600", owner="ci", group="ci", sha256="a")
     assert not differs(state, mode="0600", owner="ci", sha256="a")
     assert differs(state, mode="0644")
     assert differs(state, owner="root")
@@ -31,34 +34,21 @@ def test_differs_checks_only_what_is_expected() -> None:
     assert differs(None)
 
 
-def host_facts(binary: Path, plan: dict[str, Any], logrotate: str) -> dict[str, Any]:
+def host_facts(binary: Path, plan: dict[str, Any], logrotate: str) -> ProbeResult:
     """Probe facts of a host where everything already is as the role makes it."""
     sha = hashlib.sha256(binary.read_bytes()).hexdigest()
     rule_sha = hashlib.sha256(logrotate.encode()).hexdigest()
-    return {
-        "users": {"root": {"group": "root", "home": "/root"}},
-        "paths": {
-            plan["path"]: {
-                "exists": True,
-                "type": "file",
-                "mode": "0755",
-                "owner": "root",
-                "group": "root",
-                "sha256": sha,
-            },
-            "/usr/local/bin": {"exists": True, "type": "directory", "mode": "0755", "owner": "root"},
-            "/var/lib/ecr-login": {"exists": True, "type": "directory", "mode": "0700", "owner": "root"},
-            LOGROTATE_PATH: {
-                "exists": True,
-                "type": "file",
-                "mode": "0644",
-                "owner": "root",
-                "group": "root",
-                "sha256": rule_sha,
-            },
+    facts = probe_result(
+        users={"root": user("root")},
+        paths={
+            plan["path"]: file_state(mode="0755", sha256=sha),
+            "/usr/local/bin": directory_state(),
+            "/var/lib/ecr-login": directory_state(mode="0700"),
+            LOGROTATE_PATH: file_state(mode="0644", sha256=rule_sha),
         },
-        "commands": [{"rc": 0, "stdout": "0.12.0\n"}],
-    }
+    )
+    facts["commands"] = [{"rc": 0, "stdout": "0.12.0\n"}]
+    return facts
 
 
 def test_an_up_to_date_host_needs_no_write(tmp_path: Path) -> None:
@@ -79,7 +69,7 @@ def test_a_changed_source_or_a_missing_path_needs_writes(tmp_path: Path) -> None
     plan = install_plan("controller_file", architecture="x86_64", install_dir="/usr/local/bin", src=str(binary))
     facts = host_facts(binary, plan, render_logrotate("/var/lib/ecr-login", "root", "root"))
     binary.write_bytes(b"two")
-    facts["paths"]["/var/lib/ecr-login"] = {"exists": False}
+    facts["paths"]["/var/lib/ecr-login"] = MISSING
     todo = helper_changes(facts, plan, cache_dir="/var/lib/ecr-login", cache_owner="root", logrotate=True)
     assert todo["binary"]
     assert todo["cache_dir"]
@@ -89,9 +79,7 @@ def test_a_changed_source_or_a_missing_path_needs_writes(tmp_path: Path) -> None
 def test_release_and_package_always_run_their_install_tasks(tmp_path: Path) -> None:
     for method in ("release", "package"):
         plan = install_plan(method, architecture="x86_64", install_dir="/usr/local/bin")
-        todo = helper_changes(
-            {"users": {}, "paths": {}, "commands": []}, plan, cache_dir="", cache_owner="root", logrotate=True
-        )
+        todo = helper_changes(probe_result(), plan, cache_dir="", cache_owner="root", logrotate=True)
         assert todo["binary"]
         assert todo["logrotate_content"] == ""
 
@@ -103,16 +91,14 @@ def test_a_controller_file_with_another_sha256_is_refused(tmp_path: Path) -> Non
         "controller_file", architecture="x86_64", install_dir="/usr/local/bin", src=str(binary), sha256="0" * 64
     )
     with pytest.raises(EcrkitError, match="/usr/local/bin/docker-credential-ecr-login was left as it was"):
-        helper_changes(
-            {"users": {}, "paths": {}, "commands": []}, plan, cache_dir="", cache_owner="root", logrotate=False
-        )
+        helper_changes(probe_result(), plan, cache_dir="", cache_owner="root", logrotate=False)
 
 
 def test_a_missing_cache_owner_is_named() -> None:
     plan = install_plan("release", architecture="x86_64", install_dir="/usr/local/bin")
     with pytest.raises(InputError, match="ecr_credential_helper_cache_owner: 'gitlab-runner'"):
         helper_changes(
-            {"users": {"gitlab-runner": None}, "paths": {}, "commands": []},
+            probe_result(users={"gitlab-runner": None}),
             plan,
             cache_dir="/var/lib/ecr-login",
             cache_owner="gitlab-runner",

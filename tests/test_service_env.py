@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-
 import pytest
 
 from ecrkit.errors import FileFormatError, InputError
 from ecrkit.hoststate import runner_files
 from ecrkit.renderers import runner_config, service_env
 from ecrkit.settings import CredentialRule
+from tests.facts import root_files
 
 EU = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
 
@@ -42,37 +41,30 @@ def test_the_two_forms() -> None:
     assert service_env.env_file(env) == "AWS_REGION=eu-west-1\nAWS_ECR_CACHE_DIR=/var/lib/ecr-login\n"
 
 
-def probe(files: dict[str, str]) -> dict[str, object]:
-    """What the probe (plugins/modules/probe.py) reports for these files, owned by root with these modes."""
-    return {
-        "contents": {path: base64.b64encode(text.encode()).decode() for path, text in files.items()},
-        "paths": {path: {"exists": True, "type": "file", "mode": "0600", "owner": "root"} for path in files},
-    }
-
-
 def test_a_runner_in_a_container_gets_an_env_file_and_no_restart() -> None:
     config = '[[runners]]\n  name = "a"\n  token = "glrt-secret"\n  executor = "docker"\n'
     settings = runner_config.RunnerSettings(CredentialRule.build([EU]))
     plan = runner_files(
-        probe({"/etc/gitlab-runner/config.toml": config}),
+        root_files({"/etc/gitlab-runner/config.toml": config}),
         config_path="/etc/gitlab-runner/config.toml",
         settings=settings,
         env={"AWS_REGION": "eu-west-1"},
         env_path="/etc/gitlab-runner/ecrkit.env",
         env_form="env-file",
     )
-    assert [(f["path"], f["write"]) for f in plan["files"]] == [
-        ("/etc/gitlab-runner/ecrkit.env", True),
-        ("/etc/gitlab-runner/config.toml", True),
-    ]
-    assert plan["files"][0]["content"] == "AWS_REGION=eu-west-1\n" and plan["restart"] is False
-    assert "glrt-secret" not in str(plan["redacted"]) and "glrt-secret" in plan["files"][1]["content"]
+    files = plan["files"]
+    assert {name: (f["path"], f["write"]) for name, f in files.items()} == {
+        "service_env": ("/etc/gitlab-runner/ecrkit.env", True),
+        "config_toml": ("/etc/gitlab-runner/config.toml", True),
+    }
+    assert files["service_env"]["content"] == "AWS_REGION=eu-west-1\n" and plan["restart"] is False
+    assert "glrt-secret" not in str(plan["redacted"]) and "glrt-secret" in files["config_toml"]["content"]
 
 
 def test_a_manager_without_config_toml_is_told_to_register_first() -> None:
     with pytest.raises(FileFormatError, match="register the runner first"):
         runner_files(
-            probe({}),
+            root_files({}),
             config_path="/etc/gitlab-runner/config.toml",
             settings=runner_config.RunnerSettings(CredentialRule.build([EU])),
             env={},

@@ -7,8 +7,9 @@ import json
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from ecrkit.constants import HELPER_NAME
 from ecrkit.errors import FileFormatError
-from ecrkit.settings import HELPER_NAME, CredentialRule
+from ecrkit.settings import CredentialRule
 
 State = Literal["present", "absent"]
 SECRET_KEYS = ("auth", "password", "identitytoken", "registrytoken")

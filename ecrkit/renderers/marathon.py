@@ -17,6 +17,7 @@ from typing import Any
 
 import jsonschema
 
+from ecrkit.constants import HELPER_BINARY
 from ecrkit.errors import InputError
 from ecrkit.helper import validate_sha256
 from ecrkit.settings import validate_absolute_path, validate_positive_number, validate_url
@@ -115,7 +116,7 @@ def installer(
     """
     validate_url(url, "--url")
     digest = validate_sha256(sha256, "--sha256")
-    target = f"{validate_absolute_path(install_dir, '--install-dir')}/docker-credential-ecr-login"
+    target = f"{validate_absolute_path(install_dir, '--install-dir')}/{HELPER_BINARY}"
     cmd = (
         f"echo {shlex.quote(digest + '  helper')} | sha256sum -c - && "
         f"install -m 0755 helper {shlex.quote(target + '.ecrkit-new')} && "

@@ -29,6 +29,7 @@ from tomlkit.container import Container
 from tomlkit.exceptions import TOMLKitError
 from tomlkit.items import AoT, Array, Item, Table
 
+from ecrkit.constants import HELPER_BINARY, INSTALL_DIR
 from ecrkit.errors import FileFormatError, InputError
 from ecrkit.renderers import docker_config
 from ecrkit.settings import CredentialRule, validate_absolute_path
@@ -110,7 +111,7 @@ class RunnerSettings:
     rule: CredentialRule
     runners: tuple[str, ...] = ()  # names of the [[runners]] to manage; none: all
     docker_volumes: bool = False
-    helper_path: str = "/usr/local/bin/docker-credential-ecr-login"
+    helper_path: str = f"{INSTALL_DIR}/{HELPER_BINARY}"
     machine_options: Mapping[str, str] = field(default_factory=dict)
     autoscaler: Mapping[str, Any] = field(default_factory=dict)
     runners_source: str = "runners"  # what the user wrote the runner names in (--runner, or a variable)

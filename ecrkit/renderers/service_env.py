@@ -7,6 +7,7 @@ login's. A runner that runs as a container gets the same variables as a `--env-f
 
 from __future__ import annotations
 
+from ecrkit.constants import HELPER_BINARY
 from ecrkit.errors import InputError
 from ecrkit.settings import CredentialRule, registry_region, validate_absolute_path, validate_region
 
@@ -39,7 +40,7 @@ def environment(
 def drop_in(env: dict[str, str]) -> str:
     """A `[Service]` drop-in; each assignment quoted as systemd parses it."""
     lines = [
-        "# Managed by ecrkit: what docker-credential-ecr-login needs in this service's own environment.",
+        f"# Managed by ecrkit: what {HELPER_BINARY} needs in this service's own environment.",
         "[Service]",
     ]
     lines += [f'Environment="{key}={value}"' for key, value in env.items()]

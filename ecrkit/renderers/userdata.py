@@ -22,6 +22,7 @@ from typing import Literal
 
 import yaml
 
+from ecrkit.constants import HELPER_BINARY, INSTALL_DIR
 from ecrkit.errors import InputError
 from ecrkit.helper import validate_sha256
 from ecrkit.renderers import docker_config
@@ -38,13 +39,13 @@ PART_TYPES = {
     "#include": "x-include-url",
     "#part-handler": "part-handler",
 }
-DEFAULT_INSTALL_DIR = "/usr/local/bin"
+DEFAULT_INSTALL_DIR = INSTALL_DIR
 EC2_USERDATA_LIMIT = 16384  # bytes, before base64: EC2 refuses larger userdata
 ARCH = "@ARCH@"  # replaced on the host by amd64 or arm64
 SCRIPT_PATH = "/var/lib/ecrkit/install-ecr-helper.sh"  # where the cloud-config form puts the script
 
 SCRIPT = r"""#!/bin/bash
-# ecrkit userdata: install docker-credential-ecr-login and name it in /root/.docker/config.json.
+# ecrkit userdata: install __HELPER__ and name it in /root/.docker/config.json.
 # Rendered by `ecrkit render userdata`; running it again changes nothing.
 set -euo pipefail
 
@@ -82,7 +83,7 @@ if [ -z "$expected" ]; then
   fetch "$url.sha256" "$work/sha256" || { log "cannot fetch $url.sha256; nothing installed"; exit 1; }
   expected=$(cut -d ' ' -f 1 "$work/sha256")
 fi
-target=$INSTALL_DIR/docker-credential-ecr-login
+target=$INSTALL_DIR/__HELPER__
 if [ -f "$target" ] && [ "$(sha256sum "$target" | cut -d ' ' -f 1)" = "$expected" ]; then
   log "$target is already the expected binary"
 else
@@ -145,6 +146,7 @@ def render(
         "__URL__": shlex.quote(validate_url(url, option_name(prefix, "url"), example=example)),
         "__SHA256__": shlex.quote(validate_sha256(sha256, option_name(prefix, "sha256")) if sha256 else ""),
         "__INSTALL_DIR__": shlex.quote(validate_absolute_path(install_dir, option_name(prefix, "install_dir"))),
+        "__HELPER__": HELPER_BINARY,
         "__OWNED__": shlex.quote(docker_config.dumps_compact(docker_config.merge({}, rule))),
     }
     script = SCRIPT
@@ -164,7 +166,7 @@ def render(
 def instance_ready_command(install_dir: str = DEFAULT_INSTALL_DIR) -> str:
     """docker-autoscaler's `instance_ready_command` for hosts booted with this userdata: wait
     until cloud-init has finished (it fails when the userdata failed), then run the helper."""
-    helper = f"{validate_absolute_path(install_dir, 'install_dir').rstrip('/')}/docker-credential-ecr-login"
+    helper = f"{validate_absolute_path(install_dir, 'install_dir').rstrip('/')}/{HELPER_BINARY}"
     return f"cloud-init status --wait > /dev/null && {shlex.quote(helper)} version"
 
 

@@ -8,29 +8,21 @@ from __future__ import annotations
 
 import json
 import os
-import posixpath
 import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from functools import wraps
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ansible.errors import AnsibleFilterError
 
 try:
-    from ecrkit import checks, ecr_account, helper, hoststate, validate
+    # Each role's decision is a function of ecrkit.plans; the rest are the smaller decisions the roles ask for.
+    from ecrkit import checks, constants, ecr_account, helper, hoststate, plans
+    from ecrkit.constants import HELPER_BINARY
     from ecrkit.errors import EcrkitError
-    from ecrkit.renderers import (
-        aws_config,
-        docker_config,
-        mirror_service,
-        registries_conf,
-        runner_config,
-        service_env,
-        userdata,
-    )
-    from ecrkit.settings import HELPER_BINARY, CredentialRule
+    from ecrkit.renderers import aws_config, mirror_service, registries_conf
 except ImportError as missing:  # pragma: no cover - depends on the controller's Python
     # Raised at import, Ansible would skip this file and say only "no filter named ...": the filters
     # load, and each call stops with what to install (the version of this collection, from its
@@ -72,10 +64,12 @@ except ImportError as missing:  # pragma: no cover - depends on the controller's
     class EcrkitError(Exception):  # type: ignore[no-redef]  # named by except clauses
         pass
 
-    checks = ecr_account = helper = hoststate = validate = _Missing()  # type: ignore[assignment]
-    aws_config = docker_config = mirror_service = registries_conf = _Missing()  # type: ignore[assignment]
-    runner_config = service_env = userdata = CredentialRule = _Missing()  # type: ignore[assignment, misc]
-    HELPER_BINARY = _Missing()  # type: ignore[assignment]
+    checks = constants = ecr_account = helper = hoststate = plans = _Missing()  # type: ignore[assignment]
+    aws_config = mirror_service = registries_conf = _Missing()  # type: ignore[assignment]
+    HELPER_BINARY = _Missing()  # type: ignore[assignment, misc]
+
+if TYPE_CHECKING:  # the probe's facts as ecrkit types them (Ansible hands over plain dicts)
+    from ecrkit.probe import ProbeResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -91,18 +85,23 @@ def _reported(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _credential_rule(rule: Mapping[str, Any]) -> CredentialRule:
-    """Back from the {registries, creds_store} fact that ecrkit_credential_rule made."""
-    return CredentialRule(tuple(rule["registries"]), bool(rule["creds_store"]))
+def _error_as_data(plan: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The plan with `error: ""`, or only the error (the bad value and where it came from, never a
+    file's content): a plan holds secrets, so its task runs under no_log, and the role fails in
+    the next task, where the message shows."""
+    try:
+        return {**plan(), "error": ""}
+    except (EcrkitError, ValueError) as exc:
+        return {"error": str(exc)}
 
 
-@_reported
-def ecrkit_credential_rule(
-    registries: list[str], include_public: bool = False, creds_store: bool = False, source: str = "registries"
-) -> dict[str, Any]:
-    """Validate the registries and apply ecrkit's one rule: {registries, creds_store}."""
-    rule = CredentialRule.build(registries, include_public=include_public, force_creds_store=creds_store, source=source)
-    return {"registries": list(rule.registries), "creds_store": rule.creds_store}
+def ecrkit_default(name: str) -> Any:
+    """The package's default for a role variable (ecrkit.constants.ROLE_DEFAULTS), so that
+    defaults/main.yml does not restate it: `'ecr_credential_helper_version' | ecrkit.ecr.default`."""
+    if name not in constants.ROLE_DEFAULTS:
+        known = sorted(constants.ROLE_DEFAULTS)
+        raise AnsibleFilterError(f"ecrkit.ecr.default: {name!r} is not accepted; expected one of {known}")
+    return constants.role_default(name)
 
 
 @_reported
@@ -114,7 +113,7 @@ def ecrkit_sso_profile(registries: list[str], form: str, helper_version: str, **
     return asdict(profile)
 
 
-def ecrkit_aws_configs(probe: Mapping[str, Any], users: list[str], profile: Mapping[str, str]) -> dict[str, Any]:
+def ecrkit_aws_configs(probe: ProbeResult, users: list[str], profile: Mapping[str, str]) -> dict[str, Any]:
     """Every user's ~/.aws/config with the profile, or the error that stops them all.
 
     The error comes back as data (the path and why, never the content) so that the role can
@@ -126,13 +125,10 @@ def ecrkit_aws_configs(probe: Mapping[str, Any], users: list[str], profile: Mapp
         return {"files": [], "error": str(exc)}
 
 
-@_reported
-def ecrkit_docker_configs(
-    probe: Mapping[str, Any], users: list[str], rule: Mapping[str, Any], state: str, replace_invalid: bool = False
-) -> list[dict[str, Any]]:
-    """Render every user's config.json from what the probe read, and say what must be written."""
-    credential_rule = _credential_rule(rule)
-    return hoststate.docker_config_files(probe, users, credential_rule, state, replace_invalid)  # type: ignore[arg-type]
+def ecrkit_docker_auth_plan(probe: ProbeResult, options: Mapping[str, Any]) -> dict[str, Any]:
+    """docker_auth_config's rule and every user's config.json, from what the probe read and the
+    role's variables without their prefix (ecrkit.plans.docker_auth_plan); or the error."""
+    return _error_as_data(lambda: plans.docker_auth_plan(probe, options))
 
 
 @_reported
@@ -163,19 +159,18 @@ def ecrkit_helper_plan(method: str, **inputs: str) -> dict[str, Any]:
 
 
 @_reported
-def ecrkit_helper_changes(probe: Mapping[str, Any], plan: Mapping[str, Any], **settings: Any) -> dict[str, Any]:
+def ecrkit_helper_changes(probe: ProbeResult, plan: Mapping[str, Any], **settings: Any) -> dict[str, Any]:
     """What the ecr_credential_helper role must write, given what the probe saw."""
     return hoststate.helper_changes(probe, plan, **settings)
 
 
 @_reported
-def ecrkit_helper_version(command: Mapping[str, Any]) -> str:
+def ecrkit_helper_version(probe: ProbeResult) -> str:
     """The version number from the probe's run of `docker-credential-ecr-login -v` (or `version`)."""
-    version = hoststate.version_from(command)
+    version = hoststate.installed_version(probe)
     if not version:
-        raise ValueError(
-            f"the installed helper did not report a version: {command.get('stderr') or command.get('stdout')!r}"
-        )
+        said = [command.get("stderr") or command.get("stdout") for command in probe.get("commands") or []]
+        raise ValueError(f"the installed {HELPER_BINARY} did not report a version: {said!r}")
     return version
 
 
@@ -200,97 +195,38 @@ def ecrkit_mirror_plan(config: Any, options: Mapping[str, Any], header: str = ""
     return mirror_service.plan(plain, settings, header=header)
 
 
-@_reported
-def ecrkit_runner_plan(probe: Mapping[str, Any], rule: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
-    """GitLab Runner's files (service environment, config.toml, userdata), from what the probe read."""
-    credential_rule = _credential_rule(rule)
-    source = "gitlab_runner_ecr_"
-    helper_path = posixpath.join(options["helper_dir"], HELPER_BINARY)
-    userdata_path = options["userdata_path"]
-    machine = runner_config.machine_options(
-        options["instance_profile"],
-        userdata_path,
-        options["hop_limit"],
-        sources=(source + "instance_profile", source + "userdata_path", source + "hop_limit"),
-    )
-    settings = runner_config.RunnerSettings(
-        credential_rule,
-        runners=tuple(options["runners"]),
-        docker_volumes=bool(options["docker_volumes"]),
-        helper_path=helper_path,
-        machine_options=machine,
-        autoscaler=runner_config.with_ready_command(
-            runner_config.validate_autoscaler(options["autoscaler"], source + "autoscaler"),
-            userdata.instance_ready_command(),
-        ),
-        runners_source=source + "runners",
-    )
-    env = service_env.environment(
-        credential_rule,
-        region=options["region"],
-        cache_dir=options["cache_dir"],
-        helper_dir=options["helper_dir"],
-        source=source,
-    )
-    url = options["userdata_url"] or helper.release_url(
-        options["userdata_version"], userdata.ARCH, options["userdata_release_base_url"], prefix=source + "userdata_"
-    )
-    return hoststate.runner_files(
-        probe,
-        config_path=options["config_path"],
-        settings=settings,
-        env=env,
-        env_path=options["env_path"],
-        env_form="env-file" if options["container"] else "drop-in",
-        userdata_path=userdata_path,
-        userdata_text=userdata.render(
-            credential_rule,
-            url=url,
-            sha256=options["userdata_sha256"],
-            form=options["userdata_format"],
-            prefix=source + "userdata_",
-        )
-        if userdata_path
-        else "",
-    )
+def ecrkit_runner_plan(probe: ProbeResult, options: Mapping[str, Any]) -> dict[str, Any]:
+    """gitlab_runner_ecr's files by name (service_env, config_toml, userdata) and its credential
+    rule, from what the probe read and the role's variables without their prefix (ecrkit.plans);
+    or the error."""
+    return _error_as_data(lambda: plans.runner_plan(probe, options))
 
 
 @_reported
-def ecrkit_service_environment(
-    rule: Mapping[str, Any], region: str = "", cache_dir: str = "", helper_dir: str = "", source: str = ""
-) -> dict[str, str]:
-    """AWS_REGION, AWS_ECR_CACHE_DIR (and PATH if needed) for a service that runs the helper."""
-    credential_rule = _credential_rule(rule)
-    return service_env.environment(
-        credential_rule, region=region, cache_dir=cache_dir, helper_dir=helper_dir, source=source
-    )
-
-
-@_reported
-def ecrkit_docker_config(config: Mapping[str, Any], rule: Mapping[str, Any]) -> str:
-    """`config` with the rule's keys merged in, as Docker lays out config.json."""
-    credential_rule = _credential_rule(rule)
-    return docker_config.dumps(docker_config.merge(config, credential_rule))
+def ecrkit_marathon_plan(options: Mapping[str, Any]) -> dict[str, Any]:
+    """marathon_agent_ecr's rule, agent environment, docker-tar arguments and --docker_config,
+    from the role's variables without their prefix (ecrkit.plans.marathon_plan)."""
+    return plans.marathon_plan(options)
 
 
 @_reported
 def ecrkit_validate_args(
-    rule: Mapping[str, Any],
+    options: Mapping[str, Any],
     services: list[str],
     users: list[str],
     variables: Mapping[str, Any] | None = None,
     groups: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The validator probe's arguments: each service and user, a live get per registry, and what
-    the host's groups add (a runner manager's config.toml, a Marathon agent's task archive)."""
-    runners, tasks = validate.special_consumers(variables or {}, groups or [])
-    return checks.probe_args(rule["registries"], services, users, runners, tasks)
+    """The validator probe's arguments: each service and user, a live get per registry of the
+    rule that docker_auth_config's variables make (`options`, unprefixed), and what the host's
+    groups add (a runner manager's config.toml, a Marathon agent's task archive)."""
+    return plans.validate_args(options, services, users, variables, groups or [])
 
 
 @_reported
-def ecrkit_findings(probe: Mapping[str, Any], rule: Mapping[str, Any]) -> list[dict[str, Any]]:
+def ecrkit_findings(probe: ProbeResult, registries: list[str]) -> list[dict[str, Any]]:
     """The judge's findings on what the probe saw, as `ecrkit validate` reports them."""
-    return [asdict(finding) for finding in checks.judge(dict(probe), rule["registries"])]
+    return [asdict(finding) for finding in checks.judge(probe, registries)]
 
 
 class FilterModule:
@@ -298,19 +234,18 @@ class FilterModule:
         """Called by fully qualified name, e.g. `ecrkit.ecr.runner_plan`."""
         return {
             "aws_configs": ecrkit_aws_configs,
-            "credential_rule": ecrkit_credential_rule,
-            "docker_config": ecrkit_docker_config,
-            "docker_configs": ecrkit_docker_configs,
+            "default": ecrkit_default,
+            "docker_auth_plan": ecrkit_docker_auth_plan,
             "ecr_account": ecrkit_ecr_account,
             "findings": ecrkit_findings,
             "helper_changes": ecrkit_helper_changes,
             "helper_plan": ecrkit_helper_plan,
             "helper_version": ecrkit_helper_version,
+            "marathon_plan": ecrkit_marathon_plan,
             "mirror_plan": ecrkit_mirror_plan,
             "registries_conf": ecrkit_registries_conf,
             "replication_sources": ecrkit_replication_sources,
             "runner_plan": ecrkit_runner_plan,
-            "service_environment": ecrkit_service_environment,
             "sso_profile": ecrkit_sso_profile,
             "validate_args": ecrkit_validate_args,
         }

@@ -192,7 +192,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any
+from typing import Any, TypedDict
 
 # `ecrkit validate` replaces this marker with the probe's arguments as JSON (a raw string keeps
 # its escapes; JSON cannot contain three unescaped quotes in a row). Otherwise it stays: Ansible
@@ -231,7 +231,166 @@ MACHINE_OPTIONS = (
 )  # fmt: skip
 
 
-def user_entry(name: str) -> dict[str, Any] | None:
+# -- What the probe returns: the contract between the probe, the planners (ecrkit.hoststate, the
+# renderers) and the judge (ecrkit.checks); tests build their facts from these. typing.TypedDict
+# only (the probe runs on Python 3.9); total=False where a key is present only in some cases.
+
+
+class UserEntry(TypedDict, total=False):
+    uid: int
+    gid: int
+    group: str  # the primary group's name
+    home: str
+    shell: str
+    groups: list[int]  # all group ids: the probe's own, to run commands as the user (never reported)
+
+
+class PathState(TypedDict, total=False):
+    path: str
+    exists: bool | None  # None: it could not be examined (see error)
+    type: str  # file, directory or other
+    mode: str  # octal, e.g. "0600"
+    owner: str
+    group: str
+    sha256: str  # files only
+    error: str | None
+
+
+class CommandResult(TypedDict, total=False):
+    argv: list[str]
+    rc: int | None  # None: it could not be run (stderr says why)
+    stdout: str
+    stderr: str
+
+
+class ShownEnv(TypedDict):
+    values: dict[str, str]  # only the keys in SHOWN_ENV
+    names: list[str]  # every key, without values
+
+
+class ConfigSummary(TypedDict, total=False):
+    """A Docker config (config.json, or a runner's DOCKER_AUTH_CONFIG), without its secrets."""
+
+    path: str  # config.json only
+    state: PathState  # config.json only
+    error: str  # it does not parse
+    creds_store: str | None
+    cred_helpers: dict[str, str]
+    auths: list[str]  # hostnames only
+
+
+class UserdataFacts(TypedDict):
+    state: PathState
+    readable: bool  # by the runner's user
+    installs_helper: bool
+
+
+class RunnerEntry(TypedDict, total=False):
+    name: str
+    executor: str
+    auth_config: ConfigSummary | None  # its DOCKER_AUTH_CONFIG
+    machine_options: dict[str, str]  # only MACHINE_OPTIONS
+    userdata: UserdataFacts
+    autoscaler_keys: list[str]
+
+
+class RunnerConfigFacts(TypedDict, total=False):
+    path: str
+    found_by: str
+    state: PathState
+    error: str  # it does not parse
+    unreadable: str  # no TOML parser on the host
+    runners: list[RunnerEntry]
+
+
+class SsoFacts(TypedDict, total=False):
+    profile: str
+    form: str  # sso-session or legacy
+    cache: str
+    expires_at: str | None
+
+
+class HelperFacts(TypedDict, total=False):
+    path: str | None  # where the consumer's PATH finds it
+    misnamed: list[str]
+    version: CommandResult
+
+
+class CacheFacts(TypedDict):
+    dir: str
+    disabled: bool
+    state: PathState
+    file: PathState
+    writable: bool
+
+
+class LogFacts(TypedDict):
+    path: str
+    tail: str | None
+
+
+class ListResult(TypedDict, total=False):
+    rc: int | None
+    log: str
+    registries: Any  # what `list` printed, parsed (a JSON object: registry URL -> username)
+    said: str
+
+
+class GetResult(TypedDict, total=False):
+    registry: str
+    rc: int | None
+    said: str
+    username: str | None
+    secret_length: int  # the secret itself never leaves the host
+    server_url: str | None
+    log: str
+
+
+class ArchiveFacts(TypedDict, total=False):
+    path: str
+    state: PathState
+    task_user: str
+    error: str
+
+
+class ConsumerFacts(TypedDict, total=False):
+    """One process that runs the helper, as `consumer` observes it."""
+
+    kind: str  # service, user or task
+    name: str
+    found: bool
+    state: str | None
+    error: str | None
+    env_source: str
+    unit_env: ShownEnv
+    user: str
+    archive: ArchiveFacts
+    sandbox: str
+    env: ShownEnv
+    profile_region: str | None
+    sso: SsoFacts | None
+    helper: HelperFacts
+    config: ConfigSummary
+    runner_config: RunnerConfigFacts
+    cache: CacheFacts
+    log: LogFacts
+    gets: list[GetResult]
+    list: ListResult  # after gets: in this class, `list` names this key
+
+
+class ProbeResult(TypedDict, total=False):
+    """What the probe prints: only the keys asked about are filled."""
+
+    changed: bool
+    time: float  # the host's clock
+    users: dict[str, UserEntry | None]  # None: no such user
+    paths: dict[str, PathState]  # keyed by path, or "<user>:<relative>"
+    contents: dict[str, str | None]  # base64; None: no such file
+    commands: list[CommandResult]
+    consumers: list[ConsumerFacts]
+
+
+def user_entry(name: str) -> UserEntry | None:
     try:
         entry = pwd.getpwnam(name)
     except KeyError:
@@ -267,7 +426,7 @@ def group_name(gid: int) -> str:
         return str(gid)
 
 
-def path_state(path: str) -> dict[str, object]:
+def path_state(path: str) -> PathState:
     try:
         info = os.stat(path)  # follows links: what matters is what a caller of the path gets
     except FileNotFoundError:
@@ -275,7 +434,7 @@ def path_state(path: str) -> dict[str, object]:
     except OSError as exc:
         return {"path": path, "exists": None, "error": exc.strerror}
     kinds = {stat.S_IFREG: "file", stat.S_IFDIR: "directory"}
-    state: dict[str, object] = {
+    state: PathState = {
         "path": path,
         "exists": True,
         "type": kinds.get(stat.S_IFMT(info.st_mode), "other"),
@@ -291,7 +450,7 @@ def path_state(path: str) -> dict[str, object]:
     return state
 
 
-def run(argv: list[str]) -> dict[str, object]:
+def run(argv: list[str]) -> CommandResult:
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -324,7 +483,7 @@ def read_text(path: str, start: int = 0, limit: int | None = None) -> str | None
         return None
 
 
-def shown(env: dict[str, str]) -> dict[str, object]:
+def shown(env: dict[str, str]) -> ShownEnv:
     return {"values": {k: env[k] for k in SHOWN_ENV if k in env}, "names": sorted(env)}
 
 
@@ -369,7 +528,7 @@ def exec_argv(value: str) -> list[str]:
         return rest.split(" ; ", 1)[0].split()
 
 
-def login_environment(entry: dict[str, Any], name: str) -> dict[str, str]:
+def login_environment(entry: UserEntry, name: str) -> dict[str, str]:
     """What a login session of the user starts with: /etc/environment and login.defs' PATH."""
     root = entry["uid"] == 0
     env = {"HOME": str(entry["home"]), "USER": name, "LOGNAME": name, "SHELL": str(entry["shell"])}
@@ -384,7 +543,7 @@ def login_environment(entry: dict[str, Any], name: str) -> dict[str, str]:
     return env
 
 
-def as_user(argv: list[str], entry: dict[str, Any], env: dict[str, str], stdin: str = "") -> dict[str, object]:
+def as_user(argv: list[str], entry: UserEntry, env: dict[str, str], stdin: str = "") -> CommandResult:
     """Run as the consumer's user, with its environment (the probe itself runs as root)."""
     kwargs: dict[str, Any] = {}
     if os.geteuid() == 0 and entry["uid"] != 0:
@@ -397,9 +556,9 @@ def as_user(argv: list[str], entry: dict[str, Any], env: dict[str, str], stdin: 
     return {"rc": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
 
 
-def config_summary(path: str) -> dict[str, object]:
+def config_summary(path: str) -> ConfigSummary:
     """What config.json hands to helpers; `auths` by hostname only (its values are secrets)."""
-    summary: dict[str, object] = {"path": path, "state": path_state(path)}
+    summary: ConfigSummary = {"path": path, "state": path_state(path)}
     text = read_text(path)
     if text is None:
         return summary
@@ -407,7 +566,7 @@ def config_summary(path: str) -> dict[str, object]:
     return summary
 
 
-def docker_config_summary(text: str) -> dict[str, object]:
+def docker_config_summary(text: str) -> ConfigSummary:
     """What a Docker config (config.json, DOCKER_AUTH_CONFIG) hands to helpers; `auths` by
     hostname only (its values are secrets), and a parse error by position only."""
     try:
@@ -439,7 +598,7 @@ def load_toml(text: str) -> dict[str, Any]:
     raise LookupError(f"no TOML parser on this host's Python {sys.version.split()[0]} (3.11+ has tomllib)")
 
 
-def runner_config_path(argv: list[str], entry: dict[str, Any], given: str) -> tuple[str, str]:
+def runner_config_path(argv: list[str], entry: UserEntry, given: str) -> tuple[str, str]:
     """Where the runner reads config.toml, and how we know: the inventory, the unit's
     `--config`/`-c`, or gitlab-runner's default for its user (root: /etc/gitlab-runner)."""
     if given:
@@ -454,10 +613,10 @@ def runner_config_path(argv: list[str], entry: dict[str, Any], given: str) -> tu
     return os.path.join(str(entry["home"]), ".gitlab-runner", "config.toml"), "default for its user"
 
 
-def runner_facts(path: str, how: str, entry: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+def runner_facts(path: str, how: str, entry: UserEntry, env: dict[str, str]) -> RunnerConfigFacts:
     """Each [[runners]] entry: name, executor, its DOCKER_AUTH_CONFIG summarised, and the
     docker+machine / docker-autoscaler settings ecrkit manages (never tokens or keys)."""
-    facts: dict[str, Any] = {"path": path, "found_by": how, "state": path_state(path)}
+    facts: RunnerConfigFacts = {"path": path, "found_by": how, "state": path_state(path)}
     text = read_text(path)
     if text is None:
         return facts
@@ -473,8 +632,8 @@ def runner_facts(path: str, how: str, entry: dict[str, Any], env: dict[str, str]
     return facts
 
 
-def runner_entry(runner: dict[str, Any], entry: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
-    facts: dict[str, Any] = {"name": str(runner.get("name", "")), "executor": str(runner.get("executor", ""))}
+def runner_entry(runner: dict[str, Any], entry: UserEntry, env: dict[str, str]) -> RunnerEntry:
+    facts: RunnerEntry = {"name": str(runner.get("name", "")), "executor": str(runner.get("executor", ""))}
     environment = runner.get("environment")
     values = [str(item) for item in environment] if isinstance(environment, list) else []
     auth = [item.split("=", 1)[1] for item in values if item.startswith("DOCKER_AUTH_CONFIG=")]
@@ -516,7 +675,7 @@ def profile_region(env: dict[str, str]) -> str | None:
     return found[1].get("region") if found else None
 
 
-def sso_session(env: dict[str, str]) -> dict[str, Any] | None:
+def sso_session(env: dict[str, str]) -> SsoFacts | None:
     """For an IAM Identity Center profile: which form, and when its cached token expires (the
     token itself never leaves the host). The cache is named by the sha1 of the sso-session's
     name, or of the start URL for a legacy profile."""
@@ -529,7 +688,7 @@ def sso_session(env: dict[str, str]) -> dict[str, Any] | None:
         return None
     key = session if session is not None else str(start_url)
     cache = os.path.join(env.get("HOME", "/"), ".aws", "sso", "cache", hashlib.sha1(key.encode()).hexdigest() + ".json")
-    facts: dict[str, Any] = {"profile": profile, "form": "sso-session" if session else "legacy", "cache": cache}
+    facts: SsoFacts = {"profile": profile, "form": "sso-session" if session else "legacy", "cache": cache}
     try:
         token = json.loads(read_text(cache) or "null")
     except ValueError:
@@ -538,7 +697,7 @@ def sso_session(env: dict[str, str]) -> dict[str, Any] | None:
     return facts
 
 
-def writable_as(directory: str, entry: dict[str, Any], env: dict[str, str]) -> bool:
+def writable_as(directory: str, entry: UserEntry, env: dict[str, str]) -> bool:
     """Whether the user can create files there, or create it (the helper makes missing parents)."""
     existing = directory
     while not os.path.isdir(existing) and existing not in ("/", ""):
@@ -548,7 +707,7 @@ def writable_as(directory: str, entry: dict[str, Any], env: dict[str, str]) -> b
     return test["rc"] == 0
 
 
-def consumer(spec: dict[str, str], registries: list[str]) -> dict[str, Any]:
+def consumer(spec: dict[str, str], registries: list[str]) -> ConsumerFacts:
     """One process that runs the helper: a systemd service (a GitLab Runner manager's with its
     config.toml), a user's login sessions, or a Mesos task's `docker pull`.
 
@@ -558,14 +717,14 @@ def consumer(spec: dict[str, str], registries: list[str]) -> dict[str, Any]:
     """
     kind = next(key for key in ("service", "user", "task") if key in spec)
     name = spec[kind]
-    facts: dict[str, Any] = {"kind": kind, "name": name}
+    facts: ConsumerFacts = {"kind": kind, "name": name}
     sandbox = None
     try:
         if kind == "user":
             user, env = name, {}
         else:
             service = service_environment(name)
-            facts.update(found=service["found"], state=service.get("state"), error=service.get("error"))
+            facts.update({"found": service["found"], "state": service.get("state"), "error": service.get("error")})
             if not service["found"]:
                 return facts
             user = service["user"]
@@ -575,7 +734,7 @@ def consumer(spec: dict[str, str], registries: list[str]) -> dict[str, Any]:
         entry = user_entry(user)
         facts["user"] = user
         if entry is None:
-            facts.update(found=False, error=f"user {user} does not exist")
+            facts.update({"found": False, "error": f"user {user} does not exist"})
             return facts
         entry["groups"] = os.getgrouplist(user, entry["gid"])
         facts["found"] = True
@@ -599,10 +758,10 @@ def consumer(spec: dict[str, str], registries: list[str]) -> dict[str, Any]:
             shutil.rmtree(sandbox, ignore_errors=True)
 
 
-def fetch_into_sandbox(archive: str, task_user: str) -> tuple[str | None, dict[str, Any]]:
+def fetch_into_sandbox(archive: str, task_user: str) -> tuple[str | None, ArchiveFacts]:
     """What the Mesos fetcher does with `file://<archive>` and extract: true, as the task's user,
     into a fresh sandbox that user owns. Returns the sandbox (None if extraction failed)."""
-    facts: dict[str, Any] = {"path": archive, "state": path_state(archive), "task_user": task_user}
+    facts: ArchiveFacts = {"path": archive, "state": path_state(archive), "task_user": task_user}
     entry = user_entry(task_user)
     if entry is None:
         facts["error"] = f"task user {task_user} does not exist"
@@ -620,9 +779,9 @@ def fetch_into_sandbox(archive: str, task_user: str) -> tuple[str | None, dict[s
 
 
 def observe(  # noqa: PLR0917 - one consumer's whole context
-    facts: dict[str, Any], entry: dict[str, Any], env: dict[str, str], registries: list[str],
+    facts: ConsumerFacts, entry: UserEntry, env: dict[str, str], registries: list[str],
     runner_config: str | None, argv: list[str],
-) -> dict[str, Any]:  # fmt: skip
+) -> ConsumerFacts:  # fmt: skip
     """The helper as this consumer runs it: PATH, config, cache, log, live get and list."""
     facts["env"] = shown(env)
     facts["profile_region"] = profile_region(env)
@@ -681,11 +840,11 @@ def file_size(path: str) -> int:
         return 0
 
 
-def live_list(helper: str, entry: dict[str, Any], env: dict[str, str], log: str) -> dict[str, object]:
+def live_list(helper: str, entry: UserEntry, env: dict[str, str], log: str) -> ListResult:
     """`list` as the consumer runs it (what GitLab Runner calls for credsStore): registries and usernames."""
     before = file_size(log)
     done = as_user([helper, "list"], entry, env)
-    result: dict[str, object] = {"rc": done["rc"], "log": read_text(log, start=before, limit=LOG_TAIL) or ""}
+    result: ListResult = {"rc": done["rc"], "log": read_text(log, start=before, limit=LOG_TAIL) or ""}
     try:
         result["registries"] = json.loads(str(done["stdout"]))
     except ValueError:
@@ -693,24 +852,24 @@ def live_list(helper: str, entry: dict[str, Any], env: dict[str, str], log: str)
     return result
 
 
-def live_get(helper: str, registry: str, entry: dict[str, Any], env: dict[str, str], log: str) -> dict[str, object]:
+def live_get(helper: str, registry: str, entry: UserEntry, env: dict[str, str], log: str) -> GetResult:
     """`get` as the consumer runs it; the secret is reduced to its length, the log to this call's lines."""
     before = file_size(log)
     done = as_user([helper, "get"], entry, env, stdin=registry)
-    result: dict[str, object] = {"registry": registry, "rc": done["rc"]}
+    result: GetResult = {"registry": registry, "rc": done["rc"]}
     if done["rc"] != 0:  # what it said instead of credentials (it prints its error on stdout)
         result["said"] = (str(done["stderr"]).strip() or str(done["stdout"]).strip())[:500]
     try:
         answer = json.loads(str(done["stdout"]))
-        result.update(username=answer.get("Username"), secret_length=len(answer.get("Secret") or ""),
-                      server_url=answer.get("ServerURL"))  # fmt: skip
+        result.update({"username": answer.get("Username"), "secret_length": len(answer.get("Secret") or ""),
+                       "server_url": answer.get("ServerURL")})  # fmt: skip
     except (ValueError, AttributeError):
         pass
     result["log"] = read_text(log, start=before, limit=LOG_TAIL) or ""
     return result
 
 
-def probe(args: dict[str, Any]) -> dict[str, object]:
+def probe(args: dict[str, Any]) -> ProbeResult:
     users = {name: user_entry(name) for name in args.get("users") or []}
     resolved: dict[str, str] = {path: path for path in args.get("paths") or []}
     for name, entry in users.items():

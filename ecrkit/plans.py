@@ -1,0 +1,234 @@
+"""Each role's decision as one function of the package, called by both faces: the role (through
+its filter in plugins/filter/ecrkit.py) and the CLI (`ecrkit render ...`), so that the two cannot
+assemble the same files two ways.
+
+A plan takes what the probe saw (`facts`, ecrkit.probe.ProbeResult) and the role's variables
+without the role's prefix (`options`); errors name what the user wrote through `name`: the
+role's variable (`variables("gitlab_runner_ecr_")`) or the command's option (`options_of()`).
+Results are keyed by name (`plan["files"]["config_toml"]`), never by position.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypedDict
+
+from ecrkit import helper, hoststate
+from ecrkit.constants import HELPER_BINARY, HELPER_VERSION, INSTALL_DIR, RELEASE_BASE_URL
+from ecrkit.probe import ProbeResult
+from ecrkit.renderers import docker_config, runner_config, service_env, userdata
+from ecrkit.settings import CredentialRule, option_name
+
+Name = Callable[[str], str]  # an option's key -> what the user wrote it as
+
+
+def variables(prefix: str) -> Name:
+    """Errors name the role's variables: `gitlab_runner_ecr_` + key."""
+    return lambda key: prefix + key
+
+
+def options_of(**renamed: str) -> Name:
+    """Errors name the command's options: `--` + key with dashes, unless the option is spelled otherwise."""
+    return lambda key: renamed.get(key) or option_name("--", key)
+
+
+class RuleOptions(TypedDict):
+    """The three inputs of the credential rule, as every role and command takes them."""
+
+    registries: Sequence[str]
+    public: bool
+    creds_store: bool
+
+
+class RuleFacts(TypedDict):
+    """The rule as roles read it back (lists and booleans, for YAML)."""
+
+    registries: list[str]
+    creds_store: bool
+
+
+def credential_rule(options: Mapping[str, Any], name: Name) -> CredentialRule:
+    """ecrkit's one rule (settings.CredentialRule) from a role's or a command's three inputs."""
+    return CredentialRule.build(
+        options["registries"],
+        include_public=bool(options["public"]),
+        force_creds_store=bool(options["creds_store"]),
+        source=name("registries"),
+    )
+
+
+def rule_facts(rule: CredentialRule) -> RuleFacts:
+    return {"registries": list(rule.registries), "creds_store": rule.creds_store}
+
+
+class RunnerOptions(RuleOptions, total=False):
+    """gitlab_runner_ecr's variables (and `ecrkit render runner-config`'s options), unprefixed."""
+
+    config_path: str
+    env_path: str  # "": no service environment (the command writes config.toml only)
+    container: bool  # an env file for `docker run --env-file` instead of a systemd drop-in
+    region: str
+    cache_dir: str
+    helper_dir: str
+    helper_path: str  # default: helper_dir (or INSTALL_DIR) / HELPER_BINARY
+    runners: Sequence[str]
+    docker_volumes: bool
+    instance_profile: str
+    hop_limit: int
+    userdata_path: str
+    userdata_format: userdata.Format
+    userdata_version: str
+    userdata_release_base_url: str
+    userdata_url: str
+    userdata_sha256: str
+    autoscaler: Mapping[str, Any]
+
+
+def runner_settings(rule: CredentialRule, options: Mapping[str, Any], name: Name) -> runner_config.RunnerSettings:
+    """What ecrkit manages in config.toml."""
+    helper_path = options.get("helper_path") or posixpath.join(options.get("helper_dir") or INSTALL_DIR, HELPER_BINARY)
+    return runner_config.RunnerSettings(
+        rule,
+        runners=tuple(options.get("runners") or ()),
+        docker_volumes=bool(options.get("docker_volumes")),
+        helper_path=helper_path,
+        machine_options=runner_config.machine_options(
+            options.get("instance_profile") or "",
+            options.get("userdata_path") or "",
+            options.get("hop_limit", 2),
+            sources=(name("instance_profile"), name("userdata_path"), name("hop_limit")),
+        ),
+        autoscaler=runner_config.with_ready_command(
+            runner_config.validate_autoscaler(options.get("autoscaler") or {}, name("autoscaler")),
+            userdata.instance_ready_command(),
+        ),
+        runners_source=name("runners"),
+    )
+
+
+def job_host_userdata(
+    rule: CredentialRule,
+    *,
+    version: str,
+    release_base_url: str,
+    url: str = "",
+    sha256: str = "",
+    install_dir: str = INSTALL_DIR,
+    form: userdata.Format = "shell",
+    name: Name,
+) -> str:
+    """The userdata of job hosts: the release (or `url`) checked against `sha256`, installed and
+    named in root's config.json. `name` names version, release_base_url, url and sha256."""
+    prefix = name("")  # the renderers name their inputs as prefix + key
+    url = url or helper.release_url(version, userdata.ARCH, release_base_url, prefix=prefix)
+    return userdata.render(rule, url=url, sha256=sha256, install_dir=install_dir, form=form, prefix=prefix)
+
+
+def runner_plan(facts: ProbeResult, options: Mapping[str, Any], name: Name | None = None) -> dict[str, Any]:
+    """gitlab_runner_ecr's decision: config.toml merged, the service's environment, the job hosts'
+    userdata; each by name with whether the host differs (hoststate.runner_files), and the rule."""
+    name = name or variables("gitlab_runner_ecr_")
+    rule = credential_rule(options, name)
+    settings = runner_settings(rule, options, name)
+    env_path = options.get("env_path") or ""
+    env = (
+        service_env.environment(
+            rule,
+            region=options.get("region") or "",
+            cache_dir=options.get("cache_dir") or "",
+            helper_dir=options.get("helper_dir") or "",
+            source=name(""),
+        )
+        if env_path
+        else {}
+    )
+    userdata_path = options.get("userdata_path") or ""
+    text = (
+        job_host_userdata(
+            rule,
+            version=options.get("userdata_version") or HELPER_VERSION,
+            release_base_url=options.get("userdata_release_base_url") or RELEASE_BASE_URL,
+            url=options.get("userdata_url") or "",
+            sha256=options.get("userdata_sha256") or "",
+            form=options.get("userdata_format") or "shell",
+            name=lambda key: name("userdata_" + key),
+        )
+        if userdata_path
+        else ""
+    )
+    plan = hoststate.runner_files(
+        facts,
+        config_path=options["config_path"],
+        settings=settings,
+        env=env,
+        env_path=env_path,
+        env_form="env-file" if options.get("container") else "drop-in",
+        userdata_path=userdata_path,
+        userdata_text=text,
+    )
+    return {**plan, "rule": rule_facts(rule)}
+
+
+class DockerAuthOptions(RuleOptions):
+    """docker_auth_config's variables, unprefixed."""
+
+    users: Sequence[str]
+    state: docker_config.State
+    replace_invalid: bool
+
+
+def docker_auth_plan(facts: ProbeResult, options: Mapping[str, Any], name: Name | None = None) -> dict[str, Any]:
+    """docker_auth_config's decision: the credential rule, and every user's config.json rendered
+    before any is written (hoststate.docker_config_files), in the order of the users."""
+    name = name or variables("docker_auth_config_")
+    rule = credential_rule(options, name)
+    files = hoststate.docker_config_files(
+        facts, options["users"], rule, options["state"], bool(options.get("replace_invalid"))
+    )
+    return {"rule": rule_facts(rule), "files": files}
+
+
+class MarathonOptions(RuleOptions, total=False):
+    """marathon_agent_ecr's variables, unprefixed."""
+
+    region: str
+    cache_dir: str
+
+
+def marathon_plan(options: Mapping[str, Any], name: Name | None = None) -> dict[str, Any]:
+    """marathon_agent_ecr's decision: the credential rule, the agent's environment, the arguments
+    of `ecrkit render docker-tar` for the archive, and the cluster-wide --docker_config."""
+    name = name or variables("marathon_agent_ecr_")
+    rule = credential_rule(options, name)
+    env = service_env.environment(
+        rule, region=options.get("region") or "", cache_dir=options.get("cache_dir") or "", source=name("")
+    )
+    docker_tar_args = [f"--registry={host}" for host in rule.registries]
+    if rule.creds_store and rule.registries:
+        docker_tar_args.append("--creds-store")
+    return {
+        "rule": rule_facts(rule),
+        "env": env,
+        "docker_tar_args": docker_tar_args,
+        # Empty auths keep UCR pulls working.
+        "docker_config": docker_config.dumps(docker_config.merge({"auths": {}}, rule)),
+    }
+
+
+def validate_args(
+    options: Mapping[str, Any],
+    services: Sequence[str],
+    users: Sequence[str],
+    variables_: Mapping[str, Any] | None = None,
+    groups: Sequence[str] = (),
+    *,
+    name: Name | None = None,
+) -> dict[str, Any]:
+    """The validate entry point's decision: the probe's arguments (each service and user, a live
+    get per registry of the rule, and what the host's groups add) and the registries to judge."""
+    from ecrkit import checks, validate  # noqa: PLC0415 - paramiko and rich, only for this entry point
+
+    rule = credential_rule(options, name or variables("docker_auth_config_"))
+    runners, tasks = validate.special_consumers(variables_ or {}, list(groups))
+    return checks.probe_args(rule.registries, services, users, runners, tasks)

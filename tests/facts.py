@@ -1,0 +1,78 @@
+"""Typed builders of the probe's facts (the TypedDicts of plugins/modules/probe.py) for the
+fixtures tests write by hand; facts recorded from real hosts (tests/data/probe-*.json) are
+loaded with `recorded`."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from ecrkit.probe import CommandResult, GetResult, PathState, ProbeResult, UserEntry
+
+DATA = Path(__file__).parent / "data"
+HOMES = {"root": "/root"}
+
+
+def recorded(name: str) -> ProbeResult:
+    """tests/data/probe-NAME.json: what the probe printed on one of `make run`'s hosts."""
+    facts: ProbeResult = json.loads((DATA / f"probe-{name}.json").read_text())
+    return facts
+
+
+def user(name: str, *, home: str = "", group: str = "", uid: int = 0, gid: int = 0) -> UserEntry:
+    return {
+        "uid": uid,
+        "gid": gid,
+        "group": group or name,
+        "home": home or HOMES.get(name, f"/home/{name}"),
+        "shell": "/bin/sh",
+    }
+
+
+def file_state(*, mode: str = "0600", owner: str = "root", group: str = "root", sha256: str = "") -> PathState:
+    state: PathState = {"exists": True, "type": "file", "mode": mode, "owner": owner, "group": group}
+    if sha256:
+        state["sha256"] = sha256
+    return state
+
+
+def directory_state(*, mode: str = "0755", owner: str = "root", group: str = "root") -> PathState:
+    return {"exists": True, "type": "directory", "mode": mode, "owner": owner, "group": group}
+
+
+MISSING: PathState = {"exists": False}
+
+
+def encoded(data: str | bytes) -> str:
+    """File content as the probe returns it (base64)."""
+    return base64.b64encode(data.encode() if isinstance(data, str) else data).decode()
+
+
+def probe_result(
+    *,
+    users: Mapping[str, UserEntry | None] | None = None,
+    paths: Mapping[str, PathState] | None = None,
+    contents: Mapping[str, str | bytes | None] | None = None,
+    commands: Sequence[CommandResult] = (),
+) -> ProbeResult:
+    """The probe's answer for these users, path states and file contents (given as text)."""
+    return {
+        "changed": False,
+        "users": dict(users or {}),
+        "paths": dict(paths or {}),
+        "contents": {key: None if data is None else encoded(data) for key, data in (contents or {}).items()},
+        "commands": list(commands),
+        "consumers": [],
+    }
+
+
+def root_files(files: Mapping[str, str], mode: str = "0600") -> ProbeResult:
+    """The probe's answer for these files, read, each owned by root with `mode`."""
+    return probe_result(paths={path: file_state(mode=mode) for path in files}, contents=files)
+
+
+def good_get(registry: str) -> GetResult:
+    """A live `get` that returned a token."""
+    return {"registry": registry, "rc": 0, "username": "AWS", "secret_length": 23, "log": ""}
