@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from ecrkit.constants import HELPER_BINARY
+from ecrkit.helper import parse_version
 from ecrkit.probe import ConfigSummary, ConsumerFacts, GetResult, ProbeResult, RunnerEntry
 
 Severity = Literal["ok", "note", "warning", "error"]  # only "error" fails a host
@@ -306,12 +307,12 @@ def _helper(facts: ConsumerFacts, env: dict[str, str]) -> list[Finding]:
         ]
     version = helper["version"]
     runs = (
-        Finding("helper runs", "ok", f"version {version['stdout'].strip()}")
+        Finding("helper runs", "ok", f"version {_version_in(version['stdout'])}")
         if version["rc"] == 0
         else Finding(
             "helper runs",
             "error",
-            f"{helper['path']} version: exit {version['rc']}: {version['stderr'].strip()[-300:]}",
+            f"{helper['path']} -v: exit {version['rc']}: {version['stderr'].strip()[-300:]}",
             "reinstall the helper for this host's architecture (ecr_credential_helper_install_method)",
         )
     )
@@ -752,3 +753,11 @@ def _autoscaler(runner: RunnerEntry, subject: str) -> list[Finding]:
         evidence = f"[runners.autoscaler] lacks {', '.join(missing)}: no instances are created"
         return [Finding(subject, "error", evidence, "set them in gitlab_runner_ecr_autoscaler")]
     return [Finding(subject, "ok", "[runners.autoscaler]: " + ", ".join(AUTOSCALER_REQUIRED) + " set")]
+
+
+def _version_in(said: str) -> str:
+    """The release `-v` names (probes of older ecrkit ran the `version` verb: its number as it said)."""
+    try:
+        return parse_version(said)
+    except ValueError:
+        return said.strip()

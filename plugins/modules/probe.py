@@ -795,7 +795,7 @@ def observe(  # noqa: PLR0917 - one consumer's whole context
                          if f.startswith("docker-credential-ecr") and f != HELPER]  # fmt: skip
     facts["helper"] = {"path": found, "misnamed": misnamed}
     if found:
-        facts["helper"]["version"] = as_user([found, "version"], entry, env)
+        facts["helper"]["version"] = as_user([found, "-v"], entry, env)  # `version` says 0.6.4 in 0.6.0 and 0.7.1
 
     config_dir = env.get("DOCKER_CONFIG") or os.path.join(env["HOME"], ".docker")
     facts["config"] = config_summary(os.path.join(config_dir, "config.json"))
