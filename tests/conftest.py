@@ -12,6 +12,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -23,6 +24,7 @@ import pytest
 from ecrkit.constants import HELPER_BINARY
 from ecrkit.helper import binary_version
 from ecrkit.standin import StandIn
+from ecrkit.testbed import Host, remove_hosts, start_hosts
 
 ROOT = Path(__file__).resolve().parent.parent
 ECRKIT = [sys.executable, "-m", "ecrkit"]
@@ -218,3 +220,19 @@ def release_mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Release
         yield mirror
     finally:
         mirror.close()
+
+
+@contextmanager
+def stand_in_host(name: str, stand_in: StandIn) -> Iterator[Host]:
+    """A systemd container (podman) that reaches the stand-in, removed afterwards."""
+    hosts = start_hosts([f"{name}-{os.getpid()}"], options=stand_in.host_options())
+    try:
+        yield hosts[0]
+    finally:
+        remove_hosts(hosts)
+
+
+def docker_pull(host: Host, image: str, stand_in: StandIn) -> int:
+    """`docker pull` as root on the host, with the cache directory the roles make (a service's AWS_ECR_CACHE_DIR)."""
+    env = stand_in.host_env() | {"AWS_ECR_CACHE_DIR": "/var/lib/ecr-login"}
+    return host.run(f"docker pull {image} && docker rmi {image}", env).returncode

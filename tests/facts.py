@@ -76,3 +76,30 @@ def root_files(files: Mapping[str, str], mode: str = "0600") -> ProbeResult:
 def good_get(registry: str) -> GetResult:
     """A live `get` that returned a token."""
     return {"registry": registry, "rc": 0, "username": "AWS", "secret_length": 23, "log": ""}
+
+
+def runner_options(registry: str, **changed: object) -> dict[str, object]:
+    """gitlab_runner_ecr's variables without their prefix, as its task hands them to ecrkit.ecr.runner_plan."""
+    return {
+        "registries": [registry],
+        "public": False,
+        "creds_store": False,
+        "config_path": "/etc/gitlab-runner/config.toml",
+        "env_path": "/etc/systemd/system/gitlab-runner.service.d/ecrkit.conf",
+        "container": False,
+        "region": "",
+        "cache_dir": "/var/lib/ecr-login",
+        "helper_dir": "/usr/local/bin",
+        "runners": [],
+        "docker_volumes": False,
+        "instance_profile": "",
+        "hop_limit": 2,
+        "userdata_path": "/etc/gitlab-runner/userdata.sh",
+        "userdata_format": "shell",
+        "userdata_version": "0.12.0",
+        "userdata_release_base_url": "https://mirror.example.com",
+        "userdata_url": "",
+        "userdata_sha256": "",
+        "autoscaler": {},
+        **changed,
+    }

@@ -29,7 +29,7 @@ from ecrkit.cli import main
 from ecrkit.testbed import ansible_playbook, recap
 from ecrkit.validate import ssh_target
 from plugins.filter.ecrkit import FilterModule
-from tests.facts import root_files
+from tests.facts import root_files, runner_options
 
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 FULLWIDTH = ECR.replace("123", "\uff11\uff12\uff13")
@@ -336,28 +336,7 @@ def test_every_pattern_is_ascii_only_and_anchored_at_the_very_end(path: Path) ->
 
 # -- the same bad values through the roles' variables (the filters the roles call) ---------------
 
-RUNNER_OPTIONS: dict[str, object] = {
-    "registries": [ECR],
-    "public": False,
-    "creds_store": False,
-    "config_path": "/etc/gitlab-runner/config.toml",
-    "env_path": "/etc/systemd/system/gitlab-runner.service.d/ecrkit.conf",
-    "container": False,
-    "region": "",
-    "cache_dir": "/var/lib/ecr-login",
-    "helper_dir": "/usr/local/bin",
-    "runners": [],
-    "docker_volumes": False,
-    "instance_profile": "",
-    "hop_limit": 2,
-    "userdata_path": "/etc/gitlab-runner/userdata.sh",
-    "userdata_format": "shell",
-    "userdata_version": "0.12.0",
-    "userdata_release_base_url": "https://mirror.example.com",
-    "userdata_url": "",
-    "userdata_sha256": "",
-    "autoscaler": {},
-}
+RUNNER_OPTIONS = runner_options(ECR)
 SSO_VARIABLES = {
     "profile": "ecr",
     "session": "ecrkit",

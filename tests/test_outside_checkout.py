@@ -26,8 +26,8 @@ import pytest
 
 import ecrkit
 from ecrkit.standin import REGISTRY_HOST, StandIn
-from ecrkit.testbed import Host, give_stand_in_role, remove_hosts, start_hosts
-from tests.conftest import readme_block
+from ecrkit.testbed import Host, give_stand_in_role
+from tests.conftest import docker_pull, readme_block, stand_in_host
 from tests.test_distribution import ROOT, build_wheel, make_venv, outside_env, pip_install, run
 
 
@@ -102,19 +102,10 @@ def test_a_role_without_the_package_on_the_controller_says_what_to_install(contr
 
 @pytest.fixture(scope="module")
 def host(stand_in: StandIn) -> Iterator[Host]:
-    hosts = start_hosts([f"ecrkit-outside-{os.getpid()}"], options=stand_in.host_options())
-    try:
+    with stand_in_host("ecrkit-outside", stand_in) as started:
         # What EC2 gives a host, emulated: the stand-in's keys in every login's environment (validate's live get).
-        give_stand_in_role(hosts[0], stand_in)
-        yield hosts[0]
-    finally:
-        remove_hosts(hosts)
-
-
-def pull(host: Host, image: str, stand_in: StandIn) -> int:
-    """`docker pull` as root on the host, with the cache directory the role made."""
-    env = stand_in.host_env() | {"AWS_ECR_CACHE_DIR": "/var/lib/ecr-login"}
-    return host.run(f"docker pull {image} && docker rmi {image}", env).returncode
+        give_stand_in_role(started, stand_in)
+        yield started
 
 
 @pytest.mark.hosts
@@ -140,12 +131,12 @@ def test_the_installed_wheel_and_collection_provision_a_host_that_pulls_and_vali
     for path in project.iterdir():  # the project stands on its own
         assert str(ROOT) not in path.read_text(), path
 
-    assert pull(host, image, stand_in) != 0, "the pull worked before the roles ran"
+    assert docker_pull(host, image, stand_in) != 0, "the pull worked before the roles ran"
     done = controller.run("ansible-playbook", "site.yml")
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
 
     before = stand_in.token_requests()
-    assert pull(host, image, stand_in) == 0
+    assert docker_pull(host, image, stand_in) == 0
     assert stand_in.token_requests() == before + 1, "the pull did not go through the helper"
 
     done = controller.run("ecrkit", "validate", "-i", "hosts.yml", "--json")

@@ -13,7 +13,7 @@ from ecrkit import plans
 from ecrkit.errors import InputError
 from plugins.filter.ecrkit import FilterModule
 from tests.conftest import run_ecrkit
-from tests.facts import root_files
+from tests.facts import root_files, runner_options
 
 FILTERS = FilterModule().filters()
 ECR = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
@@ -23,30 +23,9 @@ MIRROR = "https://mirror.example.com/releases"
 
 
 def role_options(config: Path, **changed: Any) -> dict[str, Any]:
-    """gitlab_runner_ecr's variables, as its task hands them to the filter."""
-    return {
-        "registries": [ECR],
-        "public": False,
-        "creds_store": False,
-        "config_path": str(config),
-        "env_path": "/etc/systemd/system/gitlab-runner.service.d/ecrkit.conf",
-        "container": False,
-        "region": "",
-        "cache_dir": "/var/lib/ecr-login",
-        "helper_dir": "/usr/local/bin",
-        "runners": [],
-        "docker_volumes": True,
-        "instance_profile": "ci-jobs",
-        "hop_limit": 1,
-        "userdata_path": USERDATA,
-        "userdata_format": "shell",
-        "userdata_version": "0.12.0",
-        "userdata_release_base_url": MIRROR,
-        "userdata_url": "",
-        "userdata_sha256": "",
-        "autoscaler": {},
-        **changed,
-    }
+    """gitlab_runner_ecr's variables, as its task hands them to the filter, with the CLI's options below."""
+    cli = {"docker_volumes": True, "instance_profile": "ci-jobs", "hop_limit": 1, "userdata_path": USERDATA}
+    return runner_options(ECR, **{"config_path": str(config), "userdata_release_base_url": MIRROR, **cli, **changed})
 
 
 def test_the_command_prints_the_config_toml_the_role_writes(tmp_path: Path) -> None:

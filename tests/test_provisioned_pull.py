@@ -7,35 +7,26 @@ hands them to the stand-in's daemon, which pulls from the registry.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ecrkit.standin import REGISTRY_HOST, StandIn
-from ecrkit.testbed import Host, ansible_playbook, remove_hosts, start_hosts, write_inventory
+from ecrkit.testbed import Host, ansible_playbook, write_inventory
+from tests.conftest import docker_pull, stand_in_host
 
 pytestmark = [pytest.mark.hosts, pytest.mark.standin]
 
 
 @pytest.fixture(scope="module")
 def host(stand_in: StandIn) -> Iterator[Host]:
-    hosts = start_hosts([f"ecrkit-pytest-pull-{os.getpid()}"], options=stand_in.host_options())
-    try:
-        yield hosts[0]
-    finally:
-        remove_hosts(hosts)
-
-
-def pull(host: Host, image: str, stand_in: StandIn) -> int:
-    """`docker pull` as root on the host, with the cache directory a service's environment names."""
-    env = stand_in.host_env() | {"AWS_ECR_CACHE_DIR": "/var/lib/ecr-login"}
-    return host.run(f"docker pull {image} && docker rmi {image}", env).returncode
+    with stand_in_host("ecrkit-pytest-pull", stand_in) as started:
+        yield started
 
 
 def test_the_host_pulls_only_after_the_roles_ran(host: Host, image: str, stand_in: StandIn, tmp_path: Path) -> None:
-    assert pull(host, image, stand_in) != 0, "the pull worked before ecrkit configured the host"
+    assert docker_pull(host, image, stand_in) != 0, "the pull worked before ecrkit configured the host"
 
     inventory = write_inventory(
         tmp_path / "hosts.yml",
@@ -50,9 +41,9 @@ def test_the_host_pulls_only_after_the_roles_ran(host: Host, image: str, stand_i
     assert result.returncode == 0, result.stdout[-3000:]
 
     before = stand_in.token_requests()
-    assert pull(host, image, stand_in) == 0
+    assert docker_pull(host, image, stand_in) == 0
     assert stand_in.token_requests() == before + 1
     # The helper cached its token in the cache directory the role made, so it asks no more.
     assert host.exists("/var/lib/ecr-login/cache.json")
-    assert pull(host, image, stand_in) == 0
+    assert docker_pull(host, image, stand_in) == 0
     assert stand_in.token_requests() == before + 1
