@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ecrkit import plans
 from ecrkit.checks import Finding, judge, probe_args
 from ecrkit.constants import role_default
 from ecrkit.errors import EcrkitError, InputError
@@ -187,11 +188,10 @@ def _variable(variables: Mapping[str, Any], name: str) -> str:
 def expected(variables: dict[str, Any], source: str) -> tuple[list[str], list[str], list[str]]:
     """Registries, services and users from a host's variables, with the roles' defaults underneath."""
     merged = {**{name: role_default(name) for name in RULE_VARIABLES}, **variables}
-    rule = CredentialRule.build(
-        merged["docker_auth_config_registries"],
-        include_public=bool(merged["docker_auth_config_public"]),
-        force_creds_store=bool(merged["docker_auth_config_creds_store"]),
-        source=f"{source}: docker_auth_config_registries",
+    prefix = "docker_auth_config_"
+    rule = plans.credential_rule(
+        {key: merged[prefix + key] for key in ("registries", "public", "creds_store")},
+        lambda key: f"{source}: {prefix}{key}",
     )
     services = merged.get("ecrkit_services") or []
     if not isinstance(services, list) or not all(isinstance(s, str) and s for s in services):
