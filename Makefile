@@ -11,7 +11,7 @@ export CONTAINERS_CONF := $(CURDIR)/molecule/containers.conf
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 DEBIAN_PACKAGES := podman runc uidmap slirp4netns fuse-overlayfs debootstrap shellcheck amazon-ecr-credential-helper make \
-	docker.io docker-registry openssl util-linux skopeo buildah time
+	docker.io docker-registry openssl util-linux skopeo buildah time strace
 SCENARIOS := $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 
 .PHONY: help deps venv image helpers cloudinit-image lint unit molecule test run clean-hosts bench standin standin-down dist

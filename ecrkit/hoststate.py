@@ -32,6 +32,13 @@ AWS_DIRECTORY = ".aws"
 AWS_CONFIG = ".aws/config"
 
 
+class FilesArguments(TypedDict):
+    """The arguments of the ecrkit.ecr.files module: what a role writes in one round trip."""
+
+    directories: list[dict[str, Any]]
+    files: list[dict[str, Any]]
+
+
 def differs(
     state: PathState | None,
     *,
@@ -85,9 +92,9 @@ def helper_changes(
     group = str(owner.get("group", ""))
     expected = expected_sha256(plan)
     rule = render_logrotate(cache_dir, cache_owner, group, logrotate_extra_paths) if cache_dir and logrotate else ""
-    return {
-        "install_dir": plan["method"] != "package"
-        and differs(paths.get(posixpath.dirname(plan["path"])), kind="directory"),
+    install_dir = posixpath.dirname(plan["path"])
+    todo = {
+        "install_dir": plan["method"] != "package" and differs(paths.get(install_dir), kind="directory"),
         # Without a known checksum (release, package) the install tasks decide for themselves.
         "binary": expected is None or differs(paths.get(plan["path"]), mode="0755", owner="root", sha256=expected),
         "cache_dir": bool(cache_dir)
@@ -103,6 +110,31 @@ def helper_changes(
         ),
         "version": installed_version(probe),
     }
+    directories = []
+    if todo["install_dir"]:
+        directories.append({"path": install_dir, "owner": "root", "group": "root", "mode": "0755"})
+    if todo["cache_dir"]:
+        directories.append({"path": cache_dir, "owner": cache_owner, "mode": "0700"})
+    files = [{"path": LOGROTATE_PATH, "content": rule, "owner": "root", "group": "root", "mode": "0644"}]
+    return {**todo, "write": {"directories": directories, "files": files if todo["logrotate"] else []}}
+
+
+def users_files_plan(files: list[dict[str, Any]], *, backup: bool = False) -> dict[str, Any]:
+    """Users' files planned by docker_config_files or aws_config_files, with `write`, the
+    ecrkit.ecr.files module's arguments for each directory and file that differs (private to
+    its user), and `secrets`, whether any file written holds stored credentials (its task then
+    runs under no_log)."""
+    directories: list[dict[str, Any]] = []
+    written: list[dict[str, Any]] = []
+    for item in files:
+        owner = {"owner": item["user"], "group": item["group"]}
+        if item["fix_dir"]:
+            directories.append({"path": item["dir"], **owner, "mode": "0700"})
+        if item["write"]:
+            text = {"path": item["path"], "content": item["content"]}
+            written.append({**text, **owner, "mode": "0600", "backup": backup})
+    write: FilesArguments = {"directories": directories, "files": written}
+    return {"files": files, "write": write, "secrets": any(item["secrets"] and item["write"] for item in files)}
 
 
 def docker_config_files(

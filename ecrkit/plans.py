@@ -183,10 +183,9 @@ def docker_auth_plan(facts: ProbeResult, options: Mapping[str, Any], name: Name 
     before any is written (hoststate.docker_config_files), in the order of the users."""
     name = name or variables("docker_auth_config_")
     rule = credential_rule(options, name)
-    files = hoststate.docker_config_files(
-        facts, options["users"], rule, options["state"], bool(options.get("replace_invalid"))
-    )
-    return {"rule": rule_facts(rule), "files": files}
+    replace_invalid = bool(options.get("replace_invalid"))
+    files = hoststate.docker_config_files(facts, options["users"], rule, options["state"], replace_invalid)
+    return {"rule": rule_facts(rule), **hoststate.users_files_plan(files, backup=replace_invalid)}
 
 
 class MarathonOptions(RuleOptions, total=False):

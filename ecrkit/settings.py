@@ -141,6 +141,12 @@ def _partition_patterns() -> tuple[tuple[str, re.Pattern[str]], ...]:
     return tuple((p["id"], re.compile(p["regionRegex"], re.ASCII)) for p in data["partitions"])
 
 
+def load_partitions() -> None:
+    """Read botocore's partition table now rather than at the first registry validated: a process
+    that forks workers loads it once for them all (the filter ecrkit.ecr.version)."""
+    _partition_patterns()
+
+
 def region_partition(region: str) -> str:
     """The partition a region is in, by botocore's own table; an unknown region is `aws`, as for botocore."""
     return next((name for name, pattern in _partition_patterns() if pattern.match(region)), "aws")

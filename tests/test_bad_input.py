@@ -470,10 +470,16 @@ def test_the_roles_filters_refuse_the_same_values_naming_the_variable(call: Call
             "docker_auth_config",
             {"docker_auth_config_registries": [FULLWIDTH]},
             "docker_auth_config_registries[0]",
-            3,  # the argument_specs check, the probe (it only reads) and the plan, whose error fails the next task
+            4,  # the argument_specs check, the probe (it only reads), the plan, and the include whose first task fails
+        ),
+        (
+            "ecr_credential_helper",
+            {"ecr_credential_helper_install_method": "url", "ecr_credential_helper_url": "ftp://example.com/helper"},
+            "ecr_credential_helper_url: 'ftp://example.com/helper'",
+            1,  # the argument_specs check; the plan fails the probe's arguments, before it reads anything
         ),
     ],
-    ids=["registries_conf", "docker_auth_config"],
+    ids=["registries_conf", "docker_auth_config", "ecr_credential_helper"],
 )
 def test_a_play_given_a_bad_value_stops_before_any_change_naming_the_variable(
     tmp_path: Path, role: str, variables: dict[str, object], named: str, ok: int

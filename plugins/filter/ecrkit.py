@@ -19,7 +19,8 @@ from ansible.errors import AnsibleFilterError
 
 try:
     # Each role's decision is a function of ecrkit.plans; the rest are the smaller decisions the roles ask for.
-    from ecrkit import checks, constants, ecr_account, helper, hoststate, plans
+    from ecrkit import __version__ as ECRKIT_VERSION
+    from ecrkit import checks, constants, ecr_account, helper, hoststate, plans, settings
     from ecrkit.constants import HELPER_BINARY
     from ecrkit.errors import EcrkitError
     from ecrkit.renderers import aws_config, mirror_service, registries_conf
@@ -64,9 +65,9 @@ except ImportError as missing:  # pragma: no cover - depends on the controller's
     class EcrkitError(Exception):  # type: ignore[no-redef]  # named by except clauses
         pass
 
-    checks = constants = ecr_account = helper = hoststate = plans = _Missing()  # type: ignore[assignment]
+    checks = constants = ecr_account = helper = hoststate = plans = settings = _Missing()  # type: ignore[assignment]
     aws_config = mirror_service = registries_conf = _Missing()  # type: ignore[assignment]
-    HELPER_BINARY = _Missing()  # type: ignore[assignment, misc]
+    HELPER_BINARY = ECRKIT_VERSION = _Missing()  # type: ignore[assignment, misc]
 
 if TYPE_CHECKING:  # the probe's facts as ecrkit types them (Ansible hands over plain dicts)
     from ecrkit.probe import ProbeResult
@@ -95,6 +96,21 @@ def _error_as_data(plan: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         return {"error": str(exc)}
 
 
+def ecrkit_version(package: str) -> str:
+    """The ecrkit package's version: `'ecrkit' | ecrkit.ecr.version`.
+
+    Each role's first task names it. ansible-playbook templates task names in its own process,
+    before it forks a worker per host and task, so this loads the package there once and every
+    worker inherits it; a worker that had to import it would pay that for each task and host
+    (0.17 CPU-s, about four times a builtin module's task: bench/README.md). So are the tables
+    the plans read on first use (botocore's partitions, for every registry validated).
+    """
+    if package != "ecrkit":
+        raise AnsibleFilterError(f"ecrkit.ecr.version: {package!r} is not accepted; expected 'ecrkit'")
+    settings.load_partitions()
+    return str(ECRKIT_VERSION)
+
+
 def ecrkit_default(name: str) -> Any:
     """The package's default for a role variable (ecrkit.constants.ROLE_DEFAULTS), so that
     defaults/main.yml does not restate it: `'ecr_credential_helper_version' | ecrkit.ecr.default`."""
@@ -120,7 +136,8 @@ def ecrkit_aws_configs(probe: ProbeResult, users: list[str], profile: Mapping[st
     fail outside the no_log that the rendered files need.
     """
     try:
-        return {"files": hoststate.aws_config_files(probe, users, aws_config.SsoProfile(**profile)), "error": ""}
+        files = hoststate.aws_config_files(probe, users, aws_config.SsoProfile(**profile))
+        return {**hoststate.users_files_plan(files), "error": ""}
     except EcrkitError as exc:
         return {"files": [], "error": str(exc)}
 
@@ -165,9 +182,12 @@ def ecrkit_helper_changes(probe: ProbeResult, plan: Mapping[str, Any], **setting
 
 
 @_reported
-def ecrkit_helper_version(probe: ProbeResult) -> str:
-    """The version number from the probe's run of `docker-credential-ecr-login -v` (or `version`)."""
+def ecrkit_helper_version(probe: ProbeResult, missing: str | None = None) -> str:
+    """The version number from the probe's run of `docker-credential-ecr-login -v` (or `version`);
+    `missing` where it did not run (no helper yet), which otherwise fails."""
     version = hoststate.installed_version(probe)
+    if not version and missing is not None:
+        return missing
     if not version:
         said = [command.get("stderr") or command.get("stdout") for command in probe.get("commands") or []]
         raise ValueError(f"the installed {HELPER_BINARY} did not report a version: {said!r}")
@@ -248,4 +268,5 @@ class FilterModule:
             "runner_plan": ecrkit_runner_plan,
             "sso_profile": ecrkit_sso_profile,
             "validate_args": ecrkit_validate_args,
+            "version": ecrkit_version,
         }
