@@ -33,13 +33,13 @@ options:
         description: Absolute path.
         type: path
         required: true
-      owner:
+      owner: &owner
         description: Owner's name; left as it is when unset.
         type: str
-      group:
+      group: &group
         description: Group's name; left as it is when unset.
         type: str
-      mode:
+      mode: &mode
         description: Octal mode such as C('0700'); left as it is when unset.
         type: str
   files:
@@ -56,15 +56,9 @@ options:
         description: The whole content, as text.
         type: str
         required: true
-      owner:
-        description: Owner's name; left as it is when unset.
-        type: str
-      group:
-        description: Group's name; left as it is when unset.
-        type: str
-      mode:
-        description: Octal mode such as C('0600'); left as it is when unset.
-        type: str
+      owner: *owner
+      group: *group
+      mode: *mode
       backup:
         description: Keep the file it replaces, as the builtin copy module does.
         type: bool
