@@ -4,11 +4,12 @@ The hosts are systemd containers with sshd on loopback ports (as converge.py sta
 the stand-in's instance role and converged with site.yml, so that each check (the helper's live
 `get` included) has something real to judge. The figure is the wall-clock ratio 32 hosts / 1 host,
 and the validating process's CPU-seconds per host. Run: make bench; BENCH_VALIDATE_HOSTS=4 for a
-quick check.
+quick check; BENCH_VALIDATE_PROFILE=FILE adds a run of the fleet under cProfile.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import subprocess
@@ -21,6 +22,7 @@ from ecrkit.standin import StandIn
 from ecrkit.testbed import Host, ansible_playbook, give_stand_in_role, remove_hosts, start_ssh_hosts, write_inventory
 
 HOSTS = int(os.environ.get("BENCH_VALIDATE_HOSTS", "32"))
+PROFILE = os.environ.get("BENCH_VALIDATE_PROFILE", "")  # a path: one more fleet run under cProfile, stats there
 VARIABLES: dict[str, object] = {
     "ecr_credential_helper_install_method": "controller_file",
     "ecr_credential_helper_src": "/usr/bin/docker-credential-ecr-login",
@@ -33,15 +35,18 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def timed_validate(inventory: Path) -> tuple[float, float]:
-    """Wall-clock and CPU seconds of one `ecrkit validate -i inventory` (its exit code is not judged:
-    the time is what is measured)."""
+def timed_validate(inventory: Path, profile: Path | None = None) -> tuple[float, float, int]:
+    """Wall-clock and CPU seconds of one `ecrkit validate -i inventory`, and how many hosts passed
+    (the time is what is measured; the count says whether every check really ran). With `profile`,
+    the run is under cProfile (its stats written there), and its time is not a figure."""
     started, cpu = time.perf_counter(), children_cpu()
-    done = subprocess.run([sys.executable, "-m", "ecrkit", "validate", "-i", str(inventory), "--json"],
+    runner = ["-m", "cProfile", "-o", str(profile)] if profile else []
+    done = subprocess.run([sys.executable, *runner, "-m", "ecrkit", "validate", "-i", str(inventory), "--json"],
                           capture_output=True, text=True, check=False)  # fmt: skip
     if done.returncode not in (0, 1):
         sys.exit(f"ecrkit validate failed to run ({done.returncode}): {done.stderr[-2000:]}")
-    return time.perf_counter() - started, children_cpu() - cpu
+    passed = sum(1 for host in json.loads(done.stdout)["hosts"] if host["passed"])
+    return time.perf_counter() - started, children_cpu() - cpu, passed
 
 
 def main() -> int:
@@ -61,11 +66,15 @@ def main() -> int:
         if converged.returncode != 0:
             sys.exit(f"site.yml failed:\n{converged.stdout[-3000:]}")
         timed_validate(one)  # warm: the controller's caches, the hosts' first SSH logins
-        single, single_cpu = timed_validate(one)
-        many, many_cpu = timed_validate(fleet)
+        single, single_cpu, single_passed = timed_validate(one)
+        many, many_cpu, many_passed = timed_validate(fleet)
+        if PROFILE:
+            timed_validate(fleet, Path(PROFILE))
     finally:
         remove_hosts(Host(name) for name in names)
         stand_in.down()
+    print(f"validate hosts passing, 1 host: {single_passed} (target == 1)")
+    print(f"validate hosts passing, {HOSTS} hosts: {many_passed} (target == {HOSTS})")
     print(f"validate 1 host seconds: {single:.2f}")
     print(f"validate {HOSTS} hosts seconds: {many:.2f}")
     print(f"validate CPU-s per host, 1 host: {single_cpu:.2f}")
