@@ -53,7 +53,13 @@ def timed_validate(inventory: Path, profile: Path | None = None) -> tuple[float,
                           capture_output=True, text=True, check=False)  # fmt: skip
     if done.returncode not in (0, 1):
         sys.exit(f"ecrkit validate failed to run ({done.returncode}): {done.stderr[-2000:]}")
-    passed = sum(1 for host in json.loads(done.stdout)["hosts"] if host["passed"])
+    hosts = json.loads(done.stdout)["hosts"]
+    for host in hosts:  # a failing host is a fact about the run, not noise: say what failed
+        failed = [f for f in host["findings"] if f["severity"] == "error"]
+        why = host["unreachable"] or "; ".join(f"{f['subject']}: {f['check']}: {f['evidence']}" for f in failed)
+        if not host["passed"]:
+            print(f"{host['host']} failed: {why}", file=sys.stderr)
+    passed = sum(1 for host in hosts if host["passed"])
     return time.perf_counter() - started, children_cpu() - cpu, machine_cpu() - busy, passed
 
 
