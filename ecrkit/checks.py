@@ -98,6 +98,14 @@ HELPER_LOG_CAUSES = (
         f"install the helper into a directory on the PATH of the process that pulls, named exactly {HELPER_BINARY}",
     ),
     Cause(
+        "answer lost by the helper",
+        # Helpers before 0.12.0 (0.6.0, 0.7.1 seen): a race in their HTTP client drops the body of an
+        # answer that comes within the helper's own scheduling delay (a near endpoint, a busy host).
+        re.compile(r"failed to decode response body, .*use of closed network connection"),
+        "a race in the HTTP client of helpers before 0.12.0 lost ECR's answer (it happens when the answer comes "
+        "very fast to a busy host): run the check again, and install 0.12.0 or later (ecr_credential_helper_version)",
+    ),
+    Cause(
         "ECR API unreachable",
         re.compile(r"no such host|connection refused|i/o timeout|network is unreachable|request send failed"),
         "let the host reach api.ecr.<region>.amazonaws.com over HTTPS (DNS, proxy, VPC endpoint for ecr.api)",

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ecrkit.errors import FileFormatError
+from ecrkit.errors import EcrkitError, FileFormatError
 from ecrkit.hoststate import version_from
 from ecrkit.output import print_rows
 from ecrkit.renderers.docker_config import parse
@@ -42,8 +42,28 @@ RECAP = re.compile(
 )
 
 
-def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["podman", *args], capture_output=True, text=True, env=PODMAN_ENV, check=check)
+# No podman call of the test bed takes minutes (a docker pull in a host included); one that does is
+# stuck, e.g. a `systemctl` queued behind a boot that never ends, and is stopped with this error.
+PODMAN_TIMEOUT = float(os.environ.get("ECRKIT_PODMAN_TIMEOUT", "300"))
+# How long a container's systemd may take to boot (32 hosts booted and got sshd in 32 s on 2 cores).
+BOOT_TIMEOUT = float(os.environ.get("ECRKIT_BOOT_TIMEOUT", "180"))
+
+
+class HostSetupError(EcrkitError):
+    """The machine cannot host the test bed's containers as asked, or one did not come up; the
+    message names the limit or the host and what to change."""
+
+
+def podman(*args: str, check: bool = True, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+    """podman with the project's containers.conf; a call that outlasts `timeout` (PODMAN_TIMEOUT
+    unless given) raises HostSetupError naming the command instead of hanging."""
+    limit = PODMAN_TIMEOUT if timeout is None else timeout
+    try:
+        return subprocess.run(
+            ["podman", *args], capture_output=True, text=True, env=PODMAN_ENV, check=check, timeout=limit
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise HostSetupError(f"podman {' '.join(args)}: no answer after {limit:.0f} s; stopped") from exc
 
 
 @dataclass
@@ -62,6 +82,49 @@ class Host:
         return podman("exec", self.name, "cat", path).stdout
 
 
+# Every systemd container runs as the machine's root and takes root's inotify instances, a count
+# the kernel caps per user for the whole machine (fs.inotify.max_user_instances, 128 on Debian):
+# systemd 4 and logind 1 per host, measured at boot and with an SSH login open (the base image
+# starts no user manager; the system bus's daemon counts against messagebus). A container whose
+# systemd gets none logs "Failed to create inotify object: Too many open files" and never
+# finishes booting: every `systemctl` in it then waits for ever (the 26th host did, at 128).
+INOTIFY_PER_HOST = 8  # 5 measured, with room for an image or test that watches more
+INOTIFY_INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
+
+
+def inotify_instances_in_use() -> int:
+    """Inotify instances held by the machine's processes (an upper bound of root's share)."""
+    count = 0
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        with contextlib.suppress(OSError):
+            count += sum(1 for fd in fd_dir.iterdir() if os.readlink(fd) == "anon_inode:inotify")
+    return count
+
+
+def ensure_inotify_instances(hosts: int, limit_file: Path = INOTIFY_INSTANCES) -> None:
+    """Make room for `hosts` more systemd containers under fs.inotify.max_user_instances: raise it
+    when it is too low and we may (root; it lasts until reboot), else refuse naming the limit."""
+    if hosts <= 0 or not limit_file.is_file():
+        return
+    limit = int(limit_file.read_text())
+    in_use = inotify_instances_in_use()
+    needed = in_use + hosts * INOTIFY_PER_HOST
+    if needed <= limit:
+        return
+    wanted = max(needed, 1024)
+    try:
+        limit_file.write_text(f"{wanted}\n")
+    except OSError as exc:
+        raise HostSetupError(
+            f"fs.inotify.max_user_instances is {limit} with {in_use} in use; {hosts} more systemd containers "
+            f"need about {hosts * INOTIFY_PER_HOST} more (one that gets none never finishes booting), and it "
+            f"could not be raised ({exc.strerror}); as root: sysctl -w fs.inotify.max_user_instances={wanted}"
+        ) from exc
+    print(
+        f"raised fs.inotify.max_user_instances from {limit} to {wanted} for {hosts} systemd containers", file=sys.stderr
+    )
+
+
 def start_hosts(
     names: Iterable[str],
     *,
@@ -75,6 +138,8 @@ def start_hosts(
     `options` are more `podman run` options (networks, mounts, host entries); `image` and
     `command` replace the base image and its /sbin/init.
     """
+    names = list(names)
+    ensure_inotify_instances(len(names))
     hosts = []
     for name in names:
         running = podman("container", "inspect", "-f", "{{.State.Running}}", name, check=False).stdout.strip()
@@ -96,6 +161,8 @@ def start_ssh_hosts(
     127.0.0.1.
     """
     run_options = list(dict.fromkeys(["--network=host", *options]))  # the stand-in's options name it too
+    names = list(names)
+    ensure_inotify_instances(len(names))
     hosts = []
     for port, name in enumerate(names, start=first_port):
         podman("rm", "-f", "-t", "0", name, check=False)
@@ -111,11 +178,27 @@ def start_ssh_hosts(
     return hosts
 
 
-def _wait_for_systemd(host: Host) -> None:
-    for _ in range(100):
-        if host.run("systemctl is-system-running").stdout.strip() in ("running", "degraded"):
+def _wait_for_systemd(host: Host, timeout: float | None = None) -> None:
+    """Until the host's systemd has booted (running, or degraded: sshd on port 22 fails on the host's
+    network before it is moved); HostSetupError with the boot's unfinished jobs and warnings after
+    `timeout` (BOOT_TIMEOUT unless given)."""
+    deadline = time.monotonic() + (BOOT_TIMEOUT if timeout is None else timeout)
+    while True:
+        state = podman("exec", host.name, "systemctl", "is-system-running", check=False, timeout=30).stdout.strip()
+        if state in ("running", "degraded"):
             return
+        if time.monotonic() > deadline:
+            break
         time.sleep(0.2)
+    jobs = podman("exec", host.name, "systemctl", "list-jobs", "--no-legend", check=False, timeout=30).stdout
+    log = podman(
+        "exec", host.name, "journalctl", "-b", "-p", "warning", "--no-pager", "-n", "5", check=False, timeout=30
+    )
+    raise HostSetupError(
+        f"{host.name}: systemd did not finish booting in {BOOT_TIMEOUT if timeout is None else timeout:.0f} s "
+        f"(state {state or 'unknown'!r}, {len(jobs.splitlines())} jobs waiting); its last warnings:\n"
+        f'{log.stdout.strip()}\n("Failed to create inotify object" there: fs.inotify.max_user_instances is too low)'
+    )
 
 
 STAND_IN_UNIT = """[Unit]
@@ -428,7 +511,11 @@ def main(argv: list[str]) -> int:
         destroy(names, StandIn(STAND_IN_STATE))
         print(f"removed {', '.join(names)} and stopped the stand-in")
         return 0
-    return run(keep="--keep" in argv)
+    try:
+        return run(keep="--keep" in argv)
+    except HostSetupError as exc:
+        print(f"ecrkit.testbed: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

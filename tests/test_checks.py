@@ -177,6 +177,23 @@ def test_a_failed_live_get_carries_the_cause_from_its_own_log_lines() -> None:
     assert "ecr:GetAuthorizationToken" in error.fix
 
 
+def test_a_get_whose_answer_the_helper_lost_says_so() -> None:
+    # As Debian's 0.6.0 logged it when the stand-in answered within its scheduling delay.
+    lost = (
+        'time="2026-12-03T16:55:17Z" level=error msg="Error retrieving credentials" error="ecr: Failed to get '
+        "authorization token: operation error ECR: GetAuthorizationToken, https response error StatusCode: 200, "
+        "RequestID: 7A3a, deserialization failed, failed to decode response body, read tcp "
+        '127.0.0.1:55004->127.0.0.1:443: use of closed network connection"\n'
+    )
+
+    def cut(c: ConsumerFacts) -> None:
+        c["gets"][0] = {"registry": REGISTRY, "rc": 1, "said": "credentials not found in native keychain", "log": lost}
+
+    error = only_error(cut)
+    assert error.check == "live get" and "use of closed network connection" in error.evidence
+    assert "before 0.12.0" in error.fix and "run the check again" in error.fix
+
+
 @pytest.mark.parametrize(
     ("said", "named"),
     [
