@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
 import sys
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -294,15 +295,24 @@ def _mirror(args: argparse.Namespace) -> int:
     def ensure(names: Iterable[str], dry_run: bool) -> list[str]:  # boto3 only when something is to be copied
         return mirror.ensure_repositories(boto3.client("ecr", region_name=region), account, names, dry_run)
 
-    with Progress(console=Console(stderr=True), transient=True, disable=args.json) as progress:
-        task = progress.add_task("mirroring", total=len(planned.copies))
+    # A progress bar only where rich would draw one (a terminal, or one forced by the environment): rich
+    # is a tenth of a run that finds nothing to copy, and on a pipe, a file or the journal its transient
+    # bar shows nothing.
+    with contextlib.ExitStack() as stack:
+        advance: Callable[[mirror.Result], None] = lambda result: None  # noqa: E731
+        if not args.json and (
+            sys.stderr.isatty() or os.environ.get("FORCE_COLOR") or os.environ.get("TTY_COMPATIBLE") == "1"
+        ):
+            progress = stack.enter_context(Progress(console=Console(stderr=True), transient=True))
+            task = progress.add_task("mirroring", total=len(planned.copies))
+            advance = lambda result: progress.advance(task)  # noqa: E731
         outcome = mirror.run(
             planned,
             dry_run=args.dry_run,
             jobs=args.jobs,
             registry=registry,
             ensure_repositories=ensure,
-            advance=lambda result: progress.advance(task),
+            advance=advance,
         )
     source_bytes = sum(client.bytes_read for host, client in registries.items() if host != planned.target)
     if args.json:
