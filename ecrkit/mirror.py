@@ -323,18 +323,23 @@ class Blobs:
             self.counts.copied_bytes += size
 
 
-def compare(job: Copy, source: Registry, target: Registry) -> tuple[Result | None, Manifest | None]:
-    """The source's manifest for the tag, and a result when nothing is to be copied."""
-    what = f"{job.source} -> {target.host}/{job.target_repository}:{job.tag}"
+def compare(job: Copy, source: Registry, target: Registry | Future[Registry]) -> tuple[Result | None, Manifest | None]:
+    """The source's manifest for the tag, and a result when nothing is to be copied. The target may be
+    still on its way (its helper call running) while the source answers."""
     try:
-        manifest = source.manifest(job.source_repository, job.tag)
-        if manifest is None:
-            return Result("failed", what, "no such tag at the source"), None
+        manifest, problem = source.manifest(job.source_repository, job.tag), ""
+    except RegistryError as exc:
+        manifest, problem = None, str(exc)
+    target = target.result() if isinstance(target, Future) else target
+    what = f"{job.source} -> {target.host}/{job.target_repository}:{job.tag}"
+    if problem or manifest is None:
+        return Result("failed", what, problem or "no such tag at the source"), None
+    try:
         if target.manifest_digest(job.target_repository, job.tag) == manifest.digest:
             return Result("unchanged", what, manifest.digest), manifest
-        return None, manifest
     except RegistryError as exc:
         return Result("failed", what, str(exc)), None
+    return None, manifest
 
 
 def transfer(job: Copy, manifest: Manifest, source: Registry, target: Registry, blobs: Blobs) -> Result:
@@ -407,10 +412,13 @@ def run(
     dry_run: only when a copy is due does the AWS API get asked); then copy concurrently, each blob
     once per target repository. Results in plan order."""
     results = [Result("failed", pattern, "no tag matches this pattern") for pattern in plan_.unmatched]
-    target = registry(plan_.target)
+    sources = {host: registry(host) for host in dict.fromkeys(job.source_host for job in plan_.copies)}
     blobs = Blobs()
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        compared = list(pool.map(lambda job: compare(job, registry(job.source_host), target), plan_.copies))
+        # The target's client (its helper call, a GetAuthorizationToken) is made while the sources answer.
+        target_ready = pool.submit(registry, plan_.target)
+        compared = list(pool.map(lambda job: compare(job, sources[job.source_host], target_ready), plan_.copies))
+        target = target_ready.result()
         due = [(job, manifest) for job, (result, manifest) in zip(plan_.copies, compared, strict=True)
                if result is None and manifest is not None]  # fmt: skip
         for result, _ in compared:
@@ -427,7 +435,7 @@ def run(
                 result = Result("would copy", f"{job.source} -> {target.host}/{job.target_repository}:{job.tag}",
                                 manifest.digest)  # fmt: skip
             else:
-                result = transfer(job, manifest, registry(job.source_host), target, blobs)
+                result = transfer(job, manifest, sources[job.source_host], target, blobs)
             advance(result)
             return result
 
