@@ -27,7 +27,7 @@ from ecrkit.settings import (
 
 def _lazy(name: str) -> ModuleType:
     """The module, loaded at its first use: each command imports only what it runs (a mirror run that
-    finds nothing to copy never loads boto3, paramiko or the renderers)."""
+    finds nothing to copy never loads the AWS SDK, paramiko or the renderers)."""
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.find_spec(name)
@@ -40,7 +40,6 @@ def _lazy(name: str) -> ModuleType:
 
 
 if TYPE_CHECKING:
-    import boto3
     import rich.console
     import rich.progress
 
@@ -56,7 +55,6 @@ if TYPE_CHECKING:
         userdata,
     )
 else:
-    boto3 = _lazy("boto3")
     aws, ecr_account, hoststate, plans, validate = (
         _lazy(f"ecrkit.{name}") for name in ("aws", "ecr_account", "hoststate", "plans", "validate")
     )
@@ -292,8 +290,11 @@ def _mirror(args: argparse.Namespace) -> int:
     except RegistryError as exc:
         raise EcrkitError(f"listing tags: {exc}") from None
 
-    def ensure(names: Iterable[str], dry_run: bool) -> list[str]:  # boto3 only when something is to be copied
-        return mirror.ensure_repositories(boto3.client("ecr", region_name=region), account, names, dry_run)
+    def ensure(names: Iterable[str], dry_run: bool) -> list[str]:  # the AWS SDK only when something is to be copied
+        import botocore.session  # noqa: PLC0415 - boto3's client is botocore's; boto3 adds s3transfer (3 MiB)
+
+        ecr = botocore.session.get_session().create_client("ecr", region_name=region)
+        return mirror.ensure_repositories(ecr, account, names, dry_run)
 
     # A progress bar only where rich would draw one (a terminal, or one forced by the environment): rich
     # is a tenth of a run that finds nothing to copy, and on a pipe, a file or the journal its transient
