@@ -24,7 +24,6 @@ import ssl
 import threading
 import time
 import urllib.parse
-import urllib.request
 from base64 import b64encode
 from collections.abc import Callable
 from functools import cache
@@ -324,10 +323,21 @@ def _pool_manager(url: str, connections: int) -> urllib3.PoolManager:
     options: dict[str, Any] = {"num_pools": 4, "maxsize": connections}
     if parts.scheme == "https":
         options["ssl_context"] = _tls_context()
-    proxy = urllib.request.getproxies().get(parts.scheme, "")
-    if proxy and not urllib.request.proxy_bypass(parts.hostname or ""):
+    proxy = _proxy(parts.scheme, parts.hostname or "")
+    if proxy:
         return urllib3.ProxyManager(proxy if "://" in proxy else f"http://{proxy}", **options)
     return urllib3.PoolManager(**options)
+
+
+def _proxy(scheme: str, host: str) -> str:
+    """The proxy the environment names for the scheme, unless NO_PROXY exempts the host: urllib's reading
+    of *_proxy variables, as requests used. No such variable, no import of urllib.request."""
+    if not any(name.lower().endswith("_proxy") for name in os.environ):
+        return ""
+    import urllib.request  # noqa: PLC0415 - only where a proxy may be set
+
+    proxy = urllib.request.getproxies().get(scheme, "")
+    return "" if not proxy or urllib.request.proxy_bypass(host) else proxy
 
 
 @cache
