@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import importlib.util
 import json
 import os
@@ -651,6 +652,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if argv is None:  # ecrkit run as a program: what its imports made lives until it exits, so the garbage
+        gc.freeze()  # collector need not walk it again, nor at exit (a tenth of a mirror run's CPU)
     try:
         return int(args.handler(args))
     except (InputError, FileFormatError, PathError) as exc:
