@@ -5,19 +5,33 @@ are verified against their digest on the way through, and every request is retri
 backoff on 429, 5xx and connection errors (honouring Retry-After). Authentication: HTTP Basic
 with given credentials (ECR, through the helper), or the registry's anonymous Bearer token
 flow (Docker Hub, ghcr.io, quay.io).
+
+HTTP is urllib3's (what requests itself runs on), used directly: a mirror run that finds nothing
+to copy is mostly start-up, and requests would add its import and, per connection, a TLS context
+of its own. What requests gave is kept: its CA bundle (REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE, else
+certifi's), proxies from the environment (HTTPS_PROXY, NO_PROXY, ...), redirects followed (a
+registry may send blob downloads elsewhere) with the Authorization header dropped on another host.
+Written for urllib3 1.26 (Debian 12's, on scheduled hosts) and 2.x alike.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import ssl
 import threading
 import time
+import urllib.parse
+from base64 import b64encode
 from collections.abc import Callable
+from functools import cache
 from typing import IO, Any
 
-import requests
+import urllib3
+from urllib3.exceptions import HTTPError, MaxRetryError
+from urllib3.util.ssl_ import create_urllib3_context
 
 from ecrkit.errors import EcrkitError
 
@@ -32,6 +46,10 @@ RETRY_STATUSES = (429, 500, 502, 503, 504)
 API_HOSTS = {"docker.io": "registry-1.docker.io"}  # where a registry's API answers, when not its name
 CHALLENGE = re.compile(r'(\w+)="([^"]*)"', re.ASCII)
 CHUNK = 1024 * 1024  # the most of a blob held in memory at once, per copy
+TIMEOUT = 60.0  # seconds to connect, and between two reads
+CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")  # requests' own, honoured as it did
+# urllib3 retries nothing itself (the loop in Registry.request does, with backoff) but follows redirects.
+NO_RETRIES = urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=10, raise_on_redirect=True)
 
 Body = Callable[[], bytes | IO[bytes]] | None  # called again for each attempt
 
@@ -76,27 +94,28 @@ class Registry:
         self.base = f"{'http' if plain_http else 'https'}://{API_HOSTS.get(host, host)}"
         self.credentials = credentials
         self.retries, self.backoff, self.sleep = retries, backoff, sleep
-        self.session = requests.Session()
+        self.pool = _pool_manager(self.base, max(10, connections))
+        self.basic = (
+            "Basic " + b64encode(f"{credentials[0]}:{credentials[1]}".encode("latin-1")).decode() if credentials else ""
+        )  # as requests encodes it
+        self.token_pool: urllib3.PoolManager | None = None  # the token service's, when it asks for one
         self.tokens: dict[str, str] = {}
         self.lock = threading.Lock()
         self.bytes_read = 0  # blob bytes read from this registry
-        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=max(10, connections))
-        self.session.mount("https://", adapter)
-        self.session.mount("http://", adapter)
 
     # -- what a copy needs -----------------------------------------------------------------
 
     def manifest(self, repository: str, reference: str) -> Manifest | None:
         response = self.request("GET", f"/v2/{repository}/manifests/{reference}", repository, accept_missing=True)
-        if response.status_code == 404:
+        if response.status == 404:
             return None
         media_type = response.headers.get("Content-Type", "").split(";")[0]
-        return Manifest(response.content, media_type)
+        return Manifest(response.data, media_type)
 
     def manifest_digest(self, repository: str, reference: str) -> str | None:
         """The digest a tag points to, or None if it does not exist (HEAD: no download)."""
         response = self.request("HEAD", f"/v2/{repository}/manifests/{reference}", repository, accept_missing=True)
-        if response.status_code == 404:
+        if response.status == 404:
             return None
         return response.headers.get("Docker-Content-Digest") or self.manifest(repository, reference).digest  # type: ignore[union-attr]
 
@@ -110,14 +129,14 @@ class Registry:
         path: str | None = f"/v2/{repository}/tags/list?n=1000"
         while path:
             response = self.request("GET", path, repository)
-            found += response.json().get("tags") or []
+            found += json.loads(response.data).get("tags") or []
             link = re.match(r"<([^>]+)>", response.headers.get("Link", ""))
             path = link.group(1) if link else None
         return found
 
     def has_blob(self, repository: str, digest: str) -> bool:
         response = self.request("HEAD", f"/v2/{repository}/blobs/{digest}", repository, accept_missing=True, push=True)
-        return response.status_code == 200
+        return response.status == 200
 
     def open_blob(self, repository: str, digest: str) -> BlobReader:
         """The blob as a stream that hashes and counts what it reads (nothing is held in memory)."""
@@ -134,7 +153,7 @@ class Registry:
         its own instead. None when it mounted it, else the upload's Location."""
         query = f"?mount={digest}&from={mount_from}" if mount_from else ""
         started = self.request("POST", f"/v2/{repository}/blobs/uploads/{query}", repository, push=True)
-        if mount_from and started.status_code == 201:
+        if mount_from and started.status == 201:
             return None
         return str(started.headers["Location"])
 
@@ -175,8 +194,9 @@ class Registry:
         push: bool = False,
         stream: bool = False,
         attempts: int = 0,
-    ) -> requests.Response:
-        """The answer; retried on 429, 5xx and connection errors up to `attempts` times (0: retries + 1)."""
+    ) -> urllib3.BaseHTTPResponse:
+        """The answer (its body read, unless `stream`: then read it, or close it); retried on 429, 5xx and
+        connection errors up to `attempts` times (0: retries + 1)."""
         url = path if path.startswith("http") else f"{self.base}{path}"
         scope = f"repository:{repository}:{'pull,push' if push else 'pull'}"
         wanted = {"Accept": ", ".join(MANIFEST_TYPES), **(headers or {})}
@@ -185,13 +205,15 @@ class Registry:
         for attempt in range(attempts):
             try:
                 response = self._authorised(method, url, scope, wanted, body=body, stream=stream)
-            except requests.ConnectionError as exc:
-                problem, delay = f"cannot connect ({exc.__class__.__name__})", self.backoff * 2**attempt
+            except HTTPError as exc:  # connecting, TLS, or the connection lost: worth another attempt
+                cause = exc.reason if isinstance(exc, MaxRetryError) and exc.reason is not None else exc
+                problem, delay = f"cannot connect ({cause.__class__.__name__})", self.backoff * 2**attempt
             else:
-                if response.status_code < 400 or (accept_missing and response.status_code == 404):
+                if response.status < 400 or (accept_missing and response.status == 404):
                     return response
-                problem = f"HTTP {response.status_code} {_error_text(response)}"
-                if response.status_code not in RETRY_STATUSES:
+                problem = f"HTTP {response.status} {_error_text(response)}"
+                response.drain_conn()
+                if response.status not in RETRY_STATUSES:
                     break
                 delay = _retry_after(response) or self.backoff * 2**attempt
             if attempt < attempts - 1:
@@ -200,33 +222,40 @@ class Registry:
 
     def _authorised(
         self, method: str, url: str, scope: str, headers: dict[str, str], *, body: Body, stream: bool
-    ) -> requests.Response:
+    ) -> urllib3.BaseHTTPResponse:
         for _ in range(2):  # the second time with the token the first answer asked for
             token = self.tokens.get(scope)
-            auth = None if token else self.credentials
-            sent = {**headers, **({"Authorization": f"Bearer {token}"} if token else {})}
-            response = self.session.request(method, url, headers=sent, data=body() if body else None, auth=auth,
-                                            stream=stream, timeout=60)  # fmt: skip
+            authorization = f"Bearer {token}" if token else self.basic
+            sent = {**headers, **({"Authorization": authorization} if authorization else {})}
+            response = self.pool.request(method, url, headers=sent, body=body() if body else None,
+                                         preload_content=not stream, retries=NO_RETRIES, timeout=TIMEOUT)  # fmt: skip
             challenge = response.headers.get("WWW-Authenticate", "")
-            if response.status_code != 401 or not challenge.startswith("Bearer ") or token:
+            if response.status != 401 or not challenge.startswith("Bearer ") or token:
                 return response
+            response.drain_conn()
             self.tokens[scope] = self._token(dict(CHALLENGE.findall(challenge)), scope)
         return response
 
     def _token(self, challenge: dict[str, str], scope: str) -> str:
-        params = {"service": challenge.get("service", ""), "scope": scope}
-        response = self.session.get(challenge.get("realm", ""), params=params, auth=self.credentials, timeout=60)
-        if response.status_code != 200:
-            raise RegistryError(f"{self.host}: the token service refused {scope} (HTTP {response.status_code})")
-        data = response.json()
+        realm = challenge.get("realm", "")
+        query = urllib.parse.urlencode({"service": challenge.get("service", ""), "scope": scope})
+        url = f"{realm}{'&' if '?' in realm else '?'}{query}"
+        self.token_pool = self.token_pool or _pool_manager(realm, 1)
+        response = self.token_pool.request("GET", url, headers={"Authorization": self.basic} if self.basic else {},
+                                           retries=NO_RETRIES, timeout=TIMEOUT)  # fmt: skip
+        if response.status != 200:
+            raise RegistryError(f"{self.host}: the token service refused {scope} (HTTP {response.status})")
+        data = json.loads(response.data)
         return str(data.get("token") or data.get("access_token") or "")
 
 
 class BlobReader:
     """A blob being read from its registry: read() hashes and counts; verify() after the last byte.
-    It has a length (so that requests sends Content-Length) and no seek (so that it is never rewound)."""
+    It has a length and no seek (so that it is never rewound)."""
 
-    def __init__(self, response: requests.Response, digest: str, size: int, counted: Callable[[int], None]) -> None:
+    def __init__(
+        self, response: urllib3.BaseHTTPResponse, digest: str, size: int, counted: Callable[[int], None]
+    ) -> None:
         self.response, self.digest, self.size, self.counted = response, digest, size, counted
         self.hashed = hashlib.sha256()
         self.seen = 0
@@ -235,7 +264,7 @@ class BlobReader:
         return max(self.size, 0)
 
     def read(self, size: int = CHUNK) -> bytes:
-        data = self.response.raw.read(min(size if size > 0 else CHUNK, CHUNK), decode_content=False)
+        data = self.response.read(min(size if size > 0 else CHUNK, CHUNK), decode_content=False)
         self.hashed.update(data)
         self.seen += len(data)
         self.counted(len(data))
@@ -274,14 +303,59 @@ def stream_blob(  # noqa: PLR0917 - from where to where, and what
             reader.close()
 
 
-def _retry_after(response: requests.Response) -> float:
+def _retry_after(response: urllib3.BaseHTTPResponse) -> float:
     value = response.headers.get("Retry-After", "")
     return float(value) if value.replace(".", "", 1).isdigit() else 0.0
 
 
-def _error_text(response: requests.Response) -> str:
+def _error_text(response: urllib3.BaseHTTPResponse) -> str:
     try:
-        errors = response.json().get("errors") or []
+        errors = json.loads(response.data).get("errors") or []
         return "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors)
-    except ValueError:
+    except (ValueError, AttributeError):
         return response.reason or ""
+
+
+def _pool_manager(url: str, connections: int) -> urllib3.PoolManager:
+    """Connections for a registry (or its token service): through the environment's proxy for the URL
+    unless NO_PROXY exempts its host, as requests chose; TLS with the CA bundle requests would use."""
+    parts = urllib.parse.urlsplit(url)
+    options: dict[str, Any] = {"num_pools": 4, "maxsize": connections}
+    if parts.scheme == "https":
+        options["ssl_context"] = _tls_context()
+    proxy = _proxy(parts.scheme, parts.hostname or "")
+    if proxy:
+        return urllib3.ProxyManager(proxy if "://" in proxy else f"http://{proxy}", **options)
+    return urllib3.PoolManager(**options)
+
+
+def _proxy(scheme: str, host: str) -> str:
+    """The proxy the environment names for the scheme, unless NO_PROXY exempts the host: urllib's reading
+    of *_proxy variables, as requests used. No such variable, no import of urllib.request."""
+    if not any(name.lower().endswith("_proxy") for name in os.environ):
+        return ""
+    import urllib.request  # noqa: PLC0415 - only where a proxy may be set
+
+    proxy = urllib.request.getproxies().get(scheme, "")
+    return "" if not proxy or urllib.request.proxy_bypass(host) else proxy
+
+
+@cache
+def _tls_context() -> ssl.SSLContext:
+    """One TLS context for the run, verifying against REQUESTS_CA_BUNDLE (or CURL_CA_BUNDLE) when set, else
+    certifi's bundle (requests' default), else the system's."""
+    context = create_urllib3_context()
+    bundle = next((os.environ[name] for name in CA_BUNDLE_VARIABLES if os.environ.get(name)), "")
+    if not bundle:
+        try:
+            import certifi  # noqa: PLC0415 - requests' dependency: only its path is wanted
+
+            bundle = certifi.where()
+        except ImportError:
+            context.load_default_certs()
+            return context
+    if os.path.isdir(bundle):
+        context.load_verify_locations(capath=bundle)
+    else:
+        context.load_verify_locations(cafile=bundle)
+    return context

@@ -324,6 +324,33 @@ def test_each_blob_is_read_once_mounted_across_repositories_with_one_token(
         assert target_digest(stand_in, tmp_path, repository, tag) == expected
 
 
+# What a mirror run may load, or not: a module of each library that only a real import loads (the CLI
+# registers some modules as lazy ones, which sys.modules lists before anything is run).
+LIBRARIES = ("boto3.session", "botocore.client", "jsonschema.validators", "requests.sessions", "rich.console")
+
+
+def test_a_run_loads_only_what_it_needs(stand_in: StandIn, source: str, tmp_path: Path) -> None:
+    """A copy loads botocore (to create the repository) and nothing else of LIBRARIES; a run that finds
+    nothing to copy loads none of them: no jsonschema for a good config, no rich without a terminal,
+    no AWS SDK when no repository is to be made, urllib3 and not requests."""
+    wanted = config({"source": f"{source}/team/tool", "tags": ["1.0"], "repository": "lean/tool"})
+    (tmp_path / "mirror.yml").write_text(yaml.safe_dump(wanted))
+    code = (
+        "import json, sys; from ecrkit import cli; "
+        f"code = cli.main(['mirror', '--config', {str(tmp_path / 'mirror.yml')!r}]); "
+        f"print(json.dumps([code, sorted(m for m in {LIBRARIES!r} if m in sys.modules)]))"
+    )
+    env = stand_in.client_env(tmp_path) | {"REQUESTS_CA_BUNDLE": str(stand_in.ca),
+                                           "AWS_ECR_CACHE_DIR": str(tmp_path / "ecr")}  # fmt: skip
+    loaded = []
+    for _ in ("first copy", "no change"):
+        done = stand_in.run([sys.executable, "-c", code], env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        loaded.append(json.loads(done.stdout.splitlines()[-1]))
+    assert loaded == [[0, ["botocore.client"]], [0, []]]
+    assert "1 unchanged" in done.stdout
+
+
 def test_shards_are_disjoint_complete_and_keep_a_repository_together() -> None:
     wanted = {
         "target": REGISTRY_HOST,

@@ -15,8 +15,6 @@ import shlex
 from importlib import resources
 from typing import Any
 
-import jsonschema
-
 from ecrkit.constants import HELPER_BINARY
 from ecrkit.errors import InputError
 from ecrkit.helper import validate_sha256
@@ -46,6 +44,8 @@ FETCHER_SCHEMES = ("https", "http", "ftp", "ftps", "hdfs", "s3", "s3a", "s3n")
 def validate(definition: dict[str, Any], options: dict[str, str] | None = None) -> dict[str, Any]:
     """Raise InputError naming the field (or the option in `options` that set it) and Marathon's
     complaint, or return the definition."""
+    import jsonschema  # noqa: PLC0415 - here: every command's parser reads this module's defaults
+
     errors = sorted(jsonschema.Draft4Validator(schema()).iter_errors(definition), key=lambda e: list(e.path))
     if errors:
         error = errors[0]
