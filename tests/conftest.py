@@ -90,6 +90,21 @@ def readme_block(marker: str) -> str:
     return text[start : text.index("```", start)]
 
 
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    """A handler for a test's HTTP server: answers a whole body, and logs nothing."""
+
+    def send_body(self, status: int, body: bytes, content_type: str = "") -> None:
+        self.send_response(status)
+        if content_type:
+            self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

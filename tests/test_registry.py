@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from ecrkit.registry import Registry, RegistryError
-from tests.conftest import free_port
+from tests.conftest import QuietHandler, free_port
 
 
-class TokenRegistry(http_server.BaseHTTPRequestHandler):
+class TokenRegistry(QuietHandler):
     """Asks for a Bearer token from its realm, as Docker Hub does; /broken always answers 503."""
 
     realm = ""
@@ -36,15 +36,7 @@ class TokenRegistry(http_server.BaseHTTPRequestHandler):
             self._json(200, {"name": "team/app", "tags": ["1", "2"]})
 
     def _json(self, status: int, data: dict[str, Any]) -> None:
-        body = json.dumps(data).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        self.send_body(status, json.dumps(data).encode(), "application/json")
 
 
 @pytest.fixture

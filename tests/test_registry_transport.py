@@ -7,18 +7,17 @@ import hashlib
 import http.server as http_server
 import threading
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from ecrkit.registry import Registry, RegistryError
-from tests.conftest import free_port
+from tests.conftest import QuietHandler, free_port
 
 BLOB = b"a blob that lives elsewhere"
 DIGEST = "sha256:" + hashlib.sha256(BLOB).hexdigest()
 
 
-class Recorder(http_server.BaseHTTPRequestHandler):
+class Recorder(QuietHandler):
     """Records (request line target, Authorization); /v2/.../blobs/ redirects to `elsewhere`, anything
     else answers a tag list (as a forward proxy, it answers for the registry it was asked for)."""
 
@@ -33,14 +32,7 @@ class Recorder(http_server.BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
-        body = BLOB if self.path.endswith("/storage/blob") else b'{"tags": ["1"]}'
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        self.send_body(200, BLOB if self.path.endswith("/storage/blob") else b'{"tags": ["1"]}')
 
 
 @pytest.fixture
