@@ -25,7 +25,9 @@ import yaml
 from ansible.errors import AnsibleFilterError
 
 import ecrkit
+from ecrkit import converge
 from ecrkit.cli import main
+from ecrkit.errors import EcrkitError
 from ecrkit.testbed import ansible_playbook, recap
 from ecrkit.validate import ssh_target
 from plugins.filter.ecrkit import FilterModule
@@ -362,22 +364,31 @@ def _runner_plan(**changed: object) -> dict[str, Any]:
 
 RULE = {"registries": [], "public": False, "creds_store": False}
 DOCKER_AUTH = {"users": ["root"], "state": "present", "replace_invalid": False}
+DROP_IN = {"registry": ECR, "cache_prefix": "docker-hub", "upstream": "docker.io", "path": "/etc/containers/r.conf"}
 
 
-def _docker_auth_plan(**changed: object) -> dict[str, Any]:
-    plan: dict[str, Any] = FILTERS["docker_auth_plan"](root_files({}), {**RULE, **DOCKER_AUTH, **changed})
-    if plan["error"]:
-        raise AnsibleFilterError(plan["error"])
-    return plan
+HELPER = {
+    "install_method": "release", "version": "0.12.0", "release_base_url": "https://m.example.com", "url": "",
+    "sha256": "", "src": "", "install_dir": "/usr/bin", "controller_cache": "/cache", "cache_dir": "",
+    "cache_owner": "root", "logrotate": False, "logrotate_extra_paths": [],
+}  # fmt: skip
+SSO_OPTIONS = {"users": ["root"], "registries": [ECR], "form": "auto", "helper_version": "0.12.0", "name": "ecr",
+       **{key: value for key, value in SSO_VARIABLES.items() if key != "profile"}}  # fmt: skip
+X86 = {"commands": [{"rc": 0, "stdout": "Version: 0.12.0"}, {"rc": 0, "stdout": "x86_64\n"}]}
 
 
 def _filter(name: str, *args: object, **kwargs: object) -> object:
     return FILTERS[name](*args, **kwargs)
 
 
+def _converge(role: str, options: dict[str, Any], probe: dict[str, Any] | None = None) -> object:
+    """What a role's converge task decides (the action fails the host with the error)."""
+    return converge.role(role).plan({**root_files({}), **(probe or {})}, options)  # type: ignore[typeddict-item]
+
+
 ROLE_VALUES = {
     "fullwidth digits": (
-        lambda: _docker_auth_plan(registries=[FULLWIDTH]),
+        lambda: _converge("docker_auth_config", {**RULE, **DOCKER_AUTH, "registries": [FULLWIDTH]}),
         "docker_auth_config_registries[0]",
     ),
     "registry in upper case": (
@@ -389,11 +400,11 @@ ROLE_VALUES = {
         "docker_auth_config_registries[0]",
     ),
     "cache prefix of 1": (
-        lambda: _filter("registries_conf", ECR, "d", "docker.io"),
+        lambda: _converge("registries_conf", {**DROP_IN, "cache_prefix": "d"}),
         "registries_conf_cache_prefix: 'd'",
     ),
     "upstream with a scheme": (
-        lambda: _filter("registries_conf", ECR, "docker-hub", "https://docker.io"),
+        lambda: _converge("registries_conf", {**DROP_IN, "upstream": "https://docker.io"}),
         "registries_conf_upstream: 'https://docker.io'",
     ),
     "ecr_account prefix of 31": (
@@ -404,28 +415,23 @@ ROLE_VALUES = {
         "2 to 30 characters",
     ),
     "helper url without host": (
-        lambda: _filter(
-            "helper_plan", "url", url="https://", sha256="a" * 64, architecture="x86_64", install_dir="/usr/bin"
+        lambda: _converge(
+            "ecr_credential_helper", {**HELPER, "install_method": "url", "url": "https://", "sha256": "a" * 64}
         ),
         "ecr_credential_helper_url: 'https://'",
     ),
     "helper release base url": (
-        lambda: _filter(
-            "helper_plan", "release", release_base_url="ftp://m", architecture="x86_64", install_dir="/usr/bin"
-        ),
+        lambda: _converge("ecr_credential_helper", {**HELPER, "release_base_url": "ftp://m"}, X86),
         "ecr_credential_helper_release_base_url",
     ),
     "sso start url without host": (
-        lambda: _filter("sso_profile", [ECR], "auto", "0.12.0", **{**SSO_VARIABLES, "start_url": "https://"}),
+        lambda: _converge("aws_sso_profile", {**SSO_OPTIONS, "start_url": "https://"}),
         "aws_sso_profile_start_url",
     ),
     "sso registry ignored when account and region are given": (
-        lambda: _filter(
-            "sso_profile",
-            ["r.io"],
-            "auto",
-            "0.12.0",
-            **{**SSO_VARIABLES, "account_id": "123456789012", "region": "us-east-1"},
+        lambda: _converge(
+            "aws_sso_profile",
+            {**SSO_OPTIONS, "registries": ["r.io"], "account_id": "123456789012", "region": "us-east-1"},
         ),
         "aws_sso_profile_registries[0]: 'r.io'",
     ),
@@ -450,8 +456,8 @@ ROLE_VALUES = {
 
 
 @pytest.mark.parametrize(("call", "named"), ROLE_VALUES.values(), ids=ROLE_VALUES.keys())
-def test_the_roles_filters_refuse_the_same_values_naming_the_variable(call: Callable[[], object], named: str) -> None:
-    with pytest.raises(AnsibleFilterError) as caught:
+def test_the_roles_refuse_the_same_values_naming_the_variable(call: Callable[[], object], named: str) -> None:
+    with pytest.raises((AnsibleFilterError, EcrkitError)) as caught:
         call()
     assert named in str(caught.value)
     assert SECRET not in str(caught.value)
@@ -464,19 +470,19 @@ def test_the_roles_filters_refuse_the_same_values_naming_the_variable(call: Call
             "registries_conf",
             {"registries_conf_registry": ECR, "registries_conf_cache_prefix": "d"},
             "registries_conf_cache_prefix: 'd'",
-            1,  # the argument_specs check
+            1,  # the argument_specs check; the converge task fails before it writes
         ),
         (
             "docker_auth_config",
             {"docker_auth_config_registries": [FULLWIDTH]},
             "docker_auth_config_registries[0]",
-            4,  # the argument_specs check, the probe (it only reads), the plan, and the include whose first task fails
+            1,  # the argument_specs check; the converge task reads, then fails before it writes
         ),
         (
             "ecr_credential_helper",
             {"ecr_credential_helper_install_method": "url", "ecr_credential_helper_url": "ftp://example.com/helper"},
             "ecr_credential_helper_url: 'ftp://example.com/helper'",
-            1,  # the argument_specs check; the plan fails the probe's arguments, before it reads anything
+            1,  # the argument_specs check; the converge task reads, then fails before it writes
         ),
     ],
     ids=["registries_conf", "docker_auth_config", "ecr_credential_helper"],

@@ -102,3 +102,37 @@ def test_a_path_of_the_wrong_kind_stops_the_call_and_is_left_alone(tmp_path: Pat
     in_the_way = tmp_path / "home" / ".docker"
     assert result["msg"] == f"{in_the_way}: exists and is not a directory; remove it or choose another path"
     assert (tmp_path / "home" / ".docker").read_text() == "not a directory"
+
+
+def test_a_file_from_src_is_installed_from_its_bytes_and_shown_in_no_diff(tmp_path: Path) -> None:
+    binary = tmp_path / "shipped"
+    binary.write_bytes(bytes(range(256)) * 64)  # not text: a binary the converge action copied
+    target = tmp_path / "bin" / "docker-credential-ecr-login"
+    entry = {"path": str(target), "src": str(binary), "owner": "root", "mode": "0755"}
+    arguments = {"directories": [{"path": str(target.parent), "mode": "0755"}], "files": [entry]}
+    result = run_files(arguments, "--diff")
+    assert result["changed_paths"] == [str(target.parent), str(target)]
+    assert result["diff"] == []
+    assert target.read_bytes() == binary.read_bytes() and _mode(target) == "0755"
+    assert binary.exists()  # the action's temporary directory is the action's to remove
+    assert run_files(arguments)["changed"] is False
+
+
+def test_a_file_without_its_diff_changes_but_shows_no_content(tmp_path: Path) -> None:
+    run_files(planned(tmp_path))
+    arguments = planned(tmp_path, '{"auths": {"ghcr.io": {"auth": "c2VjcmV0"}}}\n')
+    arguments["files"][0]["diff"] = False
+    result = run_files(arguments, "--diff")
+    assert result["changed"] is True and result["diff"] == []
+    assert "c2VjcmV0" not in json.dumps({key: value for key, value in result.items() if key != "invocation"})
+
+
+def test_content_and_src_are_one_or_the_other(tmp_path: Path) -> None:
+    arguments = planned(tmp_path)
+    arguments["files"][0]["src"] = str(tmp_path / "x")
+    both = run_files(arguments)
+    del arguments["files"][0]["src"], arguments["files"][0]["content"]
+    neither = run_files(arguments)
+    assert "mutually exclusive: content|src" in both["msg"]
+    assert "one of the following is required: content, src" in neither["msg"]
+    assert not (tmp_path / "home").exists()

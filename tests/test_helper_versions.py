@@ -14,17 +14,16 @@ from typing import Any
 
 import pytest
 
+from ecrkit import converge
 from ecrkit.checks import HELPER_ANSWER_CAUSES, HELPER_LOG_CAUSES, Finding, judge
 from ecrkit.helper import parse_version
 from ecrkit.standin import ACCOUNT, REGION, REGISTRY_HOST, ROLE_KEYS, StandIn
-from plugins.filter.ecrkit import FilterModule
 from tests.conftest import TestedHelper, run_ecrkit
-from tests.facts import probe_result
+from tests.facts import MISSING, probe_result, user
 from tests.test_workstations import PROFILE, START_URL, workstation
 
 pytestmark = pytest.mark.standin
 
-FILTERS = FilterModule().filters()
 GOOD_HOST = json.loads((Path(__file__).parent / "data" / "probe-good-host.json").read_text())
 SSO_SESSION = "ecrkit"  # the session name `ecrkit render aws-config` gives by default
 # What each Debian suite ships (the package's version; the binary is asked, see the first test).
@@ -82,7 +81,9 @@ def test_the_version_verb_of_debians_0_6_and_0_7_builds_says_0_6_4_so_ecrkit_ask
         assert parse_version(verb) == helper.version
     # The role runs `-v` and reads the fact from it (ecr_credential_helper_installed_version).
     ran = probe_result(commands=[{"argv": [str(helper.path), "-v"], "rc": 0, "stdout": dash_v, "stderr": ""}])
-    assert FILTERS["helper_version"](ran) == helper.version
+    assert converge.role("ecr_credential_helper").after(ran) == {
+        "ecr_credential_helper_installed_version": helper.version
+    }
 
 
 # -- pulls ------------------------------------------------------------------------------------
@@ -124,9 +125,12 @@ def test_auto_picks_the_form_this_helper_reads_and_it_pulls(
     # What the role does: ask the installed helper (`-v`), then aws_sso_profile_form: auto.
     said = stand_in.run([str(helper.path), "-v"]).stdout
     ran = probe_result(commands=[{"argv": [str(helper.path), "-v"], "rc": 0, "stdout": said, "stderr": ""}])
-    version = FILTERS["helper_version"](ran)
-    inputs = {key: value for key, value in PROFILE.items() if key != "session"} | {"session": SSO_SESSION}
-    chosen = FILTERS["sso_profile"]([REGISTRY_HOST], form="auto", helper_version=version, **inputs)["form"]
+    version = converge.role("ecr_credential_helper").after(ran)["ecr_credential_helper_installed_version"]
+    inputs = {key: value for key, value in PROFILE.items() if key not in ("session", "profile")}
+    options = {**inputs, "session": SSO_SESSION, "name": PROFILE["profile"], "users": ["root"]}
+    options |= {"registries": [REGISTRY_HOST], "form": "auto", "helper_version": version}
+    root = probe_result(users={"root": user("root")}, paths={"root:.aws": MISSING, "root:.aws/config": MISSING})
+    chosen = converge.role("aws_sso_profile").plan(root, options)["result"]["form"]
     assert chosen == AUTO_FORM[helper.suite]
     env = helper.env(workstation(stand_in, tmp_path, chosen))
     assert pull(stand_in, image, env)[0] != 0  # not signed in yet

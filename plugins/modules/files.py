@@ -21,7 +21,8 @@ description:
   - The roles call it with what their plan says must change, so that one task does what a
     builtin M(ansible.builtin.file) or M(ansible.builtin.copy) task per path would.
   - Contents are part of the task's arguments and of its diff, as with M(ansible.builtin.copy);
-    run the task with C(no_log) where they hold secrets (the roles do, and show a redacted diff instead).
+    run the task with C(no_log) and O(files[].diff=false) where they hold secrets (the
+    C(ecrkit.ecr.converge) action does, and shows a redacted diff instead).
 options:
   directories:
     description: Directories to create (with any missing parents, as M(ansible.builtin.file) does) or correct, in order.
@@ -53,9 +54,17 @@ options:
         type: path
         required: true
       content:
-        description: The whole content, as text.
+        description: The whole content, as text. Exactly one of O(files[].content) and O(files[].src).
         type: str
-        required: true
+      src:
+        description:
+          - A file on the host whose bytes are the content (a binary the C(ecrkit.ecr.converge) action
+            copied there); it is left in place. Shown in no diff.
+        type: path
+      diff:
+        description: Show this file's change in diff mode; V(false) for contents that hold secrets.
+        type: bool
+        default: true
       owner: *owner
       group: *group
       mode: *mode
@@ -143,14 +152,25 @@ def _current(module: AnsibleModule, path: str) -> bytes | None:
         return current.read()
 
 
+def _content(module: AnsibleModule, wanted: dict[str, Any]) -> bytes:
+    if wanted["src"] is None:
+        return str(wanted["content"]).encode()
+    try:
+        with open(wanted["src"], "rb") as source:
+            return source.read()
+    except OSError as exc:
+        module.fail_json(msg=f"{wanted['path']}: its source {wanted['src']} cannot be read ({exc.strerror})")
+        raise  # not reached: fail_json exits
+
+
 def _file(module: AnsibleModule, wanted: dict[str, Any], backups: dict[str, str], diffs: list[dict[str, str]]) -> bool:
-    path, content = wanted["path"], wanted["content"].encode()
+    path, content = wanted["path"], _content(module, wanted)
     directory = os.path.dirname(path)
     before = _current(module, path)
     changed = before != content
     if changed and not module.check_mode and not os.path.isdir(directory):
         module.fail_json(msg=f"{path}: its directory {directory} does not exist")
-    if changed and module._diff:
+    if changed and module._diff and wanted["diff"] and wanted["src"] is None:
         shown = "" if before is None else before.decode(errors="replace")
         diffs.append({"before_header": path, "after_header": path, "before": shown, "after": wanted["content"]})
     if changed and not module.check_mode:
@@ -188,10 +208,14 @@ def main() -> None:
                 "default": [],
                 "options": {
                     "path": {"type": "path", "required": True},
-                    "content": {"type": "str", "required": True},
+                    "content": {"type": "str"},
+                    "src": {"type": "path"},
+                    "diff": {"type": "bool", "default": True},
                     "backup": {"type": "bool", "default": False},
                     **ATTRIBUTES,
                 },
+                "mutually_exclusive": [["content", "src"]],
+                "required_one_of": [["content", "src"]],
             },
         },
         supports_check_mode=True,

@@ -1,17 +1,18 @@
-"""The Ansible filters are thin: they hand over to ecrkit and turn its errors into filter errors."""
+"""docker_auth_config's decision as its converge task takes it (ecrkit.plans.docker_auth_plan,
+through ecrkit.converge): every user's config.json rendered before any is written, secrets kept
+out of the diff; and the helper's version as the role reads it."""
 
 import json
 import re
 from typing import Any
 
 import pytest
-from ansible.errors import AnsibleFilterError
 
+from ecrkit import converge, plans
+from ecrkit.errors import EcrkitError
 from ecrkit.probe import PathState, ProbeResult
-from plugins.filter.ecrkit import FilterModule
 from tests.facts import MISSING, directory_state, file_state, probe_result, user
 
-FILTERS = FilterModule().filters()
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 
 
@@ -33,24 +34,22 @@ def probe_of(files: dict[str, bytes | None], users: tuple[str, ...] = ("root", "
 def docker_configs(
     probe: ProbeResult, users: list[str], registries: list[str], state: str = "present"
 ) -> list[dict[str, Any]]:
-    """docker_auth_config's files, as its task asks the filter for them."""
+    """docker_auth_config's files, as its converge task plans them."""
     options = {"registries": registries, "public": False, "creds_store": False, "users": users, "state": state}
-    plan = FILTERS["docker_auth_plan"](probe, {**options, "replace_invalid": False})
-    if plan["error"]:  # the role fails with it in the task after the plan's (no_log) task
-        raise AnsibleFilterError(plan["error"])
+    plan = plans.docker_auth_plan(probe, {**options, "replace_invalid": False})
     assert plan["rule"] == {"registries": registries, "creds_store": not registries}
     files: list[dict[str, Any]] = plan["files"]
     return files
 
 
 def test_errors_reach_ansible_with_ecrkit_message() -> None:
-    with pytest.raises(AnsibleFilterError, match=r"docker_auth_config_registries\[0\]: 'nope'"):
+    with pytest.raises(EcrkitError, match=r"docker_auth_config_registries\[0\]: 'nope'"):
         docker_configs(probe_of({}), ["root"], ["nope"])
 
 
 def test_every_file_is_rendered_before_any_is_written() -> None:
     probe = probe_of({"root": b'{"auths": {"x": {"auth": "c2VjcmV0"}}}', "ci": b"{oops"})
-    with pytest.raises(AnsibleFilterError, match=re.escape("/home/ci/.docker/config.json: not valid JSON")):
+    with pytest.raises(EcrkitError, match=re.escape("/home/ci/.docker/config.json: not valid JSON")):
         docker_configs(probe, ["root", "ci"], [ECR])
 
 
@@ -83,7 +82,7 @@ def test_a_right_file_with_a_wrong_mode_is_written() -> None:
 def test_missing_users_are_named() -> None:
     probe = probe_of({}, ("root",))
     probe["users"]["gitlab-runner"] = None
-    with pytest.raises(AnsibleFilterError, match=r"docker_auth_config_users: \['gitlab-runner'\]"):
+    with pytest.raises(EcrkitError, match=r"docker_auth_config_users: \['gitlab-runner'\]"):
         docker_configs(probe, ["root", "gitlab-runner"], [], "present")
 
 
@@ -95,13 +94,14 @@ def test_absent_leaves_missing_files_alone() -> None:
 
 def test_a_file_that_is_not_text_is_refused_with_its_path() -> None:
     probe = probe_of({"root": b"\xff\xfe{}"}, ("root",))
-    with pytest.raises(AnsibleFilterError, match=re.escape("/root/.docker/config.json: not UTF-8 text")):
+    with pytest.raises(EcrkitError, match=re.escape("/root/.docker/config.json: not UTF-8 text")):
         docker_configs(probe, ["root"], [], "present")
 
 
 def test_the_helper_version_is_read_from_the_probes_run_of_it() -> None:
     ran = probe_result(commands=[{"argv": ["h", "-v"], "rc": 0, "stdout": "Version:    0.12.0\n", "stderr": ""}])
-    assert FILTERS["helper_version"](ran) == "0.12.0"
+    after = converge.role("ecr_credential_helper").after
+    assert after(ran) == {"ecr_credential_helper_installed_version": "0.12.0"}
     failed = probe_result(commands=[{"argv": ["h", "-v"], "rc": 126, "stdout": "", "stderr": "cannot execute"}])
-    with pytest.raises(AnsibleFilterError, match="did not report a version: \\['cannot execute'\\]"):
-        FILTERS["helper_version"](failed)
+    with pytest.raises(ValueError, match="did not report a version: \\['cannot execute'\\]"):
+        after(failed)

@@ -1,0 +1,243 @@
+"""A role's whole converge as one task: the `ecrkit.ecr.converge` action (plugins/action/converge.py)
+asks each role here what to probe, probes the host once, and asks what to change; then it writes
+everything in one `ecrkit.ecr.files` call.
+
+Every task costs each host a fork of ansible-playbook, its variables and its result, whether it
+runs a module or not (bench/README.md), so a role that observes, decides and writes as one task
+costs about what one module task costs. The decisions stay where they were (ecrkit.plans,
+ecrkit.hoststate, ecrkit.helper); this module only says, per role, what goes in and what comes out.
+
+Options are the role's variables without the role's prefix; errors name the variables.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypedDict
+
+from ecrkit import helper, hoststate, plans
+from ecrkit.constants import HELPER_BINARY, LOGROTATE_PATH
+from ecrkit.errors import InputError
+from ecrkit.hoststate import FilesArguments
+from ecrkit.probe import ProbeResult
+from ecrkit.renderers import aws_config, registries_conf
+from ecrkit.settings import validate_absolute_path
+
+
+class ProbeArgs(TypedDict, total=False):
+    """The arguments of the ecrkit.ecr.probe module (its DOCUMENTATION says what each reads)."""
+
+    users: list[str]
+    paths: list[str]
+    user_paths: list[str]
+    read: list[str]
+    commands: list[list[str]]
+
+
+class Shipped(TypedDict):
+    """A file of the controller's that the action copies to the host and the files module installs."""
+
+    src: str  # on the controller
+    path: str
+    owner: str
+    group: str
+    mode: str
+    fetch: str  # an s3:// URL to download into `src` first (verified against `sha256`), or ""
+    sha256: str
+
+
+class Redacted(TypedDict):
+    """What a diff may show of a file that holds stored credentials."""
+
+    path: str
+    before: str
+    after: str
+
+
+class Changes(TypedDict):
+    """What a role changes on one host, decided on the controller from one probe."""
+
+    write: FilesArguments  # every directory and file that differs (files with `diff: false` hold secrets)
+    ship: list[Shipped]  # controller files installed with the writes
+    secrets: bool  # a file written holds stored credentials: the write is not logged on the host
+    redacted: list[Redacted]  # the diffs shown for those files instead of their own
+    then_probe: ProbeArgs | None  # asked after shipping (not in check mode), for `after`
+    facts: dict[str, Any]  # ansible_facts set on the host
+    result: dict[str, Any]  # returned to the role as is (what its remaining tasks need)
+
+
+def changes(**given: Any) -> Changes:
+    """Changes with nothing to do, updated by `given`."""
+    nothing: Changes = {
+        "write": {"directories": [], "files": []},
+        "ship": [],
+        "secrets": False,
+        "redacted": [],
+        "then_probe": None,
+        "facts": {},
+        "result": {},
+    }
+    return {**nothing, **given}  # type: ignore[typeddict-item]
+
+
+@dataclass(frozen=True)
+class Role:
+    """What a role asks the host, what it changes given the answer, and which facts come from the
+    answer to `then_probe`."""
+
+    probe_args: Callable[[Mapping[str, Any]], ProbeArgs | None]
+    plan: Callable[[ProbeResult, Mapping[str, Any]], Changes]
+    after: Callable[[ProbeResult], dict[str, Any]] = lambda probe: {}
+
+
+# ecr_credential_helper ---------------------------------------------------------------------------
+
+
+def _helper_path(options: Mapping[str, Any]) -> str:
+    method = options["install_method"]
+    if method not in helper.INSTALL_METHODS:
+        raise InputError("ecr_credential_helper_install_method", method, f"one of {', '.join(helper.INSTALL_METHODS)}")
+    if method == "package":
+        return helper.PACKAGE_PATH
+    directory = validate_absolute_path(options["install_dir"], "ecr_credential_helper_install_dir").rstrip("/")
+    return posixpath.join(directory, HELPER_BINARY)
+
+
+def _helper_probe(options: Mapping[str, Any]) -> ProbeArgs:
+    path = _helper_path(options)
+    cache_dir = options["cache_dir"]
+    commands = [[path, *helper.VERSION_ARGS]]
+    if options["install_method"] == "release":
+        commands.append(["uname", "-m"])  # the release's architecture, as Ansible's ansible_architecture
+    return {
+        "users": [options["cache_owner"]] if cache_dir else [],
+        "paths": [path, posixpath.dirname(path), cache_dir or "/", LOGROTATE_PATH],
+        "commands": commands,
+    }
+
+
+def _helper_plan(probe: ProbeResult, options: Mapping[str, Any]) -> Changes:
+    method = options["install_method"]
+    commands = probe.get("commands") or []
+    architecture = str(commands[1].get("stdout", "")).strip() if method == "release" and len(commands) > 1 else ""
+    plan = helper.install_plan(
+        method,
+        architecture=architecture,
+        install_dir=options["install_dir"],
+        version=options["version"],
+        release_base_url=options["release_base_url"],
+        url=options["url"],
+        sha256=options["sha256"],
+        src=options["src"],
+    )
+    todo = hoststate.helper_changes(
+        probe,
+        plan,
+        cache_dir=options["cache_dir"],
+        cache_owner=options["cache_owner"],
+        logrotate=options["logrotate"],
+        logrotate_extra_paths=options["logrotate_extra_paths"],
+    )
+    path = str(plan["path"])
+    facts = {"ecr_credential_helper_path": path, "ecr_credential_helper_installed_version": todo["version"]}
+    s3 = bool(plan.get("s3"))
+    if method == "controller_file" or s3:
+        ship: list[Shipped] = []
+        if todo["binary"]:
+            digest = str(plan["sha256"] or helper.expected_sha256(plan))
+            src = posixpath.join(options["controller_cache"], digest) if s3 else str(plan["src"])
+            fetch = str(plan["url"]) if s3 else ""
+            root = {"owner": "root", "group": "root", "mode": "0755"}
+            ship = [{"src": src, "path": path, **root, "fetch": fetch, "sha256": digest}]  # type: ignore[typeddict-item]
+        then_probe: ProbeArgs | None = {"commands": [[path, *helper.VERSION_ARGS]]} if ship else None
+        return changes(write=todo["write"], ship=ship, then_probe=then_probe, facts=facts, result={"install": None})
+    # release, package and url over HTTP(S): the host downloads or installs it (the role's next tasks).
+    return changes(write=todo["write"], facts=facts, result={"install": plan if todo["binary"] else None})
+
+
+def _helper_after(probe: ProbeResult) -> dict[str, Any]:
+    version = hoststate.installed_version(probe)
+    if not version:
+        said = [command.get("stderr") or command.get("stdout") for command in probe.get("commands") or []]
+        raise ValueError(f"the installed {HELPER_BINARY} did not report a version: {said!r}")
+    return {"ecr_credential_helper_installed_version": version}
+
+
+# docker_auth_config and aws_sso_profile: users' files ---------------------------------------------
+
+
+def _users_probe(directory: str, config: str) -> Callable[[Mapping[str, Any]], ProbeArgs]:
+    def probe_args(options: Mapping[str, Any]) -> ProbeArgs:
+        users = list(options["users"])
+        return {"users": users, "user_paths": [directory, config], "read": [f"{user}:{config}" for user in users]}
+
+    return probe_args
+
+
+def _users_changes(plan: Mapping[str, Any]) -> Changes:
+    """A users' files plan (hoststate.users_files_plan) as changes: a file that holds stored
+    credentials is written without its own diff, and shows its redacted one where there is one."""
+    secret = {item["path"] for item in plan["files"] if item["secrets"]}
+    files = [{**item, "diff": item["path"] not in secret} for item in plan["write"]["files"]]
+    redacted = [
+        item["redacted"] for item in plan["files"] if item["secrets"] and item["write"] and item.get("redacted")
+    ]
+    write: FilesArguments = {"directories": plan["write"]["directories"], "files": files}
+    return changes(write=write, secrets=plan["secrets"], redacted=redacted)
+
+
+def _docker_auth_plan(probe: ProbeResult, options: Mapping[str, Any]) -> Changes:
+    plan = plans.docker_auth_plan(probe, options)
+    return {**_users_changes(plan), "result": {"rule": plan["rule"]}}
+
+
+def _sso_plan(probe: ProbeResult, options: Mapping[str, Any]) -> Changes:
+    form = options["form"]
+    chosen = aws_config.form_for(options["helper_version"]) if form == "auto" else form
+    inputs = {key: str(options[key]) for key in ("session", "start_url", "sso_region", "account_id", "role_name")}
+    profile = aws_config.SsoProfile.build(
+        **inputs,
+        profile=options["name"],
+        region=options["region"],
+        form=chosen,
+        registries=options["registries"],
+        prefix="aws_sso_profile_",
+    )
+    files = hoststate.aws_config_files(probe, options["users"], profile)
+    return {**_users_changes(hoststate.users_files_plan(files)), "result": {"form": chosen}}
+
+
+# registries_conf: nothing to read; the files module compares --------------------------------------
+
+
+def _registries_conf_plan(probe: ProbeResult, options: Mapping[str, Any]) -> Changes:
+    sources = ("registries_conf_registry", "registries_conf_cache_prefix", "registries_conf_upstream")
+    content = registries_conf.render(options["registry"], options["cache_prefix"], options["upstream"], sources=sources)
+    path = validate_absolute_path(options["path"], "registries_conf_path")
+    root = {"owner": "root", "group": "root"}
+    write: FilesArguments = {
+        "directories": [{"path": posixpath.dirname(path), **root, "mode": "0755"}],
+        "files": [{"path": path, "content": content, **root, "mode": "0644"}],
+    }
+    return changes(write=write)
+
+
+ROLES: dict[str, Role] = {
+    "ecr_credential_helper": Role(_helper_probe, _helper_plan, _helper_after),
+    # After the role's host-side install (release, package, url): the version the binary reports.
+    "ecr_credential_helper_version": Role(
+        lambda options: {"commands": [[options["path"], *helper.VERSION_ARGS]]},
+        lambda probe, options: changes(facts=_helper_after(probe)),
+    ),
+    "docker_auth_config": Role(_users_probe(hoststate.DIRECTORY, hoststate.CONFIG), _docker_auth_plan),
+    "aws_sso_profile": Role(_users_probe(hoststate.AWS_DIRECTORY, hoststate.AWS_CONFIG), _sso_plan),
+    "registries_conf": Role(lambda options: None, _registries_conf_plan),
+}
+
+
+def role(name: str) -> Role:
+    if name not in ROLES:
+        raise InputError("role", name, f"one of {', '.join(sorted(ROLES))}")
+    return ROLES[name]

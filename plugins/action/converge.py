@@ -1,0 +1,139 @@
+"""Action plugin: a role's whole converge in one task (module documentation: plugins/modules/converge.py).
+
+It probes the host (ecrkit.ecr.probe), decides on the controller (ecrkit.converge, the package's
+plans), copies any controller file the plan ships, and writes every directory and file that
+differs in one ecrkit.ecr.files call. On a host already as planned that is one round trip and
+one task, where a probe, a decision and a write were each a task (bench/README.md).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, cast
+
+from ansible.errors import AnsibleActionFail
+from ansible.plugins.action import ActionBase
+
+if TYPE_CHECKING:
+    from ecrkit.probe import ProbeResult
+
+try:
+    from ecrkit import converge
+    from ecrkit.errors import EcrkitError
+
+    _MISSING = ""
+except ImportError as missing:  # pragma: no cover - depends on the controller's Python
+    from ansible_collections.ecrkit.ecr.plugins.plugin_utils.package import missing_package
+
+    _MISSING = missing_package("the ecrkit.ecr roles", missing)
+    converge = None  # type: ignore[assignment]
+
+    class EcrkitError(Exception):  # type: ignore[no-redef]  # named by except clauses
+        pass
+
+
+class ActionModule(ActionBase):  # type: ignore[misc]  # ansible has no type information
+    TRANSFERS_FILES = False  # a remote temporary directory only when a file is shipped
+    _VALID_ARGS = frozenset(("role", "options"))
+    _requires_connection = True
+
+    def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
+        result: dict[str, Any] = super().run(tmp, task_vars)
+        if converge is None:
+            raise AnsibleActionFail(_MISSING)
+        self._quiet = False  # the files call runs with _ansible_no_log where contents hold secrets
+        options = self._task.args.get("options") or {}
+        try:
+            role = converge.role(str(self._task.args.get("role")))
+            arguments = role.probe_args(options)
+            asked = self._module("ecrkit.ecr.probe", dict(arguments), task_vars) if arguments is not None else {}
+            probe = cast("ProbeResult", asked)
+            changes = role.plan(probe, options)
+            result.update(self._apply(changes, task_vars))
+            if changes["ship"] and changes["then_probe"] and not self._task.check_mode:
+                after = self._module("ecrkit.ecr.probe", dict(changes["then_probe"]), task_vars)
+                result["ansible_facts"].update(role.after(cast("ProbeResult", after)))
+        except (EcrkitError, ValueError) as exc:
+            # The bad value and the variable it came from; never a file's content.
+            raise AnsibleActionFail(str(exc)) from None
+        finally:
+            self._remove_tmp_path(self._connection._shell.tmpdir)
+        return result
+
+    def _apply(self, changes: converge.Changes, task_vars: dict[str, Any] | None) -> dict[str, Any]:
+        files = list(changes["write"]["files"])
+        for shipped in changes["ship"]:
+            files.append(self._ship(shipped))
+        directories = changes["write"]["directories"]
+        written: dict[str, Any] = {"changed_paths": [], "backups": {}, "diff": []}
+        if directories or files:
+            self._quiet = changes["secrets"]
+            try:
+                written = self._module("ecrkit.ecr.files", {"directories": directories, "files": files}, task_vars)
+            finally:
+                self._quiet = False
+        changed_paths = written["changed_paths"]
+        diff = list(written.get("diff") or [])
+        if self._task.diff:
+            diff += [
+                {"before_header": item["path"], "after_header": item["path"], "before": item["before"],
+                 "after": item["after"]}
+                for item in changes["redacted"] if item["path"] in changed_paths
+            ]  # fmt: skip
+        return {
+            **changes["result"],
+            "changed": bool(changed_paths),
+            "changed_paths": changed_paths,
+            "backups": written["backups"],
+            "diff": diff,
+            "ansible_facts": dict(changes["facts"]),
+        }
+
+    def _ship(self, shipped: converge.Shipped) -> dict[str, Any]:
+        """The files module's entry for a controller file: copied into the remote temporary
+        directory unless in check mode (where the entry compares nothing and reports a change)."""
+        if shipped["fetch"]:
+            _fetch_once(shipped["fetch"], shipped["sha256"], shipped["src"])
+        entry = {key: shipped[key] for key in ("path", "owner", "group", "mode")}
+        if self._task.check_mode:
+            return {**entry, "content": f"(a new binary with sha256 {shipped['sha256']})", "diff": False}
+        if not self._connection._shell.tmpdir:
+            self._make_tmp_path()
+        remote = self._connection._shell.join_path(self._connection._shell.tmpdir, "shipped")
+        self._transfer_file(shipped["src"], remote)
+        self._fixup_perms2((self._connection._shell.tmpdir, remote), execute=False)
+        return {**entry, "src": remote}
+
+    def _module(self, name: str, arguments: dict[str, Any], task_vars: dict[str, Any] | None) -> dict[str, Any]:
+        outcome: dict[str, Any] = self._execute_module(name, module_args=arguments, task_vars=task_vars)
+        outcome.pop("invocation", None)  # its arguments may hold file contents
+        if outcome.get("failed"):
+            said = (outcome.get("module_stderr") or "").strip()  # a module that did not start says why here
+            raise AnsibleActionFail(f"{name}: {outcome.get('msg', 'failed')}{f' ({said})' if said else ''}")
+        return outcome
+
+    def _update_module_args(self, module_name: str, module_args: dict[str, Any], task_vars: Any,
+                            ignore_unknown_opts: bool = False) -> None:  # fmt: skip
+        super()._update_module_args(module_name, module_args, task_vars, ignore_unknown_opts=ignore_unknown_opts)
+        if self._quiet:
+            module_args["_ansible_no_log"] = True  # the host logs no contents that hold secrets
+
+
+@contextmanager
+def _locked(path: str) -> Iterator[None]:
+    with open(path + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _fetch_once(url: str, sha256: str, dest: str) -> None:
+    """Download an s3:// object into the controller's cache, verified; one worker at a time, so
+    that a fleet's workers download it once and the others find it there."""
+    from ecrkit import aws  # noqa: PLC0415 - boto3, only for this install method
+
+    os.makedirs(os.path.dirname(dest), mode=0o700, exist_ok=True)
+    with _locked(dest):
+        aws.download_verified(url, sha256, dest)

@@ -1,0 +1,106 @@
+#!/usr/bin/python
+"""Documentation of the ecrkit.ecr.converge action (plugins/action/converge.py), which does the work
+on the controller; ansible-doc reads a module's documentation from here."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: converge
+short_description: One role of this collection in one task; probe, decide, write what differs
+version_added: 0.1.0
+author: ecrkit maintainers (@ecrkit)
+description:
+  - Probes the host once (M(ecrkit.ecr.probe)), decides on the controller with the Python package
+    ecrkit what the role changes, and writes every directory and file that differs in one
+    M(ecrkit.ecr.files) call; a file of the controller's that the role installs (the helper
+    binary of the C(controller_file) method, or an C(s3://) object the controller downloads
+    into its cache first) is copied with the writes.
+  - Every input is validated before anything is written. An error names the role's variable,
+    the bad value and what is accepted, never a file's content.
+  - Files that hold stored credentials are written without their own diff and without being
+    logged on the host; their diff shows the secrets replaced by C(<redacted>).
+  - The roles of this collection call it; their variables, without the role's prefix, are O(options).
+options:
+  role:
+    description:
+      - The role whose converge this is.
+      - V(ecr_credential_helper_version) only records, after the host-side install of
+        P(ecrkit.ecr.ecr_credential_helper#role) (release, package, url), the version the binary at
+        C(options.path) reports, as the fact C(ecr_credential_helper_installed_version).
+    type: str
+    required: true
+    choices:
+      - ecr_credential_helper
+      - ecr_credential_helper_version
+      - docker_auth_config
+      - aws_sso_profile
+      - registries_conf
+  options:
+    description: The role's variables without the role's prefix (see each role's argument spec).
+    type: dict
+    required: true
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
+attributes:
+  action:
+    support: full
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
+  check_mode:
+    support: full
+    details: The probe runs; nothing is copied or written; what would change is reported.
+  diff_mode:
+    support: full
+    details: One diff per file whose content changes, redacted where it holds stored credentials.
+  platform:
+    platforms: posix
+"""
+
+EXAMPLES = r"""
+- name: Merge the helper into root's config.json for one registry
+  ecrkit.ecr.converge:
+    role: docker_auth_config
+    options:
+      users: [root]
+      registries: [123456789012.dkr.ecr.eu-west-1.amazonaws.com]
+      public: false
+      creds_store: false
+      state: present
+      replace_invalid: false
+"""
+
+RETURN = r"""
+changed_paths:
+  description: The paths created or changed (or, in check mode, that would be).
+  returned: always
+  type: list
+  elements: str
+  sample: [/root/.docker, /root/.docker/config.json]
+backups:
+  description: Where each replaced file was kept, by path.
+  returned: always
+  type: dict
+ansible_facts:
+  description: >-
+    For ecr_credential_helper, C(ecr_credential_helper_path) and C(ecr_credential_helper_installed_version)
+    (V('') while no helper is installed).
+  returned: always
+  type: dict
+install:
+  description: >-
+    For ecr_credential_helper, what the host must download or install itself (release, package, or
+    a url over HTTP(S)), or V(null) when nothing is to be installed there.
+  returned: for ecr_credential_helper
+  type: dict
+rule:
+  description: For docker_auth_config, the credential rule (its registries, and whether credsStore is written).
+  returned: for docker_auth_config
+  type: dict
+form:
+  description: For aws_sso_profile, the profile's form (sso-session or legacy).
+  returned: for aws_sso_profile
+  type: str
+"""

@@ -1,0 +1,155 @@
+"""What each role's converge task asks the host and changes given the answer (ecrkit.converge),
+on probe facts written by hand; the action that carries it out runs in the role and host tests."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ecrkit import converge
+from ecrkit.constants import LOGROTATE_PATH
+from ecrkit.errors import InputError
+from ecrkit.renderers.logrotate import render as render_logrotate
+from tests.facts import MISSING, directory_state, file_state, probe_result, user
+
+ECR = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+HELPER = "/usr/local/bin/docker-credential-ecr-login"
+
+
+def helper_options(**changed: Any) -> dict[str, Any]:
+    """ecr_credential_helper's variables, unprefixed, as its defaults give them."""
+    return {
+        "install_method": "controller_file", "version": "0.12.0",
+        "release_base_url": "https://releases.example.com", "url": "", "sha256": "", "src": "",
+        "install_dir": "/usr/local/bin", "controller_cache": "/cache", "cache_dir": "/var/lib/ecr-login",
+        "cache_owner": "root", "logrotate": True, "logrotate_extra_paths": [], **changed,
+    }  # fmt: skip
+
+
+def converged_helper(binary: bytes, *, version: str = "0.12.0", uname: str = "") -> Any:
+    """The probe's answer on a host that already has `binary`, its directories and the rule."""
+    rule = render_logrotate("/var/lib/ecr-login", "root", "root")
+    facts = probe_result(
+        users={"root": user("root")},
+        paths={
+            HELPER: file_state(mode="0755", sha256=hashlib.sha256(binary).hexdigest()),
+            "/usr/local/bin": directory_state(),
+            "/var/lib/ecr-login": directory_state(mode="0700"),
+            LOGROTATE_PATH: file_state(mode="0644", sha256=hashlib.sha256(rule.encode()).hexdigest()),
+        },
+    )
+    facts["commands"] = [{"rc": 0, "stdout": f"Version:    {version}\n"}]
+    if uname:
+        facts["commands"].append({"rc": 0, "stdout": uname + "\n"})
+    return facts
+
+
+def test_the_helper_probe_asks_for_the_binary_its_directories_and_for_a_release_the_architecture() -> None:
+    role = converge.role("ecr_credential_helper")
+    asked = role.probe_args(helper_options(install_method="release"))
+    assert asked is not None
+    assert asked["paths"] == [HELPER, "/usr/local/bin", "/var/lib/ecr-login", LOGROTATE_PATH]
+    assert asked["commands"] == [[HELPER, "-v"], ["uname", "-m"]]
+    assert role.probe_args(helper_options())["commands"] == [[HELPER, "-v"]]  # type: ignore[index]
+
+
+def test_a_converged_host_gets_no_write_and_no_copy_but_its_facts(tmp_path: Path) -> None:
+    binary = tmp_path / "helper"
+    binary.write_bytes(b"\x7fELF helper")
+    changes = converge.role("ecr_credential_helper").plan(
+        converged_helper(binary.read_bytes()), helper_options(src=str(binary))
+    )
+    assert changes["write"] == {"directories": [], "files": []} and changes["ship"] == []
+    assert changes["then_probe"] is None
+    assert changes["facts"] == {
+        "ecr_credential_helper_path": HELPER,
+        "ecr_credential_helper_installed_version": "0.12.0",
+    }
+    assert changes["result"] == {"install": None}
+
+
+def test_another_controller_file_is_shipped_and_its_version_asked_after(tmp_path: Path) -> None:
+    binary = tmp_path / "helper"
+    binary.write_bytes(b"\x7fELF newer helper")
+    changes = converge.role("ecr_credential_helper").plan(
+        converged_helper(b"\x7fELF helper"), helper_options(src=str(binary))
+    )
+    digest = hashlib.sha256(binary.read_bytes()).hexdigest()
+    owner = {"owner": "root", "group": "root", "mode": "0755"}
+    assert changes["ship"] == [{"src": str(binary), "path": HELPER, **owner, "fetch": "", "sha256": digest}]
+    assert changes["then_probe"] == {"commands": [[HELPER, "-v"]]}
+    assert converge.role("ecr_credential_helper").after(converged_helper(b"", version="0.7.1")) == {
+        "ecr_credential_helper_installed_version": "0.7.1"
+    }
+
+
+def test_an_s3_object_is_shipped_from_the_controllers_cache_after_a_fetch() -> None:
+    digest = "a" * 64
+    options = helper_options(install_method="url", url="s3://bucket/helper", sha256=digest)
+    changes = converge.role("ecr_credential_helper").plan(converged_helper(b"old"), options)
+    assert [(item["src"], item["fetch"]) for item in changes["ship"]] == [(f"/cache/{digest}", "s3://bucket/helper")]
+
+
+def test_a_release_is_left_to_the_host_with_the_url_for_its_architecture() -> None:
+    options = helper_options(install_method="release")
+    changes = converge.role("ecr_credential_helper").plan(converged_helper(b"x", uname="aarch64"), options)
+    assert changes["ship"] == []
+    assert changes["result"]["install"]["url"] == (
+        "https://releases.example.com/0.12.0/linux-arm64/docker-credential-ecr-login"
+    )
+
+
+@pytest.mark.parametrize(
+    ("changed", "named"),
+    [
+        ({"install_method": "pip"}, "ecr_credential_helper_install_method: 'pip'"),
+        ({"install_dir": "bin"}, "ecr_credential_helper_install_dir: 'bin'"),
+    ],
+)
+def test_the_helper_probe_is_not_asked_for_bad_inputs(changed: dict[str, Any], named: str) -> None:
+    with pytest.raises(InputError, match=named):
+        converge.role("ecr_credential_helper").probe_args(helper_options(**changed))
+
+
+def test_a_config_json_with_stored_credentials_is_written_without_its_diff_but_with_a_redacted_one() -> None:
+    stored = json.dumps({"auths": {"ghcr.io": {"auth": "c2VjcmV0"}}})
+    facts = probe_result(
+        users={"root": user("root")},
+        paths={"root:.docker": directory_state(mode="0700"), "root:.docker/config.json": file_state()},
+        contents={"root:.docker/config.json": stored},
+    )
+    options = {"users": ["root"], "registries": [ECR], "public": False, "creds_store": False,
+               "state": "present", "replace_invalid": False}  # fmt: skip
+    changes = converge.role("docker_auth_config").plan(facts, options)
+    [written] = changes["write"]["files"]
+    assert written["path"] == "/root/.docker/config.json" and written["diff"] is False
+    assert changes["secrets"] is True
+    [redacted] = changes["redacted"]
+    assert "c2VjcmV0" not in json.dumps(redacted) and ECR in redacted["after"]
+    assert changes["result"] == {"rule": {"registries": [ECR], "creds_store": False}}
+
+
+def test_a_missing_user_stops_docker_auth_config_naming_the_variable() -> None:
+    facts = probe_result(users={"ci": None}, paths={"ci:.docker": MISSING})
+    options = {"users": ["ci"], "registries": [], "public": False, "creds_store": False,
+               "state": "present", "replace_invalid": False}  # fmt: skip
+    with pytest.raises(InputError, match="docker_auth_config_users"):
+        converge.role("docker_auth_config").plan(facts, options)
+
+
+def test_registries_conf_asks_nothing_and_writes_its_drop_in() -> None:
+    role = converge.role("registries_conf")
+    options = {"registry": ECR, "cache_prefix": "docker-hub", "upstream": "docker.io", "path": "/etc/c/r.d/50.conf"}
+    assert role.probe_args(options) is None
+    changes = role.plan({}, options)
+    assert [item["path"] for item in changes["write"]["directories"]] == ["/etc/c/r.d"]
+    assert f"{ECR}/docker-hub" in changes["write"]["files"][0]["content"]
+
+
+def test_an_unknown_role_is_named_with_the_known_ones() -> None:
+    with pytest.raises(InputError, match=r"role: 'gitlab_runner_ecr' .*one of aws_sso_profile, docker_auth_config"):
+        converge.role("gitlab_runner_ecr")
