@@ -6,6 +6,9 @@
     rerun, ecrkit's playbooks/workstations.yml (what site.yml plays for these hosts) against a reference
     role doing the same job the common way (bench/plain.yml: one builtin task per file or setting), and
     the rerun against the floor, a play that only gathers facts and pings; each figure's spread.
+    And the play's shape: the same play with each role's converge task replaced by a ping (Ansible's
+    check of each role's argument spec, one module call per role, the optional roles' skipped
+    includes), which is as low as the rerun can go while the roles keep their argument specs.
 
 Ratios, not seconds, are the result: they hold across machines of one kind. Run: make bench.
 """
@@ -22,7 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from ecrkit.testbed import Host, ansible_playbook, recap, remove_hosts, start_ssh_hosts, write_inventory
+import yaml
+
+from ecrkit.testbed import ROOT, Host, ansible_playbook, recap, remove_hosts, start_ssh_hosts, write_inventory
 
 HOSTS = int(os.environ.get("BENCH_HOSTS", "16"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
@@ -41,6 +46,24 @@ FACTS_AND_PING = """\
     - name: Ping
       ansible.builtin.ping:
 """
+
+
+def write_shape(work: Path) -> Path:
+    """playbooks/workstations.yml with each role's tasks replaced by one ping; its argument spec and
+    defaults kept, so that Ansible checks the same variables before the ping."""
+    play = yaml.safe_load((ROOT / "playbooks" / "workstations.yml").read_text())
+    for entry in play[0]["roles"]:
+        name = entry["role"].rsplit(".", 1)[-1]
+        role = work / "roles" / f"shape_{name}"
+        for part in ("meta/argument_specs.yml", "defaults/main.yml"):
+            (role / part).parent.mkdir(parents=True, exist_ok=True)
+            (role / part).write_text((ROOT / "roles" / name / part).read_text())
+        (role / "tasks").mkdir()
+        (role / "tasks" / "main.yml").write_text("- name: One module call\n  ansible.builtin.ping:\n")
+        entry["role"] = f"shape_{name}"
+    shape = work / "shape.yml"
+    shape.write_text(yaml.safe_dump(play, sort_keys=False))
+    return shape
 
 
 def busy_cpu_seconds() -> float:
@@ -113,6 +136,7 @@ def main() -> int:
 def compare_with_the_reference(names: list[str], public_key: Path, key: Path, work: Path) -> dict[str, list[float]]:
     """Controller CPU-seconds per host of each play, per round, on fresh hosts for each fresh converge."""
     figures: dict[str, list[float]] = {}
+    shape = write_shape(work)
     for round_ in range(1, ROUNDS + 1):
         for label, playbook in (("ecrkit", "playbooks/workstations.yml"), ("plain", "bench/plain.yml")):
             hosts = start_ssh_hosts(names, public_key)
@@ -120,7 +144,7 @@ def compare_with_the_reference(names: list[str], public_key: Path, key: Path, wo
             directory.mkdir()
             inventory = write_inventory(directory / "hosts.yml", {"workstations": hosts}, VARIABLES, key)
             plays = [("fresh", playbook), ("rerun", playbook)]
-            plays += [("floor", str(work / "facts.yml"))] if label == "ecrkit" else []
+            plays += [("floor", str(work / "facts.yml")), ("shape", str(shape))] if label == "ecrkit" else []
             for phase, path in plays:
                 _, _, controller = timed_playbook(inventory, path)
                 figures.setdefault(f"{label} {phase}", []).append(controller / len(names))
@@ -141,6 +165,10 @@ def report(figures: dict[str, list[float]]) -> None:
           f"{median('ecrkit rerun') / median('plain rerun'):.2f} (target <= 1)")  # fmt: skip
     print(f"(c) idempotent rerun ecrkit/facts+ping floor, controller CPU per host: "
           f"{median('ecrkit rerun') / median('ecrkit floor'):.2f} (target <= 1.2)")  # fmt: skip
+    print(f"(c) the play's shape (a ping per role)/facts+ping floor, controller CPU per host: "
+          f"{median('ecrkit shape') / median('ecrkit floor'):.2f}")  # fmt: skip
+    print(f"(c) idempotent rerun ecrkit/the play's shape, controller CPU per host: "
+          f"{median('ecrkit rerun') / median('ecrkit shape'):.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -95,18 +95,8 @@ class Role:
 # ecr_credential_helper ---------------------------------------------------------------------------
 
 
-def _helper_path(options: Mapping[str, Any]) -> str:
-    method = options["install_method"]
-    if method not in helper.INSTALL_METHODS:
-        raise InputError("ecr_credential_helper_install_method", method, f"one of {', '.join(helper.INSTALL_METHODS)}")
-    if method == "package":
-        return helper.PACKAGE_PATH
-    directory = validate_absolute_path(options["install_dir"], "ecr_credential_helper_install_dir").rstrip("/")
-    return posixpath.join(directory, HELPER_BINARY)
-
-
 def _helper_probe(options: Mapping[str, Any]) -> ProbeArgs:
-    path = _helper_path(options)
+    path = helper.install_path(options["install_method"], options["install_dir"])
     cache_dir = options["cache_dir"]
     commands = [[path, *helper.VERSION_ARGS]]
     if options["install_method"] == "release":
@@ -146,11 +136,10 @@ def _helper_plan(probe: ProbeResult, options: Mapping[str, Any]) -> Changes:
     if method == "controller_file" or s3:
         ship: list[Shipped] = []
         if todo["binary"]:
-            digest = str(plan["sha256"] or helper.expected_sha256(plan))
+            digest = str(todo["sha256"])
             src = posixpath.join(options["controller_cache"], digest) if s3 else str(plan["src"])
             fetch = str(plan["url"]) if s3 else ""
-            root = {"owner": "root", "group": "root", "mode": "0755"}
-            ship = [{"src": src, "path": path, **root, "fetch": fetch, "sha256": digest}]  # type: ignore[typeddict-item]
+            ship = [Shipped(src=src, path=path, owner="root", group="root", mode="0755", fetch=fetch, sha256=digest)]
         then_probe: ProbeArgs | None = {"commands": [[path, *helper.VERSION_ARGS]]} if ship else None
         return changes(write=todo["write"], ship=ship, then_probe=then_probe, facts=facts, result={"install": None})
     # release, package and url over HTTP(S): the host downloads or installs it (the role's next tasks).
@@ -209,6 +198,39 @@ def _sso_plan(probe: ProbeResult, options: Mapping[str, Any]) -> Changes:
     return {**_users_changes(hoststate.users_files_plan(files)), "result": {"form": chosen}}
 
 
+# gitlab_runner_ecr: config.toml, the service's environment, the job hosts' userdata ----------------
+
+
+def _runner_probe(options: Mapping[str, Any]) -> ProbeArgs:
+    paths = [options["config_path"], options["env_path"]] + (
+        [options["userdata_path"]] if options["userdata_path"] else []
+    )
+    return {"paths": paths, "read": paths}
+
+
+def _runner_plan(probe: ProbeResult, options: Mapping[str, Any]) -> Changes:
+    """config.toml holds runner tokens: written without its own diff, shown redacted. A new
+    drop-in gets its directory; the role restarts the service for it (`restart`)."""
+    plan = plans.runner_plan(probe, options)
+    root = {"owner": "root", "group": "root"}
+    owners = {"service_env": root, "config_toml": {}, "userdata": root}  # config.toml keeps its owner
+    written = {name: item for name, item in plan["files"].items() if item["write"]}
+    files = [
+        {**{key: item[key] for key in ("path", "content", "mode")}, **owners[name], "diff": name != "config_toml"}
+        for name, item in written.items()
+    ]
+    env = plan["files"].get("service_env")
+    drop_in = [{"path": posixpath.dirname(env["path"]), **root, "mode": "0755"}] if plan["restart"] else []
+    tokens = "config_toml" in written
+    return changes(
+        write={"directories": drop_in, "files": files},
+        secrets=tokens,
+        redacted=[plan["redacted"]] if tokens else [],
+        # Keys GitLab Runner would ignore without a word: Ansible shows them as warnings.
+        result={"restart": plan["restart"], "rule": plan["rule"], "warnings": plan["typos"]},
+    )
+
+
 # registries_conf: nothing to read; the files module compares --------------------------------------
 
 
@@ -234,6 +256,7 @@ ROLES: dict[str, Role] = {
     "docker_auth_config": Role(_users_probe(hoststate.DIRECTORY, hoststate.CONFIG), _docker_auth_plan),
     "aws_sso_profile": Role(_users_probe(hoststate.AWS_DIRECTORY, hoststate.AWS_CONFIG), _sso_plan),
     "registries_conf": Role(lambda options: None, _registries_conf_plan),
+    "gitlab_runner_ecr": Role(_runner_probe, _runner_plan),
 }
 
 

@@ -68,6 +68,16 @@ def parse_version(output: str) -> str:
     return match.group(1)
 
 
+def install_path(method: str, install_dir: str) -> str:
+    """Where the install method puts the helper (validated; role variable names in errors)."""
+    if method not in INSTALL_METHODS:
+        raise InputError("ecr_credential_helper_install_method", method, f"one of {', '.join(INSTALL_METHODS)}")
+    if method == "package":
+        return PACKAGE_PATH
+    directory = validate_absolute_path(install_dir, "ecr_credential_helper_install_dir").rstrip("/")
+    return f"{directory}/{HELPER_BINARY}"
+
+
 def install_plan(
     method: str,
     *,
@@ -85,13 +95,8 @@ def install_plan(
     spec, the URL with its sha256 (and whether it is an s3:// object the controller
     fetches), or the controller file with its optional sha256.
     """
-    if method not in INSTALL_METHODS:
-        raise InputError("ecr_credential_helper_install_method", method, f"one of {', '.join(INSTALL_METHODS)}")
-    directory = validate_absolute_path(install_dir, "ecr_credential_helper_install_dir").rstrip("/")
-    plan: dict[str, object] = {"method": method, "path": f"{directory}/{HELPER_BINARY}"}
-    if method == "package":
-        plan["path"] = PACKAGE_PATH
-    elif method == "release":
+    plan: dict[str, object] = {"method": method, "path": install_path(method, install_dir)}
+    if method == "release":
         plan.update(release(version, architecture, release_base_url, prefix="ecr_credential_helper_"))
     elif method == "url":
         validate_url(url, "ecr_credential_helper_url", schemes=("https", "http", "s3"), example="s3://BUCKET/KEY")
@@ -99,7 +104,7 @@ def install_plan(
             raise InputError("ecr_credential_helper_url", url, "an s3://BUCKET/KEY URL naming an object")
         digest = validate_sha256(sha256, "ecr_credential_helper_sha256 (required by the url method)")
         plan.update(url=url, sha256=digest, checksum=f"sha256:{digest}", s3=url.startswith("s3://"))
-    else:
+    elif method == "controller_file":
         if not src:
             raise InputError("ecr_credential_helper_src", src, "the binary's path on the controller")
         plan.update(src=src, sha256=validate_sha256(sha256, "ecr_credential_helper_sha256") if sha256 else "")

@@ -109,6 +109,7 @@ def helper_changes(
             sha256=hashlib.sha256(rule.encode()).hexdigest(),
         ),
         "version": installed_version(probe),
+        "sha256": expected,  # None where the install method's own tool checks it (release, package)
     }
     directories = []
     if todo["install_dir"]:

@@ -79,7 +79,7 @@ def good_get(registry: str) -> GetResult:
 
 
 def runner_options(registry: str, **changed: object) -> dict[str, object]:
-    """gitlab_runner_ecr's variables without their prefix, as its task hands them to ecrkit.ecr.runner_plan."""
+    """gitlab_runner_ecr's variables without their prefix, as its converge task takes them (ecrkit.converge)."""
     return {
         "registries": [registry],
         "public": False,

@@ -25,7 +25,7 @@ import yaml
 from ansible.errors import AnsibleFilterError
 
 import ecrkit
-from ecrkit import converge
+from ecrkit import converge, plans
 from ecrkit.cli import main
 from ecrkit.errors import EcrkitError
 from ecrkit.testbed import ansible_playbook, recap
@@ -354,12 +354,9 @@ FILTERS = FilterModule().filters()
 
 
 def _runner_plan(**changed: object) -> dict[str, Any]:
-    """The role's plan, or its error as the filter would raise it (the role fails with it after the no_log task)."""
+    """gitlab_runner_ecr's plan as its converge task makes it, or its error."""
     probe = root_files({str(RUNNER_OPTIONS["config_path"]): RUNNER_TOML})
-    plan: dict[str, Any] = FILTERS["runner_plan"](probe, {**RUNNER_OPTIONS, **changed})
-    if plan["error"]:
-        raise AnsibleFilterError(plan["error"])
-    return plan
+    return plans.runner_plan(probe, {**RUNNER_OPTIONS, **changed})
 
 
 RULE = {"registries": [], "public": False, "creds_store": False}
@@ -536,7 +533,7 @@ def test_a_closed_pipe_is_no_traceback() -> None:
     assert done.wait() in (0, 1)
 
 
-def test_the_runner_plan_filter_still_renders_good_variables() -> None:
+def test_the_runner_plan_still_renders_good_variables() -> None:
     plan = _runner_plan(hop_limit=1, instance_profile="ci-jobs", userdata_sha256="a" * 64)
     assert isinstance(plan, dict)
     paths = {name: f["path"] for name, f in plan["files"].items()}

@@ -14,7 +14,7 @@ from ecrkit import converge
 from ecrkit.constants import LOGROTATE_PATH
 from ecrkit.errors import InputError
 from ecrkit.renderers.logrotate import render as render_logrotate
-from tests.facts import MISSING, directory_state, file_state, probe_result, user
+from tests.facts import MISSING, directory_state, file_state, probe_result, root_files, runner_options, user
 
 ECR = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
 HELPER = "/usr/local/bin/docker-credential-ecr-login"
@@ -151,5 +151,39 @@ def test_registries_conf_asks_nothing_and_writes_its_drop_in() -> None:
 
 
 def test_an_unknown_role_is_named_with_the_known_ones() -> None:
-    with pytest.raises(InputError, match=r"role: 'gitlab_runner_ecr' .*one of aws_sso_profile, docker_auth_config"):
-        converge.role("gitlab_runner_ecr")
+    with pytest.raises(InputError, match=r"role: 'marathon_agent_ecr' .*one of aws_sso_profile, docker_auth_config"):
+        converge.role("marathon_agent_ecr")
+
+
+def test_a_runners_config_toml_is_written_without_its_diff_and_its_typos_are_warnings() -> None:
+    config = '[[runners]]\n  name = "a"\n  token = "glrt-secret"\n  executor = "docker"\n  excutor = "x"\n'
+    options = runner_options(ECR, userdata_path="")
+    facts = root_files({str(options["config_path"]): config})
+    role = converge.role("gitlab_runner_ecr")
+    assert role.probe_args(options) == {"paths": [options["config_path"], options["env_path"]]} | {
+        "read": [options["config_path"], options["env_path"]]
+    }
+    changes = role.plan(facts, options)
+    by_path = {item["path"]: item for item in changes["write"]["files"]}
+    assert by_path[options["config_path"]]["diff"] is False and by_path[options["env_path"]]["diff"] is True
+    assert "owner" not in by_path[options["config_path"]]  # config.toml keeps its owner
+    assert changes["secrets"] is True
+    assert "glrt-secret" not in json.dumps(changes["redacted"]) and "<redacted>" in changes["redacted"][0]["after"]
+    # A new drop-in: its directory, and the role restarts the service.
+    assert changes["write"]["directories"] == [
+        {"path": "/etc/systemd/system/gitlab-runner.service.d", "owner": "root", "group": "root", "mode": "0755"}
+    ]
+    assert changes["result"]["restart"] is True
+    assert any("excutor" in warning for warning in changes["result"]["warnings"])
+
+
+def test_a_converged_runner_gets_no_write_and_no_restart() -> None:
+    options = runner_options(ECR, userdata_path="")
+    config = '[[runners]]\n  name = "a"\n  token = "glrt-secret"\n  executor = "docker"\n'
+    first = converge.role("gitlab_runner_ecr").plan(root_files({str(options["config_path"]): config}), options)
+    contents = {item["path"]: item["content"] for item in first["write"]["files"]}
+    facts = root_files(contents)  # the files as written, root's and 0600 (the env file's mode differs)
+    facts["paths"][str(options["env_path"])]["mode"] = "0644"
+    again = converge.role("gitlab_runner_ecr").plan(facts, options)
+    assert again["write"] == {"directories": [], "files": []}
+    assert again["result"]["restart"] is False and again["secrets"] is False and again["redacted"] == []

@@ -68,7 +68,7 @@ def controller(tmp_path_factory: pytest.TempPathFactory) -> Controller:
     project.mkdir()
     (work / "home").mkdir()
     user = Controller(venv, project, wheel)
-    # Galaxy is out of reach here: amazon.aws, community.aws and ansible.utils come with the ansible package.
+    # Galaxy is out of reach here: amazon.aws and community.aws come with the ansible package.
     installed = user.run("ansible-galaxy", "collection", "install", "-p", work / "collections", collection)
     assert installed.returncode == 0, installed.stdout + installed.stderr
     (project / "ansible.cfg").write_text(

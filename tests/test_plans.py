@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ecrkit import plans
+from ecrkit import converge, plans
 from ecrkit.errors import InputError
 from plugins.filter.ecrkit import FilterModule
 from tests.conftest import run_ecrkit
@@ -23,31 +23,37 @@ MIRROR = "https://mirror.example.com/releases"
 
 
 def role_options(config: Path, **changed: Any) -> dict[str, Any]:
-    """gitlab_runner_ecr's variables, as its task hands them to the filter, with the CLI's options below."""
+    """gitlab_runner_ecr's variables, as its converge task takes them, with the CLI's options below."""
     cli = {"docker_volumes": True, "instance_profile": "ci-jobs", "hop_limit": 1, "userdata_path": USERDATA}
     return runner_options(ECR, **{"config_path": str(config), "userdata_release_base_url": MIRROR, **cli, **changed})
+
+
+def written(changes: converge.Changes) -> dict[str, str]:
+    """What the role's converge task writes, by path."""
+    return {item["path"]: item["content"] for item in changes["write"]["files"]}
 
 
 def test_the_command_prints_the_config_toml_the_role_writes(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     config.write_text(TOML)
-    plan = FILTERS["runner_plan"](root_files({str(config): TOML}), role_options(config))
+    plan = converge.role("gitlab_runner_ecr").plan(root_files({str(config): TOML}), role_options(config))
     printed = run_ecrkit(
         "render", "runner-config", "--config", str(config), "--registry", ECR, "--docker-volumes",
         "--instance-profile", "ci-jobs", "--userdata", USERDATA, "--hop-limit", "1",
     )  # fmt: skip
     assert printed.returncode == 0, printed.stderr
-    assert printed.stdout == plan["files"]["config_toml"]["content"]
+    assert printed.stdout == written(plan)[str(config)]
 
 
 def test_the_command_prints_the_userdata_the_role_writes(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
-    plan = FILTERS["runner_plan"](root_files({str(config): TOML}), role_options(config, userdata_format="cloud-config"))
+    options = role_options(config, userdata_format="cloud-config")
+    plan = converge.role("gitlab_runner_ecr").plan(root_files({str(config): TOML}), options)
     printed = run_ecrkit(
         "render", "userdata", "--registry", ECR, "--release-base-url", MIRROR, "--format", "cloud-config"
     )
     assert printed.returncode == 0, printed.stderr
-    assert printed.stdout == plan["files"]["userdata"]["content"]
+    assert printed.stdout == written(plan)[USERDATA]
 
 
 def test_files_are_named_and_the_rule_comes_back() -> None:

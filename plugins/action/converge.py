@@ -39,12 +39,12 @@ class ActionModule(ActionBase):  # type: ignore[misc]  # ansible has no type inf
     TRANSFERS_FILES = False  # a remote temporary directory only when a file is shipped
     _VALID_ARGS = frozenset(("role", "options"))
     _requires_connection = True
+    _quiet = False  # set while the files call writes contents that hold secrets: _ansible_no_log
 
     def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
         result: dict[str, Any] = super().run(tmp, task_vars)
         if converge is None:
             raise AnsibleActionFail(_MISSING)
-        self._quiet = False  # the files call runs with _ansible_no_log where contents hold secrets
         options = self._task.args.get("options") or {}
         try:
             role = converge.role(str(self._task.args.get("role")))

@@ -62,16 +62,6 @@ def _reported(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _error_as_data(plan: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """The plan with `error: ""`, or only the error (the bad value and where it came from, never a
-    file's content): a plan holds secrets, so its task runs under no_log, and the role fails in
-    the next task, where the message shows."""
-    try:
-        return {**plan(), "error": ""}
-    except (EcrkitError, ValueError) as exc:
-        return {"error": str(exc)}
-
-
 def ecrkit_version(package: str) -> str:
     """The ecrkit package's version: `'ecrkit' | ecrkit.ecr.version`.
 
@@ -131,13 +121,6 @@ def ecrkit_mirror_plan(config: Any, options: Mapping[str, Any], header: str = ""
     return mirror_service.plan(plain, settings, header=header)
 
 
-def ecrkit_runner_plan(probe: ProbeResult, options: Mapping[str, Any]) -> dict[str, Any]:
-    """gitlab_runner_ecr's files by name (service_env, config_toml, userdata) and its credential
-    rule, from what the probe read and the role's variables without their prefix (ecrkit.plans);
-    or the error."""
-    return _error_as_data(lambda: plans.runner_plan(probe, options))
-
-
 @_reported
 def ecrkit_marathon_plan(options: Mapping[str, Any]) -> dict[str, Any]:
     """marathon_agent_ecr's rule, agent environment, docker-tar arguments and --docker_config,
@@ -175,7 +158,6 @@ class FilterModule:
             "marathon_plan": ecrkit_marathon_plan,
             "mirror_plan": ecrkit_mirror_plan,
             "replication_sources": ecrkit_replication_sources,
-            "runner_plan": ecrkit_runner_plan,
             "validate_args": ecrkit_validate_args,
             "version": ecrkit_version,
         }

@@ -35,6 +35,7 @@ options:
       - docker_auth_config
       - aws_sso_profile
       - registries_conf
+      - gitlab_runner_ecr
   options:
     description: The role's variables without the role's prefix (see each role's argument spec).
     type: dict
@@ -96,11 +97,17 @@ install:
   returned: for ecr_credential_helper
   type: dict
 rule:
-  description: For docker_auth_config, the credential rule (its registries, and whether credsStore is written).
-  returned: for docker_auth_config
+  description: >-
+    For docker_auth_config and gitlab_runner_ecr, the credential rule (its registries, and whether
+    credsStore is written).
+  returned: for docker_auth_config and gitlab_runner_ecr
   type: dict
 form:
   description: For aws_sso_profile, the profile's form (sso-session or legacy).
   returned: for aws_sso_profile
   type: str
+restart:
+  description: For gitlab_runner_ecr, whether the service's drop-in changed, so that the service must restart.
+  returned: for gitlab_runner_ecr
+  type: bool
 """
