@@ -75,13 +75,12 @@ EXAMPLES = r"""
 
 RETURN = r"""
 changed_paths:
-  description: The paths created or changed (or, in check mode, that would be).
+  description: What M(ecrkit.ecr.files) returns as RV(ecrkit.ecr.files#module:changed_paths) for the role's writes.
   returned: always
   type: list
   elements: str
-  sample: [/root/.docker, /root/.docker/config.json]
 backups:
-  description: Where each replaced file was kept, by path.
+  description: What M(ecrkit.ecr.files) returns as RV(ecrkit.ecr.files#module:backups).
   returned: always
   type: dict
 ansible_facts:
