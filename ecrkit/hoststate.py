@@ -1,8 +1,8 @@
 """Decide, from what the probe saw (the probe (plugins/modules/probe.py)), which writes a converge needs.
 
-A converge asks the host once, then runs a write task only where the host differs from what
-that task would make. On an idempotent run that leaves one round trip per role instead of
-one per file; the writes themselves stay Ansible builtins (atomic, check and diff mode).
+A converge asks the host once, then writes only what differs from what the role would make
+(the ecrkit.ecr.files module: atomic, check and diff mode), through ecrkit.converge. On an
+idempotent run that leaves one round trip per role instead of one per file.
 """
 
 from __future__ import annotations
@@ -123,8 +123,8 @@ def helper_changes(
 def users_files_plan(files: list[dict[str, Any]], *, backup: bool = False) -> dict[str, Any]:
     """Users' files planned by docker_config_files or aws_config_files, with `write`, the
     ecrkit.ecr.files module's arguments for each directory and file that differs (private to
-    its user), and `secrets`, whether any file written holds stored credentials (its task then
-    runs under no_log)."""
+    its user), and `secrets`, whether any file written holds stored credentials (the write is then
+    not logged on the host)."""
     directories: list[dict[str, Any]] = []
     written: list[dict[str, Any]] = []
     for item in files:

@@ -1,5 +1,5 @@
 """Each role's decision as one function of the package, called by both faces: the role (through
-its filter in plugins/filter/ecrkit.py) and the CLI (`ecrkit render ...`), so that the two cannot
+its converge task, ecrkit.converge, or its filter in plugins/filter/ecrkit.py) and the CLI (`ecrkit render ...`), so that the two cannot
 assemble the same files two ways.
 
 A plan takes what the probe saw (`facts`, ecrkit.probe.ProbeResult) and the role's variables
