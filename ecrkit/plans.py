@@ -1,6 +1,6 @@
 """Each role's decision as one function of the package, called by both faces: the role (through
-its converge task, ecrkit.converge, or its filter in plugins/filter/ecrkit.py) and the CLI (`ecrkit render ...`), so that the two cannot
-assemble the same files two ways.
+its converge task, ecrkit.converge, or its filter in plugins/filter/ecrkit.py) and the CLI
+(`ecrkit render ...`), so that the two cannot assemble the same files two ways.
 
 A plan takes what the probe saw (`facts`, ecrkit.probe.ProbeResult) and the role's variables
 without the role's prefix (`options`); errors name what the user wrote through `name`: the
