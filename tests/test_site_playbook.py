@@ -96,6 +96,19 @@ def test_a_real_run_converges_and_a_second_changes_nothing(host: Host, inventory
     assert recap(second.stdout)[host.name] == {**recap(second.stdout)[host.name], "changed": 0, "failed": 0}
 
 
+def test_the_hosts_journal_never_holds_a_stored_credential(host: Host, inventory: Path, tmp_path: Path) -> None:
+    """Modules log their arguments on the host; the converge task writes files that hold stored
+    credentials with logging off (run after the real run above, which wrote them)."""
+    marker = f"ecrkit-marker-{os.getpid()}"
+    play = tmp_path / "marker.yml"
+    write = {"ecrkit.ecr.files": {"files": [{"path": "/tmp/ecrkit-marker", "content": marker}]}}
+    play.write_text(json.dumps([{"hosts": "workstations", "gather_facts": False, "tasks": [write]}]))
+    assert ansible_playbook("-i", str(inventory), str(play)).returncode == 0
+    journal = host.run("journalctl --no-pager -o cat").stdout
+    assert marker in journal  # the negative control: a file's content in a logged call is there
+    assert SECRET not in journal and AWS_KEY not in journal
+
+
 def test_bad_input_stops_before_any_change(host: Host, inventory: Path) -> None:
     before = host.read("/root/.docker/config.json")
     result = ansible_playbook(
