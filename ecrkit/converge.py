@@ -140,10 +140,15 @@ def _helper_plan(probe: ProbeResult, options: Mapping[str, Any]) -> Changes:
             src = posixpath.join(options["controller_cache"], digest) if s3 else str(plan["src"])
             fetch = str(plan["url"]) if s3 else ""
             ship = [Shipped(src=src, path=path, owner="root", group="root", mode="0755", fetch=fetch, sha256=digest)]
-        then_probe: ProbeArgs | None = {"commands": [[path, *helper.VERSION_ARGS]]} if ship else None
+        then_probe = _version_probe({"path": path}) if ship else None
         return changes(write=todo["write"], ship=ship, then_probe=then_probe, facts=facts, result={"install": None})
     # release, package and url over HTTP(S): the host downloads or installs it (the role's next tasks).
     return changes(write=todo["write"], facts=facts, result={"install": plan if todo["binary"] else None})
+
+
+def _version_probe(options: Mapping[str, Any]) -> ProbeArgs:
+    """Ask the helper at `path` its version (after an install)."""
+    return {"commands": [[options["path"], *helper.VERSION_ARGS]]}
 
 
 def _helper_after(probe: ProbeResult) -> dict[str, Any]:
@@ -166,15 +171,12 @@ def _users_probe(directory: str, config: str) -> Callable[[Mapping[str, Any]], P
 
 
 def _users_changes(plan: Mapping[str, Any]) -> Changes:
-    """A users' files plan (hoststate.users_files_plan) as changes: a file that holds stored
-    credentials is written without its own diff, and shows its redacted one where there is one."""
-    secret = {item["path"] for item in plan["files"] if item["secrets"]}
-    files = [{**item, "diff": item["path"] not in secret} for item in plan["write"]["files"]]
+    """A users' files plan (hoststate.users_files_plan) as changes: a file written that holds
+    stored credentials shows its redacted diff, where its renderer makes one."""
     redacted = [
         item["redacted"] for item in plan["files"] if item["secrets"] and item["write"] and item.get("redacted")
     ]
-    write: FilesArguments = {"directories": plan["write"]["directories"], "files": files}
-    return changes(write=write, secrets=plan["secrets"], redacted=redacted)
+    return changes(write=plan["write"], secrets=plan["secrets"], redacted=redacted)
 
 
 def _docker_auth_plan(probe: ProbeResult, options: Mapping[str, Any]) -> Changes:
@@ -249,10 +251,7 @@ def _registries_conf_plan(probe: ProbeResult, options: Mapping[str, Any]) -> Cha
 ROLES: dict[str, Role] = {
     "ecr_credential_helper": Role(_helper_probe, _helper_plan, _helper_after),
     # After the role's host-side install (release, package, url): the version the binary reports.
-    "ecr_credential_helper_version": Role(
-        lambda options: {"commands": [[options["path"], *helper.VERSION_ARGS]]},
-        lambda probe, options: changes(facts=_helper_after(probe)),
-    ),
+    "ecr_credential_helper_version": Role(_version_probe, lambda probe, options: changes(facts=_helper_after(probe))),
     "docker_auth_config": Role(_users_probe(hoststate.DIRECTORY, hoststate.CONFIG), _docker_auth_plan),
     "aws_sso_profile": Role(_users_probe(hoststate.AWS_DIRECTORY, hoststate.AWS_CONFIG), _sso_plan),
     "registries_conf": Role(lambda options: None, _registries_conf_plan),

@@ -123,8 +123,8 @@ def helper_changes(
 def users_files_plan(files: list[dict[str, Any]], *, backup: bool = False) -> dict[str, Any]:
     """Users' files planned by docker_config_files or aws_config_files, with `write`, the
     ecrkit.ecr.files module's arguments for each directory and file that differs (private to
-    its user), and `secrets`, whether any file written holds stored credentials (the write is then
-    not logged on the host)."""
+    its user; a file that holds stored credentials without its own diff), and `secrets`, whether
+    any file written holds them (the write is then not logged on the host)."""
     directories: list[dict[str, Any]] = []
     written: list[dict[str, Any]] = []
     for item in files:
@@ -133,7 +133,7 @@ def users_files_plan(files: list[dict[str, Any]], *, backup: bool = False) -> di
             directories.append({"path": item["dir"], **owner, "mode": "0700"})
         if item["write"]:
             text = {"path": item["path"], "content": item["content"]}
-            written.append({**text, **owner, "mode": "0600", "backup": backup})
+            written.append({**text, **owner, "mode": "0600", "backup": backup, "diff": not item["secrets"]})
     write: FilesArguments = {"directories": directories, "files": written}
     return {"files": files, "write": write, "secrets": any(item["secrets"] and item["write"] for item in files)}
 

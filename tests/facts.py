@@ -8,6 +8,7 @@ import base64
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from ecrkit.probe import CommandResult, GetResult, PathState, ProbeResult, UserEntry
 
@@ -103,3 +104,13 @@ def runner_options(registry: str, **changed: object) -> dict[str, object]:
         "autoscaler": {},
         **changed,
     }
+
+
+def helper_options(**changed: Any) -> dict[str, Any]:
+    """ecr_credential_helper's variables without their prefix, as its converge task takes them (ecrkit.converge)."""
+    return {
+        "install_method": "controller_file", "version": "0.12.0",
+        "release_base_url": "https://releases.example.com", "url": "", "sha256": "", "src": "",
+        "install_dir": "/usr/local/bin", "controller_cache": "/cache", "cache_dir": "/var/lib/ecr-login",
+        "cache_owner": "root", "logrotate": True, "logrotate_extra_paths": [], **changed,
+    }  # fmt: skip

@@ -31,7 +31,7 @@ from ecrkit.errors import EcrkitError
 from ecrkit.testbed import ansible_playbook, recap
 from ecrkit.validate import ssh_target
 from plugins.filter.ecrkit import FilterModule
-from tests.facts import root_files, runner_options
+from tests.facts import helper_options, root_files, runner_options
 
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 FULLWIDTH = ECR.replace("123", "\uff11\uff12\uff13")
@@ -364,11 +364,7 @@ DOCKER_AUTH = {"users": ["root"], "state": "present", "replace_invalid": False}
 DROP_IN = {"registry": ECR, "cache_prefix": "docker-hub", "upstream": "docker.io", "path": "/etc/containers/r.conf"}
 
 
-HELPER = {
-    "install_method": "release", "version": "0.12.0", "release_base_url": "https://m.example.com", "url": "",
-    "sha256": "", "src": "", "install_dir": "/usr/bin", "controller_cache": "/cache", "cache_dir": "",
-    "cache_owner": "root", "logrotate": False, "logrotate_extra_paths": [],
-}  # fmt: skip
+HELPER = helper_options(install_method="release", install_dir="/usr/bin", cache_dir="", logrotate=False)
 SSO_OPTIONS = {"users": ["root"], "registries": [ECR], "form": "auto", "helper_version": "0.12.0", "name": "ecr",
        **{key: value for key, value in SSO_VARIABLES.items() if key != "profile"}}  # fmt: skip
 X86 = {"commands": [{"rc": 0, "stdout": "Version: 0.12.0"}, {"rc": 0, "stdout": "x86_64\n"}]}

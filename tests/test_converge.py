@@ -14,20 +14,19 @@ from ecrkit import converge
 from ecrkit.constants import LOGROTATE_PATH
 from ecrkit.errors import InputError
 from ecrkit.renderers.logrotate import render as render_logrotate
-from tests.facts import MISSING, directory_state, file_state, probe_result, root_files, runner_options, user
+from tests.facts import (
+    MISSING,
+    directory_state,
+    file_state,
+    helper_options,
+    probe_result,
+    root_files,
+    runner_options,
+    user,
+)
 
 ECR = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
 HELPER = "/usr/local/bin/docker-credential-ecr-login"
-
-
-def helper_options(**changed: Any) -> dict[str, Any]:
-    """ecr_credential_helper's variables, unprefixed, as its defaults give them."""
-    return {
-        "install_method": "controller_file", "version": "0.12.0",
-        "release_base_url": "https://releases.example.com", "url": "", "sha256": "", "src": "",
-        "install_dir": "/usr/local/bin", "controller_cache": "/cache", "cache_dir": "/var/lib/ecr-login",
-        "cache_owner": "root", "logrotate": True, "logrotate_extra_paths": [], **changed,
-    }  # fmt: skip
 
 
 def converged_helper(binary: bytes, *, version: str = "0.12.0", uname: str = "") -> Any:
