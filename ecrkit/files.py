@@ -2,7 +2,9 @@
 filter refuses the same bad paths with the same message (the option, the path and why).
 
 The writer replaces a file through a temporary file in its directory, so a reader sees the old
-content or the new, never half of either, and a failed write leaves nothing behind.
+content or the new, never half of either, and a failed write leaves nothing behind. The staged
+file is flushed to disk before the rename and the directory after it, so that after a power loss
+the path holds the old content or the new, never an empty file (ext4 without auto_da_alloc, XFS).
 """
 
 from __future__ import annotations
@@ -100,14 +102,29 @@ def write_atomic_bytes(path: str, data: bytes, *, mode: int, source: str = "path
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
+            os.fchmod(out.fileno(), mode)
+            if owner is not None and os.geteuid() == 0:
+                os.fchown(out.fileno(), owner.st_uid, owner.st_gid)
             out.flush()
-            os.fsync(out.fileno())
-        os.chmod(partial, mode)
-        if owner is not None and os.geteuid() == 0:
-            os.chown(partial, owner.st_uid, owner.st_gid)
+            os.fsync(out.fileno())  # content, mode and owner on disk before the name points at them
         os.replace(partial, path)
     except OSError as exc:
-        raise PathError(source, path, f"cannot be written ({_reason(exc)})") from None
+        raise PathError(source, path, f"cannot be written ({_reason(exc)}); it was left as it was") from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(partial)
+    try:
+        sync_directory(directory)
+    except OSError as exc:
+        raise PathError(
+            source, path, f"was replaced, but its directory could not be flushed ({_reason(exc)})"
+        ) from None
+
+
+def sync_directory(directory: str) -> None:
+    """Flush a directory's entries: a rename into it survives a power loss."""
+    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
