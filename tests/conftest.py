@@ -303,8 +303,9 @@ def traced(argv: list[str], log: Path, env: Mapping[str, str] | None = None, **r
     for line in log.read_text().splitlines():
         found = re.search(r"\b(" + "|".join(STRACED) + r")\((.*)\)\s+=\s+0\b", line)
         if found:
-            named = re.findall(r'<([^>]*)>|"([^"]*)"', found[2])
-            calls.append(Syscall(found[1], tuple(a or b for a, b in named)))
+            # A rename's paths are its quoted arguments; an fsync's, what -y says of its descriptor.
+            named = re.findall(r'"([^"]*)"', found[2]) or re.findall(r"<([^>]*)>", found[2])
+            calls.append(Syscall(found[1], tuple(named)))
     return calls
 
 
