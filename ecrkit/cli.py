@@ -160,7 +160,8 @@ def _render_aws_config(args: argparse.Namespace) -> int:
 
 
 def _render_runner_config(args: argparse.Namespace) -> int:
-    existing = files.read_text(args.config, "--config") or ""
+    raw = files.read_bytes(args.config, "--config") or b""
+    existing = files.decode(raw, args.config, "--config")
     options = {
         **_rule_options(args),
         "config_path": args.config,
@@ -181,7 +182,8 @@ def _render_runner_config(args: argparse.Namespace) -> int:
     elif merged == existing:
         print(f"{args.config}: unchanged", file=sys.stderr)
     else:
-        files.write_atomic(args.config, merged, mode=0o600, source="--config")
+        # GitLab Runner may rewrite its config.toml meanwhile: its write is kept, never reverted.
+        files.write_atomic(args.config, merged, mode=0o600, source="--config", expected_sha256=files.sha256_of(raw))
         print(f"{args.config}: updated", file=sys.stderr)
     return EXIT_OK
 

@@ -12,6 +12,8 @@ Options are the role's variables without the role's prefix; errors name the vari
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import posixpath
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -80,6 +82,34 @@ def changes(**given: Any) -> Changes:
         "result": {},
     }
     return {**nothing, **given}  # type: ignore[typeddict-item]
+
+
+# How many times the action probes and plans again when a file changed after the probe read it
+# (GitLab Runner rewrites its own config.toml, e.g. refreshing a token) before it gives up.
+REPLANS = 3
+
+
+def as_read(write: FilesArguments, probe: ProbeResult) -> FilesArguments:
+    """`write` with each file the probe saw given the digest of what it held then (`expected_sha256`,
+    '' for no file), so that the files module replaces it only while it still holds what the plan
+    was made from: never what another writer wrote since. A file the probe did not look at is
+    planned whatever it holds, and written so."""
+    paths = probe.get("paths") or {}
+
+    def where(key: str) -> str:  # a key is the path, or <user>:<relative> whose state says the path
+        return str(paths.get(key, {}).get("path") or key)
+
+    seen: dict[str, str] = {}
+    for key, state in paths.items():
+        if state.get("exists") is False:
+            seen[where(key)] = ""
+        elif state.get("sha256"):
+            seen[where(key)] = str(state["sha256"])
+    for key, encoded in (probe.get("contents") or {}).items():  # what the plan merged: it wins
+        seen[where(key)] = "" if encoded is None else hashlib.sha256(base64.b64decode(encoded)).hexdigest()
+    files = [{**entry, "expected_sha256": seen[entry["path"]]} if entry["path"] in seen else entry
+             for entry in write["files"]]  # fmt: skip
+    return {"directories": write["directories"], "files": files}
 
 
 @dataclass(frozen=True)

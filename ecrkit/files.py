@@ -2,13 +2,16 @@
 filter refuses the same bad paths with the same message (the option, the path and why).
 
 The writer replaces a file through a temporary file in its directory, so a reader sees the old
-content or the new, never half of either, and a failed write leaves nothing behind.
+content or the new, never half of either, and a failed write leaves nothing behind. The staged
+file is flushed to disk before the rename and the directory after it, so that after a power loss
+the path holds the old content or the new, never an empty file (ext4 without auto_da_alloc, XFS).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import stat
 import tempfile
@@ -70,9 +73,9 @@ def decode(data: bytes, path: str, source: str = "") -> str:
         raise FileFormatError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})", source) from None
 
 
-def write_atomic(path: str, text: str, *, mode: int, source: str = "path") -> None:
+def write_atomic(path: str, text: str, *, mode: int, source: str = "path", expected_sha256: str | None = None) -> None:
     """Replace `path` through a temporary file in its directory; an existing file's owner is kept."""
-    write_atomic_bytes(path, text.encode("utf-8"), mode=mode, source=source)
+    write_atomic_bytes(path, text.encode("utf-8"), mode=mode, source=source, expected_sha256=expected_sha256)
 
 
 def check_writable(path: str, source: str) -> None:
@@ -84,12 +87,23 @@ def check_writable(path: str, source: str) -> None:
     if not os.path.isdir(directory):
         raise PathError(source, path, f"its directory {directory} does not exist")
     if not os.access(directory, os.W_OK | os.X_OK):
+        if os.statvfs(directory).f_flag & os.ST_RDONLY:  # os.access says no for both, without a reason
+            raise PathError(source, path, f"cannot be written ({directory} is on a read-only file system)")
         raise PathError(source, path, f"cannot be written (permission denied in {directory})")
 
 
-def write_atomic_bytes(path: str, data: bytes, *, mode: int, source: str = "path") -> None:
+def sha256_of(data: bytes | None) -> str:
+    """The digest `expected_sha256` takes: of a file's bytes, or '' for no file."""
+    return "" if data is None else hashlib.sha256(data).hexdigest()
+
+
+def write_atomic_bytes(
+    path: str, data: bytes, *, mode: int, source: str = "path", expected_sha256: str | None = None
+) -> None:
     """`write_atomic` for bytes. A missing directory, a directory in the way or no permission is a
-    PathError naming `source` and the path, and leaves no temporary file behind."""
+    PathError naming `source` and the path, and leaves no temporary file behind. With
+    `expected_sha256` (`sha256_of` what the new content was made from), a file that holds anything
+    else just before the rename is left to whoever changed it (GitLab Runner rewrites config.toml)."""
     check_writable(path, source)
     directory = os.path.dirname(os.path.abspath(path))
     try:
@@ -100,14 +114,31 @@ def write_atomic_bytes(path: str, data: bytes, *, mode: int, source: str = "path
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
+            os.fchmod(out.fileno(), mode)
+            if owner is not None and os.geteuid() == 0:
+                os.fchown(out.fileno(), owner.st_uid, owner.st_gid)
             out.flush()
-            os.fsync(out.fileno())
-        os.chmod(partial, mode)
-        if owner is not None and os.geteuid() == 0:
-            os.chown(partial, owner.st_uid, owner.st_gid)
+            os.fsync(out.fileno())  # content, mode and owner on disk before the name points at them
+        if expected_sha256 is not None and sha256_of(read_bytes(path, source, missing_ok=True)) != expected_sha256:
+            raise PathError(source, path, "changed since it was read (another writer); left as it was, run again")
         os.replace(partial, path)
     except OSError as exc:
-        raise PathError(source, path, f"cannot be written ({_reason(exc)})") from None
+        raise PathError(source, path, f"cannot be written ({_reason(exc)}); it was left as it was") from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(partial)
+    try:
+        sync_directory(directory)
+    except OSError as exc:
+        raise PathError(
+            source, path, f"was replaced, but its directory could not be flushed ({_reason(exc)})"
+        ) from None
+
+
+def sync_directory(directory: str) -> None:
+    """Flush a directory's entries: a rename into it survives a power loss."""
+    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

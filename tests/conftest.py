@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -251,3 +252,73 @@ def docker_pull(host: Host, image: str, stand_in: StandIn) -> int:
     """`docker pull` as root on the host, with the cache directory the roles make (a service's AWS_ECR_CACHE_DIR)."""
     env = stand_in.host_env() | {"AWS_ECR_CACHE_DIR": "/var/lib/ecr-login"}
     return host.run(f"docker pull {image} && docker rmi {image}", env).returncode
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs of its own (`fill` it, or make it `read_only`), unmounted after. Root only,
+    as the machines that run the suite are."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0755", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def fill(mount: Path) -> None:
+    """Fill a `tiny_tmpfs` to its last block: a disk that is full."""
+    with open(mount / ".filler", "wb", buffering=0) as filler:
+        try:
+            while True:
+                filler.write(b"\0" * 4096)
+        except OSError as exc:
+            assert "No space left" in str(exc)
+
+
+def read_only(mount: Path) -> None:
+    """Remount a `tiny_tmpfs` read-only, as a file system remounted after errors is."""
+    subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+
+
+@dataclass(frozen=True)
+class Syscall:
+    name: str  # fsync, rename, renameat, renameat2
+    paths: tuple[str, ...]  # what the call names: the synced descriptor's path, or the rename's source and target
+
+
+STRACED = ("fsync", "fdatasync", "rename", "renameat", "renameat2")
+
+
+def traced(argv: list[str], log: Path, env: Mapping[str, str] | None = None, **run: Any) -> list[Syscall]:
+    """The fsync and rename calls of `argv` and its children, in order (strace -f -y, its log in
+    `log`), with the paths they name; fails if `argv` fails."""
+    done = subprocess.run(
+        ["strace", "-f", "-y", "-qq", "-e", "signal=none", "-e", f"trace={','.join(STRACED)}", "-o", str(log), *argv],
+        capture_output=True, text=True, env=dict(env) if env is not None else None, check=False, **run,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    calls = []
+    for line in log.read_text().splitlines():
+        found = re.search(r"\b(" + "|".join(STRACED) + r")\((.*)\)\s+=\s+0\b", line)
+        if found:
+            # A rename's paths are its quoted arguments; an fsync's, what -y says of its descriptor.
+            named = re.findall(r'"([^"]*)"', found[2]) or re.findall(r"<([^>]*)>", found[2])
+            calls.append(Syscall(found[1], tuple(named)))
+    return calls
+
+
+def assert_durable(calls: list[Syscall], path: Path) -> None:
+    """`path` was renamed into place from a staged file fsynced before, and its directory was
+    fsynced after: after a power loss it holds the old content or the new, never nothing."""
+    renames = [i for i, call in enumerate(calls) if call.name.startswith("rename") and call.paths[-1] == str(path)]
+    assert renames, f"{path} was not renamed into place: {calls}"
+    at = renames[-1]
+    staged = calls[at].paths[0]
+    assert any(call.name in ("fsync", "fdatasync") and call.paths == (staged,) for call in calls[:at]), (
+        f"{staged} was renamed to {path} without an fsync first: {calls}"
+    )
+    assert any(call.name == "fsync" and call.paths == (str(path.parent),) for call in calls[at + 1 :]), (
+        f"{path.parent} was not fsynced after the rename: {calls}"
+    )

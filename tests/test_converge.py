@@ -13,6 +13,7 @@ import pytest
 from ecrkit import converge
 from ecrkit.constants import LOGROTATE_PATH
 from ecrkit.errors import InputError
+from ecrkit.hoststate import FilesArguments
 from ecrkit.renderers.logrotate import render as render_logrotate
 from tests.facts import (
     MISSING,
@@ -186,3 +187,31 @@ def test_a_converged_runner_gets_no_write_and_no_restart() -> None:
     again = converge.role("gitlab_runner_ecr").plan(facts, options)
     assert again["write"] == {"directories": [], "files": []}
     assert again["result"]["restart"] is False and again["secrets"] is False and again["redacted"] == []
+
+
+def test_each_file_the_probe_read_is_written_only_while_it_holds_what_the_plan_read() -> None:
+    config, env, fresh, unread = "/etc/gitlab-runner/config.toml", "/etc/runner.env", "/etc/new.conf", "/etc/other"
+    facts = probe_result(
+        users={"deploy": user("deploy")},
+        paths={
+            config: file_state(sha256="0" * 64),  # the content below wins: it is what the plan merged
+            env: file_state(sha256="e" * 64),
+            fresh: MISSING,
+            "deploy:.docker/config.json": {**file_state(sha256="d" * 64), "path": "/home/deploy/.docker/config.json"},
+        },
+        contents={config: "concurrent = 1\n"},
+    )
+    write: FilesArguments = {
+        "directories": [{"path": "/etc/gitlab-runner"}],
+        "files": [{"path": path, "content": "new"} for path in (config, env, fresh, unread)]
+        + [{"path": "/home/deploy/.docker/config.json", "content": "{}"}],
+    }
+    expected = {entry["path"]: entry.get("expected_sha256") for entry in converge.as_read(write, facts)["files"]}
+    assert expected == {
+        config: hashlib.sha256(b"concurrent = 1\n").hexdigest(),
+        env: "e" * 64,
+        fresh: "",  # the plan found no file: one that appears meanwhile is someone else's
+        unread: None,  # never read: its plan does not depend on what it holds
+        "/home/deploy/.docker/config.json": "d" * 64,
+    }
+    assert converge.as_read(write, facts)["directories"] == write["directories"]

@@ -4,6 +4,7 @@ check and diff mode, atomically, and stops on a path it must not replace."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -11,7 +12,10 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from ecrkit.testbed import ANSIBLE_ENV, BIN, ROOT
+from tests.conftest import Syscall, assert_durable, fill, read_only, traced
 
 
 def run_files(arguments: dict[str, Any], *flags: str) -> dict[str, Any]:
@@ -136,3 +140,87 @@ def test_content_and_src_are_one_or_the_other(tmp_path: Path) -> None:
     assert "mutually exclusive: content|src" in both["msg"]
     assert "one of the following is required: content, src" in neither["msg"]
     assert not (tmp_path / "home").exists()
+
+
+# --- compare before write: a file someone changed since it was read is theirs --------------------
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_a_file_changed_since_it_was_read_is_left_to_its_writer_and_nothing_is_written(tmp_path: Path) -> None:
+    run_files(planned(tmp_path))
+    config = tmp_path / "home" / ".docker" / "config.json"
+    other = tmp_path / "other.conf"
+    other.write_text("old\n")
+    config.write_text('{"runner": "wrote this after the plan read the file"}\n')
+    arguments = planned(tmp_path, "planned from the old content\n")
+    arguments["files"][0]["expected_sha256"] = _sha256('{"credHelpers": {}}\n')  # what the plan read
+    arguments["files"].insert(0, {"path": str(other), "content": "new\n", "expected_sha256": _sha256("old\n")})
+    arguments["directories"].append({"path": str(tmp_path / "new-directory")})
+    result = run_files(arguments)
+    assert result["failed"] is True and result["conflicts"] == [str(config)]
+    assert result["msg"].startswith(f"{config}: changed since it was read")
+    assert "nothing was written" in result["msg"]
+    assert config.read_text() == '{"runner": "wrote this after the plan read the file"}\n'
+    assert other.read_text() == "old\n"  # every file is compared before any is written
+    assert not (tmp_path / "new-directory").exists()
+
+
+def test_a_file_that_still_holds_what_was_read_is_replaced(tmp_path: Path) -> None:
+    run_files(planned(tmp_path))
+    arguments = planned(tmp_path, "new\n")
+    arguments["files"][0]["expected_sha256"] = _sha256('{"credHelpers": {}}\n')
+    assert run_files(arguments)["changed"] is True
+    assert (tmp_path / "home" / ".docker" / "config.json").read_text() == "new\n"
+
+
+def test_a_file_that_appeared_since_the_plan_found_none_is_not_replaced(tmp_path: Path) -> None:
+    arguments = planned(tmp_path)
+    arguments["files"][0]["expected_sha256"] = ""  # the plan found no file
+    (tmp_path / "home" / ".docker").mkdir(parents=True)
+    config = tmp_path / "home" / ".docker" / "config.json"
+    config.write_text("someone else's\n")
+    assert run_files(arguments)["conflicts"] == [str(config)]
+    assert config.read_text() == "someone else's\n"
+    config.unlink()
+    assert run_files(arguments)["changed"] is True  # with no file there, the plan holds
+
+
+# --- durable: flushed before the rename, the directory after -------------------------------------
+
+
+def test_every_write_is_flushed_before_its_rename_and_its_directory_after(tmp_path: Path) -> None:
+    run_files(planned(tmp_path))
+    arguments = planned(tmp_path, "new\n")
+    arguments["files"][0]["backup"] = True
+    command = [str(BIN / "ansible"), "localhost", "-c", "local", "-m", "ecrkit.ecr.files", "-a", json.dumps(arguments)]
+    calls = traced(command, tmp_path / "strace.log", env=ANSIBLE_ENV, cwd=ROOT)
+    assert_durable(calls, tmp_path / "home" / ".docker" / "config.json")
+
+
+def test_the_check_holds_only_a_real_rename(tmp_path: Path) -> None:
+    """Negative control: a rename with neither fsync is refused by assert_durable."""
+    calls = [Syscall("rename", (str(tmp_path / ".x.staged"), str(tmp_path / "x")))]
+    with pytest.raises(AssertionError, match="without an fsync first"):
+        assert_durable(calls, tmp_path / "x")
+    calls.insert(0, Syscall("fsync", (str(tmp_path / ".x.staged"),)))
+    with pytest.raises(AssertionError, match="was not fsynced after the rename"):
+        assert_durable(calls, tmp_path / "x")
+
+
+# --- a failed write names the file and the error; the old file stays, nothing staged is left ------
+
+
+@pytest.mark.parametrize("fault", ["full", "read-only"])
+def test_a_write_the_file_system_refuses_names_the_file_and_the_error(tiny_tmpfs: Path, fault: str) -> None:
+    config = tiny_tmpfs / "config.toml"
+    config.write_text("concurrent = 1\n")
+    fill(tiny_tmpfs) if fault == "full" else read_only(tiny_tmpfs)
+    result = run_files({"files": [{"path": str(config), "content": "concurrent = 2\n" * 64}]})
+    said = "No space left on device (ENOSPC)" if fault == "full" else "Read-only file system (EROFS)"
+    assert result["failed"] is True
+    assert result["msg"] == f"{config}: not written: {said}; the file was left as it was"
+    assert config.read_text() == "concurrent = 1\n"
+    assert sorted(os.listdir(tiny_tmpfs)) == sorted(["config.toml", *([".filler"] if fault == "full" else [])])

@@ -22,7 +22,7 @@ from ecrkit.helper import parse_version, release_url
 from ecrkit.renderers.userdata import ARCH, EC2_USERDATA_LIMIT, MIME_PART_NAME, SCRIPT_PATH, render
 from ecrkit.settings import CredentialRule
 from ecrkit.testbed import Host, podman, remove_hosts, start_hosts
-from tests.conftest import ReleaseMirror, TestedHelper, free_port, run_ecrkit
+from tests.conftest import ReleaseMirror, TestedHelper, assert_durable, free_port, run_ecrkit, traced
 
 REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 RULE = CredentialRule.build([REGISTRY])
@@ -231,3 +231,19 @@ def test_the_real_releases_install_upgrade_downgrade_and_a_tampered_one_installs
     pinned = install(newest.version, sha256=hashlib.sha256(tampered).hexdigest())  # wins over the .sha256 file
     assert pinned.returncode != 0 and "nothing installed" in pinned.stderr
     assert installed() == (older.version, older.sha256())
+
+
+def test_the_script_flushes_each_file_before_its_rename_and_the_directory_after(
+    tmp_path: Path, mirror: tuple[str, type[Mirror]]
+) -> None:
+    """Run here under strace, in a mount namespace of its own whose /root is a temporary directory."""
+    base, _ = mirror
+    root, install_dir = tmp_path / "root", tmp_path / "bin"
+    root.mkdir()
+    script = tmp_path / "userdata.sh"
+    script.write_text(render(RULE, url=release_url("1.0.0", ARCH, base), install_dir=str(install_dir)))
+    inner = f"mount --bind {root} /root && exec bash {script}"
+    calls = traced(["unshare", "--mount", "--propagation", "private", "sh", "-c", inner], tmp_path / "strace.log")
+    assert_durable(calls, install_dir / HELPER.name)
+    assert_durable(calls, Path("/root/.docker/config.json"))  # strace names the paths as the namespace sees them
+    assert (root / ".docker" / "config.json").exists() and sorted(os.listdir(root / ".docker")) == ["config.json"]

@@ -57,6 +57,10 @@ CONFIG=/root/.docker/config.json
 
 log() { echo "ecrkit-userdata: $*" >&2; }
 
+flush() {  # flush FILE... to disk before or after a rename (coreutils before 8.24 flush everything)
+  sync "$@" 2> /dev/null || sync
+}
+
 fetch() {  # fetch URL FILE, retried with backoff
   local attempt
   for attempt in 1 2 3 4 5; do
@@ -76,7 +80,8 @@ case "$(uname -m)" in
 esac
 url=${HELPER_URL//@ARCH@/$arch}
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+staged=/root/.docker/.config.json.ecrkit-new  # beside config.json: a rename, not a copy from /tmp
+trap 'rm -rf "$work" "$staged"' EXIT
 
 expected=$HELPER_SHA256
 if [ -z "$expected" ]; then
@@ -95,16 +100,19 @@ else
   fi
   install -d -m 0755 "$INSTALL_DIR"
   install -m 0755 "$work/helper" "$target.ecrkit-new"
+  flush "$target.ecrkit-new"
   mv -f "$target.ecrkit-new" "$target"
+  flush "$INSTALL_DIR"
   log "installed $target"
 fi
 
 install -d -m 0700 /root/.docker
+rm -f "$staged"  # a killed run's leftover is not this run's merge
 if [ ! -s "$CONFIG" ]; then
-  printf '%s\n' "$OWNED_KEYS" > "$work/config.json"
+  printf '%s\n' "$OWNED_KEYS" > "$staged"
 elif command -v python3 > /dev/null; then
   # The same merge as ecrkit's: other keys, auths and helpers are kept.
-  python3 - "$CONFIG" "$OWNED_KEYS" "$work/config.json" << 'PY'
+  python3 - "$CONFIG" "$OWNED_KEYS" "$staged" << 'PY'
 import json, sys
 path, owned, out = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
 with open(path) as handle:
@@ -120,9 +128,11 @@ else
   log "$CONFIG exists and python3 is missing to merge it; left as it is"
   exit 1
 fi
-if [ -f "$work/config.json" ]; then
-  chmod 0600 "$work/config.json"
-  mv -f "$work/config.json" "$CONFIG"
+if [ -f "$staged" ]; then
+  chmod 0600 "$staged"
+  flush "$staged"
+  mv -f "$staged" "$CONFIG"
+  flush /root/.docker
   log "wrote $CONFIG"
 else
   log "$CONFIG already names the helper"

@@ -49,10 +49,20 @@ class ActionModule(ActionBase):  # type: ignore[misc]  # ansible has no type inf
         try:
             role = converge.role(str(self._task.args.get("role")))
             arguments = role.probe_args(options)
-            asked = self._module("ecrkit.ecr.probe", dict(arguments), task_vars) if arguments is not None else {}
-            probe = cast("ProbeResult", asked)
-            changes = role.plan(probe, options)
-            result.update(self._apply(changes, task_vars))
+            for attempt in range(converge.REPLANS + 1):
+                asked = self._module("ecrkit.ecr.probe", dict(arguments), task_vars) if arguments is not None else {}
+                probe = cast("ProbeResult", asked)
+                changes = role.plan(probe, options)
+                try:
+                    result.update(self._apply(changes, probe, task_vars))
+                    break
+                except _Conflict as conflict:  # someone wrote a file after the probe read it: read it again
+                    if attempt == converge.REPLANS:
+                        raise AnsibleActionFail(
+                            f"{', '.join(conflict.paths)}: changed by another writer each of the "
+                            f"{attempt + 1} times it was read and planned (such as GitLab Runner refreshing a "
+                            "token); their changes were kept and this converge gave up; run it again"
+                        ) from None
             if changes["ship"] and changes["then_probe"] and not self._task.check_mode:
                 after = self._module("ecrkit.ecr.probe", dict(changes["then_probe"]), task_vars)
                 result["ansible_facts"].update(role.after(cast("ProbeResult", after)))
@@ -63,16 +73,17 @@ class ActionModule(ActionBase):  # type: ignore[misc]  # ansible has no type inf
             self._remove_tmp_path(self._connection._shell.tmpdir)
         return result
 
-    def _apply(self, changes: converge.Changes, task_vars: dict[str, Any] | None) -> dict[str, Any]:
+    def _apply(self, changes: converge.Changes, probe: ProbeResult, task_vars: dict[str, Any] | None) -> dict[str, Any]:
         files = list(changes["write"]["files"])
         for shipped in changes["ship"]:
             files.append(self._ship(shipped))
-        directories = changes["write"]["directories"]
+        # Each file the probe read is replaced only while it still holds what the plan was made from.
+        write = converge.as_read({"directories": changes["write"]["directories"], "files": files}, probe)
         written: dict[str, Any] = {"changed_paths": [], "backups": {}, "diff": []}
-        if directories or files:
+        if write["directories"] or write["files"]:
             self._quiet = changes["secrets"]
             try:
-                written = self._module("ecrkit.ecr.files", {"directories": directories, "files": files}, task_vars)
+                written = self._module("ecrkit.ecr.files", dict(write), task_vars)
             finally:
                 self._quiet = False
         changed_paths = written["changed_paths"]
@@ -111,8 +122,9 @@ class ActionModule(ActionBase):  # type: ignore[misc]  # ansible has no type inf
         outcome: dict[str, Any] = self._execute_module(name, module_args=arguments, task_vars=task_vars)
         outcome.pop("invocation", None)  # its arguments may hold file contents
         if outcome.get("failed"):
-            said = (outcome.get("module_stderr") or "").strip()  # a module that did not start says why here
-            raise AnsibleActionFail(f"{name}: {outcome.get('msg', 'failed')}{f' ({said})' if said else ''}")
+            if outcome.get("conflicts"):
+                raise _Conflict(outcome["conflicts"])
+            raise AnsibleActionFail(f"{name}: {_why(outcome)}")
         return outcome
 
     def _update_module_args(self, module_name: str, module_args: dict[str, Any], task_vars: Any,
@@ -120,6 +132,27 @@ class ActionModule(ActionBase):  # type: ignore[misc]  # ansible has no type inf
         super()._update_module_args(module_name, module_args, task_vars, ignore_unknown_opts=ignore_unknown_opts)
         if self._quiet:
             module_args["_ansible_no_log"] = True  # the host logs no contents that hold secrets
+
+
+class _Conflict(Exception):
+    """The files module found a file changed since the probe read it, and wrote none of those."""
+
+    def __init__(self, paths: list[str]) -> None:
+        super().__init__(", ".join(paths))
+        self.paths = paths
+
+
+def _why(outcome: dict[str, Any]) -> str:
+    """What a failed module said: its msg, else what the exception it raised says (ansible-core
+    2.19 reports an escaped OSError, such as 'No space left on device', only there: an error
+    summary whose event holds it; before 2.19, a traceback whose last line does), and anything a
+    module that did not start printed on stderr."""
+    exception = outcome.get("exception")
+    summary = getattr(getattr(exception, "event", None), "msg", None)
+    lines = [line.strip() for line in str(summary or exception or "").splitlines() if line.strip()]
+    said = outcome.get("msg") or (lines[-1] if lines else "failed")
+    stderr = (outcome.get("module_stderr") or "").strip()
+    return f"{said}{f' ({stderr})' if stderr else ''}"
 
 
 @contextmanager

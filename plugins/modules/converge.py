@@ -15,6 +15,11 @@ description:
     M(ecrkit.ecr.files) call; a file of the controller's that the role installs (the helper
     binary of the C(controller_file) method, or an C(s3://) object the controller downloads
     into its cache first) is copied with the writes.
+  - Compare before write. Each file the probe read is replaced only while it still holds what
+    the plan was made from (O(ecrkit.ecr.files#module:files[].expected_sha256)). When another writer changed one
+    meanwhile (GitLab Runner rewrites its own C(config.toml), e.g. to refresh a token), the
+    action probes and plans again, up to 3 times, and then fails naming the file; the other
+    writer's content is never reverted.
   - Every input is validated before anything is written. An error names the role's variable,
     the bad value and what is accepted, never a file's content.
   - Files that hold stored credentials are written without their own diff and without being
