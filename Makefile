@@ -85,11 +85,18 @@ bench: deps venv image
 	@python bench/mirror.py
 	@python bench/validate.py
 
-# What a user installs outside the checkout (README, "From your own project").
-dist: venv
+# What a user installs outside the checkout (README, "From your own project"): built without the
+# development venv, by a small one of its own holding only ansible-core (for ansible-galaxy).
+DIST_VENV := .cache/dist-venv
+dist:
+	@test -x $(DIST_VENV)/bin/python || python3 -m venv $(DIST_VENV)
+	@# The tested versions of ansible-core and what it needs, pinned by requirements.txt.
+	@$(DIST_VENV)/bin/pip install -q --disable-pip-version-check -c requirements.txt ansible-core >$(DIST_VENV)/pip.log 2>&1 \
+	  || { cat $(DIST_VENV)/pip.log; exit 1; }
 	@rm -rf dist && mkdir dist
-	@pip wheel -q --no-deps --disable-pip-version-check -w dist . >$(STAMP)/pip.log 2>&1 || { cat $(STAMP)/pip.log; exit 1; }
-	@ansible-galaxy collection build --output-path dist . >/dev/null
+	@$(DIST_VENV)/bin/pip wheel -q --no-deps --disable-pip-version-check -w dist . >$(DIST_VENV)/pip.log 2>&1 \
+	  || { cat $(DIST_VENV)/pip.log; exit 1; }
+	@$(DIST_VENV)/bin/ansible-galaxy collection build --output-path dist . >/dev/null
 	@ls dist
 
 clean-hosts:

@@ -7,12 +7,14 @@ import contextlib
 import gc
 import importlib.util
 import json
+import logging
 import os
+import re
 import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ecrkit import __version__, constants, files, helper, images, mirror
 from ecrkit.errors import EcrkitError, FileFormatError, InputError, PathError
@@ -79,6 +81,66 @@ def Progress(**options: Any) -> rich.progress.Progress:
 
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+log = logging.getLogger("ecrkit")
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """The CLI's one help convention: each option's help ends with its default, where it has one
+    worth saying; descriptions are wrapped by paragraph, examples printed as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        blocks = []
+        for block in text.split("\n\n"):
+            verbatim = block.startswith("example:")
+            blocks.append(
+                indent + block.replace("\n", "\n" + indent) if verbatim else super()._fill_text(block, width, indent)
+            )
+        return "\n\n".join(blocks)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if "%(default)" in text or not action.option_strings or action.required or default in (None, False, "", []):
+            return text
+        return text if default is argparse.SUPPRESS else f"{text} (default: %(default)s)"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with the help convention above, and a "did you mean" for a mistyped command or option."""
+
+    def __init__(self, **options: Any) -> None:
+        options.setdefault("formatter_class", HelpFormatter)
+        super().__init__(**options)
+
+    def error(self, message: str) -> NoReturn:
+        super().error(message + _did_you_mean(self, message))
+
+
+def _did_you_mean(parser: argparse.ArgumentParser, message: str) -> str:
+    """The closest command or option to what argparse refused, from every parser below `parser`."""
+    import difflib  # noqa: PLC0415 - only for a usage error
+
+    choice = re.match(r"argument \S+: invalid choice: '([^']*)' \(choose from (.*)\)", message)
+    if choice:
+        close = difflib.get_close_matches(choice[1], re.findall(r"'([^']*)'", choice[2]), n=1)
+        return f"; did you mean '{close[0]}'?" if close else ""
+    if not message.startswith("unrecognized arguments: "):
+        return ""
+    known: set[str] = set()
+    parsers = [parser]
+    while parsers:
+        current = parsers.pop()
+        for action in current._actions:
+            known.update(action.option_strings)
+            if isinstance(action, argparse._SubParsersAction):
+                parsers.extend(action.choices.values())
+    hints = {}
+    for word in message.removeprefix("unrecognized arguments: ").split():
+        close = difflib.get_close_matches(word.split("=")[0], sorted(known), n=1) if word.startswith("-") else []
+        hints.update({word: close[0]} if close else {})
+    if len(hints) == 1:
+        return f"; did you mean {next(iter(hints.values()))}?"
+    return f"; did you mean {', '.join(f'{close} for {word}' for word, close in hints.items())}?" if hints else ""
 
 
 def integer(text: str) -> int:
@@ -96,6 +158,14 @@ def number(text: str) -> float:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def jobs(text: str) -> int:
+    """--jobs: copies at once, within ecrkit's one range (ecr_mirror_jobs takes the same)."""
+    value, (low, high) = integer(text), constants.MIRROR_JOBS
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"{value} is not from {low} to {high}")
+    return value
 
 
 def _add_rule_arguments(parser: argparse.ArgumentParser) -> None:
@@ -209,12 +279,8 @@ def _render_userdata(args: argparse.Namespace) -> int:
         sys.stdout.write(script(args.format))
         return EXIT_OK
     parts = [(userdata.MIME_PART_NAME, script("shell"))]
-    for path in args.with_part:
-        try:
-            with open(path) as handle:
-                parts.append((os.path.basename(path), handle.read()))
-        except OSError as exc:
-            raise InputError("--with-part", path, f"a readable file ({exc.strerror})") from None
+    for path in args.with_part:  # UTF-8 text: a binary file is refused, naming the byte, never shown
+        parts.append((os.path.basename(path), str(files.read_text(path, "--with-part"))))
     sys.stdout.write(userdata.mime(parts))
     return EXIT_OK
 
@@ -251,7 +317,8 @@ def _render_marathon_installer(args: argparse.Namespace) -> int:
 
 
 def _render_iam_policy(args: argparse.Namespace) -> int:
-    print(json.dumps(iam_policy.render(args.context, args.registry, tuple(args.repository)), indent=2))
+    context = IAM_CONTEXT_NAMES.get(args.context, args.context)
+    print(json.dumps(iam_policy.render(context, args.registry, tuple(args.repository)), indent=2))
     return EXIT_OK
 
 
@@ -357,9 +424,13 @@ def _add_binary_arguments(
     parser: argparse.ArgumentParser, *, install_dir: str, sha256_help: str, pinned: bool = False
 ) -> None:
     """Where a host gets the helper binary: a release (or --url), its sha256, its directory."""
-    parser.add_argument("--version", default=constants.HELPER_VERSION, help="release to install (X.Y.Z)")
+    parser.add_argument(
+        "--helper-version", dest="version", default=constants.HELPER_VERSION, metavar="X.Y.Z",
+        help=f"the {constants.HELPER_BINARY} release to install",
+    )  # fmt: skip
+    parser.add_argument("--version", dest="version", default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # old name
     if pinned:  # an app definition, not a script on the host: it names one architecture and one sha256
-        parser.add_argument("--arch", choices=["amd64", "arm64"], default="amd64")
+        parser.add_argument("--arch", choices=["amd64", "arm64"], default="amd64", help="the agents' architecture")
     parser.add_argument(
         "--release-base-url", default=constants.RELEASE_BASE_URL, help="the official bucket, or a mirror"
     )
@@ -374,14 +445,25 @@ def _binary_url(args: argparse.Namespace, arch: str) -> str:
     return str(args.url or helper.release_url(args.version, arch, args.release_base_url, prefix="--"))
 
 
+def _example(*lines: str) -> str:
+    """A subcommand's epilog: what a user types."""
+    return "example:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+ECR = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+
+
 def _add_gitlab_runner_parsers(kinds: Any) -> None:
     """render runner-config and render userdata: GitLab Runner managers and their job hosts."""
     runner = kinds.add_parser(
         "runner-config",
-        help="GitLab Runner's config.toml with ecrkit's keys merged in",
+        help="GitLab Runner's config.toml with ecrkit's keys merged in (prints; writes with --in-place)",
         description="Print config.toml with DOCKER_AUTH_CONFIG (and, for docker+machine runners, the amazonec2 "
         "MachineOptions) merged in as TOML: tokens, comments and unknown keys are kept. The file is modified only "
-        "with --in-place (atomically, mode 0600).",
+        "with --in-place (atomically and durably, mode 0600; never over a change GitLab Runner made meanwhile).",
+        epilog=_example(
+            f"ecrkit render runner-config --config /etc/gitlab-runner/config.toml --registry {ECR} --in-place"
+        ),
     )
     _add_rule_arguments(runner)
     runner.add_argument("--config", required=True, metavar="PATH", help="the runner's config.toml")
@@ -413,10 +495,11 @@ def _add_gitlab_runner_parsers(kinds: Any) -> None:
 
     job_host = kinds.add_parser(
         "userdata",
-        help="userdata for job hosts: install the helper and merge it into /root/.docker/config.json",
-        description="Print userdata (a bash script, or #cloud-config that runs it) that installs the helper, "
-        "checking its sha256 before moving it into place, and merges it into /root/.docker/config.json. "
-        "Running it again changes nothing.",
+        help="userdata for job hosts: install the helper and merge it into /root/.docker/config.json (prints)",
+        description="Print userdata (a bash script, #cloud-config that runs it, or a MIME multi-part message) "
+        "that installs the helper, checking its sha256 before moving it into place, and merges it into "
+        "/root/.docker/config.json. Running it again changes nothing.",
+        epilog=_example(f"ecrkit render userdata --registry {ECR} --format mime > userdata.mime"),
     )
     _add_rule_arguments(job_host)
     job_host.add_argument(
@@ -430,7 +513,8 @@ def _add_gitlab_runner_parsers(kinds: Any) -> None:
         action="append",
         default=[],
         metavar="FILE",
-        help="another userdata part to combine after ecrkit's (with --format mime; typed by its first line)",
+        help="another userdata part (UTF-8 text) to combine after ecrkit's (with --format mime; typed by its first "
+        "line); repeatable",
     )
     _add_binary_arguments(
         job_host,
@@ -444,25 +528,27 @@ def _add_marathon_parsers(kinds: Any) -> None:
     """render docker-tar, marathon-app and marathon-installer: Mesos/Marathon agents."""
     tar = kinds.add_parser(
         "docker-tar",
-        help="the docker.tar.gz a Marathon app fetches (.docker/config.json naming the helper)",
-        description="Write a reproducible docker.tar.gz holding only .docker/config.json; an unchanged archive "
-        "is not rewritten.",
+        help="the docker.tar.gz a Marathon app fetches (.docker/config.json naming the helper; writes -o)",
+        description="Write a reproducible docker.tar.gz holding only .docker/config.json to --output "
+        "(atomically and durably); an unchanged archive is not rewritten.",
+        epilog=_example(f"ecrkit render docker-tar --registry {ECR} -o /etc/docker.tar.gz"),
     )
     _add_rule_arguments(tar)
-    tar.add_argument("-o", "--output", required=True, help="where to write it, e.g. /etc/docker.tar.gz")
+    tar.add_argument("-o", "--output", required=True, metavar="PATH", help="where to write it, e.g. /etc/docker.tar.gz")
     tar.set_defaults(handler=_render_docker_tar)
 
     marathon_app = kinds.add_parser(
         "marathon-app",
-        help="a Marathon app whose docker pull authenticates through the fetched docker.tar.gz",
+        help="a Marathon app whose docker pull authenticates through the fetched docker.tar.gz (prints)",
         description="Print a Marathon app definition (Docker containerizer) that fetches docker.tar.gz, "
         "validated against Marathon's app schema.",
+        epilog=_example(f"ecrkit render marathon-app --id /team/app --image {ECR}/team/app:1.0 --instances 2"),
     )
     marathon_app.add_argument("--id", required=True, help="app id, e.g. /team/app")
     marathon_app.add_argument("--image", required=True, help="image reference in ECR")
-    marathon_app.add_argument("--cpus", type=number, default=0.1)
-    marathon_app.add_argument("--mem", type=number, default=128, help="MiB")
-    marathon_app.add_argument("--instances", type=integer, default=1)
+    marathon_app.add_argument("--cpus", type=number, default=0.1, help="CPU shares per instance")
+    marathon_app.add_argument("--mem", type=number, default=128, help="memory per instance, in MiB")
+    marathon_app.add_argument("--instances", type=integer, default=1, help="how many instances to run")
     marathon_app.add_argument("--force-pull", action="store_true", help="pull on every launch (forcePullImage)")
     marathon_app.add_argument("--uri", default=marathon.DOCKER_TAR_URI, help="where agents have the archive")
     marathon_app.add_argument("--cmd", default="", help="command to run (default: the image's)")
@@ -470,9 +556,12 @@ def _add_marathon_parsers(kinds: Any) -> None:
 
     installer = kinds.add_parser(
         "marathon-installer",
-        help="a Marathon app that installs the pinned helper on every agent (one task per agent)",
+        help="a Marathon app that installs the pinned helper on every agent (one task per agent; prints)",
         description="Print a Marathon app with constraint hostname UNIQUE that fetches the helper, checks its "
         "sha256, and installs it into a directory DC/OS upgrades keep. Scale --instances to the agent count.",
+        epilog=_example(
+            "ecrkit render marathon-installer --sha256 $(curl -s URL.sha256 | cut -d' ' -f1) --instances 5"
+        ),
     )
     _add_binary_arguments(
         installer,
@@ -484,16 +573,27 @@ def _add_marathon_parsers(kinds: Any) -> None:
     installer.set_defaults(handler=_render_marathon_installer)
 
 
+# --for takes the policy's contexts and the inventory's, as the roles and docs name them.
+IAM_CONTEXT_NAMES = {"gitlab_runner": "runner-manager", "job_host": "job-host", "marathon_agent": "agent",
+                     "ecr_account": "admin", "pull_through": "pull-through"}  # fmt: skip
+
+
 def _add_ecr_parsers(kinds: Any) -> None:
     """render iam-policy and registries-conf: the ECR side and redirects."""
     policy = kinds.add_parser(
         "iam-policy",
-        help="a least-privilege IAM policy for a context that pulls from ECR",
+        help="a least-privilege IAM policy for a context that pulls from ECR (prints)",
         description="Print an IAM policy document: ecr:GetAuthorizationToken (and admin's registry-level actions, "
         "which take no resource type) on *, the context's repository actions on the named repositories (all "
         "repositories when none is named); no wildcard actions.",
+        epilog=_example(f"ecrkit render iam-policy --for gitlab_runner --registry {ECR} --repository team/*"),
     )
-    policy.add_argument("--for", dest="context", required=True, choices=sorted(iam_policy.CONTEXTS))
+    contexts = sorted(iam_policy.CONTEXTS) + sorted(IAM_CONTEXT_NAMES)
+    policy.add_argument(
+        "--for", dest="context", required=True, choices=contexts, metavar="CONTEXT",
+        help=f"who uses the policy: {', '.join(sorted(iam_policy.CONTEXTS))}, or the context's name "
+        f"({', '.join(f'{name} = {same}' for name, same in IAM_CONTEXT_NAMES.items())})",
+    )  # fmt: skip
     policy.add_argument("--registry", default="", help="the registry the repositories live in")
     policy.add_argument(
         "--repository", action="append", default=[], metavar="NAME", help="repeatable; NAME/* for a prefix"
@@ -502,9 +602,10 @@ def _add_ecr_parsers(kinds: Any) -> None:
 
     replication = kinds.add_parser(
         "replication-policy",
-        help="the registry policy a replication destination needs (ecr:ReplicateImage, ecr:CreateRepository)",
+        help="the registry policy a replication destination needs (ecr:ReplicateImage, ecr:CreateRepository; prints)",
         description="Print the registry permissions policy to put in the destination registry (put-registry-policy) "
         "so that the source accounts can replicate into it; ecr_account applies it for accounts of the inventory.",
+        epilog=_example(f"ecrkit render replication-policy --registry {ECR} --source-account 210987654321"),
     )
     replication.add_argument(
         "--registry", required=True, help="the destination registry, e.g. ACCOUNT.dkr.ecr.REGION..."
@@ -516,31 +617,43 @@ def _add_ecr_parsers(kinds: Any) -> None:
 
     conf = kinds.add_parser(
         "registries-conf",
-        help="a registries.conf drop-in mirroring docker.io through a pull-through cache (podman, CRI-O)",
+        help="a registries.conf drop-in mirroring docker.io through a pull-through cache (podman, CRI-O; prints)",
+        description="Print a containers-registries.conf(5) drop-in whose mirror sends pulls of --upstream to the "
+        "ECR pull-through cache under --cache-prefix; podman, buildah, skopeo and CRI-O read it.",
+        epilog=_example(
+            f"ecrkit render registries-conf --registry {ECR} --cache-prefix docker-hub "
+            "> /etc/containers/registries.conf.d/50-ecrkit-mirror.conf"
+        ),
     )
     conf.add_argument("--registry", required=True, help="the ECR registry of the cache")
     conf.add_argument(
         "--cache-prefix", required=True, help="the pull-through rule's repository prefix, e.g. docker-hub"
     )
-    conf.add_argument("--upstream", default=images.DOCKER_HUB, help="the registry to mirror (default docker.io)")
+    conf.add_argument("--upstream", default=images.DOCKER_HUB, help="the registry to mirror")
     conf.set_defaults(handler=_render_registries_conf)
 
 
 def _add_aws_config_parser(kinds: Any) -> None:
     aws = kinds.add_parser(
         "aws-config",
-        help="~/.aws/config with an IAM Identity Center (SSO) profile for the helper (workstations)",
+        help="~/.aws/config with an IAM Identity Center (SSO) profile for the helper (workstations; prints)",
         description="Print ~/.aws/config with a sso-session and a profile naming it merged in; --merge reads an "
         "existing file (never modified) and keeps every other section, key and comment.",
+        epilog=_example(
+            "ecrkit render aws-config --start-url https://d-1234567890.awsapps.com/start "
+            f"--sso-region eu-west-1 --role-name ECRPull --registry {ECR} --merge ~/.aws/config"
+        ),
     )
     aws.add_argument("--start-url", required=True, help="the portal URL, e.g. https://d-1234567890.awsapps.com/start")
     aws.add_argument("--sso-region", required=True, help="IAM Identity Center's region")
     aws.add_argument("--role-name", required=True, help="the permission set to assume")
     aws.add_argument("--account-id", default="", help="the account; default: the first --registry's")
     aws.add_argument("--region", default="", help="the profile's region; default: the first --registry's")
-    aws.add_argument("--registry", action="append", default=[], metavar="R", help="registry account/region come from")
-    aws.add_argument("--profile", default="ecr", help="the profile's name (default ecr)")
-    aws.add_argument("--session", default="ecrkit", help="the sso-session's name (default ecrkit)")
+    aws.add_argument(
+        "--registry", action="append", default=[], metavar="R", help="registry the account and region come from"
+    )
+    aws.add_argument("--profile", default="ecr", help="the profile's name")
+    aws.add_argument("--session", default="ecrkit", help="the sso-session's name")
     aws.add_argument(
         "--form",
         choices=SSO_PROFILE_FORMS,
@@ -551,18 +664,49 @@ def _add_aws_config_parser(kinds: Any) -> None:
     aws.set_defaults(handler=_render_aws_config)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ecrkit", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"ecrkit {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+def _usage_error(parser: argparse.ArgumentParser, what: str) -> Callable[[argparse.Namespace], int]:
+    """The handler of a command given without its subcommand: a usage error naming the choices."""
 
-    render = commands.add_parser("render", help="print a rendered file to stdout")
-    kinds = render.add_subparsers(dest="kind", required=True)
+    def handler(args: argparse.Namespace) -> int:
+        choices = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+        parser.error(f"{what} is required: {', '.join(choices)}")
+
+    return handler
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog="ecrkit",
+        description="Container hosts that pull from Amazon ECR with no stored credentials: render what each context "
+        "needs, copy images into ECR, and prove that hosts can pull.",
+        epilog="Commands that write files say so in their help; the others print. Exit status: 0 done, 1 failed "
+        "(a check, a copy, an AWS call), 2 bad input.\n\n"
+        + _example(f"ecrkit render docker-config --registry {ECR}", "ecrkit validate -i inventory/hosts.yml"),
+    )
+    parser.add_argument("--version", action="version", version=f"ecrkit {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true",
+        help="log on stderr what ecrkit calls (commands, AWS API operations, registry requests; never a secret), "
+        "and where an error came from",
+    )  # fmt: skip
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.set_defaults(handler=_usage_error(parser, "a command"))
+
+    render = commands.add_parser(
+        "render",
+        help="render a file for one context (prints it; docker-tar -o and runner-config --in-place write it)",
+        description="Render what one context needs. Each kind prints to stdout, except docker-tar, which writes "
+        "--output, and runner-config --in-place, which rewrites --config.",
+        epilog=_example(f"ecrkit render docker-config --registry {ECR} --merge ~/.docker/config.json"),
+    )
+    kinds = render.add_subparsers(dest="kind", metavar="KIND")
+    render.set_defaults(handler=_usage_error(render, "a kind to render"))
     docker = kinds.add_parser(
         "docker-config",
-        help="a Docker config.json naming the helper",
+        help="a Docker config.json naming the helper (prints)",
         description="Print config.json with the helper merged in; --merge reads an existing file "
         "(never modified) and keeps every key ecrkit does not own.",
+        epilog=_example(f"ecrkit render docker-config --registry {ECR} --merge ~/.docker/config.json"),
     )
     _add_rule_arguments(docker)
     docker.add_argument("--merge", metavar="PATH", help="existing config.json to merge into (read only)")
@@ -575,27 +719,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     rewrite = commands.add_parser(
         "rewrite-image",
-        help="rewrite an image reference to its pull-through cache path (for Docker hosts)",
+        help="rewrite an image reference to its pull-through cache path (for Docker hosts; prints)",
         description="Print IMAGE as the cache path under --via (alpine:3.20 -> R/PREFIX/library/alpine:3.20). "
         "References from other registries than --upstream are printed unchanged.",
+        epilog=_example(f"ecrkit rewrite-image alpine:3.20 --via {ECR}/docker-hub"),
     )
-    rewrite.add_argument("image", metavar="IMAGE")
+    rewrite.add_argument("image", metavar="IMAGE", help="an image reference, e.g. alpine:3.20 or docker.io/x/y:1")
     rewrite.add_argument("--via", required=True, metavar="R/PREFIX", help="the cache's registry and prefix")
-    rewrite.add_argument(
-        "--upstream", default=images.DOCKER_HUB, help="the registry the cache mirrors (default docker.io)"
-    )
+    rewrite.add_argument("--upstream", default=images.DOCKER_HUB, help="the registry the cache mirrors")
     rewrite.set_defaults(handler=_rewrite_image)
 
     copy = commands.add_parser(
         "mirror",
-        help="copy images the pull-through cache cannot serve into ECR (tags or tag patterns)",
+        help="copy images the pull-through cache cannot serve into ECR (tags or tag patterns; writes to ECR)",
         description="Copy the images a YAML config lists into ECR: missing repositories are created, tags whose "
         "digest is already there are skipped, multi-arch indexes are kept, failing requests are retried with backoff; "
         f"ECR credentials come from {constants.HELPER_BINARY}. Exit 1 if a copy failed.",
+        epilog=_example("ecrkit mirror --config mirror.yml --dry-run", "ecrkit mirror --config mirror.yml --jobs 8"),
     )
-    copy.add_argument("--config", required=True, help="the mirror config (YAML)")
+    copy.add_argument("--config", required=True, metavar="PATH", help="the mirror config (YAML)")
     copy.add_argument("--dry-run", action="store_true", help="compare and report, write nothing")
-    copy.add_argument("--jobs", type=integer, default=4, help="copies at once (default 4)")
+    copy.add_argument("--jobs", type=jobs, default=4, help="copies at once, {} to {}".format(*constants.MIRROR_JOBS))
     copy.add_argument(
         "--shard",
         metavar="I/N",
@@ -608,18 +752,30 @@ def build_parser() -> argparse.ArgumentParser:
     copy.set_defaults(handler=_mirror)
 
     fetch = commands.add_parser(
-        "fetch", help="download s3://BUCKET/KEY to a file, replacing it only if the sha256 matches"
+        "fetch",
+        help="download s3://BUCKET/KEY to a file, replacing it only if the sha256 matches (writes -o)",
+        description="Download an S3 object (the helper binary, say) with the AWS credentials of the environment, "
+        "check its sha256 in memory, and only then replace --output atomically and durably; a file already "
+        "holding that sha256 is not downloaded again.",
+        epilog=_example(
+            "ecrkit fetch s3://my-bucket/helpers/docker-credential-ecr-login --sha256 HEX "
+            "-o /usr/local/bin/docker-credential-ecr-login"
+        ),
     )
-    fetch.add_argument("source", help="s3://BUCKET/KEY")
+    fetch.add_argument("source", metavar="SOURCE", help="s3://BUCKET/KEY")
     fetch.add_argument("--sha256", required=True, help="expected sha256 of the object")
-    fetch.add_argument("-o", "--output", required=True, help="destination file")
+    fetch.add_argument("-o", "--output", required=True, metavar="PATH", help="destination file")
     fetch.set_defaults(handler=_fetch)
 
     check = commands.add_parser(
         "validate",
-        help="prove that hosts can pull: probe them and report each check (exit 1 if one fails)",
+        help="prove that hosts can pull: probe them and report each check (exit 1 if one fails; --junit writes)",
         description="Probe hosts (the local host by default) and judge what each process that runs the helper "
         "gets: the helper on its PATH, its config.json, region, token cache, and a live `get` per registry.",
+        epilog=_example(
+            "ecrkit validate -i inventory/hosts.yml --junit report.xml",
+            f"ecrkit validate admin@runner-1 --service gitlab-runner --registry {ECR}",
+        ),
     )
     check.add_argument(
         "hosts",
@@ -627,7 +783,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST",
         help="inventory host or group names with -i, else [user@]host[:port] over SSH",
     )
-    check.add_argument("-i", "--inventory", help="Ansible inventory: hosts, connections and expectations")
+    check.add_argument(
+        "-i", "--inventory", metavar="PATH", help="Ansible inventory: hosts, connections and expectations"
+    )
     check.add_argument(
         "--registry", action="append", default=[], metavar="R", help="registry to expect and `get` (repeatable)"
     )
@@ -657,19 +815,58 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if argv is None:  # ecrkit run as a program: what its imports made lives until it exits, so the garbage
         gc.freeze()  # collector need not walk it again, nor at exit (a tenth of a mirror run's CPU)
+    if args.debug:
+        _log_calls()
     try:
         return int(args.handler(args))
     except (InputError, FileFormatError, PathError) as exc:
-        print(f"ecrkit: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _failed(args, exc, EXIT_USAGE)
     except EcrkitError as exc:
-        print(f"ecrkit: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return _failed(args, exc, EXIT_FAILED)
     except BrokenPipeError:  # `ecrkit ... | head` closed the pipe: no traceback, and none at exit's flush
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130  # as a shell reports SIGINT
+
+
+def _failed(args: argparse.Namespace, exc: Exception, code: int) -> int:
+    """Say why on stderr; a command asked for --json says it on stdout too, in the document's place,
+    so that a job parsing stdout never reads an empty file."""
+    print(f"ecrkit: {exc}", file=sys.stderr)
+    log.debug("where it failed", exc_info=exc)
+    if getattr(args, "json", False):
+        print(json.dumps({"exit_code": code, "error": str(exc)}, indent=2))
+    return code
+
+
+class _AwsCalls(logging.Filter):
+    """botocore's 'Making request' line, cut to the service, operation and endpoint: its parameters
+    (bodies, headers) stay out of the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("Making request for") or not record.args:
+            return False
+        operation, request = record.args[0], record.args[1] if len(record.args) > 1 else {}  # type: ignore[index]
+        service = getattr(getattr(operation, "service_model", None), "service_name", "?")
+        url = request.get("url", "") if isinstance(request, dict) else ""
+        record.msg, record.args = "AWS %s.%s %s", (service, getattr(operation, "name", operation), url)
+        record.name = "ecrkit"
+        return True
+
+
+def _log_calls() -> None:
+    """--debug: what ecrkit calls, on stderr (the package logs commands and registry requests on the
+    'ecrkit' logger; botocore's endpoint logger gives the AWS operations)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("ecrkit: debug: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG)
+    aws_calls = logging.getLogger("botocore.endpoint")
+    aws_calls.addHandler(handler)
+    aws_calls.setLevel(logging.DEBUG)
+    aws_calls.addFilter(_AwsCalls())
+    aws_calls.propagate = False
 
 
 if __name__ == "__main__":

@@ -37,6 +37,9 @@ ROLE_DEFAULTS: Final[dict[str, object]] = {
     "marathon_agent_ecr_docker_tar_path": "/etc/docker.tar.gz",
 }
 
+# `ecrkit mirror --jobs` and ecr_mirror_jobs: copies at once, each with a connection to the source and to ECR.
+MIRROR_JOBS = (1, 64)
+
 
 def role_default(name: str) -> object:
     """A role variable's default (a fresh copy of a list), or KeyError naming the variable."""

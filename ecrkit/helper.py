@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import subprocess
 from collections.abc import Mapping
@@ -12,6 +13,8 @@ from ecrkit import files
 from ecrkit.constants import HELPER_BINARY, HELPER_VERSION, PACKAGE_DIR, RELEASE_BASE_URL
 from ecrkit.errors import EcrkitError, InputError
 from ecrkit.settings import option_name, validate_absolute_path, validate_url
+
+log = logging.getLogger(__name__)  # `ecrkit --debug` shows what it calls
 
 # `uname -m` (Ansible's ansible_architecture) to the release's directory name.
 ARCHITECTURES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
@@ -132,5 +135,6 @@ def expected_sha256(plan: Mapping[str, Any]) -> str | None:
 
 def binary_version(path: str) -> str:
     """The version a helper binary reports about itself (`-v`)."""
+    log.debug("%s", " ".join([path, *VERSION_ARGS]))
     done = subprocess.run([path, *VERSION_ARGS], capture_output=True, text=True, check=False, timeout=30)
     return parse_version(done.stdout + done.stderr)

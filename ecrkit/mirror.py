@@ -23,6 +23,7 @@ import contextlib
 import fnmatch
 import hashlib
 import json
+import logging
 import subprocess
 import threading
 from collections import Counter
@@ -38,6 +39,8 @@ from ecrkit.constants import HELPER_BINARY
 from ecrkit.errors import EcrkitError, FileFormatError, InputError
 from ecrkit.registry import Manifest, Registry, RegistryError, stream_blob
 from ecrkit.settings import private_registry, validate_location, validate_shard
+
+log = logging.getLogger(__name__)  # `ecrkit --debug` shows what it calls
 
 if TYPE_CHECKING:
     import jsonschema
@@ -225,6 +228,7 @@ def plan(config: dict[str, Any], tags_of: Callable[[str, str], list[str]], shard
 
 def helper_credentials(host: str) -> tuple[str, str]:
     """Username and secret for the registry from docker-credential-ecr-login, as docker gets them."""
+    log.debug("%s get <<< %s", HELPER_BINARY, host)  # --debug: the call, never its answer
     try:
         done = subprocess.run(
             [HELPER_BINARY, "get"], input=host, capture_output=True, text=True, check=False, timeout=60

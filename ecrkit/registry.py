@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import ssl
@@ -34,6 +35,8 @@ from urllib3.exceptions import HTTPError, MaxRetryError
 from urllib3.util.ssl_ import create_urllib3_context
 
 from ecrkit.errors import EcrkitError
+
+log = logging.getLogger(__name__)  # `ecrkit --debug` shows what it calls
 
 MANIFEST_TYPES = (
     "application/vnd.oci.image.index.v1+json",
@@ -198,6 +201,7 @@ class Registry:
         """The answer (its body read, unless `stream`: then read it, or close it); retried on 429, 5xx and
         connection errors up to `attempts` times (0: retries + 1)."""
         url = path if path.startswith("http") else f"{self.base}{path}"
+        log.debug("%s %s", method, url.split("?")[0])  # --debug: never a header (credentials) or a query (uploads)
         scope = f"repository:{repository}:{'pull,push' if push else 'pull'}"
         wanted = {"Accept": ", ".join(MANIFEST_TYPES), **(headers or {})}
         problem = ""

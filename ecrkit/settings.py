@@ -12,6 +12,7 @@ keychain", so ecrkit refuses such names before anything is written.
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import ipaddress
 import json
@@ -72,10 +73,25 @@ def option_name(prefix: str, key: str) -> str:
 
 
 def validate_region(value: object, source: str = "region") -> str:
-    """Return the region, or raise naming the value and the accepted form."""
+    """Return the region, or raise naming the value and the accepted form: a region of botocore's
+    partition table (eu-west-9 has a region's form, and is none)."""
     if not isinstance(value, str) or not REGION.match(value):
         raise InputError(source, value, REGION_FORM)
+    known = known_regions()
+    if value not in known:
+        close = difflib.get_close_matches(value, known, n=1)
+        raise InputError(
+            source, value, f"a region in botocore's partition table{f' (did you mean {close[0]}?)' if close else ''}: "
+            f"{', '.join(known)}; a region newer than this botocore needs a newer botocore"
+        )  # fmt: skip
     return value
+
+
+@cache
+def known_regions() -> tuple[str, ...]:
+    """Every region of every partition in botocore's table (not the partitions' -global endpoints)."""
+    regions = (name for partition in _botocore_partitions()["partitions"] for name in partition.get("regions", {}))
+    return tuple(sorted(name for name in regions if REGION.match(name)))
 
 
 def validate_service_region(value: object, source: str, service: str, partition: str) -> str:
@@ -121,6 +137,8 @@ def validate_registry(value: object, source: str = "registry") -> str:
         hint = " (in lower case, without spaces)" if value.strip().lower() != value else ""
         raise InputError(source, value, REGISTRY_FORMS + hint)
     region, domain = match.group(3), match.group(4)
+    if region not in known_regions():
+        validate_region(region, f"{source} {value}: its region")  # names the region and the known ones
     if region_partition(region) not in DOMAIN_PARTITIONS[domain]:
         raise InputError(
             source, value, f"a region of the {'/'.join(DOMAIN_PARTITIONS[domain])} partition on .{domain} "

@@ -271,3 +271,20 @@ def test_without_the_extra_the_stand_in_says_what_to_install(runtime: tuple[Path
     assert f"pip install 'ecrkit[standin]=={ecrkit.__version__}'" in done.stderr, done.stderr
     done = run([venv / "bin" / "python", "-m", "ecrkit.testbed"], cwd=work, env=env, timeout=60)
     assert done.returncode == 2 and "runs from a checkout" in done.stderr, done.stderr
+
+
+def test_make_dist_builds_both_without_the_development_venv(tmp_path: Path) -> None:
+    """`make dist` in a checkout that has no .venv, with nothing of it on the PATH: the wheel and the
+    collection, built by a venv of its own that holds ansible-core and what it needs only."""
+    checkout = tmp_path / "checkout"
+    shutil.copytree(ROOT, checkout, symlinks=True, ignore=shutil.ignore_patterns(*NOT_COPIED))
+    done = run(["make", "--no-print-directory", "dist"], cwd=checkout, env={"PATH": SYSTEM_PATH, "HOME": str(tmp_path)},
+               timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    built = sorted(path.name for path in (checkout / "dist").iterdir())
+    assert built == [f"ecrkit-{ecrkit.__version__}-py3-none-any.whl", f"ecrkit-ecr-{ecrkit.__version__}.tar.gz"]
+    assert not (checkout / ".venv").exists()
+    listed = run([checkout / ".cache" / "dist-venv" / "bin" / "python", "-m", "pip", "list", "--format=freeze"])
+    installed = {line.split("==")[0].lower() for line in listed.stdout.split()}
+    assert "ansible-core" in installed and not installed & {"pytest", "molecule", "ansible-lint", "moto", "boto3"}
+    assert "Warning" not in done.stderr, done.stderr

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from ecrkit import mirror
+from ecrkit.constants import MIRROR_JOBS
 from ecrkit.errors import InputError
 from ecrkit.settings import private_registry, validate_absolute_path, validate_region
 
@@ -52,8 +53,9 @@ def plan(config: Any, options: Options, *, header: str = "", prefix: str = "ecr_
     for name in ("schedule", "randomized_delay"):
         if not UNIT_VALUE.match(getattr(options, name)):
             raise InputError(f"{prefix}{name}", getattr(options, name), "a systemd time, e.g. daily or 15m")
-    if isinstance(options.jobs, bool) or not isinstance(options.jobs, int) or not 1 <= options.jobs <= 64:
-        raise InputError(f"{prefix}jobs", options.jobs, "a whole number from 1 to 64")
+    low, high = MIRROR_JOBS
+    if isinstance(options.jobs, bool) or not isinstance(options.jobs, int) or not low <= options.jobs <= high:
+        raise InputError(f"{prefix}jobs", options.jobs, f"a whole number from {low} to {high}")
     for key, value in options.environment:
         if not ENV_NAME.match(key) or not UNIT_VALUE.match(value) or '"' in value or "\\" in value:
             raise InputError(f"{prefix}environment", key, "NAME: value pairs, names in capitals, printable values")

@@ -25,11 +25,16 @@ def collection_version() -> str:
 
 
 def missing_package(plugins: str, missing: ImportError) -> str:
-    """What to install, naming the Python that could not import it and the version that fits."""
+    """What to install, naming the Python that could not import it, the version that fits, and
+    both ways to get it: from a package index, or the wheel `make dist` builds in a checkout."""
     version = collection_version()
+    python = sys.executable
+    requirement, wheel = (
+        (f"ecrkit=={version}", f"ecrkit-{version}-py3-none-any.whl") if version else ("ecrkit", "ecrkit-*.whl")
+    )
     return (
-        f"{plugins} need the Python package ecrkit in the Python that runs ansible-playbook "
-        f"({sys.executable}), which cannot import it ({missing}): "
-        f"pip install 'ecrkit{'==' + version if version else ''}' into that Python"
-        f"{' (the version of this collection)' if version else ''}"
+        f"{plugins} need the Python package ecrkit{f' {version}, the version of this collection,' if version else ''} "
+        f"in the Python that runs ansible-playbook ({python}), which cannot import it ({missing}). Install it "
+        f"into that Python from an index that has it: {python} -m pip install '{requirement}'; "
+        f"or from the wheel that `make dist` builds in an ecrkit checkout: {python} -m pip install dist/{wheel}"
     )
