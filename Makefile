@@ -65,6 +65,7 @@ lint: venv deps
 	yamllint --strict .
 	ansible-lint --profile production
 	python tools/role_docs.py --check
+	antsibull-docs lint-collection-docs --plugin-docs .
 
 unit: venv deps
 	pytest -q -m "not hosts"

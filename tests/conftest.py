@@ -83,9 +83,11 @@ def run_ecrkit(*args: str, env: dict[str, str] | None = None) -> subprocess.Comp
     return subprocess.run([*ECRKIT, *args], capture_output=True, text=True, env=env, check=False, cwd=ROOT)
 
 
-def readme_block(marker: str) -> str:
-    """The fenced block that follows `marker` in the README, for tests that check its examples."""
-    text = (ROOT / "README.md").read_text()
+def readme_block(marker: str, doc: str = "README.md") -> str:
+    """The fenced block that follows `marker` in `doc` (README.md, docs/<page>.md, roles/<role>/README.md),
+    for tests that check the examples the docs show."""
+    text = (ROOT / doc).read_text()
+    assert text.count(marker) == 1, f"{doc} holds {marker} {text.count(marker)} times"
     fence = text.index("```", text.index(marker))
     start = text.index("\n", fence) + 1
     return text[start : text.index("```", start)]

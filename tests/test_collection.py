@@ -120,6 +120,8 @@ def test_the_artifact_holds_the_collection_and_nothing_else(artifact: Path) -> N
     wanted |= {f"roles/{role.name}/meta/argument_specs.yml" for role in (ROOT / "roles").iterdir() if role.is_dir()}
     wanted |= {f"playbooks/{playbook.name}" for playbook in (ROOT / "playbooks").glob("*.yml")}
     wanted |= {"inventory/example/hosts.yml", "scripts/README.md", "scripts/ecrkit_probe.py"}
+    wanted |= {f"roles/{role.name}/README.md" for role in (ROOT / "roles").iterdir() if role.is_dir()}
+    wanted |= {f"docs/{page.name}" for page in (ROOT / "docs").glob("*.md")}  # the README's links lead there
     wanted |= {"tests/sanity/ignore-2.19.txt"}
     assert sorted(wanted - names) == []
     unwanted = ("ecrkit/", "tests/test_", "tests/data/", "tests/conftest.py", ".venv/", ".cache/", "molecule/",

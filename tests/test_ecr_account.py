@@ -266,7 +266,7 @@ def test_bad_declarations_are_refused_naming_the_value(changes: dict[str, Any], 
 @pytest.mark.parametrize(
     "text",
     [
-        readme_block("<!-- ecr-account-example -->"),
+        readme_block("<!-- ecr-account-example -->", "docs/ecr-account.md"),
         (ROOT / "inventory/example/group_vars/ecr_accounts.yml").read_text(),
     ],
     ids=["README", "inventory-example"],
@@ -1053,7 +1053,7 @@ def test_a_bad_2026_setting_stops_the_run_before_any_ecr_api_call(
 
 
 def test_the_readmes_2026_example_is_accepted_and_planned_as_documented() -> None:
-    variables = yaml.safe_load(readme_block("<!-- ecr-account-2026-example -->"))
+    variables = yaml.safe_load(readme_block("<!-- ecr-account-2026-example -->", "docs/ecr-account.md"))
     result = ecr_account.plan(
         {"region": "us-east-1", **{k.removeprefix("ecr_account_"): v for k, v in variables.items()}}
     )

@@ -139,4 +139,4 @@ def test_the_fetcher_emulated_pulls_with_the_archive_and_caches_outside_the_sand
 
 def test_the_readme_app_is_what_the_cli_prints() -> None:
     done = run_ecrkit("render", "marathon-app", "--id", "/team/app", "--image", IMAGE)
-    assert readme_block("<!-- marathon-app -->") == done.stdout
+    assert readme_block("<!-- marathon-app -->", "docs/marathon.md") == done.stdout

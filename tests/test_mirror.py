@@ -452,7 +452,7 @@ def test_patterns_expand_against_the_source_tags_and_exact_tags_do_not_list() ->
 
 def test_the_readmes_mirror_config_is_accepted(tmp_path: Path) -> None:
     path = tmp_path / "mirror.yml"
-    path.write_text(readme_block("<!-- mirror-config -->"))
+    path.write_text(readme_block("<!-- mirror-config -->", "docs/mirroring.md"))
     config = mirror.load(str(path))
     listed = {("quay.io", "prometheus/node-exporter"): ["v1.8.0", "v1.8.2", "v1.9.0"]}
     planned = mirror.plan(config, lambda host, repository: listed[(host, repository)])
@@ -467,7 +467,7 @@ def test_the_readmes_mirror_config_is_accepted(tmp_path: Path) -> None:
 def test_the_readmes_gitlab_ci_example_spreads_the_set_over_its_parallel_jobs(tmp_path: Path) -> None:
     """The scheduled pipeline parses, runs only on a schedule, and its `parallel: N` jobs, each reading
     CI_NODE_INDEX/CI_NODE_TOTAL as GitLab sets them, copy disjoint shares that add up to the whole set."""
-    pipeline = yaml.safe_load(readme_block("<!-- mirror-gitlab-ci -->"))
+    pipeline = yaml.safe_load(readme_block("<!-- mirror-gitlab-ci -->", "docs/mirroring.md"))
     job = pipeline["mirror"]
     assert job["rules"] == [{"if": '$CI_PIPELINE_SOURCE == "schedule"'}]
     total = job["parallel"]
@@ -482,7 +482,7 @@ def test_the_readmes_gitlab_ci_example_spreads_the_set_over_its_parallel_jobs(tm
     assert any(path.startswith("mirror-") for path in job["artifacts"]["paths"])
 
     path = tmp_path / "mirror.yml"
-    path.write_text(readme_block("<!-- mirror-config -->"))
+    path.write_text(readme_block("<!-- mirror-config -->", "docs/mirroring.md"))
     config = mirror.load(str(path))
     many = {**config, "images": [{"source": f"team/app{n}", "tags": ["1", "2"]} for n in range(30)]}
     shares = []

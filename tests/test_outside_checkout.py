@@ -7,9 +7,9 @@ ansible.cfg, inventory and playbook, which calls the roles by fully qualified na
 there, with that virtualenv on the PATH and nothing of the dev environment (tests/test_distribution.py's
 outside_env).
 
-Before the wheel is installed, a role stops with what to pip install. After: the play converges a
-systemd container, which then pulls from the stand-in ECR through the helper, and the installed
-`ecrkit validate` passes the host.
+Before the wheel is installed, a role stops with what to pip install. After: the README's playbook and
+group variables converge a systemd container, whose user (not root) then pulls from the stand-in ECR
+through the helper with credHelpers, and the installed `ecrkit validate` passes the host.
 """
 
 from __future__ import annotations
@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 import ecrkit
 from ecrkit.standin import REGISTRY_HOST, StandIn
 from ecrkit.testbed import Host, give_stand_in_role
-from tests.conftest import docker_pull, readme_block, stand_in_host
+from tests.conftest import readme_block, stand_in_host
 from tests.test_distribution import ROOT, build_wheel, make_venv, outside_env, pip_install, run
 
 
@@ -118,27 +119,38 @@ def test_the_installed_wheel_and_collection_provision_a_host_that_pulls_and_vali
     pip_install(controller.venv, controller.wheel, wheel=controller.wheel)
     assert controller.has_ecrkit()
     project = controller.project
+    # The README's group variables: the person at the keyboard, and the registries by name (credHelpers).
+    group_vars = readme_block("<!-- outside-group-vars -->")
+    wanted = yaml.safe_load(group_vars)
+    (user,) = wanted["docker_auth_config_users"]
+    assert user != "root" and wanted["docker_auth_config_registries"] == [REGISTRY_HOST]
     inventory = {
         "workstations": {
             "hosts": {host.name: {"ansible_connection": "containers.podman.podman"}},
             "vars": {
                 "ecr_credential_helper_install_method": "controller_file",
                 "ecr_credential_helper_src": "/usr/bin/docker-credential-ecr-login",
-                "docker_auth_config_registries": [REGISTRY_HOST],
             },
         }
     }
     (project / "hosts.yml").write_text(json.dumps({"all": {"children": inventory}}, indent=2))
+    (project / "group_vars").mkdir()
+    (project / "group_vars" / "workstations.yml").write_text(group_vars)
     (project / "site.yml").write_text(readme_block("<!-- outside-playbook -->"))  # the README's playbook
-    for path in project.iterdir():  # the project stands on its own
-        assert str(ROOT) not in path.read_text(), path
+    for path in project.rglob("*"):  # the project stands on its own
+        assert path.is_dir() or str(ROOT) not in path.read_text(), path
+    # The person's login on the workstation (the roles require that each named user exists).
+    assert host.run(f"useradd -m {user}").returncode == 0
 
-    assert docker_pull(host, image, stand_in) != 0, "the pull worked before the roles ran"
+    assert user_pull(host, user, image, stand_in) != 0, "the pull worked before the roles ran"
     done = controller.run("ansible-playbook", "site.yml")
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    # credHelpers for the named registry and no credsStore: docker login to other registries keeps working.
+    assert json.loads(host.read(f"/home/{user}/.docker/config.json")) == {"credHelpers": {REGISTRY_HOST: "ecr-login"}}
+    assert not host.exists("/root/.docker/config.json")
 
     before = stand_in.token_requests()
-    assert docker_pull(host, image, stand_in) == 0
+    assert user_pull(host, user, image, stand_in) == 0
     assert stand_in.token_requests() == before + 1, "the pull did not go through the helper"
 
     done = controller.run("ecrkit", "validate", "-i", "hosts.yml", "--json")
@@ -146,4 +158,11 @@ def test_the_installed_wheel_and_collection_provision_a_host_that_pulls_and_vali
     report = json.loads(done.stdout)
     assert report["passed"] and [h["host"] for h in report["hosts"]] == [host.name]
     gets = [(f["subject"], f["severity"]) for f in report["hosts"][0]["findings"] if f["check"] == "live get"]
-    assert gets == [("user root", "ok")]
+    assert gets == [(f"user {user}", "ok")]
+
+
+def user_pull(host: Host, user: str, image: str, stand_in: StandIn) -> int:
+    """`docker pull` with `user`'s ~/.docker/config.json (the daemon's socket here is root's alone; `ecrkit
+    validate` runs the helper as the user), with the cache directory the roles make."""
+    env = stand_in.host_env() | {"AWS_ECR_CACHE_DIR": "/var/lib/ecr-login"}
+    return host.run(f"docker --config /home/{user}/.docker pull {image} && docker rmi {image}", env).returncode

@@ -26,6 +26,8 @@ from ecrkit.renderers.userdata import instance_ready_command
 from ecrkit.settings import CredentialRule
 from tests.conftest import readme_block
 
+PAGE = "docs/gitlab-runner.md"  # the page whose examples these tests run
+
 REGISTERED = (Path(__file__).parent / "data" / "runner-config.toml").read_text()
 REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 RULE = CredentialRule.build([REGISTRY])
@@ -230,11 +232,11 @@ def test_generated_files_lose_nothing_and_merge_once(text: str) -> None:
 
 
 def test_the_readme_example_diff_is_what_the_merge_makes() -> None:
-    before = readme_block("<!-- runner-config-before -->")
+    before = readme_block("<!-- runner-config-before -->", PAGE)
     options = machine_options("gitlab-ci-jobs", "/etc/gitlab-runner/ecrkit-userdata.sh")
     after = merge(before, RunnerSettings(RULE, machine_options=options), path="config.toml").text
     lines = difflib.unified_diff(before.splitlines(True), after.splitlines(True), "config.toml", "config.toml")
-    assert "".join(lines) == readme_block("<!-- runner-config-diff -->")
+    assert "".join(lines) == readme_block("<!-- runner-config-diff -->", PAGE)
 
 
 def test_docker_autoscaler_gets_an_instance_ready_command_that_waits_for_the_userdata() -> None:
@@ -250,7 +252,7 @@ def test_docker_autoscaler_gets_an_instance_ready_command_that_waits_for_the_use
 
 
 def test_the_readmes_autoscaler_variables_give_the_table_it_shows() -> None:
-    variables = yaml.safe_load(readme_block("<!-- autoscaler-vars -->"))["gitlab_runner_ecr_autoscaler"]
+    variables = yaml.safe_load(readme_block("<!-- autoscaler-vars -->", PAGE))["gitlab_runner_ecr_autoscaler"]
     registered = (
         '[[runners]]\n  name = "fleet"\n  url = "https://gitlab.example.com"\n  token = "glrt-x"\n'
         '  executor = "docker-autoscaler"\n'
@@ -258,5 +260,5 @@ def test_the_readmes_autoscaler_variables_give_the_table_it_shows() -> None:
     keys = with_ready_command(validate_autoscaler(variables), instance_ready_command())
     merged = merge(registered, RunnerSettings(RULE, autoscaler=keys), path="config.toml")
     assert merged.typos == []
-    shown = tomllib.loads("[[runners]]\n" + readme_block("<!-- autoscaler-toml -->"))["runners"][0]["autoscaler"]
+    shown = tomllib.loads("[[runners]]\n" + readme_block("<!-- autoscaler-toml -->", PAGE))["runners"][0]["autoscaler"]
     assert tomllib.loads(merged.text)["runners"][0]["autoscaler"] == shown

@@ -15,6 +15,8 @@ from ecrkit.renderers.aws_config import SsoProfile, form_for, merge
 from ecrkit.standin import ACCOUNT, REGISTRY_HOST, StandIn
 from tests.conftest import ROOT, readme_block, run_ecrkit
 
+PAGE = "docs/workstations.md"  # the page whose examples these tests run
+
 START_URL = "https://d-standin01.awsapps.com/start"
 PROFILE = {
     "profile": "ecr",
@@ -100,7 +102,7 @@ def test_account_and_region_default_from_the_first_registry() -> None:
 
 def test_the_readmes_workstation_variables_give_the_profile_it_shows() -> None:
     defaults = yaml.safe_load((ROOT / "roles/aws_sso_profile/defaults/main.yml").read_text())
-    variables = {**defaults, **yaml.safe_load(readme_block("<!-- workstation-vars -->"))}
+    variables = {**defaults, **yaml.safe_load(readme_block("<!-- workstation-vars -->", PAGE))}
     profile = SsoProfile.build(
         **{key: variables[f"aws_sso_profile_{key}"] for key in ("session", "start_url", "sso_region", "role_name")},
         profile=variables["aws_sso_profile_name"],
@@ -108,7 +110,7 @@ def test_the_readmes_workstation_variables_give_the_profile_it_shows() -> None:
         region=variables["aws_sso_profile_region"],
         registries=variables["docker_auth_config_registries"],
     )
-    assert merge(None, profile, "~/.aws/config") == readme_block("<!-- workstation-aws-config -->")
+    assert merge(None, profile, "~/.aws/config") == readme_block("<!-- workstation-aws-config -->", PAGE)
 
 
 def test_the_cli_prints_the_same_and_names_its_own_options(tmp_path: Path) -> None:
