@@ -69,6 +69,9 @@ options:
       - 'V({"user": NAME}) for a user''s login sessions.'
       - 'V({"task": AGENT_UNIT, "archive": PATH, "task_user": NAME}) for a Mesos task that
         fetches a C(docker.tar.gz).'
+      - Consumers are observed at the same time, and so are a consumer's live C(get)s (after its
+        C(list)). A live C(get) or C(list) that has not finished in time is stopped, and its
+        C(timed_out) gives the seconds it had.
     type: list
     elements: dict
   registries:
@@ -192,7 +195,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, TypedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypedDict, TypeVar
 
 # `ecrkit validate` replaces this marker with the probe's arguments as JSON (a raw string keeps
 # its escapes; JSON cannot contain three unescaped quotes in a row). Otherwise it stays: Ansible
@@ -224,6 +229,11 @@ SHOWN_ENV = (
     "AWS_EC2_METADATA_DISABLED", "AWS_USE_FIPS_ENDPOINT",
 )  # fmt: skip
 LOG_TAIL = 64 * 1024  # bytes of the helper's log: its recent lines, never the whole history
+# Seconds a live `get` or `list` may take before the helper is stopped and ECR is named as not
+# answering (a helper retries a hung TLS handshake: 0.6.0 takes about 33 s). A host's consumers,
+# and a consumer's gets, run at the same time, so a host's live calls take at most twice this
+# (its lists, then its gets), whatever the number of registries and consumers.
+LIVE_TIMEOUT = 12
 # The amazonec2 MachineOptions the validator judges; others (keys, secrets) are never reported.
 MACHINE_OPTIONS = (
     "amazonec2-iam-instance-profile", "amazonec2-userdata", "amazonec2-metadata-token",
@@ -261,6 +271,7 @@ class CommandResult(TypedDict, total=False):
     rc: int | None  # None: it could not be run (stderr says why)
     stdout: str
     stderr: str
+    timed_out: float  # the seconds it was given: it was stopped then
 
 
 class ShownEnv(TypedDict):
@@ -334,6 +345,7 @@ class ListResult(TypedDict, total=False):
     log: str
     registries: Any  # what `list` printed, parsed (a JSON object: registry URL -> username)
     said: str
+    timed_out: float  # seconds (LIVE_TIMEOUT): the helper had not answered and was stopped
 
 
 class GetResult(TypedDict, total=False):
@@ -344,6 +356,7 @@ class GetResult(TypedDict, total=False):
     secret_length: int  # the secret itself never leaves the host
     server_url: str | None
     log: str
+    timed_out: float  # seconds (LIVE_TIMEOUT): the helper had not answered and was stopped
 
 
 class ArchiveFacts(TypedDict, total=False):
@@ -543,14 +556,18 @@ def login_environment(entry: UserEntry, name: str) -> dict[str, str]:
     return env
 
 
-def as_user(argv: list[str], entry: UserEntry, env: dict[str, str], stdin: str = "") -> CommandResult:
-    """Run as the consumer's user, with its environment (the probe itself runs as root)."""
+def as_user(
+    argv: list[str], entry: UserEntry, env: dict[str, str], stdin: str = "", timeout: float = 60
+) -> CommandResult:
+    """Run as the consumer's user, with its environment (the probe itself runs as root); stopped after `timeout` s."""
     kwargs: dict[str, Any] = {}
     if os.geteuid() == 0 and entry["uid"] != 0:
         kwargs = {"user": entry["uid"], "group": entry["gid"], "extra_groups": entry["groups"]}
     try:
-        done = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=60, check=False, env=env,
-                              cwd="/", **kwargs)  # fmt: skip
+        done = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout, check=False,
+                              env=env, cwd="/", **kwargs)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return {"rc": None, "stdout": "", "stderr": f"stopped after {timeout:g} s", "timed_out": timeout}
     except (OSError, subprocess.SubprocessError) as exc:
         return {"rc": None, "stdout": "", "stderr": str(exc)}
     return {"rc": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
@@ -822,14 +839,26 @@ def observe(  # noqa: PLR0917 - one consumer's whole context
              if helper == "ecr-login"]  # fmt: skip
     wanted = list(dict.fromkeys(registries + named)) if runner_config is not None else registries or named
     if found and any(source.get("creds_store") == "ecr-login" for source in sources):
-        # Before any `get`: `list` answers from the cache, which a get would fill.
+        # Before its gets: `list` answers from the cache, which a get would fill.
         facts["list"] = live_list(found, entry, env, log_path)
         if runner_config is not None:  # GetAll: `get` for each registry `list` names
             listed = facts["list"].get("registries")
             hosts = [url.split("://")[-1].split("/")[0] for url in (listed if isinstance(listed, dict) else {})]
             wanted += [host for host in dict.fromkeys(hosts) if host not in wanted]
-    facts["gets"] = [live_get(found, registry, entry, env, log_path) for registry in wanted] if found else []
+    facts["gets"] = in_parallel(lambda host: live_get(found, host, entry, env, log_path), wanted) if found else []
     return facts
+
+
+Item = TypeVar("Item")
+Outcome = TypeVar("Outcome")
+
+
+def in_parallel(call: Callable[[Item], Outcome], items: list[Item]) -> list[Outcome]:
+    """`call` for each item, each in a thread of its own, so that the slowest bounds them all; in the items' order."""
+    if len(items) < 2:
+        return [call(item) for item in items]
+    with ThreadPoolExecutor(max_workers=len(items)) as pool:
+        return list(pool.map(call, items))
 
 
 def file_size(path: str) -> int:
@@ -843,8 +872,10 @@ def file_size(path: str) -> int:
 def live_list(helper: str, entry: UserEntry, env: dict[str, str], log: str) -> ListResult:
     """`list` as the consumer runs it (what GitLab Runner calls for credsStore): registries and usernames."""
     before = file_size(log)
-    done = as_user([helper, "list"], entry, env)
+    done = as_user([helper, "list"], entry, env, timeout=LIVE_TIMEOUT)
     result: ListResult = {"rc": done["rc"], "log": read_text(log, start=before, limit=LOG_TAIL) or ""}
+    if "timed_out" in done:
+        result["timed_out"] = done["timed_out"]
     try:
         result["registries"] = json.loads(str(done["stdout"]))
     except ValueError:
@@ -855,8 +886,10 @@ def live_list(helper: str, entry: UserEntry, env: dict[str, str], log: str) -> L
 def live_get(helper: str, registry: str, entry: UserEntry, env: dict[str, str], log: str) -> GetResult:
     """`get` as the consumer runs it; the secret is reduced to its length, the log to this call's lines."""
     before = file_size(log)
-    done = as_user([helper, "get"], entry, env, stdin=registry)
+    done = as_user([helper, "get"], entry, env, stdin=registry, timeout=LIVE_TIMEOUT)
     result: GetResult = {"registry": registry, "rc": done["rc"]}
+    if "timed_out" in done:
+        result["timed_out"] = done["timed_out"]
     if done["rc"] != 0:  # what it said instead of credentials (it prints its error on stdout)
         result["said"] = (str(done["stderr"]).strip() or str(done["stdout"]).strip())[:500]
     try:
@@ -887,7 +920,7 @@ def probe(args: dict[str, Any]) -> ProbeResult:
             contents[key] = None
     commands = [run(list(argv)) for argv in args.get("commands") or []]
     registries = list(args.get("registries") or [])
-    consumers = [consumer(spec, registries) for spec in args.get("consumers") or []]
+    consumers = in_parallel(lambda spec: consumer(spec, registries), list(args.get("consumers") or []))
     return {
         "changed": False,
         "time": time.time(),  # the host's clock: how recent its log lines are
