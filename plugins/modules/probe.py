@@ -845,6 +845,8 @@ def observe(  # noqa: PLR0917 - one consumer's whole context
             listed = facts["list"].get("registries")
             hosts = [url.split("://")[-1].split("/")[0] for url in (listed if isinstance(listed, dict) else {})]
             wanted += [host for host in dict.fromkeys(hosts) if host not in wanted]
+    # Together, so that a hung API costs one timeout; their log lines then interleave (a failing
+    # get's lines may include those of another that failed at the same time).
     facts["gets"] = in_parallel(lambda host: live_get(found, host, entry, env, log_path), wanted) if found else []
     return facts
 
