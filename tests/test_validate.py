@@ -180,15 +180,21 @@ def test_creds_store_needs_the_region_that_ecrkit_gives_the_service(host: tuple[
         code, report = validate(inventory)
         assert code == 1
         # The service fails twice: by its environment, and by the helper's own `list` coming back empty.
-        [region, listed] = failures(report)
+        # So does root's login's `list` (no region in /etc/environment): a failed list fails every consumer.
+        [region, listed, logins] = failures(report)
         assert region[:2] == (f"service {SERVICE}", "region for credsStore")
         assert listed[:2] == (f"service {SERVICE}", "live list") and "an AWS region is required" in listed[2]
+        assert logins[:2] == ("user root", "live list") and "an AWS region is required" in logins[2]
         result = ansible_playbook("-i", str(inventory), "site.yml")
         assert result.returncode == 0, result.stdout[-3000:]
         assert machine.exists(ecrkit_dropin)
-        assert validate(inventory)[0] == 0
+        # The service passes again. site.yml keeps root's hand-written credsStore (it merges), and gives
+        # AWS_REGION to services, not to logins: root's login still lists nothing.
+        code, report = validate(inventory)
+        assert [(s, c) for s, c, _ in failures(report)] == [("user root", "live list")]
     finally:
         machine.run(f"echo {base64.b64encode(before.encode()).decode()} | base64 -d > /root/.docker/config.json")
+    assert validate(inventory)[0] == 0
 
 
 def test_a_cache_directory_the_user_cannot_write_is_reported(host: tuple[Host, Path]) -> None:

@@ -194,6 +194,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -724,18 +725,28 @@ def writable_as(directory: str, entry: UserEntry, env: dict[str, str]) -> bool:
     return test["rc"] == 0
 
 
-def consumer(spec: dict[str, str], registries: list[str]) -> ConsumerFacts:
+def consumer(spec: dict[str, str], registries: list[str], lists: threading.Barrier | None = None) -> ConsumerFacts:
     """One process that runs the helper: a systemd service (a GitLab Runner manager's with its
     config.toml), a user's login sessions, or a Mesos task's `docker pull`.
 
     Its user and environment (a running service's own, else what its unit gives it), the helper
     on its PATH and whether it runs, its config.json, its cache directory (writable by it?) and
     log, and a live `get` for each registry run exactly as that process would run it.
+
+    `lists`: where the consumers observed at the same time wait for each other's `list` before
+    any `get` (consumers can share a cache, which `list` answers from and a get fills).
     """
     kind = next(key for key in ("service", "user", "task") if key in spec)
     name = spec[kind]
     facts: ConsumerFacts = {"kind": kind, "name": name}
     sandbox = None
+    waited: list[bool] = []
+
+    def lists_done() -> None:  # once per consumer: before its gets, or when it has none
+        if lists is not None and not waited:
+            waited.append(True)
+            lists.wait()
+
     try:
         if kind == "user":
             user, env = name, {}
@@ -769,8 +780,9 @@ def consumer(spec: dict[str, str], registries: list[str]) -> ConsumerFacts:
         runner = kind == "service" and ("runner_config" in spec or os.path.basename(
             (service.get("exec") or [""])[0]) == "gitlab-runner")  # fmt: skip
         return observe(facts, entry, env, registries, spec.get("runner_config", "") if runner else None,
-                       service.get("exec", []) if runner else [])  # fmt: skip
+                       service.get("exec", []) if runner else [], lists_done)  # fmt: skip
     finally:
+        lists_done()
         if sandbox is not None:
             shutil.rmtree(sandbox, ignore_errors=True)
 
@@ -797,9 +809,10 @@ def fetch_into_sandbox(archive: str, task_user: str) -> tuple[str | None, Archiv
 
 def observe(  # noqa: PLR0917 - one consumer's whole context
     facts: ConsumerFacts, entry: UserEntry, env: dict[str, str], registries: list[str],
-    runner_config: str | None, argv: list[str],
+    runner_config: str | None, argv: list[str], lists_done: Callable[[], None] = lambda: None,
 ) -> ConsumerFacts:  # fmt: skip
-    """The helper as this consumer runs it: PATH, config, cache, log, live get and list."""
+    """The helper as this consumer runs it: PATH, config, cache, log, live get and list
+    (`lists_done`: called between them)."""
     facts["env"] = shown(env)
     facts["profile_region"] = profile_region(env)
     facts["sso"] = sso_session(env)
@@ -839,12 +852,13 @@ def observe(  # noqa: PLR0917 - one consumer's whole context
              if helper == "ecr-login"]  # fmt: skip
     wanted = list(dict.fromkeys(registries + named)) if runner_config is not None else registries or named
     if found and any(source.get("creds_store") == "ecr-login" for source in sources):
-        # Before its gets: `list` answers from the cache, which a get would fill.
+        # Before any get (`lists_done` holds them): `list` answers from the cache, which a get would fill.
         facts["list"] = live_list(found, entry, env, log_path)
         if runner_config is not None:  # GetAll: `get` for each registry `list` names
             listed = facts["list"].get("registries")
             hosts = [url.split("://")[-1].split("/")[0] for url in (listed if isinstance(listed, dict) else {})]
             wanted += [host for host in dict.fromkeys(hosts) if host not in wanted]
+    lists_done()
     # Together, so that a hung API costs one timeout; their log lines then interleave (a failing
     # get's lines may include those of another that failed at the same time).
     facts["gets"] = in_parallel(lambda host: live_get(found, host, entry, env, log_path), wanted) if found else []
@@ -922,7 +936,9 @@ def probe(args: dict[str, Any]) -> ProbeResult:
             contents[key] = None
     commands = [run(list(argv)) for argv in args.get("commands") or []]
     registries = list(args.get("registries") or [])
-    consumers = in_parallel(lambda spec: consumer(spec, registries), list(args.get("consumers") or []))
+    specs = list(args.get("consumers") or [])
+    lists = threading.Barrier(len(specs)) if len(specs) > 1 else None  # every consumer's list, then the gets
+    consumers = in_parallel(lambda spec: consumer(spec, registries, lists), specs)
     return {
         "changed": False,
         "time": time.time(),  # the host's clock: how recent its log lines are
