@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from ecrkit.constants import HELPER_BINARY
 from ecrkit.helper import parse_version
-from ecrkit.probe import ConfigSummary, ConsumerFacts, GetResult, ProbeResult, RunnerEntry
+from ecrkit.probe import ConfigSummary, ConsumerFacts, GetResult, ListResult, ProbeResult, RunnerEntry
 
 Severity = Literal["ok", "note", "warning", "error"]  # only "error" fails a host
 HELPER = HELPER_BINARY
@@ -133,6 +133,12 @@ HELPER_ANSWER_CAUSES = (
         "the helper crashed loading its AWS configuration: check AWS_CA_BUNDLE, AWS_PROFILE and ~/.aws/config "
         "of this user",
     ),
+)
+# A live call the probe stopped (probe.LIVE_TIMEOUT): the helper was still waiting, for the API
+# (a hung or filtered endpoint, a proxy that never answers) or for the credentials it asks ECR with.
+NO_ANSWER_FIX = (
+    "let the host reach api.ecr.<region>.amazonaws.com over HTTPS (firewall, proxy, VPC endpoint for ecr.api), and "
+    "check what gives the helper its credentials (the instance metadata service, with a hop limit of 2 in containers)"
 )
 LOG_LINE = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)')
 
@@ -508,6 +514,18 @@ def _cache(facts: ConsumerFacts) -> list[Finding]:
     return [Finding("token cache", "ok", f"{directory} ({mode}), writable by {facts['user']}")]
 
 
+def _no_answer(call: GetResult | ListResult, causes: list[Finding]) -> tuple[str, str] | None:
+    """A live call the probe had to stop: ECR's silence is its cause, with what the log said meanwhile.
+    The evidence and the fix, or None if the call finished."""
+    seconds = call.get("timed_out")
+    if seconds is None:
+        return None
+    evidence = f"ECR did not answer within {seconds:g} s (the probe stopped the helper)"
+    if causes:
+        return f"{evidence}; the log: {causes[-1].evidence}", causes[-1].fix
+    return evidence, NO_ANSWER_FIX
+
+
 def _gets(facts: ConsumerFacts, now: float | None = None) -> list[Finding]:
     findings = []
     sso = _sso_problem(facts, now)  # an expired session explains a failing get better than its log
@@ -519,8 +537,11 @@ def _gets(facts: ConsumerFacts, now: float | None = None) -> list[Finding]:
             continue
         causes = diagnose_helper_log(get["log"])
         said = get.get("said") or "no answer"
+        silent = _no_answer(get, causes)
         if sso is not None:
             findings.append(Finding("live get", "error", f"{registry}: {said}; {sso.evidence}", sso.fix))
+        elif silent is not None:
+            findings.append(Finding("live get", "error", f"{registry}: {silent[0]}", silent[1]))
         elif causes:
             for cause in causes:
                 findings.append(
@@ -550,14 +571,18 @@ def _list(facts: ConsumerFacts, now: float | None = None) -> list[Finding]:
     causes = diagnose_helper_log("\n".join(private_lines))
     if facts["list"]["rc"] == 0 and listed and not causes:
         return [Finding("live list", "ok", ", ".join(f"{url}: {user}" for url, user in listed.items()))]
-    severity: Severity = "error" if facts["kind"] == "service" else "warning"  # `docker pull` never lists
+    # A failed list fails every consumer, as the README's check table says: for a login too
+    # (`docker pull` only gets, but whatever lists for it, such as GitLab Runner, gets nothing).
     said = f"lists {len(listed)} registries" if isinstance(listed, dict) else facts["list"].get("said") or "no answer"
     sso = _sso_problem(facts, now)
     if sso is not None:
-        return [Finding("live list", severity, f"{said}; {sso.evidence}", sso.fix)]
+        return [Finding("live list", "error", f"{said}; {sso.evidence}", sso.fix)]
+    silent = _no_answer(facts["list"], causes)
+    if silent is not None:
+        return [Finding("live list", "error", *silent)]
     if not causes:
-        return [Finding("live list", severity, said, _answer_fix(said, facts))]
-    return [Finding("live list", severity, f"{said}; the log: {cause.evidence}", cause.fix) for cause in causes]
+        return [Finding("live list", "error", said, _answer_fix(said, facts))]
+    return [Finding("live list", "error", f"{said}; the log: {cause.evidence}", cause.fix) for cause in causes]
 
 
 # Executors whose images the runner manager pulls, resolving credentials itself (kubernetes

@@ -13,6 +13,7 @@ import json
 import os
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -44,8 +45,12 @@ RULE_VARIABLES = (
 RUNNER_GROUP, AGENT_GROUP = "gitlab_runners", "marathon_agents"  # playbooks/gitlab_runners.yml, marathon_agents.yml
 MARKER = "<<INCLUDE_ANSIBLE_MODULE_JSON_ARGS>>"  # where Ansible, and we, put the probe's arguments
 PODMAN = "containers.podman.podman"
-CONNECT_TIMEOUT = 15
-PROBE_TIMEOUT = 300  # a live get per registry and consumer, each bounded by the probe
+# Every wait is bounded, and a timeout is named. Over SSH: seconds to connect, then for the
+# host's SSH banner, then for the key exchange, then to authenticate. The probe bounds its own
+# live calls (its LIVE_TIMEOUT: a host's take at most twice that); PROBE_TIMEOUT only catches a
+# probe that hangs elsewhere.
+SSH_TIMEOUT = 15
+PROBE_TIMEOUT = 300
 
 
 @dataclass
@@ -94,25 +99,53 @@ def run_probe(target: Target) -> ProbeResult:
     try:
         done = subprocess.run(argv, input=script, capture_output=True, text=True, timeout=PROBE_TIMEOUT, check=False)
     except subprocess.TimeoutExpired as exc:
-        raise OSError(f"the probe did not finish in {PROBE_TIMEOUT}s") from exc
+        raise OSError(f"the probe did not finish in {PROBE_TIMEOUT} s") from exc
     if done.returncode != 0:
         raise OSError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}")
     return json.loads(done.stdout)  # type: ignore[no-any-return]
 
 
+def _ssh_socket(address: str, port: int) -> socket.socket:
+    """A connection to the host's SSH server that has sent its banner: each wait bounded by
+    SSH_TIMEOUT and named when it runs out (paramiko only says `No existing session` then)."""
+    where = f"{address} port {port}"
+    try:
+        sock = socket.create_connection((address, port), timeout=SSH_TIMEOUT)
+    except TimeoutError:
+        raise OSError(f"cannot connect to {where}: no answer within {SSH_TIMEOUT} s") from None
+    except OSError as exc:
+        raise OSError(f"cannot connect to {where}: {exc.strerror or exc}") from None
+    try:
+        if not sock.recv(1, socket.MSG_PEEK):  # the banner stays for paramiko to read
+            raise OSError(f"{where}: the host closed the connection without an SSH banner")
+    except TimeoutError:
+        sock.close()
+        raise OSError(
+            f"{where}: the host accepted the connection but never answered (no SSH banner within {SSH_TIMEOUT} s)"
+        ) from None
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def _over_ssh(target: Target, script: str) -> str:
+    address = target.address or target.name
+    sock = _ssh_socket(address, target.port)
     client = paramiko.SSHClient()
     client.load_system_host_keys()
     client.set_missing_host_key_policy(paramiko.RejectPolicy() if target.strict_host_keys else paramiko.AutoAddPolicy())
     try:
         client.connect(
-            target.address or target.name,
+            address,
             port=target.port,
             username=target.user,
             key_filename=target.key_file,
-            timeout=CONNECT_TIMEOUT,
-            banner_timeout=CONNECT_TIMEOUT,
-            auth_timeout=CONNECT_TIMEOUT,
+            sock=sock,
+            # The key exchange's wait: past the banner's, so that paramiko names a banner it cannot read.
+            timeout=2 * SSH_TIMEOUT,
+            banner_timeout=SSH_TIMEOUT,
+            auth_timeout=SSH_TIMEOUT,
         )
         # The probe acts as each consumer's user, so it runs as root (sudo without a password).
         command = shlex.quote(target.python) + " -"
@@ -126,12 +159,21 @@ def _over_ssh(target: Target, script: str) -> str:
             message = stderr.read().decode().strip()
             raise OSError(message.splitlines()[-1] if message else "the probe failed")
         return output
-    except paramiko.ssh_exception.NoValidConnectionsError as exc:
-        raise OSError(f"cannot connect to {target.address or target.name} port {target.port}") from exc
-    except (paramiko.SSHException, TimeoutError) as exc:
-        raise OSError(str(exc) or type(exc).__name__) from exc
+    except paramiko.SSHException as exc:
+        transport = client.get_transport()
+        cause = transport.get_exception() if transport is not None else None  # what its thread met, if anything
+        if cause is None and str(exc) == "No existing session":  # paramiko's word for a key exchange still going
+            raise OSError(f"{address} port {target.port}: the SSH key exchange did not finish within "
+                          f"{2 * SSH_TIMEOUT} s") from exc  # fmt: skip
+        raise OSError(str(cause or exc) or type(cause or exc).__name__) from exc
+    except EOFError as exc:  # paramiko's, from the key exchange: the host hung up, or its 15 s handshake ran out
+        raise OSError(f"{address} port {target.port}: the SSH key exchange failed: the host closed the connection, "
+                      "or stopped answering") from exc  # fmt: skip
+    except TimeoutError as exc:  # the channel's: the probe itself did not finish
+        raise OSError(f"the probe did not finish in {PROBE_TIMEOUT} s") from exc
     finally:
         client.close()
+        sock.close()
 
 
 def validate(target: Target) -> Report:

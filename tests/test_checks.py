@@ -262,3 +262,55 @@ def test_a_list_served_from_the_cache_while_renewal_fails_is_an_error() -> None:
 
 def test_ecr_public_failing_in_a_list_does_not_fail_private_registries() -> None:
     assert findings_for(listing(PUBLIC_UNREACHABLE, {f"https://{REGISTRY}": "AWS"}))["error"] == []
+
+
+# --- live calls the probe had to stop (probe.LIVE_TIMEOUT): a hung or silent ECR API.
+
+STOPPED = "stopped after 12 s"  # what the probe's as_user says of a helper it stopped
+
+
+def test_a_live_list_that_timed_out_fails_every_consumer_naming_ecrs_silence() -> None:
+    """The workstation's false pass: a login's credsStore `list` that never finished was a warning."""
+    facts = copy.deepcopy(GOOD_HOST)
+    for consumer in facts["consumers"]:
+        consumer["config"]["creds_store"] = "ecr-login"
+        consumer["profile_region"] = "us-east-1"
+        consumer["list"] = {"rc": None, "log": "", "said": STOPPED, "timed_out": 12}
+    errors = [f for f in judge(facts, [REGISTRY]) if f.severity != "ok"]
+    assert [(f.subject, f.check, f.severity) for f in errors] == [
+        ("service gitlab-runner", "live list", "error"),
+        ("user root", "live list", "error"),
+    ]
+    assert {f.evidence for f in errors} == {"ECR did not answer within 12 s (the probe stopped the helper)"}
+    assert all("api.ecr.<region>.amazonaws.com" in f.fix for f in errors)
+
+
+def test_any_failed_live_list_is_an_error_for_a_login_too() -> None:
+    facts = copy.deepcopy(GOOD_HOST)
+    listing(NO_REGION, {})(facts["consumers"][1])  # the login's own environment: no restart to ask for
+    [error] = [f for f in judge(facts, [REGISTRY]) if f.severity != "ok"]
+    assert (error.subject, error.check, error.severity) == ("user root", "live list", "error")
+
+
+def test_a_live_get_that_timed_out_names_ecrs_silence_and_what_the_log_said() -> None:
+    def hung(c: ConsumerFacts) -> None:
+        c["gets"][0] = {"registry": REGISTRY, "rc": None, "said": STOPPED, "log": "", "timed_out": 12}
+
+    error = only_error(hung)
+    assert (error.check, error.evidence) == (
+        "live get",
+        f"{REGISTRY}: ECR did not answer within 12 s (the probe stopped the helper)",
+    )
+    assert "api.ecr.<region>.amazonaws.com" in error.fix
+    unreachable = (
+        'time="t" level=error msg="Error retrieving credentials" error="ecr: request send failed, '
+        'dial tcp 10.0.0.1:443: i/o timeout"\n'
+    )
+
+    def logged(c: ConsumerFacts) -> None:
+        hung(c)
+        c["gets"][0]["log"] = unreachable
+
+    error = only_error(logged)
+    assert "ECR did not answer within 12 s" in error.evidence and "i/o timeout" in error.evidence
+    assert "VPC endpoint for ecr.api" in error.fix

@@ -11,13 +11,16 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ecrkit.probe import LIVE_TIMEOUT
 from ecrkit.standin import REGISTRY_HOST, TOKEN_PASSWORD, StandIn
 from ecrkit.testbed import (
     Host,
@@ -28,6 +31,7 @@ from ecrkit.testbed import (
     start_ssh_hosts,
     write_inventory,
 )
+from ecrkit.validate import SSH_TIMEOUT
 from tests.conftest import run_ecrkit
 
 pytestmark = [pytest.mark.hosts, pytest.mark.standin]
@@ -176,15 +180,21 @@ def test_creds_store_needs_the_region_that_ecrkit_gives_the_service(host: tuple[
         code, report = validate(inventory)
         assert code == 1
         # The service fails twice: by its environment, and by the helper's own `list` coming back empty.
-        [region, listed] = failures(report)
+        # So does root's login's `list` (no region in /etc/environment): a failed list fails every consumer.
+        [region, listed, logins] = failures(report)
         assert region[:2] == (f"service {SERVICE}", "region for credsStore")
         assert listed[:2] == (f"service {SERVICE}", "live list") and "an AWS region is required" in listed[2]
+        assert logins[:2] == ("user root", "live list") and "an AWS region is required" in logins[2]
         result = ansible_playbook("-i", str(inventory), "site.yml")
         assert result.returncode == 0, result.stdout[-3000:]
         assert machine.exists(ecrkit_dropin)
-        assert validate(inventory)[0] == 0
+        # The service passes again. site.yml keeps root's hand-written credsStore (it merges), and gives
+        # AWS_REGION to services, not to logins: root's login still lists nothing.
+        code, report = validate(inventory)
+        assert [(s, c) for s, c, _ in failures(report)] == [("user root", "live list")]
     finally:
         machine.run(f"echo {base64.b64encode(before.encode()).decode()} | base64 -d > /root/.docker/config.json")
+    assert validate(inventory)[0] == 0
 
 
 def test_a_cache_directory_the_user_cannot_write_is_reported(host: tuple[Host, Path]) -> None:
@@ -378,6 +388,44 @@ def test_the_agents_tasks_are_judged_by_the_archive_they_fetch(host: tuple[Host,
     assert (subject, check) == (TASKS, "covers registry") and REGISTRY_HOST in evidence
     # Nothing is left behind: every sandbox the probe made is gone.
     assert machine.run("ls -d /tmp/ecrkit-sandbox-* 2>/dev/null").stdout == ""
+
+
+def test_a_hung_api_is_named_within_a_bound_and_no_consumer_passes(
+    host: tuple[Host, Path], saved: Host, stand_in: StandIn
+) -> None:
+    """The stand-in's API stopped (SIGSTOP): connections are accepted and never answered, and
+    Debian's helper retries its TLS handshake for about 33 s per call. With root's config.json
+    on credsStore, the service and root's login each `list`, and the service, root and the
+    agent's tasks each `get`: one after another that took minutes, and a login's failed list
+    passed as a warning."""
+    _, inventory = host
+    assert saved.run("test -e /root/.aws").returncode != 0  # nothing of the host's own to put back
+    saved.run("""printf '{"credsStore": "ecr-login"}' > /root/.docker/config.json""")
+    saved.run("mkdir /root/.aws && printf '[default]\\nregion = us-east-1\\n' > /root/.aws/config")
+    forget_tokens(saved)  # else `get` and `list` answer from the cache
+    api = int((stand_in.state / "pids" / "api").read_text())
+    os.killpg(api, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        code, report = validate(inventory)
+        took = time.monotonic() - started
+    finally:
+        os.killpg(api, signal.SIGCONT)
+        saved.run("rm -rf /root/.aws && cp -p /root/.docker/config.json.saved /root/.docker/config.json")
+        forget_tokens(saved)
+    # The lists, then the gets, each run together and stopped after LIVE_TIMEOUT; the rest is SSH and the probe.
+    assert took < 2 * LIVE_TIMEOUT + SSH_TIMEOUT + 30, f"{took:.0f} s"
+    assert code == 1 and not report["passed"] and not report["hosts"][0]["passed"]
+    live = [f for f in report["hosts"][0]["findings"] if f["check"] in ("live get", "live list")]
+    assert sorted((f["subject"], f["check"], f["severity"]) for f in live) == [
+        (f"service {SERVICE}", "live get", "error"),
+        (f"service {SERVICE}", "live list", "error"),
+        (TASKS, "live get", "error"),
+        ("user root", "live get", "error"),
+        ("user root", "live list", "error"),
+    ]
+    assert all(f"ECR did not answer within {LIVE_TIMEOUT} s" in f["evidence"] for f in live), live
+    assert validate(inventory)[0] == 0  # the API answers again
 
 
 def test_an_expired_sso_session_is_named_with_its_fix(

@@ -69,6 +69,9 @@ options:
       - 'V({"user": NAME}) for a user''s login sessions.'
       - 'V({"task": AGENT_UNIT, "archive": PATH, "task_user": NAME}) for a Mesos task that
         fetches a C(docker.tar.gz).'
+      - Consumers are observed at the same time, and so are a consumer's live C(get)s (after its
+        C(list)). A live C(get) or C(list) that has not finished in time is stopped, and its
+        C(timed_out) gives the seconds it had.
     type: list
     elements: dict
   registries:
@@ -191,8 +194,11 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from typing import Any, TypedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypedDict, TypeVar
 
 # `ecrkit validate` replaces this marker with the probe's arguments as JSON (a raw string keeps
 # its escapes; JSON cannot contain three unescaped quotes in a row). Otherwise it stays: Ansible
@@ -224,6 +230,11 @@ SHOWN_ENV = (
     "AWS_EC2_METADATA_DISABLED", "AWS_USE_FIPS_ENDPOINT",
 )  # fmt: skip
 LOG_TAIL = 64 * 1024  # bytes of the helper's log: its recent lines, never the whole history
+# Seconds a live `get` or `list` may take before the helper is stopped and ECR is named as not
+# answering (a helper retries a hung TLS handshake: 0.6.0 takes about 33 s). A host's consumers,
+# and a consumer's gets, run at the same time, so a host's live calls take at most twice this
+# (its lists, then its gets), whatever the number of registries and consumers.
+LIVE_TIMEOUT = 12
 # The amazonec2 MachineOptions the validator judges; others (keys, secrets) are never reported.
 MACHINE_OPTIONS = (
     "amazonec2-iam-instance-profile", "amazonec2-userdata", "amazonec2-metadata-token",
@@ -261,6 +272,7 @@ class CommandResult(TypedDict, total=False):
     rc: int | None  # None: it could not be run (stderr says why)
     stdout: str
     stderr: str
+    timed_out: float  # the seconds it was given: it was stopped then
 
 
 class ShownEnv(TypedDict):
@@ -334,6 +346,7 @@ class ListResult(TypedDict, total=False):
     log: str
     registries: Any  # what `list` printed, parsed (a JSON object: registry URL -> username)
     said: str
+    timed_out: float  # seconds (LIVE_TIMEOUT): the helper had not answered and was stopped
 
 
 class GetResult(TypedDict, total=False):
@@ -344,6 +357,7 @@ class GetResult(TypedDict, total=False):
     secret_length: int  # the secret itself never leaves the host
     server_url: str | None
     log: str
+    timed_out: float  # seconds (LIVE_TIMEOUT): the helper had not answered and was stopped
 
 
 class ArchiveFacts(TypedDict, total=False):
@@ -543,14 +557,18 @@ def login_environment(entry: UserEntry, name: str) -> dict[str, str]:
     return env
 
 
-def as_user(argv: list[str], entry: UserEntry, env: dict[str, str], stdin: str = "") -> CommandResult:
-    """Run as the consumer's user, with its environment (the probe itself runs as root)."""
+def as_user(
+    argv: list[str], entry: UserEntry, env: dict[str, str], stdin: str = "", timeout: float = 60
+) -> CommandResult:
+    """Run as the consumer's user, with its environment (the probe itself runs as root); stopped after `timeout` s."""
     kwargs: dict[str, Any] = {}
     if os.geteuid() == 0 and entry["uid"] != 0:
         kwargs = {"user": entry["uid"], "group": entry["gid"], "extra_groups": entry["groups"]}
     try:
-        done = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=60, check=False, env=env,
-                              cwd="/", **kwargs)  # fmt: skip
+        done = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout, check=False,
+                              env=env, cwd="/", **kwargs)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return {"rc": None, "stdout": "", "stderr": f"stopped after {timeout:g} s", "timed_out": timeout}
     except (OSError, subprocess.SubprocessError) as exc:
         return {"rc": None, "stdout": "", "stderr": str(exc)}
     return {"rc": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
@@ -707,18 +725,28 @@ def writable_as(directory: str, entry: UserEntry, env: dict[str, str]) -> bool:
     return test["rc"] == 0
 
 
-def consumer(spec: dict[str, str], registries: list[str]) -> ConsumerFacts:
+def consumer(spec: dict[str, str], registries: list[str], lists: threading.Barrier | None = None) -> ConsumerFacts:
     """One process that runs the helper: a systemd service (a GitLab Runner manager's with its
     config.toml), a user's login sessions, or a Mesos task's `docker pull`.
 
     Its user and environment (a running service's own, else what its unit gives it), the helper
     on its PATH and whether it runs, its config.json, its cache directory (writable by it?) and
     log, and a live `get` for each registry run exactly as that process would run it.
+
+    `lists`: where the consumers observed at the same time wait for each other's `list` before
+    any `get` (consumers can share a cache, which `list` answers from and a get fills).
     """
     kind = next(key for key in ("service", "user", "task") if key in spec)
     name = spec[kind]
     facts: ConsumerFacts = {"kind": kind, "name": name}
     sandbox = None
+    waited: list[bool] = []
+
+    def lists_done() -> None:  # once per consumer: before its gets, or when it has none
+        if lists is not None and not waited:
+            waited.append(True)
+            lists.wait()
+
     try:
         if kind == "user":
             user, env = name, {}
@@ -752,8 +780,9 @@ def consumer(spec: dict[str, str], registries: list[str]) -> ConsumerFacts:
         runner = kind == "service" and ("runner_config" in spec or os.path.basename(
             (service.get("exec") or [""])[0]) == "gitlab-runner")  # fmt: skip
         return observe(facts, entry, env, registries, spec.get("runner_config", "") if runner else None,
-                       service.get("exec", []) if runner else [])  # fmt: skip
+                       service.get("exec", []) if runner else [], lists_done)  # fmt: skip
     finally:
+        lists_done()
         if sandbox is not None:
             shutil.rmtree(sandbox, ignore_errors=True)
 
@@ -780,9 +809,10 @@ def fetch_into_sandbox(archive: str, task_user: str) -> tuple[str | None, Archiv
 
 def observe(  # noqa: PLR0917 - one consumer's whole context
     facts: ConsumerFacts, entry: UserEntry, env: dict[str, str], registries: list[str],
-    runner_config: str | None, argv: list[str],
+    runner_config: str | None, argv: list[str], lists_done: Callable[[], None] = lambda: None,
 ) -> ConsumerFacts:  # fmt: skip
-    """The helper as this consumer runs it: PATH, config, cache, log, live get and list."""
+    """The helper as this consumer runs it: PATH, config, cache, log, live get and list
+    (`lists_done`: called between them)."""
     facts["env"] = shown(env)
     facts["profile_region"] = profile_region(env)
     facts["sso"] = sso_session(env)
@@ -822,14 +852,29 @@ def observe(  # noqa: PLR0917 - one consumer's whole context
              if helper == "ecr-login"]  # fmt: skip
     wanted = list(dict.fromkeys(registries + named)) if runner_config is not None else registries or named
     if found and any(source.get("creds_store") == "ecr-login" for source in sources):
-        # Before any `get`: `list` answers from the cache, which a get would fill.
+        # Before any get (`lists_done` holds them): `list` answers from the cache, which a get would fill.
         facts["list"] = live_list(found, entry, env, log_path)
         if runner_config is not None:  # GetAll: `get` for each registry `list` names
             listed = facts["list"].get("registries")
             hosts = [url.split("://")[-1].split("/")[0] for url in (listed if isinstance(listed, dict) else {})]
             wanted += [host for host in dict.fromkeys(hosts) if host not in wanted]
-    facts["gets"] = [live_get(found, registry, entry, env, log_path) for registry in wanted] if found else []
+    lists_done()
+    # Together, so that a hung API costs one timeout; their log lines then interleave (a failing
+    # get's lines may include those of another that failed at the same time).
+    facts["gets"] = in_parallel(lambda host: live_get(found, host, entry, env, log_path), wanted) if found else []
     return facts
+
+
+Item = TypeVar("Item")
+Outcome = TypeVar("Outcome")
+
+
+def in_parallel(call: Callable[[Item], Outcome], items: list[Item]) -> list[Outcome]:
+    """`call` for each item, each in a thread of its own, so that the slowest bounds them all; in the items' order."""
+    if len(items) < 2:
+        return [call(item) for item in items]
+    with ThreadPoolExecutor(max_workers=len(items)) as pool:
+        return list(pool.map(call, items))
 
 
 def file_size(path: str) -> int:
@@ -843,8 +888,10 @@ def file_size(path: str) -> int:
 def live_list(helper: str, entry: UserEntry, env: dict[str, str], log: str) -> ListResult:
     """`list` as the consumer runs it (what GitLab Runner calls for credsStore): registries and usernames."""
     before = file_size(log)
-    done = as_user([helper, "list"], entry, env)
+    done = as_user([helper, "list"], entry, env, timeout=LIVE_TIMEOUT)
     result: ListResult = {"rc": done["rc"], "log": read_text(log, start=before, limit=LOG_TAIL) or ""}
+    if "timed_out" in done:
+        result["timed_out"] = done["timed_out"]
     try:
         result["registries"] = json.loads(str(done["stdout"]))
     except ValueError:
@@ -855,8 +902,10 @@ def live_list(helper: str, entry: UserEntry, env: dict[str, str], log: str) -> L
 def live_get(helper: str, registry: str, entry: UserEntry, env: dict[str, str], log: str) -> GetResult:
     """`get` as the consumer runs it; the secret is reduced to its length, the log to this call's lines."""
     before = file_size(log)
-    done = as_user([helper, "get"], entry, env, stdin=registry)
+    done = as_user([helper, "get"], entry, env, stdin=registry, timeout=LIVE_TIMEOUT)
     result: GetResult = {"registry": registry, "rc": done["rc"]}
+    if "timed_out" in done:
+        result["timed_out"] = done["timed_out"]
     if done["rc"] != 0:  # what it said instead of credentials (it prints its error on stdout)
         result["said"] = (str(done["stderr"]).strip() or str(done["stdout"]).strip())[:500]
     try:
@@ -887,7 +936,9 @@ def probe(args: dict[str, Any]) -> ProbeResult:
             contents[key] = None
     commands = [run(list(argv)) for argv in args.get("commands") or []]
     registries = list(args.get("registries") or [])
-    consumers = [consumer(spec, registries) for spec in args.get("consumers") or []]
+    specs = list(args.get("consumers") or [])
+    lists = threading.Barrier(len(specs)) if len(specs) > 1 else None  # every consumer's list, then the gets
+    consumers = in_parallel(lambda spec: consumer(spec, registries, lists), specs)
     return {
         "changed": False,
         "time": time.time(),  # the host's clock: how recent its log lines are
