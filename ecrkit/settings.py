@@ -161,6 +161,7 @@ def _partition_patterns() -> tuple[tuple[str, re.Pattern[str]], ...]:
     return tuple((p["id"], re.compile(p["regionRegex"], re.ASCII)) for p in data["partitions"])
 
 
+@cache  # one read per process: the patterns and the regions both come from it
 def _botocore_partitions() -> dict[str, Any]:
     """botocore's partitions table, read from its package's data directory: importing botocore.loaders
     would cost a mirror run that finds nothing to copy a tenth of its time and 5 MiB. Through botocore's
@@ -182,6 +183,7 @@ def load_partitions() -> None:
     """Read botocore's partition table now rather than at the first registry validated: a process
     that forks workers loads it once for them all (the filter ecrkit.ecr.version)."""
     _partition_patterns()
+    known_regions()
 
 
 def region_partition(region: str) -> str:
