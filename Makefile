@@ -105,14 +105,16 @@ dist:
 
 # The image of the CI jobs (Containerfile): ecrkit, ansible-core and the collection, from what
 # `make dist` builds. pip's downloads are made here, into .cache/ci-image/wheels (kept), and the build
-# installs from them alone. CI_IMAGE_BASE: a Debian image with Python 3.11, as this machine's.
+# installs from them alone. CI_IMAGE_BASE: a Debian image whose python3 is CI_PYTHON (the wheels' version).
 VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' ecrkit/__init__.py)
 CI_IMAGE ?= localhost/ecrkit:$(VERSION)
 CI_IMAGE_BASE ?= docker.io/library/python:3.11-slim-bookworm
+CI_PYTHON ?= 3.11
 CI_WHEELS := .cache/ci-image/wheels
 ci-image: dist
 	@mkdir -p $(CI_WHEELS)
 	@$(DIST_VENV)/bin/pip download -q --disable-pip-version-check -d $(CI_WHEELS) -c requirements.txt \
+	  --python-version $(CI_PYTHON) --only-binary=:all: \
 	  dist/ecrkit-$(VERSION)-py3-none-any.whl ansible-core >$(DIST_VENV)/pip.log 2>&1 || { cat $(DIST_VENV)/pip.log; exit 1; }
 	@podman build --quiet --file Containerfile --tag $(CI_IMAGE) --build-arg BASE=$(CI_IMAGE_BASE) \
 	  --build-arg VERSION=$(VERSION) --build-arg PIP_OPTIONS="--no-index --find-links /wheels" \
