@@ -14,7 +14,8 @@ DEBIAN_PACKAGES := podman runc uidmap slirp4netns fuse-overlayfs debootstrap she
 	docker.io docker-registry openssl util-linux skopeo buildah time strace
 SCENARIOS := $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 
-.PHONY: help deps venv image helpers cloudinit-image lint unit molecule test run clean-hosts bench standin standin-down dist
+.PHONY: help deps venv image helpers cloudinit-image lint unit molecule test run clean-hosts bench standin standin-down dist \
+	ci-image
 
 STANDIN := .cache/standin
 
@@ -25,6 +26,8 @@ help:
 	@echo "make bench  converge, token, mirror and validate benchmarks (bench/README.md)"
 	@echo "make standin / make standin-down   start / stop the local stand-in for AWS and ECR"
 	@echo "make dist   the wheel (ecrkit) and the collection (ecrkit.ecr) into dist/"
+	@echo "make ci-image   the image of the CI jobs (Containerfile, examples/gitlab-ci.yml) as \$$CI_IMAGE"
+	@echo "            (default localhost/ecrkit:VERSION), FROM \$$CI_IMAGE_BASE (python:3.11-slim-bookworm)"
 
 deps: $(STAMP)/deps
 $(STAMP)/deps: Makefile
@@ -99,6 +102,25 @@ dist:
 	  || { cat $(DIST_VENV)/pip.log; exit 1; }
 	@$(DIST_VENV)/bin/ansible-galaxy collection build --output-path dist . >/dev/null
 	@ls dist
+
+# The image of the CI jobs (Containerfile): ecrkit, ansible-core and the collection, from what
+# `make dist` builds. pip's downloads are made here, into .cache/ci-image/wheels (kept), and the build
+# installs from them alone. CI_IMAGE_BASE: a Debian image whose python3 is CI_PYTHON (the wheels' version).
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' ecrkit/__init__.py)
+CI_IMAGE ?= localhost/ecrkit:$(VERSION)
+CI_IMAGE_BASE ?= docker.io/library/python:3.11-slim-bookworm
+CI_PYTHON ?= 3.11
+CI_WHEELS := .cache/ci-image/wheels
+ci-image: dist
+	@mkdir -p $(CI_WHEELS)
+	@$(DIST_VENV)/bin/pip download -q --disable-pip-version-check -d $(CI_WHEELS) -c requirements.txt \
+	  --python-version $(CI_PYTHON) --only-binary=:all: \
+	  dist/ecrkit-$(VERSION)-py3-none-any.whl ansible-core >$(DIST_VENV)/pip.log 2>&1 || { cat $(DIST_VENV)/pip.log; exit 1; }
+	@podman build --quiet --file Containerfile --tag $(CI_IMAGE) --build-arg BASE=$(CI_IMAGE_BASE) \
+	  --build-arg VERSION=$(VERSION) --build-arg PIP_OPTIONS="--no-index --find-links /wheels" \
+	  --volume "$$(realpath $(CI_WHEELS))":/wheels:ro . >.cache/ci-image/build.log 2>&1 \
+	  || { cat .cache/ci-image/build.log; exit 1; }
+	@echo "$(CI_IMAGE): built FROM $(CI_IMAGE_BASE)"
 
 clean-hosts:
 	@python -m ecrkit.testbed --destroy

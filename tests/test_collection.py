@@ -122,12 +122,13 @@ def test_the_artifact_holds_the_collection_and_nothing_else(artifact: Path) -> N
     wanted |= {"inventory/example/hosts.yml", "scripts/README.md", "scripts/ecrkit_probe.py"}
     wanted |= {f"roles/{role.name}/README.md" for role in (ROOT / "roles").iterdir() if role.is_dir()}
     wanted |= {f"docs/{page.name}" for page in (ROOT / "docs").glob("*.md")}  # the README's links lead there
-    wanted |= {"tests/sanity/ignore-2.19.txt"}
+    wanted |= {"tests/sanity/ignore-2.19.txt", "examples/gitlab-ci.yml"}  # docs/validation.md links it
     assert sorted(wanted - names) == []
     unwanted = ("ecrkit/", "tests/test_", "tests/data/", "tests/conftest.py", ".venv/", ".cache/", "molecule/",
                 "collections/", "bench/", "tools/", "inventory/local/")  # fmt: skip
     assert sorted(name for name in names if name.startswith(unwanted)) == []
-    checkout_only = {"ansible.cfg", "pyproject.toml", "requirements.txt", "Makefile", "ecrkit", "tests/__init__.py"}
+    checkout_only = {"ansible.cfg", "pyproject.toml", "requirements.txt", "Makefile", "ecrkit", "tests/__init__.py",
+                     "Containerfile", ".containerignore"}  # fmt: skip
     assert sorted(names & checkout_only) == []
     assert sorted(name for name in names if "__pycache__" in name or name.endswith((".pyc", ".whl", ".tar.gz"))) == []
 

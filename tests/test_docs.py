@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,6 @@ import pytest
 import yaml
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
-from ecrkit.cli import build_parser
 from tests.conftest import ROOT, readme_block
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "roles").glob("*/README.md"))]
@@ -79,18 +77,6 @@ def test_every_example_a_page_marks_is_run_by_a_test() -> None:
 def test_the_pages_show_the_example_inventorys_variables(marker: str, page: str, example: str) -> None:
     shown = yaml.safe_load(readme_block(f"<!-- {marker} -->", page))
     assert shown == yaml.safe_load((EXAMPLE / "group_vars" / example).read_text())
-
-
-def test_the_validation_ci_job_runs_a_command_ecrkit_accepts_and_reports_its_junit() -> None:
-    pipeline = yaml.safe_load(readme_block("<!-- validate-gitlab-ci -->", "docs/validation.md"))
-    job = pipeline["validate"]
-    (command,) = job["script"]
-    words = shlex.split(command)
-    assert words[0] == "ecrkit"
-    args = build_parser().parse_args(words[1:])
-    assert args.junit == job["artifacts"]["reports"]["junit"] == "validate.xml"
-    assert job["artifacts"]["when"] == "always"  # a failing fleet's report too
-    assert job["rules"] == [{"if": '$CI_PIPELINE_SOURCE == "schedule"'}]
 
 
 # -- the example inventory against the roles' argument specs ----------------------------------
