@@ -185,3 +185,24 @@ def test_a_stopped_runner_gets_the_reload_and_stays_stopped(host: Host, inventor
     assert converge(inventory, book, "eu-north-1")["changed"] == 0
     host.run("systemctl start gitlab-runner")
     assert service(host, "gitlab-runner")["region"] == "eu-north-1"
+
+
+def test_a_marathon_agent_restart_lost_to_a_kill_is_made_by_the_next_converge(
+    host: Host, inventory: Path, tmp_path: Path
+) -> None:
+    # The agent reads an EnvironmentFile (no reload of unit files at stake): only its process tells.
+    book = playbook(tmp_path, "marathon_agent_ecr")
+    assert service(host, "dcos-mesos-slave")["region"] == "eu-west-1"  # DC/OS's own setting
+    assert converge(inventory, book, "us-east-1")["changed"] > 0
+    assert service(host, "dcos-mesos-slave")["region"] == "us-east-1"
+
+    killed_before_handlers(inventory, playbook(tmp_path, "marathon_agent_ecr", hang=True), "ap-south-1")
+    assert "AWS_REGION=ap-south-1\n" in host.read(AGENT_ENV)
+    assert service(host, "dcos-mesos-slave")["region"] == "us-east-1"
+
+    assert converge(inventory, book, "ap-south-1", "--check")["changed"] > 0
+    assert service(host, "dcos-mesos-slave")["region"] == "us-east-1"
+    assert converge(inventory, book, "ap-south-1")["changed"] > 0
+    assert service(host, "dcos-mesos-slave")["region"] == "ap-south-1"
+    assert converge(inventory, book, "ap-south-1")["changed"] == 0
+    assert "MESOS_ATTRIBUTES=zone:a\n" in host.read(AGENT_ENV)  # the file's other lines stay

@@ -21,7 +21,7 @@ description:
     logged on the host; their diff shows the secrets replaced by C(<redacted>).
   - The roles of this collection call it; their variables, without the role's prefix, are O(options).
   - What a service runs with is judged from the running service, not only from this run's writes
-    (gitlab_runner_ecr): a reload or restart still due, from a run killed before its handler ran,
+    (gitlab_runner_ecr); a reload or restart still due, from a run killed before its handler ran,
     is reported as a change (RV(pending)), so that the role's handler runs.
 options:
   role:
