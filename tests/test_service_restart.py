@@ -8,6 +8,7 @@ that follows the role waits, after the role's write and before the play's handle
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -92,19 +93,26 @@ def playbook(directory: Path, role: str, *, hang: bool = False) -> Path:
     return path
 
 
-def converge(inventory: Path, book: Path, region: str, *args: str) -> dict[str, int]:
-    variable = "gitlab_runner_ecr_region" if "gitlab" in book.name else "marathon_agent_ecr_region"
-    done = ansible_playbook("-i", str(inventory), str(book), "-e", f"{variable}={region}", *args)
+# The setting each role's converges change: a region, or the mirror's schedule.
+SETTING = {"gitlab_runner_ecr": "gitlab_runner_ecr_region", "marathon_agent_ecr": "marathon_agent_ecr_region",
+           "ecr_mirror": "ecr_mirror_schedule"}  # fmt: skip
+
+
+def setting(book: Path, value: str) -> list[str]:
+    return ["-e", json.dumps({SETTING[book.stem.removesuffix("-hang")]: value})]
+
+
+def converge(inventory: Path, book: Path, value: str, *args: str) -> dict[str, int]:
+    done = ansible_playbook("-i", str(inventory), str(book), *setting(book, value), *args)
     assert done.returncode == 0, done.stdout[-3000:]
     return recap(done.stdout)[next(iter(recap(done.stdout)))]
 
 
-def killed_before_handlers(inventory: Path, book: Path, region: str) -> str:
+def killed_before_handlers(inventory: Path, book: Path, value: str, *args: str) -> str:
     """Run the play and SIGKILL ansible-playbook, with every process it started, once the role's
     tasks are done and the task that follows has started; what it printed until then."""
-    variable = "gitlab_runner_ecr_region" if "gitlab" in book.name else "marathon_agent_ecr_region"
     run = subprocess.Popen(
-        [str(BIN / "ansible-playbook"), "-i", str(inventory), str(book), "-e", f"{variable}={region}"],
+        [str(BIN / "ansible-playbook"), "-i", str(inventory), str(book), *setting(book, value), *args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, cwd=ROOT,
         env={**ANSIBLE_ENV, "ANSIBLE_FORCE_COLOR": "0"}, start_new_session=True,
     )  # fmt: skip
@@ -127,7 +135,8 @@ def service(host: Host, unit: str) -> dict[str, str]:
     """What systemd says of the unit, and the AWS_REGION its running process has."""
     shown = host.run(f"systemctl show {unit} --property=NeedDaemonReload,ActiveState,MainPID").stdout
     facts = dict(line.split("=", 1) for line in shown.splitlines() if "=" in line)
-    environ = host.run(f"tr '\\0' '\\n' < /proc/{facts['MainPID']}/environ").stdout if facts["MainPID"] != "0" else ""
+    pid = facts.get("MainPID", "0")  # a timer has none
+    environ = host.run(f"tr '\\0' '\\n' < /proc/{pid}/environ").stdout if pid != "0" else ""
     region = [line.split("=", 1)[1] for line in environ.splitlines() if line.startswith("AWS_REGION=")]
     return {**facts, "region": region[0] if region else ""}
 
@@ -206,3 +215,32 @@ def test_a_marathon_agent_restart_lost_to_a_kill_is_made_by_the_next_converge(
     assert service(host, "dcos-mesos-slave")["region"] == "ap-south-1"
     assert converge(inventory, book, "ap-south-1")["changed"] == 0
     assert "MESOS_ATTRIBUTES=zone:a\n" in host.read(AGENT_ENV)  # the file's other lines stay
+
+
+MIRROR = {
+    "target": "123456789012.dkr.ecr.us-east-1.amazonaws.com",
+    "images": [{"source": "127.0.0.1:5999/team/tool", "tags": ["1.0"]}],
+}
+
+
+def test_mirror_units_a_killed_run_wrote_are_loaded_by_the_next_converge(
+    host: Host, inventory: Path, tmp_path: Path
+) -> None:
+    # The mirror's service is a oneshot its timer starts: nothing runs to restart, but a timer
+    # systemd still has with its old schedule until something reloads it. The role flushes its
+    # handlers inside itself, so the kill is simulated: the timer as a run killed between its write
+    # and that flush leaves it (the new schedule on disk, no daemon-reload).
+    book = playbook(tmp_path, "ecr_mirror")
+    config = ("-e", json.dumps({"ecr_mirror_config": MIRROR, "ecr_mirror_packages": []}))
+    assert converge(inventory, book, "*-*-* 03:15:00", *config)["changed"] > 0
+    host.run(
+        "sed -i 's/OnCalendar=\\*-\\*-\\* 03:15:00/OnCalendar=*-*-* 04:15:00/' /etc/systemd/system/ecrkit-mirror.timer"
+    )
+    assert "OnCalendar=*-*-* 04:15:00" in host.read("/etc/systemd/system/ecrkit-mirror.timer")
+    assert service(host, "ecrkit-mirror.timer")["NeedDaemonReload"] == "yes"
+    assert converge(inventory, book, "*-*-* 04:15:00", *config, "--check")["changed"] > 0
+    assert service(host, "ecrkit-mirror.timer")["NeedDaemonReload"] == "yes"
+    assert converge(inventory, book, "*-*-* 04:15:00", *config)["changed"] > 0
+    assert service(host, "ecrkit-mirror.timer")["NeedDaemonReload"] == "no"
+    assert "04:15:00" in host.run("systemctl show ecrkit-mirror.timer --property=TimersCalendar").stdout
+    assert converge(inventory, book, "*-*-* 04:15:00", *config)["changed"] == 0
