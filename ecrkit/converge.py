@@ -36,6 +36,7 @@ class ProbeArgs(TypedDict, total=False):
     user_paths: list[str]
     read: list[str]
     commands: list[list[str]]
+    services: list[str]
 
 
 class Shipped(TypedDict):
@@ -66,6 +67,7 @@ class Changes(TypedDict):
     secrets: bool  # a file written holds stored credentials: the write is not logged on the host
     redacted: list[Redacted]  # the diffs shown for those files instead of their own
     then_probe: ProbeArgs | None  # asked after shipping (not in check mode), for `after`
+    pending: list[str]  # what the role's handlers must still do on the host, and why: the task reports a change
     facts: dict[str, Any]  # ansible_facts set on the host
     result: dict[str, Any]  # returned to the role as is (what its remaining tasks need)
 
@@ -78,6 +80,7 @@ def changes(**given: Any) -> Changes:
         "secrets": False,
         "redacted": [],
         "then_probe": None,
+        "pending": [],
         "facts": {},
         "result": {},
     }
@@ -237,12 +240,17 @@ def _runner_probe(options: Mapping[str, Any]) -> ProbeArgs:
     paths = [options["config_path"], options["env_path"]] + (
         [options["userdata_path"]] if options["userdata_path"] else []
     )
-    return {"paths": paths, "read": paths}
+    service = options.get("service") or ""
+    # What the service runs with, against what its drop-in gives a new start (hoststate.service_due).
+    services = [service] if service and not options.get("container") else []
+    return {"paths": paths, "read": paths, **({"services": services} if services else {})}
 
 
 def _runner_plan(probe: ProbeResult, options: Mapping[str, Any]) -> Changes:
     """config.toml holds runner tokens: written without its own diff, shown redacted. A new
-    drop-in gets its directory; the role restarts the service for it (`restart`)."""
+    drop-in gets its directory. The role's handler reloads systemd (`daemon_reload`) and restarts
+    the service (`restart`) whenever the running service differs from its drop-in, whether this
+    run wrote it or a killed run did (`pending`: the task reports a change)."""
     plan = plans.runner_plan(probe, options)
     root = {"owner": "root", "group": "root"}
     owners = {"service_env": root, "config_toml": {}, "userdata": root}  # config.toml keeps its owner
@@ -251,15 +259,22 @@ def _runner_plan(probe: ProbeResult, options: Mapping[str, Any]) -> Changes:
         {**{key: item[key] for key in ("path", "content", "mode")}, **owners[name], "diff": name != "config_toml"}
         for name, item in written.items()
     ]
-    env = plan["files"].get("service_env")
-    drop_in = [{"path": posixpath.dirname(env["path"]), **root, "mode": "0755"}] if plan["restart"] else []
+    env = written.get("service_env")
+    container = bool(options.get("container"))
+    drop_in = [{"path": posixpath.dirname(env["path"]), **root, "mode": "0755"}] if env and not container else []
     tokens = "config_toml" in written
     return changes(
         write={"directories": drop_in, "files": files},
         secrets=tokens,
         redacted=[plan["redacted"]] if tokens else [],
+        pending=plan["why"] if plan["restart"] or plan["daemon_reload"] else [],
         # Keys GitLab Runner would ignore without a word: Ansible shows them as warnings.
-        result={"restart": plan["restart"], "rule": plan["rule"], "warnings": plan["typos"]},
+        result={
+            "restart": plan["restart"],
+            "daemon_reload": plan["daemon_reload"],
+            "rule": plan["rule"],
+            "warnings": plan["typos"],
+        },
     )
 
 

@@ -17,7 +17,7 @@ from ecrkit.constants import LOGROTATE_PATH
 from ecrkit.errors import FileFormatError, InputError
 from ecrkit.files import decode
 from ecrkit.helper import expected_sha256, parse_version
-from ecrkit.probe import CommandResult, PathState, ProbeResult, UserEntry
+from ecrkit.probe import CommandResult, PathState, ProbeResult, ServiceState, UserEntry
 from ecrkit.renderers import aws_config, docker_config, runner_config, service_env
 from ecrkit.renderers.aws_config import SsoProfile
 from ecrkit.renderers.docker_config import State
@@ -211,7 +211,7 @@ def read_facts(texts: Mapping[str, str]) -> ProbeResult:
     """The probe's answer for files read here, not on a host (the CLI's --config and the like);
     their states are unknown, so every planned file says it must be written."""
     contents: dict[str, str | None] = {path: base64.b64encode(text.encode()).decode() for path, text in texts.items()}
-    return {"users": {}, "paths": {}, "contents": contents, "commands": [], "consumers": []}
+    return {"users": {}, "paths": {}, "contents": contents, "commands": [], "consumers": [], "services": {}}
 
 
 def _require_users(probe: ProbeResult, users: Iterable[str], variable: str) -> None:
@@ -255,10 +255,12 @@ def runner_files(
     env_form: str,
     userdata_path: str = "",
     userdata_text: str = "",
+    service: str = "",
 ) -> dict[str, Any]:
     """GitLab Runner's files, all rendered before any is written, by name: `service_env` (a
     systemd drop-in, or an env file for a runner in a container; none without `env_path`),
-    `config_toml`, and `userdata` (only with `userdata_path`).
+    `config_toml`, and `userdata` (only with `userdata_path`); and what the drop-in's `service`
+    needs (service_due: `daemon_reload`, `restart`, `why`).
 
     config.toml holds runner tokens: its entry carries a redacted before/after for diffs.
     """
@@ -278,13 +280,68 @@ def runner_files(
         old = before if path == config_path else _text(probe, path)
         changed = content != old or differs(probe["paths"].get(path), mode=mode, owner="root")
         files[name] = {"path": path, "content": content, "mode": mode, "write": changed}
+    due: ServiceDue = {"daemon_reload": False, "restart": False, "why": []}
+    if env_form == "drop-in" and "service_env" in files:
+        state = (probe.get("services") or {}).get(service) if service else None
+        due = service_due(service, state, env, written=files["service_env"]["write"], unit_file=True)
     return {
         "files": files,
         "typos": merged.typos,
-        "restart": env_form == "drop-in" and "service_env" in files and files["service_env"]["write"],
+        **due,
         "redacted": {
             "path": config_path,
             "before": runner_config.redact(before),
             "after": runner_config.redact(merged.text),
         },
     }
+
+
+# The keys ecrkit writes into a service's environment (ecrkit.renderers.service_env.environment).
+MANAGED_ENV = ("AWS_REGION", "AWS_ECR_CACHE_DIR", "PATH")
+
+
+class ServiceDue(TypedDict):
+    """What a service needs so that its running process has what is on disk."""
+
+    daemon_reload: bool
+    restart: bool
+    why: list[str]  # each reason, for the task's output
+
+
+def service_due(
+    unit: str, state: ServiceState | None, env: Mapping[str, str], *, written: bool, unit_file: bool
+) -> ServiceDue:
+    """Judged from the running service, not only from this run's writes, so that a restart a
+    killed run had notified is not lost: `unit` is reloaded while systemd says its files changed
+    since it loaded them (NeedDaemonReload), and restarted while its process runs with other
+    values of ecrkit's keys (MANAGED_ENV) than a new start would get. A stopped service gets the
+    new values when it starts: it is not started.
+
+    `env` is what ecrkit's file gives it once this run wrote it (`written`); `unit_file`: that file
+    is a drop-in, read by systemd at a daemon-reload, not an EnvironmentFile read at each start.
+    What a new start gets is `env` while that file is new to systemd, else the probed unit's own
+    environment (another drop-in may override ours: no restart for ever). Without `state` (the
+    service was not probed) or its process's environment (not readable), a write restarts it.
+    """
+    if state is None:
+        return {"daemon_reload": written and unit_file, "restart": written, "why": []}
+    if not state.get("found"):
+        why = [f"{unit}: {state.get('error') or 'not found'}; nothing to restart"] if written else []
+        return {"daemon_reload": written and unit_file, "restart": False, "why": why}
+    pending = bool(state.get("need_daemon_reload"))
+    ours = unit_file and (written or pending)  # systemd has not loaded our drop-in yet
+    new = dict(env) if written or ours else dict(state.get("unit_env") or {})
+    process = state.get("process_env")
+    running = int(state.get("main_pid") or 0) > 0
+    stale: list[str] = []
+    if not running or process is None:
+        restart = running and (written or ours)
+    else:
+        stale = [key for key in MANAGED_ENV if key in new and process.get(key) != new[key]]
+        restart = bool(stale)
+    # A restart with unit files changed on disk would start the unit as systemd loaded it.
+    reload = ours or (restart and pending)
+    why = [f"{unit}: systemd has not loaded its changed unit files (NeedDaemonReload)"] if reload and pending else []
+    had = process or {}
+    why += [f"{unit} runs with {key}={had.get(key, '(unset)')}, a new start gets {new[key]}" for key in stale]
+    return {"daemon_reload": reload, "restart": restart, "why": why}

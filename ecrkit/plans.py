@@ -67,6 +67,7 @@ class RunnerOptions(RuleOptions, total=False):
 
     config_path: str
     env_path: str  # "": no service environment (the command writes config.toml only)
+    service: str  # the systemd service the drop-in is for, probed (facts["services"]) for what it runs with
     container: bool  # an env file for `docker run --env-file` instead of a systemd drop-in
     region: str
     cache_dir: str
@@ -127,7 +128,8 @@ def job_host_userdata(
 
 def runner_plan(facts: ProbeResult, options: Mapping[str, Any], name: Name | None = None) -> dict[str, Any]:
     """gitlab_runner_ecr's decision: config.toml merged, the service's environment, the job hosts'
-    userdata; each by name with whether the host differs (hoststate.runner_files), and the rule."""
+    userdata; each by name with whether the host differs (hoststate.runner_files), whether the
+    service must be reloaded or restarted to run with its drop-in (hoststate.service_due), and the rule."""
     name = name or variables("gitlab_runner_ecr_")
     rule = credential_rule(options, name)
     settings = runner_settings(rule, options, name)
@@ -166,6 +168,7 @@ def runner_plan(facts: ProbeResult, options: Mapping[str, Any], name: Name | Non
         env_form="env-file" if options.get("container") else "drop-in",
         userdata_path=userdata_path,
         userdata_text=text,
+        service=options.get("service") or "",
     )
     return {**plan, "rule": rule_facts(rule)}
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ecrkit.probe import CommandResult, GetResult, PathState, ProbeResult, UserEntry
+from ecrkit.probe import CommandResult, GetResult, PathState, ProbeResult, ServiceState, UserEntry
 
 DATA = Path(__file__).parent / "data"
 HOMES = {"root": "/root"}
@@ -57,8 +57,9 @@ def probe_result(
     paths: Mapping[str, PathState] | None = None,
     contents: Mapping[str, str | bytes | None] | None = None,
     commands: Sequence[CommandResult] = (),
+    services: Mapping[str, ServiceState] | None = None,
 ) -> ProbeResult:
-    """The probe's answer for these users, path states and file contents (given as text)."""
+    """The probe's answer for these users, path states, file contents (given as text) and services."""
     return {
         "changed": False,
         "users": dict(users or {}),
@@ -66,7 +67,30 @@ def probe_result(
         "contents": {key: None if data is None else encoded(data) for key, data in (contents or {}).items()},
         "commands": list(commands),
         "consumers": [],
+        "services": dict(services or {}),
     }
+
+
+def service(
+    *,
+    active: bool = True,
+    need_daemon_reload: bool = False,
+    unit_env: Mapping[str, str] | None = None,
+    process_env: Mapping[str, str] | None = None,
+) -> ServiceState:
+    """A systemd service as the probe's `services` sees it: running (with `process_env`) or
+    inactive; `unit_env` is what its unit gives a new start."""
+    return {
+        "found": True,
+        "active_state": "active" if active else "inactive",
+        "need_daemon_reload": need_daemon_reload,
+        "main_pid": 412 if active else 0,
+        "unit_env": dict(unit_env or {}),
+        "process_env": dict(process_env or {}) if active else None,
+    }
+
+
+NO_SERVICE: ServiceState = {"found": False, "error": "Unit gitlab-runner.service could not be found."}
 
 
 def root_files(files: Mapping[str, str], mode: str = "0600") -> ProbeResult:
@@ -88,6 +112,7 @@ def runner_options(registry: str, **changed: object) -> dict[str, object]:
         "config_path": "/etc/gitlab-runner/config.toml",
         "env_path": "/etc/systemd/system/gitlab-runner.service.d/ecrkit.conf",
         "container": False,
+        "service": "gitlab-runner",
         "region": "",
         "cache_dir": "/var/lib/ecr-login",
         "helper_dir": "/usr/local/bin",

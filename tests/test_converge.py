@@ -17,12 +17,14 @@ from ecrkit.hoststate import FilesArguments
 from ecrkit.renderers.logrotate import render as render_logrotate
 from tests.facts import (
     MISSING,
+    NO_SERVICE,
     directory_state,
     file_state,
     helper_options,
     probe_result,
     root_files,
     runner_options,
+    service,
     user,
 )
 
@@ -161,7 +163,8 @@ def test_a_runners_config_toml_is_written_without_its_diff_and_its_typos_are_war
     facts = root_files({str(options["config_path"]): config})
     role = converge.role("gitlab_runner_ecr")
     assert role.probe_args(options) == {"paths": [options["config_path"], options["env_path"]]} | {
-        "read": [options["config_path"], options["env_path"]]
+        "read": [options["config_path"], options["env_path"]],
+        "services": ["gitlab-runner"],  # what it runs with
     }
     changes = role.plan(facts, options)
     by_path = {item["path"]: item for item in changes["write"]["files"]}
@@ -215,3 +218,53 @@ def test_each_file_the_probe_read_is_written_only_while_it_holds_what_the_plan_r
         "/home/deploy/.docker/config.json": "d" * 64,
     }
     assert converge.as_read(write, facts)["directories"] == write["directories"]
+
+
+def converged_runner(options: dict[str, Any], **services: Any) -> Any:
+    """The probe's answer on a manager whose files are as the role writes them, with `services`."""
+    config = '[[runners]]\n  name = "a"\n  token = "glrt-secret"\n  executor = "docker"\n'
+    first = converge.role("gitlab_runner_ecr").plan(root_files({str(options["config_path"]): config}), options)
+    facts = root_files({item["path"]: item["content"] for item in first["write"]["files"]})
+    facts["paths"][str(options["env_path"])]["mode"] = "0644"
+    facts["services"] = services
+    return facts
+
+
+def test_a_runner_that_still_runs_with_its_old_region_is_restarted_with_nothing_written() -> None:
+    # A converge killed after it wrote the drop-in and before its handler: the file is as planned,
+    # systemd has not reloaded it, and the process runs with the region it started with.
+    options = runner_options(ECR, userdata_path="")
+    stale = service(
+        need_daemon_reload=True, unit_env={"AWS_REGION": "us-east-1"}, process_env={"AWS_REGION": "us-east-1"}
+    )
+    changes = converge.role("gitlab_runner_ecr").plan(converged_runner(options, **{"gitlab-runner": stale}), options)
+    assert changes["write"] == {"directories": [], "files": []}
+    assert changes["result"]["restart"] is True and changes["result"]["daemon_reload"] is True
+    assert any("AWS_REGION=us-east-1, a new start gets eu-west-1" in why for why in changes["pending"])
+
+
+def test_a_runner_as_its_drop_in_says_is_left_alone() -> None:
+    options = runner_options(ECR, userdata_path="")
+    env = {"AWS_REGION": "eu-west-1", "AWS_ECR_CACHE_DIR": "/var/lib/ecr-login"}
+    fresh = service(unit_env=env, process_env={**env, "PATH": "/usr/bin"})
+    changes = converge.role("gitlab_runner_ecr").plan(converged_runner(options, **{"gitlab-runner": fresh}), options)
+    assert changes["pending"] == [] and changes["result"]["restart"] is False
+    assert changes["result"]["daemon_reload"] is False
+
+
+def test_a_runner_without_its_unit_gets_its_drop_in_and_no_restart() -> None:
+    options = runner_options(ECR, userdata_path="")
+    config = '[[runners]]\n  name = "a"\n  token = "glrt-secret"\n  executor = "docker"\n'
+    facts = root_files({str(options["config_path"]): config})
+    facts["services"] = {"gitlab-runner": NO_SERVICE}
+    changes = converge.role("gitlab_runner_ecr").plan(facts, options)
+    assert options["env_path"] in [item["path"] for item in changes["write"]["files"]]
+    assert changes["result"]["restart"] is False and changes["result"]["daemon_reload"] is True
+
+
+def test_a_runner_in_a_container_is_not_asked_about_systemd() -> None:
+    options = runner_options(ECR, userdata_path="", container=True, env_path="/etc/gitlab-runner/ecrkit.env")
+    asked = converge.role("gitlab_runner_ecr").probe_args(options)
+    assert asked is not None and "services" not in asked
+    changes = converge.role("gitlab_runner_ecr").plan(converged_runner(options), options)
+    assert changes["result"]["restart"] is False and changes["pending"] == []

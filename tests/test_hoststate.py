@@ -14,10 +14,10 @@ import pytest
 from ecrkit.constants import LOGROTATE_PATH
 from ecrkit.errors import EcrkitError, InputError
 from ecrkit.helper import install_plan
-from ecrkit.hoststate import differs, helper_changes
+from ecrkit.hoststate import differs, helper_changes, service_due
 from ecrkit.probe import ProbeResult
 from ecrkit.renderers.logrotate import render as render_logrotate
-from tests.facts import MISSING, directory_state, file_state, probe_result, user
+from tests.facts import MISSING, NO_SERVICE, directory_state, file_state, probe_result, service, user
 
 PROBE = Path(__file__).resolve().parent.parent / "scripts" / "ecrkit_probe.py"
 
@@ -127,3 +127,77 @@ def test_the_probe_script_reports_real_files_and_users(tmp_path: Path) -> None:
     assert facts["paths"][str(tmp_path / "none")] == {"path": str(tmp_path / "none"), "exists": False}
     assert facts["contents"][str(tmp_path / "config.json")] == "e30="
     assert facts["commands"][0]["stdout"] == "0.6.0\n"
+
+
+# What a service needs so that its process has what is on disk (service_due), from the running
+# service: the fault a converge killed between its write and its handler's restart leaves.
+NEW = {"AWS_REGION": "eu-west-1"}
+OLD = {"AWS_REGION": "us-east-1"}
+
+
+def test_a_drop_in_a_killed_run_wrote_gets_its_reload_and_restart() -> None:
+    state = service(need_daemon_reload=True, unit_env=OLD, process_env=OLD)
+    due = service_due("gitlab-runner", state, NEW, written=False, unit_file=True)
+    assert due["daemon_reload"] is True and due["restart"] is True
+    assert due["why"] == [
+        "gitlab-runner: systemd has not loaded its changed unit files (NeedDaemonReload)",
+        "gitlab-runner runs with AWS_REGION=us-east-1, a new start gets eu-west-1",
+    ]
+
+
+def test_a_process_older_than_its_reloaded_unit_is_restarted() -> None:
+    # Something else reloaded systemd after the kill: only the process tells.
+    state = service(unit_env=NEW, process_env=OLD)
+    due = service_due("gitlab-runner", state, NEW, written=False, unit_file=True)
+    assert (due["daemon_reload"], due["restart"]) == (False, True)
+
+
+def test_a_stopped_service_is_reloaded_and_not_started() -> None:
+    state = service(active=False, need_daemon_reload=True, unit_env=OLD)
+    due = service_due("gitlab-runner", state, NEW, written=False, unit_file=True)
+    assert (due["daemon_reload"], due["restart"]) == (True, False)
+    written = service_due("gitlab-runner", service(active=False, unit_env=OLD), NEW, written=True, unit_file=True)
+    assert (written["daemon_reload"], written["restart"]) == (True, False)
+
+
+def test_a_service_as_its_unit_says_needs_nothing() -> None:
+    # PATH: the process has systemd's, the unit sets none; no key the unit does not set is compared.
+    state = service(unit_env=NEW, process_env={**NEW, "PATH": "/usr/bin"})
+    due = service_due("gitlab-runner", state, NEW, written=False, unit_file=True)
+    assert due == {"daemon_reload": False, "restart": False, "why": []}
+
+
+def test_another_drop_in_that_overrides_ours_restarts_nothing_for_ever() -> None:
+    # A later drop-in sets another region: the process has what the unit gives it, not ours.
+    state = service(unit_env={"AWS_REGION": "ap-south-1"}, process_env={"AWS_REGION": "ap-south-1"})
+    due = service_due("gitlab-runner", state, NEW, written=False, unit_file=True)
+    assert due["restart"] is False
+
+
+def test_a_write_that_changes_no_value_reloads_without_a_restart() -> None:
+    due = service_due("gitlab-runner", service(unit_env=NEW, process_env=NEW), NEW, written=True, unit_file=True)
+    assert (due["daemon_reload"], due["restart"]) == (True, False)
+
+
+def test_an_env_file_is_judged_from_the_file_the_unit_reads() -> None:
+    # An EnvironmentFile is read at each start: no reload; a stale process is restarted.
+    state = service(need_daemon_reload=False, unit_env=NEW, process_env=OLD)
+    due = service_due("dcos-mesos-slave", state, NEW, written=False, unit_file=False)
+    assert (due["daemon_reload"], due["restart"]) == (False, True)
+    # Its unit's own changes are not ecrkit's to load, unless it restarts: then first.
+    pending = service(need_daemon_reload=True, unit_env=NEW, process_env=NEW)
+    due = service_due("dcos-mesos-slave", pending, NEW, written=False, unit_file=False)
+    assert due == {"daemon_reload": False, "restart": False, "why": []}
+    both = service(need_daemon_reload=True, unit_env=NEW, process_env=OLD)
+    due = service_due("dcos-mesos-slave", both, NEW, written=False, unit_file=False)
+    assert (due["daemon_reload"], due["restart"]) == (True, True)
+
+
+def test_unknown_process_environments_restart_on_a_change_only() -> None:
+    unreadable = service(unit_env=OLD)
+    unreadable["process_env"] = None
+    assert service_due("gitlab-runner", unreadable, NEW, written=False, unit_file=True)["restart"] is False
+    assert service_due("gitlab-runner", unreadable, NEW, written=True, unit_file=True)["restart"] is True
+    # Not probed at all (the CLI): a write restarts, as it always did.
+    assert service_due("gitlab-runner", None, NEW, written=True, unit_file=True)["restart"] is True
+    assert service_due("gitlab-runner", NO_SERVICE, NEW, written=True, unit_file=True)["restart"] is False

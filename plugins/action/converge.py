@@ -96,8 +96,10 @@ class ActionModule(ActionBase):  # type: ignore[misc]  # ansible has no type inf
             ]  # fmt: skip
         return {
             **changes["result"],
-            "changed": bool(changed_paths),
+            # A restart a killed run had notified is still due: a change, so that the handler runs.
+            "changed": bool(changed_paths) or bool(changes["pending"]),
             "changed_paths": changed_paths,
+            "pending": changes["pending"],
             "backups": written["backups"],
             "diff": diff,
             "ansible_facts": dict(changes["facts"]),

@@ -17,7 +17,7 @@ from ansible.errors import AnsibleFilterError
 try:
     # Each role's decision is a function of ecrkit.plans; the rest are the smaller decisions the roles ask for.
     from ecrkit import __version__ as ECRKIT_VERSION
-    from ecrkit import checks, constants, ecr_account, plans, settings
+    from ecrkit import checks, constants, ecr_account, hoststate, plans, settings
     from ecrkit.errors import EcrkitError
     from ecrkit.renderers import mirror_service
 except ImportError as missing:  # pragma: no cover - depends on the controller's Python
@@ -42,7 +42,7 @@ except ImportError as missing:  # pragma: no cover - depends on the controller's
     class EcrkitError(Exception):  # type: ignore[no-redef]  # named by except clauses
         pass
 
-    checks = constants = ecr_account = plans = settings = mirror_service = _Missing()  # type: ignore[assignment]
+    checks = constants = ecr_account = hoststate = plans = settings = mirror_service = _Missing()  # type: ignore[assignment]
     ECRKIT_VERSION = _Missing()  # type: ignore[assignment]
 
 if TYPE_CHECKING:  # the probe's facts as ecrkit types them (Ansible hands over plain dicts)
@@ -129,6 +129,19 @@ def ecrkit_marathon_plan(options: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @_reported
+def ecrkit_service_due(
+    probe: ProbeResult, unit: str, env: Mapping[str, str], written: bool = False, unit_file: bool = False
+) -> dict[str, Any]:
+    """Whether `unit`, as the probe's `services` saw it, must be reloaded or restarted to run with
+    what is on disk (`env`, ecrkit's file, `written` by this run; `unit_file`: a drop-in rather than
+    an EnvironmentFile), whether or not this run changed it (ecrkit.hoststate.service_due)."""
+    state = (probe.get("services") or {}).get(unit)
+    if state is None:
+        raise AnsibleFilterError(f"service_due: the probe was not asked about {unit!r} (its `services`)")
+    return dict(hoststate.service_due(unit, state, env, written=bool(written), unit_file=bool(unit_file)))
+
+
+@_reported
 def ecrkit_validate_args(
     options: Mapping[str, Any],
     services: list[str],
@@ -158,6 +171,7 @@ class FilterModule:
             "marathon_plan": ecrkit_marathon_plan,
             "mirror_plan": ecrkit_mirror_plan,
             "replication_sources": ecrkit_replication_sources,
+            "service_due": ecrkit_service_due,
             "validate_args": ecrkit_validate_args,
             "version": ecrkit_version,
         }

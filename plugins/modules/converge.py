@@ -25,6 +25,9 @@ description:
   - Files that hold stored credentials are written without their own diff and without being
     logged on the host; their diff shows the secrets replaced by C(<redacted>).
   - The roles of this collection call it; their variables, without the role's prefix, are O(options).
+  - What a service runs with is judged from the running service, not only from this run's writes
+    (gitlab_runner_ecr); a reload or restart still due, from a run killed before its handler ran,
+    is reported as a change (RV(pending)), so that the role's handler runs.
 options:
   role:
     description:
@@ -110,8 +113,24 @@ form:
   description: For aws_sso_profile, the profile's form (sso-session or legacy).
   returned: for aws_sso_profile
   type: str
+pending:
+  description: >-
+    What the role's handlers must still do on the host, and why (a service that runs with another
+    environment than its unit gives a new start); the task then reports a change.
+  returned: always
+  type: list
+  elements: str
 restart:
-  description: For gitlab_runner_ecr, whether the service's drop-in changed, so that the service must restart.
+  description: >-
+    For gitlab_runner_ecr, whether the running service must restart to get its drop-in: this run
+    changed it, or its process runs with other values than a new start would get (a killed run's
+    restart). A stopped service is not started.
+  returned: for gitlab_runner_ecr
+  type: bool
+daemon_reload:
+  description: >-
+    For gitlab_runner_ecr, whether systemd must reload its unit files: this run wrote the drop-in,
+    or systemd says they changed since it loaded them (NeedDaemonReload).
   returned: for gitlab_runner_ecr
   type: bool
 """

@@ -78,6 +78,12 @@ options:
     description: Registries for a live C(get) as each consumer; its own C(credHelpers) otherwise.
     type: list
     elements: str
+  services:
+    description:
+      - systemd units whose running process is compared with what the unit gives a new start,
+        so that a converge restarts a service that still runs with an old environment.
+    type: list
+    elements: str
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
@@ -179,6 +185,23 @@ consumers:
   type: list
   elements: dict
   sample: [{"kind": "user", "name": "deploy", "found": true, "user": "deploy", "env_source": "login"}]
+services:
+  description:
+    - Each of O(services) with C(found) and, when found, C(active_state), C(need_daemon_reload)
+      (its unit files changed since systemd loaded them), C(main_pid), C(unit_env) (what its own
+      C(Environment=) as loaded and C(EnvironmentFile=) as on disk give a new start) and
+      C(process_env) (what its running process started with, V(null) if none runs).
+    - Environments hold only the keys whose values the probe shows (PATH, AWS_REGION, ...).
+  returned: always
+  type: dict
+  sample:
+    gitlab-runner:
+      found: true
+      active_state: active
+      need_daemon_reload: true
+      main_pid: 412
+      unit_env: {"AWS_REGION": "eu-west-1"}
+      process_env: {"AWS_REGION": "us-east-1"}
 """
 
 import base64
@@ -221,6 +244,7 @@ ARGUMENT_SPEC = {
     "commands": {"type": "list", "elements": "list"},
     "consumers": {"type": "list", "elements": "dict"},
     "registries": {"type": "list", "elements": "str"},
+    "services": {"type": "list", "elements": "str"},
 }
 HELPER = "docker-credential-ecr-login"
 SHOWN_ENV = (
@@ -392,6 +416,18 @@ class ConsumerFacts(TypedDict, total=False):
     list: ListResult  # after gets: in this class, `list` names this key
 
 
+class ServiceState(TypedDict, total=False):
+    """A systemd service as `service_state` observes it; environments hold SHOWN_ENV keys only."""
+
+    found: bool
+    error: str  # not found: what systemctl said
+    active_state: str
+    need_daemon_reload: bool  # its unit files changed on disk since systemd loaded them
+    main_pid: int  # 0: no process runs
+    unit_env: dict[str, str]  # what its own Environment= (as loaded) and EnvironmentFile= (as on disk) give
+    process_env: dict[str, str] | None  # what its running process started with; None: none, or unreadable
+
+
 class ProbeResult(TypedDict, total=False):
     """What the probe prints: only the keys asked about are filled."""
 
@@ -402,6 +438,7 @@ class ProbeResult(TypedDict, total=False):
     contents: dict[str, str | None]  # base64; None: no such file
     commands: list[CommandResult]
     consumers: list[ConsumerFacts]
+    services: dict[str, ServiceState]  # keyed by unit
 
 
 def user_entry(name: str) -> UserEntry | None:
@@ -501,34 +538,71 @@ def shown(env: dict[str, str]) -> ShownEnv:
     return {"values": {k: env[k] for k in SHOWN_ENV if k in env}, "names": sorted(env)}
 
 
-def service_environment(unit: str) -> dict[str, Any]:
-    """The unit as systemd runs it: its user, what its files say, and the running process's own."""
-    keys = ("LoadState", "ActiveState", "User", "MainPID", "Environment", "EnvironmentFiles", "ExecStart")
+def unit_properties(unit: str, keys: tuple[str, ...]) -> tuple[CommandResult, dict[str, list[str]]]:
+    """`systemctl show` of these properties, each with its values (Environment= may span lines)."""
     done = run(["systemctl", "show", unit, *[f"--property={key}" for key in keys]])
     props: dict[str, list[str]] = {}
     for line in str(done["stdout"]).splitlines():
         key, _, value = line.partition("=")
         props.setdefault(key, []).append(value)
+    return done, props
+
+
+def unit_own_environment(props: dict[str, list[str]]) -> dict[str, str]:
+    """What the unit itself gives its process: Environment= as systemd loaded it, then each
+    EnvironmentFile= as it is on disk now (a new start reads them then)."""
+    env: dict[str, str] = {}
+    for assignment in shlex.split(" ".join(props.get("Environment", []))):
+        key, _, value = assignment.partition("=")
+        env[key] = value
+    for entry in props.get("EnvironmentFiles", []):
+        path = entry.split(" (")[0]
+        env.update(parse_env_lines(read_text(path) or "") if path else {})
+    return env
+
+
+def process_environment(pid: str) -> dict[str, str] | None:
+    """The environment a process started with; None without a process, or if it cannot be read."""
+    environ = read_text(f"/proc/{pid}/environ") if pid not in ("", "0") else None
+    if environ is None:
+        return None
+    return dict(item.split("=", 1) for item in environ.split("\0") if "=" in item)
+
+
+def service_environment(unit: str) -> dict[str, Any]:
+    """The unit as systemd runs it: its user, what its files say, and the running process's own."""
+    keys = ("LoadState", "ActiveState", "User", "MainPID", "Environment", "EnvironmentFiles", "ExecStart")
+    done, props = unit_properties(unit, keys)
     first = {key: values[0] for key, values in props.items()}
     if done["rc"] != 0 or first.get("LoadState") in (None, "not-found"):
         return {"found": False, "error": str(done["stderr"]).strip() or f"{unit} not found"}
     manager = run(["systemctl", "show-environment"])
     unit_env = parse_env_lines(str(manager["stdout"]))  # what every service inherits (PATH)
-    for assignment in shlex.split(" ".join(props.get("Environment", []))):
-        key, _, value = assignment.partition("=")
-        unit_env[key] = value
-    for entry in props.get("EnvironmentFiles", []):
-        path = entry.split(" (")[0]
-        unit_env.update(parse_env_lines(read_text(path) or "") if path else {})
+    unit_env.update(unit_own_environment(props))
     user = first.get("User") or "root"
-    process_env = None
-    pid = first.get("MainPID", "0")
-    if pid not in ("", "0"):
-        environ = read_text(f"/proc/{pid}/environ")
-        if environ is not None:
-            process_env = dict(item.split("=", 1) for item in environ.split("\0") if "=" in item)
+    process_env = process_environment(first.get("MainPID", "0"))
     return {"found": True, "state": first.get("ActiveState"), "user": user, "unit_env": unit_env,
             "process_env": process_env, "exec": exec_argv(first.get("ExecStart", ""))}  # fmt: skip
+
+
+def service_state(unit: str) -> ServiceState:
+    """Whether a service's running process has what its unit would give a new start, for a
+    converge that must restart it when not (a restart a killed run had notified is not lost)."""
+    keys = ("LoadState", "ActiveState", "NeedDaemonReload", "MainPID", "Environment", "EnvironmentFiles")
+    done, props = unit_properties(unit, keys)
+    first = {key: values[0] for key, values in props.items()}
+    if done["rc"] != 0 or first.get("LoadState") in (None, "not-found"):
+        return {"found": False, "error": str(done["stderr"]).strip() or f"{unit} not found"}
+    pid = first.get("MainPID", "0")
+    process = process_environment(pid)
+    return {
+        "found": True,
+        "active_state": first.get("ActiveState", ""),
+        "need_daemon_reload": first.get("NeedDaemonReload") == "yes",
+        "main_pid": int(pid) if pid.isdigit() else 0,
+        "unit_env": shown(unit_own_environment(props))["values"],
+        "process_env": shown(process)["values"] if process is not None else None,
+    }
 
 
 def exec_argv(value: str) -> list[str]:
@@ -939,6 +1013,7 @@ def probe(args: dict[str, Any]) -> ProbeResult:
     specs = list(args.get("consumers") or [])
     lists = threading.Barrier(len(specs)) if len(specs) > 1 else None  # every consumer's list, then the gets
     consumers = in_parallel(lambda spec: consumer(spec, registries, lists), specs)
+    services = {unit: service_state(unit) for unit in args.get("services") or []}
     return {
         "changed": False,
         "time": time.time(),  # the host's clock: how recent its log lines are
@@ -947,6 +1022,7 @@ def probe(args: dict[str, Any]) -> ProbeResult:
         "contents": contents,
         "commands": commands,
         "consumers": consumers,
+        "services": services,
     }
 
 
