@@ -48,10 +48,11 @@ SUSPENDED = ("AZRebalance",)  # GitLab's docs: instances running jobs must not b
 DESCRIPTION = "ecrkit sha256:"  # + the sha256 of the version's data, in each version ecrkit writes
 DEFAULT_VERSION = "$Default"
 KEYS = frozenset(
-    "name launch_template_name instance_profile hop_limit image_id instance_type security_group_ids subnets "
-    "availability_zones min_size max_size desired_capacity registries public creds_store helper_version "
-    "release_base_url url sha256".split()
-)
+    ("name", "launch_template_name", "instance_profile", "hop_limit", "image_id", "instance_type",
+     "security_group_ids", "subnets", "availability_zones", "min_size", "max_size", "desired_capacity",
+     "registries", "public", "creds_store", "helper_version", "release_base_url", "url", "sha256")
+)  # fmt: skip
+PLAIN: Name = plans.variables("")  # errors name the declaration's own keys
 
 
 def launch_template_data(
@@ -62,7 +63,7 @@ def launch_template_data(
     image_id: str = "",
     instance_type: str = "",
     security_group_ids: object = (),
-    name: Name = plans.variables(""),
+    name: Name = PLAIN,
 ) -> dict[str, Any]:
     """LaunchTemplateData as EC2 takes it: the userdata (base64), IMDSv2 required with the hop limit,
     the instance profile and the optional image, type and security groups; each input checked."""
@@ -91,14 +92,16 @@ def launch_template_data(
     return data
 
 
-def plan(declaration: Mapping[str, Any], name: Name = plans.variables("")) -> dict[str, Any]:
+def plan(declaration: Mapping[str, Any], name: Name = PLAIN) -> dict[str, Any]:
     """Validate the whole declaration (keyed as the role's variables without their prefix; `name`
     names them in errors), then return {region, launch_template: {name, data}, group}."""
     unknown = sorted(set(declaration) - KEYS - {"region", "profile", "endpoint_url"})
     if unknown:
         raise InputError(name(unknown[0]), declaration[unknown[0]], f"one of {', '.join(sorted(KEYS))}")
     region = validate_region(declaration.get("region"), name("region"))
-    group = _match(declaration.get("name"), GROUP_NAME, name("name"), "an Auto Scaling group name (1 to 255 characters)")
+    group = _match(
+        declaration.get("name"), GROUP_NAME, name("name"), "an Auto Scaling group name (1 to 255 characters)"
+    )
     template = declaration.get("launch_template_name") or group
     template = _match(template, TEMPLATE_NAME, name("launch_template_name"), "3 to 128 of a-z A-Z 0-9 ( ) . - / _")
     rule = plans.credential_rule(
@@ -271,7 +274,9 @@ def _current_settings(found: Mapping[str, Any], wanted: Mapping[str, Any]) -> di
     return current
 
 
-def _sync_group(autoscaling: Any, group: Mapping[str, Any], template: str, check: bool) -> tuple[list[Change], list[str]]:
+def _sync_group(
+    autoscaling: Any, group: Mapping[str, Any], template: str, check: bool
+) -> tuple[list[Change], list[str]]:
     name = group["name"]
     wanted = _group_settings(group, template)
     comparable = {**wanted}

@@ -69,7 +69,11 @@ def test_the_template_and_group_are_made_as_declared_and_a_second_run_changes_no
     changes, drift = sync(clients, declaration)
     assert changes == [f"create launch template {name}", f"create auto scaling group {name}"] and drift == []
     data = default_data(ec2, name)
-    assert data["MetadataOptions"] == {"HttpTokens": "required", "HttpPutResponseHopLimit": 1, "HttpEndpoint": "enabled"}
+    assert data["MetadataOptions"] == {
+        "HttpTokens": "required",
+        "HttpPutResponseHopLimit": 1,
+        "HttpEndpoint": "enabled",
+    }
     assert data["IamInstanceProfile"] == {"Name": "gitlab-job-hosts"} and data["ImageId"] == "ami-12c6146b"
     mime = message_from_string(base64.b64decode(data["UserData"]).decode())
     assert mime.is_multipart() and mime.get_payload()[0].get_content_type() == "text/x-shellscript"
@@ -92,9 +96,10 @@ def test_check_mode_says_what_it_would_do_and_changes_nothing(
     name = declaration["name"]
     assert sync(clients, declaration, check=True)[0] == [f"create launch template {name}",
                                                          f"create auto scaling group {name}"]  # fmt: skip
-    assert ec2.describe_launch_templates(Filters=[{"Name": "launch-template-name", "Values": [name]}])[
-        "LaunchTemplates"
-    ] == []
+    assert (
+        ec2.describe_launch_templates(Filters=[{"Name": "launch-template-name", "Values": [name]}])["LaunchTemplates"]
+        == []
+    )
     assert autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"] == []
     sync(clients, declaration)
     changed = {**declaration, "hop_limit": 2, "max_size": 4}
@@ -129,7 +134,9 @@ def test_a_hop_limit_changed_by_hand_is_drift_reported_and_restored(
     by_hand = default_data(ec2, name)
     by_hand["MetadataOptions"] = {**by_hand["MetadataOptions"], "HttpPutResponseHopLimit": 2}
     made = ec2.create_launch_template_version(LaunchTemplateName=name, LaunchTemplateData=by_hand)
-    ec2.modify_launch_template(LaunchTemplateName=name, DefaultVersion=str(made["LaunchTemplateVersion"]["VersionNumber"]))
+    ec2.modify_launch_template(
+        LaunchTemplateName=name, DefaultVersion=str(made["LaunchTemplateVersion"]["VersionNumber"])
+    )
     changes, drift = sync(clients, declaration, check=True)
     assert changes == [f"update launch template {name}"]
     assert len(drift) == 1 and "default version 2 was not written by ecrkit" in drift[0]
@@ -199,9 +206,10 @@ def test_bad_input_is_named_before_any_call(
         sync(clients, {**declaration, **change})
     assert named in str(raised.value)
     name = declaration["name"]
-    assert ec2.describe_launch_templates(Filters=[{"Name": "launch-template-name", "Values": [name]}])[
-        "LaunchTemplates"
-    ] == []
+    assert (
+        ec2.describe_launch_templates(Filters=[{"Name": "launch-template-name", "Values": [name]}])["LaunchTemplates"]
+        == []
+    )
 
 
 def test_render_launch_template_prints_what_the_declaration_writes() -> None:
