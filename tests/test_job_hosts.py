@@ -8,13 +8,16 @@ import base64
 import json
 from collections.abc import Iterator
 from email import message_from_string
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+import yaml
 
 from ecrkit import job_hosts
 from ecrkit.errors import InputError
+from ecrkit.testbed import ansible_playbook, recap
 from tests.conftest import run_ecrkit
 
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
@@ -226,3 +229,56 @@ def test_render_launch_template_prints_what_the_declaration_writes() -> None:
     assert printed["MetadataOptions"]["HttpPutResponseHopLimit"] == 1
     bad = run_ecrkit("render", "launch-template", "--hop-limit", "65")
     assert bad.returncode == 2 and "--hop-limit: 65 is not accepted" in bad.stderr and bad.stdout == ""
+
+
+# -- playbooks/autoscaling_groups.yml (the role and its module) against moto over HTTP ---------------
+
+
+def run_playbook(tmp_path: Path, aws_env: dict[str, str], variables: dict[str, Any], *options: str) -> Any:
+    """The playbook, told the stand-in's endpoint by the role's variable (not the SDK's AWS_ENDPOINT_URL)."""
+    inventory = tmp_path / "hosts.yml"
+    host = {"autoscaling_group_endpoint_url": aws_env["AWS_ENDPOINT_URL"], **variables}
+    inventory.write_text(yaml.safe_dump({"autoscaling_groups": {"hosts": {"group": host}}}))
+    env = {key: value for key, value in aws_env.items() if key != "AWS_ENDPOINT_URL"}
+    return ansible_playbook("-i", str(inventory), "playbooks/autoscaling_groups.yml", "--diff", *options, env=env)
+
+
+def role_variables(declaration: dict[str, Any]) -> dict[str, Any]:
+    return {f"autoscaling_group_{key}": value for key, value in declaration.items()}
+
+
+def test_the_role_in_check_mode_then_applied_then_idempotent_then_drift_warned(
+    tmp_path: Path, aws_env: dict[str, str], clients: tuple[Any, Any], declaration: dict[str, Any]
+) -> None:
+    ec2, autoscaling = clients
+    name, variables = declaration["name"], role_variables(declaration)
+    checked = run_playbook(tmp_path, aws_env, variables, "--check")
+    assert checked.returncode == 0, checked.stdout[-3000:]
+    assert recap(checked.stdout)["group"]["changed"] == 1 and f"create auto scaling group {name}" in checked.stdout
+    assert autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"] == []
+    first = run_playbook(tmp_path, aws_env, variables)
+    assert first.returncode == 0 and recap(first.stdout)["group"]["changed"] == 1, first.stdout[-3000:]
+    assert default_data(ec2, name)["MetadataOptions"]["HttpPutResponseHopLimit"] == 1
+    assert group(autoscaling, name)["NewInstancesProtectedFromScaleIn"] is True
+    second = run_playbook(tmp_path, aws_env, variables)
+    assert second.returncode == 0 and recap(second.stdout)["group"]["changed"] == 0, second.stdout[-3000:]
+    autoscaling.put_scaling_policy(AutoScalingGroupName=name, PolicyName="cpu", PolicyType="SimpleScaling",
+                                   AdjustmentType="ChangeInCapacity", ScalingAdjustment=1)  # fmt: skip
+    drifted = run_playbook(tmp_path, aws_env, variables, "--check")
+    assert recap(drifted.stdout)["group"]["changed"] == 1
+    assert (
+        "[WARNING]: auto scaling group" in drifted.stdout + drifted.stderr
+        and "scaling policy 'cpu'" in drifted.stdout + drifted.stderr
+    )
+    assert len(autoscaling.describe_policies(AutoScalingGroupName=name)["ScalingPolicies"]) == 1
+
+
+def test_the_role_stops_on_a_bad_variable_before_any_call(
+    tmp_path: Path, aws_env: dict[str, str], clients: tuple[Any, Any], declaration: dict[str, Any]
+) -> None:
+    ec2, _ = clients
+    result = run_playbook(tmp_path, aws_env, role_variables({**declaration, "hop_limit": 0}))
+    assert result.returncode != 0
+    assert "autoscaling_group_hop_limit: 0 is not accepted" in result.stdout
+    found = ec2.describe_launch_templates(Filters=[{"Name": "launch-template-name", "Values": [declaration["name"]]}])
+    assert found["LaunchTemplates"] == []
