@@ -18,9 +18,9 @@ from typing import Any, TypedDict
 
 from ecrkit import helper, hoststate
 from ecrkit.constants import HELPER_BINARY, HELPER_VERSION, INSTALL_DIR, RELEASE_BASE_URL
+from ecrkit.errors import InputError
 from ecrkit.probe import ProbeResult
 from ecrkit.renderers import docker_config, runner_config, service_env, userdata
-from ecrkit.errors import InputError
 from ecrkit.settings import CredentialRule, option_name, validate_absolute_path
 
 Name = Callable[[str], str]  # an option's key -> what the user wrote it as
@@ -238,7 +238,6 @@ def validate_args(
 
 # `gitlab-runner fleeting install` (GitLab Runner 16.11 and later) fetches the plugins config.toml names.
 FLEETING_INSTALL_SINCE = (16, 11)
-FLEETING_MARKERS = "/var/lib/ecrkit/fleeting"
 
 
 def fleeting_install(version_output: str, autoscaler: Mapping[str, Any], config_path: str) -> dict[str, Any]:
@@ -246,7 +245,8 @@ def fleeting_install(version_output: str, autoscaler: Mapping[str, Any], config_
     `gitlab-runner --version`'s output. Returns {argv, marker, reason}: argv is empty when nothing is
     to be installed (no plugin named, a runner too old or not found), with the reason. The marker is a
     file written after a successful install, named by the plugin and config.toml: the install runs
-    again only when either changes (or the marker is removed), and a failed one is retried."""
+    again only when either changes (or the marker is removed), and a failed one is retried. It lies
+    beside config.toml, a directory that exists wherever the runner is registered."""
     plugin = str(autoscaler.get("plugin") or "")
     if not plugin:
         return {"argv": [], "marker": "", "reason": "no fleeting plugin named in gitlab_runner_ecr_autoscaler"}
@@ -266,6 +266,6 @@ def fleeting_install(version_output: str, autoscaler: Mapping[str, Any], config_
     key = hashlib.sha256(f"{config_path}\0{plugin}".encode()).hexdigest()[:16]
     return {
         "argv": ["gitlab-runner", "fleeting", "-c", config_path, "install"],
-        "marker": f"{FLEETING_MARKERS}/{key}",
+        "marker": posixpath.join(posixpath.dirname(config_path), f".ecrkit-fleeting-{key}"),
         "reason": f"{plugin} named in {config_path}",
     }

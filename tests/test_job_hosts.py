@@ -79,8 +79,9 @@ def test_the_template_and_group_are_made_as_declared_and_a_second_run_changes_no
     }
     assert data["IamInstanceProfile"] == {"Name": "gitlab-job-hosts"} and data["ImageId"] == "ami-12c6146b"
     mime = message_from_string(base64.b64decode(data["UserData"]).decode())
-    assert mime.is_multipart() and mime.get_payload()[0].get_content_type() == "text/x-shellscript"
-    assert f'{{"credHelpers":{{"{ECR}":"ecr-login"}}}}' in mime.get_payload()[0].get_payload()
+    [part] = [part for part in mime.walk() if not part.is_multipart()]
+    assert mime.is_multipart() and part.get_content_type() == "text/x-shellscript"
+    assert f'{{"credHelpers":{{"{ECR}":"ecr-login"}}}}' in str(part.get_payload())
     made = group(autoscaling, name)
     assert made["LaunchTemplate"]["LaunchTemplateName"] == name and made["LaunchTemplate"]["Version"] == "$Default"
     assert (made["MinSize"], made["MaxSize"], made["DesiredCapacity"]) == (0, 10, 0)

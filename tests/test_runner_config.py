@@ -289,7 +289,8 @@ def test_render_runner_config_writes_the_autoscaler_options_in_gitlabs_formats(t
     config.write_text(REGISTERED)
     done = run_ecrkit(
         "render", "runner-config", "--config", str(config), "--registry", REGISTRY,
-        "--autoscaler-plugin", "aws", "--autoscaling-group", "gitlab-jobs", "--plugin-config", '{"region": "us-east-1"}',
+        "--autoscaler-plugin", "aws", "--autoscaling-group", "gitlab-jobs",
+        "--plugin-config", '{"region": "us-east-1"}',
         "--capacity-per-instance", "2", "--max-use-count", "5", "--max-instances", "20",
         "--connector-config", '{"username": "admin", "timeout": "10m0s"}',
         "--policy", '{"idle_count": 1, "idle_time": "20m0s"}',
