@@ -242,11 +242,12 @@ FLEETING_INSTALL_SINCE = (16, 11)
 
 def fleeting_install(version_output: str, autoscaler: Mapping[str, Any], config_path: str) -> dict[str, Any]:
     """Whether gitlab_runner_ecr installs the fleeting plugin its autoscaler keys name, and how: from
-    `gitlab-runner --version`'s output. Returns {argv, marker, reason}: argv is empty when nothing is
-    to be installed (no plugin named, a runner too old or not found), with the reason. The marker is a
-    file written after a successful install, named by the plugin and config.toml: the install runs
-    again only when either changes (or the marker is removed), and a failed one is retried. It lies
-    beside config.toml, a directory that exists wherever the runner is registered."""
+    `gitlab-runner --version`'s output. Returns {argv, marker, reason}: argv runs `gitlab-runner fleeting
+    -c CONFIG install` and then writes the marker; it is empty when nothing is to be installed (no plugin
+    named, a runner too old), with the reason. The marker, named by the plugin and config.toml, exists
+    only after an install that succeeded: the install runs again only when either changes (or the marker
+    is removed), and a failed one is retried. It lies beside config.toml, a directory that exists
+    wherever the runner is registered."""
     plugin = str(autoscaler.get("plugin") or "")
     if not plugin:
         return {"argv": [], "marker": "", "reason": "no fleeting plugin named in gitlab_runner_ecr_autoscaler"}
@@ -264,8 +265,11 @@ def fleeting_install(version_output: str, autoscaler: Mapping[str, Any], config_
                 f"`fleeting install` (since {since}): install the plugin binary by hand and name it"}  # fmt: skip
     validate_absolute_path(config_path, "gitlab_runner_ecr_config_path")
     key = hashlib.sha256(f"{config_path}\0{plugin}".encode()).hexdigest()[:16]
-    return {
-        "argv": ["gitlab-runner", "fleeting", "-c", config_path, "install"],
-        "marker": posixpath.join(posixpath.dirname(config_path), f".ecrkit-fleeting-{key}"),
-        "reason": f"{plugin} named in {config_path}",
-    }
+    marker = posixpath.join(posixpath.dirname(config_path), f".ecrkit-fleeting-{key}")
+    reason = f"{plugin} named in {config_path}"
+    # One command installs, then marks: the marker exists only after an install that succeeded.
+    script = (
+        'gitlab-runner fleeting -c "$1" install && printf "# ecrkit: gitlab-runner fleeting install: %s\\n" "$3" > "$2"'
+    )
+    return {"argv": ["sh", "-c", script, "ecrkit-fleeting-install", config_path, marker, reason],
+            "marker": marker, "reason": reason}  # fmt: skip
