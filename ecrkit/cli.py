@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     import rich.console
     import rich.progress
 
-    from ecrkit import aws, ecr_account, hoststate, plans, validate
+    from ecrkit import aws, ecr_account, hoststate, job_hosts, plans, validate
     from ecrkit.renderers import (
         aws_config,
         docker_config,
@@ -58,8 +58,8 @@ if TYPE_CHECKING:
         userdata,
     )
 else:
-    aws, ecr_account, hoststate, plans, validate = (
-        _lazy(f"ecrkit.{name}") for name in ("aws", "ecr_account", "hoststate", "plans", "validate")
+    aws, ecr_account, hoststate, job_hosts, plans, validate = (
+        _lazy(f"ecrkit.{name}") for name in ("aws", "ecr_account", "hoststate", "job_hosts", "plans", "validate")
     )
     RENDERERS = ("aws_config", "docker_config", "docker_tar", "iam_policy", "marathon", "registries_conf",
                  "runner_config", "userdata")  # fmt: skip
@@ -241,6 +241,7 @@ def _render_runner_config(args: argparse.Namespace) -> int:
         "instance_profile": args.instance_profile,
         "userdata_path": args.userdata,
         "hop_limit": args.hop_limit,
+        "autoscaler": _autoscaler(args),
     }
     # The role's plan (gitlab_runner_ecr), without the service environment and the userdata file.
     plan = plans.runner_plan(hoststate.read_facts({args.config: existing}), options, plans.options_of(**OPTION_NAMES))
@@ -255,6 +256,66 @@ def _render_runner_config(args: argparse.Namespace) -> int:
         # GitLab Runner may rewrite its config.toml meanwhile: its write is kept, never reverted.
         files.write_atomic(args.config, merged, mode=0o600, source="--config", expected_sha256=files.sha256_of(raw))
         print(f"{args.config}: updated", file=sys.stderr)
+    return EXIT_OK
+
+
+def _json_option(text: str, option: str, kind: type) -> Any:
+    """A JSON value given on the command line, of the kind the option takes."""
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise InputError(option, text, f"a JSON {'object' if kind is dict else 'value'} ({exc})") from None
+    if not isinstance(value, kind):
+        raise InputError(option, text, 'a JSON object, e.g. \'{"idle_count": 1, "idle_time": "20m0s"}\'')
+    return value
+
+
+def _autoscaler(args: argparse.Namespace) -> dict[str, Any]:
+    """[runners.autoscaler] from the options given; none given: no keys (not a docker-autoscaler runner)."""
+    settings: dict[str, Any] = {
+        key: value
+        for key, value in {
+            "plugin": args.autoscaler_plugin,
+            "capacity_per_instance": args.capacity_per_instance,
+            "max_use_count": args.max_use_count,
+            "max_instances": args.max_instances,
+            "instance_ready_command": args.instance_ready_command,
+        }.items()
+        if value is not None
+    }
+    plugin_config = _json_option(args.plugin_config, "--plugin-config", dict) if args.plugin_config else {}
+    if args.autoscaling_group:
+        plugin_config["name"] = args.autoscaling_group
+    if plugin_config:
+        settings["plugin_config"] = plugin_config
+    if args.connector_config:
+        settings["connector_config"] = _json_option(args.connector_config, "--connector-config", dict)
+    if args.policy:
+        settings["policy"] = [_json_option(text, f"--policy[{i}]", dict) for i, text in enumerate(args.policy)]
+    return settings
+
+
+def _render_launch_template(args: argparse.Namespace) -> int:
+    text = plans.job_host_userdata(
+        _rule(args),
+        version=args.version,
+        release_base_url=args.release_base_url,
+        url=args.url,
+        sha256=args.sha256,
+        install_dir=args.install_dir,
+        form="mime",
+        name=plans.options_of(),
+    )
+    data = job_hosts.launch_template_data(
+        text,
+        instance_profile=args.instance_profile,
+        hop_limit=args.hop_limit,
+        image_id=args.image_id,
+        instance_type=args.instance_type,
+        security_group_ids=args.security_group,
+        name=plans.options_of(security_group_ids="--security-group"),
+    )
+    print(json.dumps(data, indent=2))
     return EXIT_OK
 
 
@@ -459,10 +520,14 @@ def _add_gitlab_runner_parsers(kinds: Any) -> None:
         "runner-config",
         help="GitLab Runner's config.toml with ecrkit's keys merged in (prints; writes with --in-place)",
         description="Print config.toml with DOCKER_AUTH_CONFIG (and, for docker+machine runners, the amazonec2 "
-        "MachineOptions) merged in as TOML: tokens, comments and unknown keys are kept. The file is modified only "
-        "with --in-place (atomically and durably, mode 0600; never over a change GitLab Runner made meanwhile).",
+        "MachineOptions; for docker-autoscaler runners, the [runners.autoscaler] keys given) merged in as TOML: "
+        "tokens, comments and unknown keys are kept. The file is modified only with --in-place (atomically and "
+        "durably, mode 0600; never over a change GitLab Runner made meanwhile).",
         epilog=_example(
-            f"ecrkit render runner-config --config /etc/gitlab-runner/config.toml --registry {ECR} --in-place"
+            f"ecrkit render runner-config --config /etc/gitlab-runner/config.toml --registry {ECR} --in-place",
+            f"ecrkit render runner-config --config /etc/gitlab-runner/config.toml --registry {ECR} \\\n"
+            "    --autoscaler-plugin aws --autoscaling-group gitlab-jobs --max-instances 10 --max-use-count 1 \\\n"
+            '    --policy \'{"idle_count": 1, "idle_time": "20m0s"}\'',
         ),
     )
     _add_rule_arguments(runner)
@@ -491,7 +556,67 @@ def _add_gitlab_runner_parsers(kinds: Any) -> None:
         default=2,
         help="IMDSv2 hop limit for job hosts (2 lets job containers reach the role)",
     )
+    scaler = runner.add_argument_group(
+        "docker-autoscaler runners ([runners.autoscaler]; only the keys given are written, others are kept)"
+    )
+    scaler.add_argument(
+        "--autoscaler-plugin", metavar="NAME",
+        help="the fleeting plugin, e.g. aws or aws:latest (16.11+: `gitlab-runner fleeting install` fetches it)",
+    )  # fmt: skip
+    scaler.add_argument(
+        "--autoscaling-group", metavar="NAME", help="plugin_config name: the job hosts' Auto Scaling group"
+    )
+    scaler.add_argument(
+        "--plugin-config", metavar="JSON",
+        help="other plugin_config keys as a JSON object (aws: profile, config_file, credentials_file, region)",
+    )  # fmt: skip
+    scaler.add_argument("--capacity-per-instance", type=integer, metavar="N", help="jobs an instance runs at once")
+    scaler.add_argument("--max-use-count", type=integer, metavar="N", help="jobs an instance runs before removal")
+    scaler.add_argument("--max-instances", type=integer, metavar="N", help="instances at most, in use or idle")
+    scaler.add_argument(
+        "--instance-ready-command", metavar="CMD",
+        help="run on each new instance before it gets jobs; when autoscaler keys are given and this is not: "
+        "ecrkit's, which waits for the userdata (cloud-init) and the helper",
+    )  # fmt: skip
+    scaler.add_argument(
+        "--connector-config", metavar="JSON",
+        help="connector_config as a JSON object, e.g. '{\"username\": \"ec2-user\", \"use_external_addr\": true}'",
+    )  # fmt: skip
+    scaler.add_argument(
+        "--policy", action="append", default=[], metavar="JSON",
+        help="a [[runners.autoscaler.policy]] as a JSON object, e.g. '{\"idle_count\": 5, \"idle_time\": \"20m0s\"}' "
+        "(repeatable; the given list replaces the file's)",
+    )  # fmt: skip
     runner.set_defaults(handler=_render_runner_config)
+
+    template = kinds.add_parser(
+        "launch-template",
+        help="an EC2 launch template's data for docker-autoscaler job hosts (prints)",
+        description="Print the LaunchTemplateData JSON of the job hosts' launch template, as the autoscaling_group "
+        "role declares it: ecrkit's userdata as MIME (base64), IMDSv2 required with its response hop limit, the "
+        "instance profile, and the image, instance type and security groups when given.",
+        epilog=_example(
+            f"ecrkit render launch-template --registry {ECR} --instance-profile gitlab-job-hosts > data.json",
+            "aws ec2 create-launch-template --launch-template-name gitlab-jobs --launch-template-data file://data.json",
+        ),
+    )
+    _add_rule_arguments(template)
+    template.add_argument("--instance-profile", default="", metavar="NAME", help="the job hosts' instance profile")
+    template.add_argument(
+        "--hop-limit", type=integer, default=1,
+        help="IMDSv2 response hop limit (1 keeps job containers from the instance role; 2 lets them reach it)",
+    )  # fmt: skip
+    template.add_argument("--image-id", default="", metavar="AMI", help="the AMI (with Docker Engine)")
+    template.add_argument("--instance-type", default="", metavar="TYPE", help="e.g. t3.medium")
+    template.add_argument(
+        "--security-group", action="append", default=[], metavar="ID", help="a security group ID (repeatable)"
+    )
+    _add_binary_arguments(
+        template,
+        install_dir="/usr/local/bin",
+        sha256_help="expected sha256 (default: the URL's .sha256 file, read on the host)",
+    )
+    template.set_defaults(handler=_render_launch_template)
 
     job_host = kinds.add_parser(
         "userdata",

@@ -10,15 +10,18 @@ Results are keyed by name (`plan["files"]["config_toml"]`), never by position.
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypedDict
 
 from ecrkit import helper, hoststate
 from ecrkit.constants import HELPER_BINARY, HELPER_VERSION, INSTALL_DIR, RELEASE_BASE_URL
+from ecrkit.errors import InputError
 from ecrkit.probe import ProbeResult
 from ecrkit.renderers import docker_config, runner_config, service_env, userdata
-from ecrkit.settings import CredentialRule, option_name
+from ecrkit.settings import CredentialRule, option_name, validate_absolute_path
 
 Name = Callable[[str], str]  # an option's key -> what the user wrote it as
 
@@ -234,3 +237,42 @@ def validate_args(
     rule = credential_rule(options, name or variables("docker_auth_config_"))
     runners, tasks = validate.special_consumers(variables_ or {}, list(groups))
     return checks.probe_args(rule.registries, services, users, runners, tasks)
+
+
+# `gitlab-runner fleeting install` (GitLab Runner 16.11 and later) fetches the plugins config.toml names.
+FLEETING_INSTALL_SINCE = (16, 11)
+
+
+def fleeting_install(version_output: str, autoscaler: Mapping[str, Any], config_path: str) -> dict[str, Any]:
+    """Whether gitlab_runner_ecr installs the fleeting plugin its autoscaler keys name, and how: from
+    `gitlab-runner --version`'s output. Returns {argv, marker, reason}: argv runs `gitlab-runner fleeting
+    -c CONFIG install` and then writes the marker; it is empty when nothing is to be installed (no plugin
+    named, a runner too old), with the reason. The marker, named by the plugin and config.toml, exists
+    only after an install that succeeded: the install runs again only when either changes (or the marker
+    is removed), and a failed one is retried. It lies beside config.toml, a directory that exists
+    wherever the runner is registered."""
+    plugin = str(autoscaler.get("plugin") or "")
+    if not plugin:
+        return {"argv": [], "marker": "", "reason": "no fleeting plugin named in gitlab_runner_ecr_autoscaler"}
+    found = re.search(r"^Version:\s*(\d+)\.(\d+)\.", version_output, re.M)
+    if not found:
+        raise InputError(
+            "gitlab-runner --version",
+            version_output.strip()[:200],
+            "GitLab Runner's version (a 'Version: X.Y.Z' line): is gitlab-runner installed on the manager?",
+        )
+    version = (int(found[1]), int(found[2]))
+    if version < FLEETING_INSTALL_SINCE:
+        since = ".".join(map(str, FLEETING_INSTALL_SINCE))
+        return {"argv": [], "marker": "", "reason": f"GitLab Runner {version[0]}.{version[1]} has no "
+                f"`fleeting install` (since {since}): install the plugin binary by hand and name it"}  # fmt: skip
+    validate_absolute_path(config_path, "gitlab_runner_ecr_config_path")
+    key = hashlib.sha256(f"{config_path}\0{plugin}".encode()).hexdigest()[:16]
+    marker = posixpath.join(posixpath.dirname(config_path), f".ecrkit-fleeting-{key}")
+    reason = f"{plugin} named in {config_path}"
+    # One command installs, then marks: the marker exists only after an install that succeeded.
+    script = (
+        'gitlab-runner fleeting -c "$1" install && printf "# ecrkit: gitlab-runner fleeting install: %s\\n" "$3" > "$2"'
+    )
+    return {"argv": ["sh", "-c", script, "ecrkit-fleeting-install", config_path, marker, reason],
+            "marker": marker, "reason": reason}  # fmt: skip

@@ -249,6 +249,29 @@ EXEC_START = {
 }
 
 
+# gitlab-runner's stand-in: `run` (the unit's command line) sleeps; `--version` answers as GitLab Runner
+# does, with the version in RUNNER_STAND_IN_VERSION (a file, so a test can change it); any other command
+# (`fleeting install`, ...) is recorded, one line of arguments each, in RUNNER_STAND_IN_CALLS.
+RUNNER_STAND_IN_VERSION = "/etc/gitlab-runner-stand-in.version"
+RUNNER_STAND_IN_CALLS = "/var/log/gitlab-runner-stand-in.calls"
+RUNNER_STAND_IN = f"""#!/bin/sh
+case "$1" in
+  run) exec sleep infinity ;;
+  --version | -v)
+    version=$(cat {RUNNER_STAND_IN_VERSION} 2> /dev/null || echo 17.11.0)
+    printf 'Version:      %s\\nGit revision: stand-in\\n' "$version" ;;
+  *) echo "$*" >> {RUNNER_STAND_IN_CALLS} ;;
+esac
+"""
+
+
+def install_runner_stand_in(host: Host, binary: str = "/usr/bin/gitlab-runner", version: str = "") -> None:
+    """The gitlab-runner stand-in at `binary`; `version` (e.g. 16.10.0) is what it says it is."""
+    host.run(f"cat > {binary} << 'EOF'\n{RUNNER_STAND_IN}EOF\nchmod 0755 {binary}")
+    if version:
+        host.run(f"echo {version} > {RUNNER_STAND_IN_VERSION}")
+
+
 def give_stand_in_role(host: Host, stand_in: StandIn, services: Iterable[str] = ()) -> None:
     """What an EC2 host gets from outside ecrkit, emulated: an instance role (here keys for the
     stand-in, with its CA) in every login's and every named service's environment, and the
@@ -261,7 +284,9 @@ def give_stand_in_role(host: Host, stand_in: StandIn, services: Iterable[str] = 
         unit = f"/etc/systemd/system/{name}.service"
         exec_start = EXEC_START.get(name, "/bin/sleep infinity")
         binary = exec_start.split()[0]
-        if not host.exists(binary):
+        if name == "gitlab-runner" and not host.exists(binary):
+            install_runner_stand_in(host, binary)
+        elif not host.exists(binary):
             host.run(f"printf '#!/bin/sh\\nexec sleep infinity\\n' > {binary} && chmod 0755 {binary}")
         host.run(
             f"printf '%s' '{STAND_IN_UNIT.format(name=name, exec_start=exec_start)}' > {unit} && mkdir -p {unit}.d"

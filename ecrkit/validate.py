@@ -242,6 +242,7 @@ def expected(variables: dict[str, Any], source: str) -> tuple[list[str], list[st
 
 
 ACCOUNT_GROUP = "ecr_accounts"  # playbooks/ecr.yml's group
+GROUPS_GROUP = "autoscaling_groups"  # playbooks/autoscaling_groups.yml's: Auto Scaling groups, driven through the API
 
 
 def _ansible_inventory() -> str:
@@ -274,7 +275,7 @@ def inventory_targets(inventory: str, patterns: Iterable[str]) -> list[Target]:
     data = json.loads(listing.stdout)
     hostvars: dict[str, dict[str, Any]] = data.get("_meta", {}).get("hostvars", {})
     wanted = list(patterns)
-    accounts = set(_group_hosts(data, ACCOUNT_GROUP))  # AWS accounts, not hosts that pull
+    accounts = {h for g in (ACCOUNT_GROUP, GROUPS_GROUP) for h in _group_hosts(data, g)}  # AWS, not hosts that pull
     names = [name for name in hostvars if name not in accounts]
     if wanted:
         groups = {g: v.get("hosts", []) for g, v in data.items() if isinstance(v, dict)}

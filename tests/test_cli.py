@@ -174,6 +174,7 @@ def test_validate_flags_replace_what_the_inventory_expects(tmp_path: Path) -> No
 def test_validate_judges_the_inventorys_hosts_not_its_aws_accounts() -> None:
     names = [target.name for target in inventory_targets(str(ROOT / "inventory/example"), [])]
     assert "prod-us-east-1" not in names  # ecr_accounts: driven through the API, nothing to probe
+    assert "gitlab-ci-jobs-asg" not in names and names  # autoscaling_groups too
     assert sorted(names) == [
         "agent-1.example.internal", "agent-2.example.internal", "build-1.example.internal",
         "laptop-1.example.internal", "runner-1.example.internal",

@@ -38,7 +38,12 @@ COMMANDS = list(parsers(cli.build_parser()))
 
 def test_every_command_is_walked() -> None:
     leaves = [path for path, parser in COMMANDS if not parser._subparsers]
-    assert len(leaves) == 14 and ("render", "iam-policy") in leaves and ("validate",) in leaves
+    assert (
+        len(leaves) == 15
+        and ("render", "launch-template") in leaves
+        and ("render", "iam-policy") in leaves
+        and ("validate",) in leaves
+    )
 
 
 @pytest.mark.parametrize(("path", "parser"), COMMANDS, ids=[" ".join(p) or "ecrkit" for p, _ in COMMANDS])

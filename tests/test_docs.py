@@ -70,6 +70,7 @@ def test_every_example_a_page_marks_is_run_by_a_test() -> None:
     ("marker", "page", "example"),
     [
         ("gitlab-runner-group-vars", "docs/gitlab-runner.md", "gitlab_runners.yml"),
+        ("autoscaling-group-vars", "docs/gitlab-runner.md", "autoscaling_groups.yml"),
         ("marathon-group-vars", "docs/marathon.md", "marathon_agents.yml"),
         ("workstation-vars", "docs/workstations.md", "workstations.yml"),
     ],

@@ -24,7 +24,7 @@ from ecrkit.renderers.runner_config import (
 )
 from ecrkit.renderers.userdata import instance_ready_command
 from ecrkit.settings import CredentialRule
-from tests.conftest import readme_block
+from tests.conftest import readme_block, run_ecrkit
 
 PAGE = "docs/gitlab-runner.md"  # the page whose examples these tests run
 
@@ -167,6 +167,20 @@ def test_unknown_keys_are_reported_as_likely_typos() -> None:
         (lambda: validate_autoscaler({"max_instance": 3}), "autoscaler.max_instance"),
         (lambda: validate_autoscaler({"max_instances": "3"}), "a positive integer"),
         (lambda: validate_autoscaler({"policy": [{"idle_cont": 1}]}), r"policy\[0\]"),
+        # GitLab's documented formats: Go durations, booleans, whole numbers; the AWS plugin's own keys.
+        (lambda: validate_autoscaler({"policy": [{"idle_time": "20 minutes"}]}), r"policy\[0\]\.idle_time: '20 min"),
+        (lambda: validate_autoscaler({"policy": [{"idle_count": -1}]}), r"idle_count: -1 .* 0 or more"),
+        (lambda: validate_autoscaler({"policy": [{"periods": "* * * * *"}]}), "periods: .* a list of strings"),
+        (lambda: validate_autoscaler({"connector_config": {"use_external_addr": "yes"}}), "a boolean"),
+        (lambda: validate_autoscaler({"connector_config": {"timeout": 10}}), "timeout: 10 .* Go duration"),
+        (
+            lambda: validate_autoscaler({"plugin": "aws", "plugin_config": {"asg": "x", "name": "x"}}),
+            r"plugin_config: \['asg'\] .* config_file, credentials_file, name, profile, region",
+        ),
+        (
+            lambda: validate_autoscaler({"plugin": "registry.gitlab.com/gitlab-org/fleeting/plugins/aws:1.0"}),
+            "plugin_config.name: None .* Auto Scaling group",
+        ),
     ],
 )
 def test_bad_settings_are_refused_naming_the_value(call: Any, message: str) -> None:
@@ -262,3 +276,65 @@ def test_the_readmes_autoscaler_variables_give_the_table_it_shows() -> None:
     assert merged.typos == []
     shown = tomllib.loads("[[runners]]\n" + readme_block("<!-- autoscaler-toml -->", PAGE))["runners"][0]["autoscaler"]
     assert tomllib.loads(merged.text)["runners"][0]["autoscaler"] == shown
+
+
+def test_a_plugin_other_than_aws_keeps_its_own_plugin_config_keys() -> None:
+    settings = {"plugin": "googlecloud:latest", "plugin_config": {"project": "p", "zone": "z", "name": "ig"}}
+    assert validate_autoscaler(settings) == settings
+    assert validate_autoscaler({"plugin": "fleeting-plugin-aws", "plugin_config": {"name": "g", "region": "eu-west-1"}})
+
+
+def test_render_runner_config_writes_the_autoscaler_options_in_gitlabs_formats(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(REGISTERED)
+    done = run_ecrkit(
+        "render", "runner-config", "--config", str(config), "--registry", REGISTRY,
+        "--autoscaler-plugin", "aws", "--autoscaling-group", "gitlab-jobs",
+        "--plugin-config", '{"region": "us-east-1"}',
+        "--capacity-per-instance", "2", "--max-use-count", "5", "--max-instances", "20",
+        "--connector-config", '{"username": "admin", "timeout": "10m0s"}',
+        "--policy", '{"idle_count": 1, "idle_time": "20m0s"}',
+        "--policy", '{"periods": ["* 8-18 * * mon-fri"], "timezone": "UTC", "idle_count": 5, "scale_factor": 0.5}',
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    before, after = tomllib.loads(REGISTERED)["runners"], tomllib.loads(done.stdout)["runners"]
+    autoscaler = after[2]["autoscaler"]
+    assert autoscaler == {
+        "plugin": "aws",
+        "capacity_per_instance": 2,
+        "max_use_count": 5,
+        "max_instances": 20,
+        "instance_ready_command": instance_ready_command(),
+        "plugin_config": {"name": "gitlab-jobs", "region": "us-east-1"},
+        # the file's own connector keys stay; the given ones are set
+        "connector_config": {"username": "admin", "use_external_addr": True, "timeout": "10m0s"},
+        "policy": [
+            {"idle_count": 1, "idle_time": "20m0s"},
+            {"periods": ["* 8-18 * * mon-fri"], "timezone": "UTC", "idle_count": 5, "scale_factor": 0.5},
+        ],
+    }
+    assert after[0] == {**before[0], "environment": after[0]["environment"]}  # other executors: no autoscaler
+    assert "autoscaler" not in after[0] and "autoscaler" not in after[1]
+    assert "[runners.autoscaler" not in done.stderr  # every key written is one GitLab Runner knows
+    # Without the options, the file's [runners.autoscaler] is left as it is (negative control).
+    plain = run_ecrkit("render", "runner-config", "--config", str(config), "--registry", REGISTRY)
+    assert tomllib.loads(plain.stdout)["runners"][2]["autoscaler"] == before[2]["autoscaler"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (("--policy", "idle_count=1"), "--policy[0]: 'idle_count=1' is not accepted; expected a JSON object"),
+        (("--policy", "[1]"), "--policy[0]: '[1]' is not accepted; expected a JSON object"),
+        (("--connector-config", '{"usename": "x"}'), "--autoscaler.connector_config: ['usename']"),
+        (("--autoscaler-plugin", "aws"), "--autoscaler.plugin_config.name: None"),
+        (("--max-instances", "0"), "--autoscaler.max_instances: 0"),
+    ],
+)
+def test_bad_autoscaler_options_are_named_and_nothing_is_printed(
+    tmp_path: Path, argv: tuple[str, ...], named: str
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(REGISTERED)
+    done = run_ecrkit("render", "runner-config", "--config", str(config), "--registry", REGISTRY, *argv)
+    assert done.returncode == 2 and done.stdout == "" and named in done.stderr, done.stderr

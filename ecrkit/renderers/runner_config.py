@@ -102,6 +102,55 @@ AUTOSCALER_SCALARS: dict[str, type] = {
     "instance_ready_command": str,
 }
 AUTOSCALER_TABLES = ("plugin_config", "connector_config")
+# The formats GitLab documents for the keys of [runners.autoscaler]'s tables (durations are Go's).
+DURATION = re.compile(r"^(?:0|(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+)\Z")
+BOOL, INT, TEXT, TIME, NUMBER, TEXTS = (
+    "a boolean",
+    "a whole number, 0 or more",
+    "a string",
+    "a Go duration such as 20m0s",
+    "a number",
+    "a list of strings",
+)
+CONNECTOR_FORMATS = {
+    "os": TEXT, "arch": TEXT, "protocol": TEXT, "protocol_port": INT, "username": TEXT, "password": TEXT,
+    "key_path": TEXT, "use_static_credentials": BOOL, "keepalive": TIME, "timeout": TIME, "use_external_addr": BOOL,
+}  # fmt: skip
+POLICY_FORMATS = {
+    "periods": TEXTS, "timezone": TEXT, "idle_count": INT, "idle_time": TIME, "scale_factor": NUMBER,
+    "scale_factor_limit": INT, "preemptive_mode": BOOL,
+}  # fmt: skip
+# The AWS fleeting plugin's plugin_config (fleeting-plugin-aws's README): `name` is the Auto Scaling group.
+AWS_PLUGIN_CONFIG = ("name", "profile", "config_file", "credentials_file", "region")
+AWS_PLUGINS = ("aws", "fleeting-plugin-aws")
+
+
+def _has_format(value: Any, form: str) -> bool:
+    if form == BOOL:
+        return isinstance(value, bool)
+    if form == INT:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    if form == NUMBER:
+        return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+    if form == TIME:
+        return isinstance(value, str) and bool(DURATION.match(value))
+    if form == TEXTS:
+        return isinstance(value, list) and all(isinstance(item, str) and item for item in value)
+    return isinstance(value, str)
+
+
+def _check_formats(table: Mapping[str, Any], formats: Mapping[str, str], source: str) -> None:
+    unknown = sorted(set(table) - set(formats))
+    if unknown:
+        raise InputError(source, unknown, f"keys among {', '.join(sorted(formats))}")
+    for key, value in table.items():
+        if not _has_format(value, formats[key]):
+            raise InputError(f"{source}.{key}", value, formats[key])
+
+
+def is_aws_plugin(plugin: str) -> bool:
+    """Whether a `plugin` value names GitLab's AWS fleeting plugin ([registry/][repository/]name[:version])."""
+    return plugin.split(":", 1)[0].rsplit("/", 1)[-1] in AWS_PLUGINS
 
 
 @dataclass(frozen=True)
@@ -161,15 +210,14 @@ def validate_autoscaler(settings: Mapping[str, Any], source: str = "autoscaler")
     if not isinstance(policies, list) or not all(isinstance(p, Mapping) for p in policies):
         raise InputError(f"{source}.policy", policies, "a list of mappings")
     for index, policy in enumerate(policies):
-        unknown = set(policy) - KNOWN_KEYS["runners.autoscaler.policy"]
-        if unknown:
-            accepted = ", ".join(sorted(KNOWN_KEYS["runners.autoscaler.policy"]))
-            raise InputError(f"{source}.policy[{index}]", sorted(unknown), f"keys among {accepted}")
-    connector = settings.get("connector_config", {})
-    unknown = set(connector) - KNOWN_KEYS["runners.autoscaler.connector_config"]
-    if unknown:
-        accepted = ", ".join(sorted(KNOWN_KEYS["runners.autoscaler.connector_config"]))
-        raise InputError(f"{source}.connector_config", sorted(unknown), f"keys among {accepted}")
+        _check_formats(policy, POLICY_FORMATS, f"{source}.policy[{index}]")
+    _check_formats(settings.get("connector_config", {}), CONNECTOR_FORMATS, f"{source}.connector_config")
+    plugin_config = settings.get("plugin_config", {})
+    if is_aws_plugin(str(settings.get("plugin", ""))):
+        _check_formats(plugin_config, dict.fromkeys(AWS_PLUGIN_CONFIG, TEXT), f"{source}.plugin_config")
+        if not plugin_config.get("name"):
+            raise InputError(f"{source}.plugin_config.name", plugin_config.get("name"),
+                             "the job hosts' Auto Scaling group name (the AWS plugin needs it)")  # fmt: skip
     return dict(settings)
 
 

@@ -17,7 +17,7 @@ from ansible.errors import AnsibleFilterError
 try:
     # Each role's decision is a function of ecrkit.plans; the rest are the smaller decisions the roles ask for.
     from ecrkit import __version__ as ECRKIT_VERSION
-    from ecrkit import checks, constants, ecr_account, hoststate, plans, settings
+    from ecrkit import checks, constants, ecr_account, hoststate, job_hosts, plans, settings
     from ecrkit.errors import EcrkitError
     from ecrkit.renderers import mirror_service
 except ImportError as missing:  # pragma: no cover - depends on the controller's Python
@@ -42,7 +42,7 @@ except ImportError as missing:  # pragma: no cover - depends on the controller's
     class EcrkitError(Exception):  # type: ignore[no-redef]  # named by except clauses
         pass
 
-    checks = constants = ecr_account = hoststate = plans = settings = mirror_service = _Missing()  # type: ignore[assignment]
+    checks = constants = ecr_account = hoststate = job_hosts = plans = settings = mirror_service = _Missing()  # type: ignore[assignment]
     ECRKIT_VERSION = _Missing()  # type: ignore[assignment]
 
 if TYPE_CHECKING:  # the probe's facts as ecrkit types them (Ansible hands over plain dicts)
@@ -84,6 +84,18 @@ def ecrkit_default(name: str) -> Any:
         known = sorted(constants.ROLE_DEFAULTS)
         raise AnsibleFilterError(f"ecrkit.ecr.default: {name!r} is not accepted; expected one of {known}")
     return constants.role_default(name)
+
+
+@_reported
+def ecrkit_autoscaling_group(declaration: Mapping[str, Any]) -> dict[str, Any]:
+    """The role autoscaling_group's declaration, validated before any API call, as the module takes it."""
+    return job_hosts.plan(declaration, plans.variables("autoscaling_group_"))
+
+
+@_reported
+def ecrkit_fleeting_install(version_output: str, autoscaler: Mapping[str, Any], config_path: str) -> dict[str, Any]:
+    """gitlab_runner_ecr: whether and how to install the fleeting plugin (ecrkit.plans.fleeting_install)."""
+    return plans.fleeting_install(version_output, autoscaler, config_path)
 
 
 @_reported
@@ -165,9 +177,11 @@ class FilterModule:
     def filters(self) -> dict[str, Callable[..., Any]]:
         """Called by fully qualified name, e.g. `ecrkit.ecr.runner_plan`."""
         return {
+            "autoscaling_group": ecrkit_autoscaling_group,
             "default": ecrkit_default,
             "ecr_account": ecrkit_ecr_account,
             "findings": ecrkit_findings,
+            "fleeting_install": ecrkit_fleeting_install,
             "marathon_plan": ecrkit_marathon_plan,
             "mirror_plan": ecrkit_mirror_plan,
             "replication_sources": ecrkit_replication_sources,
