@@ -4,6 +4,7 @@ source injects 503 and 429 answers to prove the retries."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import http.server as http_server
@@ -37,8 +38,13 @@ IMAGE = "application/vnd.docker.distribution.manifest.v2+json"
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with serving_source(tmp_path_factory.mktemp("source-registry")) as host:
+        yield host
+
+
+@contextlib.contextmanager
+def serving_source(state: Path) -> Iterator[str]:
     """Debian's docker-registry over plain HTTP, holding the images to mirror."""
-    state = tmp_path_factory.mktemp("source-registry")
     config = {"version": 0.1, "log": {"level": "warn"}, "http": {"addr": SOURCE},
               "storage": {"filesystem": {"rootdirectory": str(state / "data")}}}  # fmt: skip
     (state / "config.yml").write_text(json.dumps(config))
