@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from ecrkit import __version__, constants, files, helper, images, mirror
 from ecrkit.errors import EcrkitError, FileFormatError, InputError, PathError
-from ecrkit.registry import Registry, RegistryError
+from ecrkit.registry import Registry, RegistryError, docker_credentials
 from ecrkit.settings import (
     ECR_PRIVATE_HOST,
     SSO_PROFILE_FORMS,
@@ -407,17 +407,21 @@ def _mirror(args: argparse.Namespace) -> int:
     registries: dict[str, Registry] = {}
     lock = threading.Lock()
 
+    floor = int(config.get("rate_limit_floor", mirror.DEFAULT_FLOOR))
+
     def registry(host: str) -> Registry:
-        """One client per registry for the whole run: one helper call (one token), one connection pool."""
+        """One client per registry for the whole run: one helper call (one token), one connection pool. ECR
+        through its helper; any other source as docker finds its credentials (never the mirror config)."""
         with lock:
             if host not in registries:
-                login = mirror.helper_credentials(host) if ECR_PRIVATE_HOST.match(host) else None
+                login = mirror.helper_credentials(host) if ECR_PRIVATE_HOST.match(host) else docker_credentials(host)
                 registries[host] = Registry(host, credentials=login, plain_http=host in plain_http,
-                                            connections=args.jobs)  # fmt: skip
+                                            connections=args.jobs,
+                                            floor=None if host == config["target"] else floor)  # fmt: skip
             return registries[host]
 
     try:
-        planned = mirror.plan(config, lambda host, repository: registry(host).tags(repository), shard)
+        planned = mirror.plan(config, lambda host, repository: registry(host).tag_list(repository), shard)
     except RegistryError as exc:
         raise EcrkitError(f"listing tags: {exc}") from None
 
@@ -451,7 +455,13 @@ def _mirror(args: argparse.Namespace) -> int:
         print(outcome.as_json(source_bytes))
     else:
         for result in outcome.results:
-            print(f"{result.status:<12} {result.what}  {result.detail}".rstrip())
+            if result.status != "stopped":  # one line per stopped source says it (below), not one per tag
+                print(f"{result.status:<12} {result.what}  {result.detail}".rstrip())
+        for line in outcome.stops:
+            print(f"stopped      {line}")
+        for host, limit in outcome.limits.items():
+            print(f"rate limit: {host}: {limit['remaining']} of {limit['limit']} remaining "
+                  f"(window {limit['window_seconds']} s, floor {limit['floor']})")  # fmt: skip
         blobs = outcome.blobs
         print(f"blobs: {blobs.copied} copied ({blobs.copied_bytes} bytes), {blobs.mounted} mounted, "
               f"{blobs.present} present; shard {shard[0]}/{shard[1]}")  # fmt: skip

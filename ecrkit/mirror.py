@@ -15,6 +15,15 @@ ECR credentials come from the credential helper, as for any docker pull: no past
       - source: quay.io/prometheus/node-exporter
         tags: ["v1.8.*"]
         repository: tools/node-exporter # optional: the target repository's own name
+    referrers: true                     # optional (default): copy signatures, SBOMs, attestations too
+    rate_limit_floor: 10                # optional: pulls left to others of a source's rate limit
+
+Referrers (what names a copied manifest as its subject) are found by the OCI 1.1 referrers API where
+the source serves it and by the tag schema (`sha256-<hex>`, `.sig`, `.att`, `.sbom` tags) always; they
+are copied with their digests, and where the target does not serve the API either, the referrers
+index under its `sha256-<hex>` tag is kept up to date, as OCI clients do. Source credentials come from
+the user's docker config (ecrkit.registry.docker_credentials); a source's rate limit stops copies from
+it at the floor, and the run goes on with the others.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ import fnmatch
 import hashlib
 import json
 import logging
+import re
 import subprocess
 import threading
 from collections import Counter
@@ -37,7 +47,7 @@ import yaml
 from ecrkit import files, images
 from ecrkit.constants import HELPER_BINARY
 from ecrkit.errors import EcrkitError, FileFormatError, InputError
-from ecrkit.registry import Manifest, Registry, RegistryError, stream_blob
+from ecrkit.registry import INDEX_TYPES, OCI_INDEX, Manifest, RateLimited, Registry, RegistryError, stream_blob
 from ecrkit.settings import private_registry, validate_location, validate_shard
 
 log = logging.getLogger(__name__)  # `ecrkit --debug` shows what it calls
@@ -53,6 +63,8 @@ SCHEMA: dict[str, Any] = {
         "target": {"type": "string"},
         "prefix": {"type": "string"},
         "plain_http": {"type": "array", "items": {"type": "string"}},
+        "referrers": {"type": "boolean"},
+        "rate_limit_floor": {"type": "integer", "minimum": 0},
         "images": {
             "type": "array",
             "minItems": 1,
@@ -64,14 +76,17 @@ SCHEMA: dict[str, Any] = {
                     "source": {"type": "string"},
                     "tags": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
                     "repository": {"type": "string"},
+                    "referrers": {"type": "boolean"},
                 },
             },
         },
     },
 }
-JSON_TYPES: dict[str, type] = {"object": dict, "array": list, "string": str}  # the types SCHEMA names
+JSON_TYPES: dict[str, type] = {"object": dict, "array": list, "string": str, "boolean": bool}  # the types SCHEMA names
 PATTERN_CHARACTERS = "*?["
-STATUSES = ("copied", "unchanged", "would copy", "failed", "created", "would create")
+STATUSES = ("copied", "unchanged", "would copy", "stopped", "failed", "created", "would create")
+REFERRER_TAG = re.compile(r"(sha256-[0-9a-f]{64})(?:\.(?:sig|att|sbom))?", re.ASCII)  # the tag schema's names
+DEFAULT_FLOOR = 10  # pulls of a source's rate limit left to the others behind the same address
 CI_SHARD = ("CI_NODE_INDEX", "CI_NODE_TOTAL")  # GitLab CI's `parallel: N` sets them in each job
 
 
@@ -81,6 +96,7 @@ class Copy:
     source_repository: str
     tag: str
     target_repository: str
+    referrers: bool = True  # copy what is attached to the tag's manifest too
 
     @property
     def source(self) -> str:
@@ -221,7 +237,8 @@ def plan(config: dict[str, Any], tags_of: Callable[[str, str], list[str]], shard
                 unmatched += [] if matched else [f"{host}/{repository}:{wanted}"]
             else:
                 matched = [wanted]
-            copies += [Copy(host, repository, tag, target_repository) for tag in matched]
+            referrers = bool(image.get("referrers", config.get("referrers", True)))
+            copies += [Copy(host, repository, tag, target_repository, referrers) for tag in matched]
     unique = tuple(dict.fromkeys(copies))
     return Plan(config["target"], frozenset(config.get("plain_http", [])), unique, tuple(unmatched), shard)
 
@@ -327,45 +344,162 @@ class Blobs:
             self.counts.copied_bytes += size
 
 
-def compare(job: Copy, source: Registry, target: Registry | Future[Registry]) -> tuple[Result | None, Manifest | None]:
-    """The source's manifest for the tag, and a result when nothing is to be copied. The target may be
-    still on its way (its helper call running) while the source answers."""
+@dataclass(frozen=True)
+class Compared:
+    """What comparing a tag found: a result when its manifest is not to be copied (unchanged, failed,
+    stopped), else the source's manifest; the source's digest and media type either way, when known."""
+
+    result: Result | None
+    manifest: Manifest | None = None
+    digest: str = ""
+    media_type: str = ""
+
+
+def compare(job: Copy, source: Registry, target: Registry | Future[Registry]) -> Compared:
+    """HEAD the tag at the source (not a pull) and at the target; GET the source's manifest (a pull) only
+    when they differ. The target may be still on its way (its helper call running) while the source answers."""
     try:
-        manifest, problem = source.manifest(job.source_repository, job.tag), ""
+        head, problem = source.head_manifest(job.source_repository, job.tag), None
     except RegistryError as exc:
-        manifest, problem = None, str(exc)
+        head, problem = None, exc
     target = target.result() if isinstance(target, Future) else target
     what = f"{job.source} -> {target.host}/{job.target_repository}:{job.tag}"
-    if problem or manifest is None:
-        return Result("failed", what, problem or "no such tag at the source"), None
+    if problem is not None or head is None:
+        status = "stopped" if isinstance(problem, RateLimited) else "failed"
+        return Compared(Result(status, what, str(problem or "no such tag at the source")))
+    digest, media_type = head
     try:
-        if target.manifest_digest(job.target_repository, job.tag) == manifest.digest:
-            return Result("unchanged", what, manifest.digest), manifest
+        if target.manifest_digest(job.target_repository, job.tag) == digest:
+            return Compared(Result("unchanged", what, digest), None, digest, media_type)
+        manifest = source.manifest(job.source_repository, job.tag)
     except RegistryError as exc:
-        return Result("failed", what, str(exc)), None
-    return None, manifest
+        return Compared(Result("stopped" if isinstance(exc, RateLimited) else "failed", what, str(exc)))
+    if manifest is None:
+        return Compared(Result("failed", what, "no such tag at the source"))
+    return Compared(None, manifest, manifest.digest, manifest.media_type)
+
+
+def put_tree(  # noqa: PLR0917 - from where to where, and what
+    source: Registry,
+    source_repository: str,
+    target: Registry,
+    target_repository: str,
+    manifest: Manifest,
+    reference: str,
+    blobs: Blobs,
+    skip_present: bool = False,
+) -> int:
+    """Copy a manifest under `reference`: its blobs, or for an index each manifest it lists (by digest,
+    before the index; with skip_present, not those the target has), then the manifest itself, byte for
+    byte. The number of manifests the index lists."""
+    if manifest.is_index:
+        for digest in manifest.children():
+            if skip_present and target.head_manifest(target_repository, digest) is not None:
+                continue
+            child = source.manifest(source_repository, digest)
+            if child is None:
+                raise RegistryError("the index lists a manifest the source does not have")
+            put_tree(source, source_repository, target, target_repository, child, digest, blobs, skip_present)
+        target.put_manifest(target_repository, reference, manifest)
+        return len(manifest.children())
+    for blob in manifest.blobs():
+        blobs.ensure(source, source_repository, target, target_repository, blob)
+    target.put_manifest(target_repository, reference, manifest)
+    return 0
 
 
 def transfer(job: Copy, manifest: Manifest, source: Registry, target: Registry, blobs: Blobs) -> Result:
     what = f"{job.source} -> {target.host}/{job.target_repository}:{job.tag}"
     try:
-        listed = (
-            [source.manifest(job.source_repository, digest) for digest in manifest.children()]
-            if manifest.is_index
-            else []
-        )
-        children = [child for child in listed if child is not None]
-        if len(children) != len(listed):
-            return Result("failed", what, "the index lists a manifest the source does not have")
-        for image in children or [manifest]:
-            for blob in image.blobs():
-                blobs.ensure(source, job.source_repository, target, job.target_repository, blob)
-            if image is not manifest:
-                target.put_manifest(job.target_repository, image.digest, image)
-        target.put_manifest(job.target_repository, job.tag, manifest)
-        return Result("copied", what, _describe(manifest, len(children)))
+        children = put_tree(source, job.source_repository, target, job.target_repository, manifest, job.tag, blobs)
+        return Result("copied", what, _describe(manifest, children))
+    except RateLimited as exc:
+        return Result("stopped", what, str(exc))
     except RegistryError as exc:
         return Result("failed", what, str(exc))
+
+
+def copy_referrers(job: Copy, found: Compared, source: Registry, target: Registry, blobs: Blobs) -> list[Result]:
+    """Copy what is attached to the tag's manifest (and, by the tag schema, to the manifests its index
+    lists): a result for each referrer copied, none for those the target has; a failure stops this tag's."""
+    what = f"{job.source} (referrers) -> {target.host}/{job.target_repository}"
+    results: list[Result] = []
+    try:
+        tagged = [tag for tag in source.tag_list(job.source_repository) if REFERRER_TAG.fullmatch(tag)]
+        subjects = {_tag_of(found.digest)}
+        if any(REFERRER_TAG.fullmatch(tag).group(1) not in subjects for tag in tagged):  # type: ignore[union-attr]
+            subjects |= {_tag_of(digest) for digest in _children(job, found, target)}
+        for tag in tagged:
+            if REFERRER_TAG.fullmatch(tag).group(1) in subjects:  # type: ignore[union-attr]
+                results += _copy_referrer_tag(job, tag, found.digest, source, target, blobs)
+        listed = source.referrers(job.source_repository, found.digest)
+        if listed:
+            results += _copy_listed(job, found.digest, listed, source, target, blobs)
+    except RegistryError as exc:
+        results.append(Result("stopped" if isinstance(exc, RateLimited) else "failed", what, str(exc)))
+    return results
+
+
+def _children(job: Copy, found: Compared, target: Registry) -> list[str]:
+    """The digests an index lists: from its manifest when it was read, else from the target's copy (the
+    same bytes; reading it costs the source nothing)."""
+    if found.manifest is not None:
+        return found.manifest.children() if found.manifest.is_index else []
+    if found.media_type not in INDEX_TYPES:
+        return []
+    copy = target.manifest(job.target_repository, found.digest)
+    return copy.children() if copy is not None and copy.is_index else []
+
+
+def _copy_referrer_tag(  # noqa: PLR0917
+    job: Copy, tag: str, subject: str, source: Registry, target: Registry, blobs: Blobs
+) -> list[Result]:
+    """A tag of the tag schema (a referrers index, or cosign's .sig/.att/.sbom), copied unless the target
+    holds the same digest under it."""
+    head = source.head_manifest(job.source_repository, tag)
+    if head is None or target.manifest_digest(job.target_repository, tag) == head[0]:
+        return []
+    manifest = source.manifest(job.source_repository, tag)
+    if manifest is None:
+        return []
+    put_tree(source, job.source_repository, target, job.target_repository, manifest, tag, blobs, skip_present=True)
+    what = f"{source.host}/{job.source_repository}:{tag} -> {target.host}/{job.target_repository}:{tag}"
+    return [Result("copied", what, f"{manifest.digest} (referrers of {subject})")]
+
+
+def _copy_listed(  # noqa: PLR0917
+    job: Copy, subject: str, listed: list[dict[str, Any]], source: Registry, target: Registry, blobs: Blobs
+) -> list[Result]:
+    """The referrers the source's API lists, copied by digest unless the target lists them; where the
+    target does not serve the API, its referrers index (the `sha256-<hex>` tag) gets the new descriptors."""
+    on_target = target.referrers(job.target_repository, subject)
+    index: dict[str, Any] = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
+    if on_target is None:
+        held = target.manifest(job.target_repository, _tag_of(subject))
+        index = json.loads(held.body) if held is not None and held.is_index else index
+        on_target = index.get("manifests") or []
+    present = {entry.get("digest") for entry in on_target}
+    missing = [entry for entry in listed if entry.get("digest") not in present]
+    results = []
+    for entry in missing:
+        digest = str(entry["digest"])
+        manifest = source.manifest(job.source_repository, digest)
+        if manifest is None:
+            raise RegistryError(f"{source.host}/{job.source_repository}: the referrer {digest} is listed, not served")
+        put_tree(source, job.source_repository, target, job.target_repository, manifest, digest, blobs, True)
+        kind = entry.get("artifactType") or entry.get("mediaType", "")
+        what = f"{source.host}/{job.source_repository}@{digest} -> {target.host}/{job.target_repository}@{digest}"
+        results.append(Result("copied", what, f"referrer of {subject} ({kind})"))
+    if missing and target.serves_referrers is False:
+        index["manifests"] = [*index.get("manifests", []), *missing]
+        body = json.dumps(index, separators=(",", ":")).encode()
+        target.put_manifest(job.target_repository, _tag_of(subject), Manifest(body, OCI_INDEX))
+    return results
+
+
+def _tag_of(digest: str) -> str:
+    """The tag schema's name for a digest: sha256:<hex> -> sha256-<hex>."""
+    return digest.replace(":", "-", 1)
 
 
 @dataclass
@@ -373,6 +507,8 @@ class Outcome:
     results: list[Result]
     blobs: BlobCounts = field(default_factory=BlobCounts)
     shard: tuple[int, int] = (1, 1)
+    limits: dict[str, dict[str, Any]] = field(default_factory=dict)  # per source host: its rate limit as last read
+    stops: list[str] = field(default_factory=list)  # one line per source that copying stopped from
 
     @property
     def counts(self) -> dict[str, int]:
@@ -381,22 +517,24 @@ class Outcome:
 
     @property
     def failed(self) -> bool:
-        return self.counts["failed"] > 0
+        return self.counts["failed"] > 0 or self.counts["stopped"] > 0
 
     def summary(self) -> str:
         """`N copied, N unchanged, N failed`: the line a log shows last."""
         counts = self.counts
-        return ", ".join(f"{counts[status]} {status}" for status in ("copied", "unchanged", "would copy", "failed")
-                         if counts[status] or status in ("copied", "failed"))  # fmt: skip
+        return ", ".join(f"{counts[status]} {status}" for status in ("copied", "unchanged", "would copy", "stopped",
+                         "failed") if counts[status] or status in ("copied", "failed"))  # fmt: skip
 
     def as_json(self, bytes_read: int) -> str:
-        """The machine-readable summary (`--json`): counts, each result, blobs and the shard."""
+        """The machine-readable summary (`--json`): counts, each result, blobs, rate limits and the shard."""
         return json.dumps(
             {
                 "shard": f"{self.shard[0]}/{self.shard[1]}",
                 "counts": self.counts,
                 "exit_code": 1 if self.failed else 0,
                 "blobs": {**self.blobs.as_dict(), "source_bytes_read": bytes_read},
+                "rate_limits": self.limits,
+                "stops": self.stops,
                 "results": [{"status": r.status, "what": r.what, "detail": r.detail} for r in self.results],
             },
             indent=2,
@@ -414,7 +552,7 @@ def run(
 ) -> Outcome:
     """Compare every tag (concurrently); create the missing repositories of the tags to copy (unless
     dry_run: only when a copy is due does the AWS API get asked); then copy concurrently, each blob
-    once per target repository. Results in plan order."""
+    once per target repository, and each tag's referrers (unchanged tags' too). Results in plan order."""
     results = [Result("failed", pattern, "no tag matches this pattern") for pattern in plan_.unmatched]
     sources = {host: registry(host) for host in dict.fromkeys(job.source_host for job in plan_.copies)}
     blobs = Blobs()
@@ -423,29 +561,43 @@ def run(
         target_ready = pool.submit(registry, plan_.target)
         compared = list(pool.map(lambda job: compare(job, sources[job.source_host], target_ready), plan_.copies))
         target = target_ready.result()
-        due = [(job, manifest) for job, (result, manifest) in zip(plan_.copies, compared, strict=True)
-               if result is None and manifest is not None]  # fmt: skip
-        for result, _ in compared:
-            if result is not None:
-                advance(result)
-        repositories = sorted({job.target_repository for job, _ in due})
+        due = [(job, found) for job, found in zip(plan_.copies, compared, strict=True)
+               if found.manifest is not None or (found.result is not None and found.result.status == "unchanged"
+                                                 and job.referrers and not dry_run)]  # fmt: skip
+        for found in compared:
+            if found.result is not None:
+                advance(found.result)
+        repositories = sorted({job.target_repository for job, found in due if found.manifest is not None})
         status = "would create" if dry_run else "created"
         created = ensure_repositories(repositories, dry_run) if repositories else []
         results += [Result(status, f"{plan_.target}/{name}", "repository") for name in created]
 
-        def one(item: tuple[Copy, Manifest]) -> Result:
-            job, manifest = item
+        def one(item: tuple[Copy, Compared]) -> list[Result]:
+            job, found = item
+            source = sources[job.source_host]
+            if found.manifest is None:  # unchanged: only its referrers may be new
+                return copy_referrers(job, found, source, target, blobs)
             if dry_run:
                 result = Result("would copy", f"{job.source} -> {target.host}/{job.target_repository}:{job.tag}",
-                                manifest.digest)  # fmt: skip
+                                found.manifest.digest)  # fmt: skip
             else:
-                result = transfer(job, manifest, sources[job.source_host], target, blobs)
+                result = transfer(job, found.manifest, source, target, blobs)
             advance(result)
-            return result
+            if result.status == "copied" and job.referrers:
+                return [result, *copy_referrers(job, found, source, target, blobs)]
+            return [result]
 
-        copied = iter(pool.map(one, due))
-    results += [result if result is not None else next(copied) for result, _ in compared]
-    return Outcome(results, blobs.counts, plan_.shard)
+        done = dict(zip((id(found) for _, found in due), pool.map(one, due), strict=True))
+    for found in compared:
+        results += ([found.result] if found.result is not None else []) + done.get(id(found), [])
+    limits, stops = {}, []
+    for host, source in sources.items():
+        if source.limit is not None:
+            limits[host] = {**source.limit.as_dict(), "floor": source.floor, "stopped": source.stopped is not None}
+        if source.stopped is not None:
+            left = sum(1 for result in results if result.status == "stopped" and result.what.startswith(f"{host}/"))
+            stops.append(f"{source.stopped} ({left} not copied)")
+    return Outcome(results, blobs.counts, plan_.shard, limits, stops)
 
 
 def ensure_repositories(ecr: Any, account: str, names: Iterable[str], dry_run: bool) -> list[str]:

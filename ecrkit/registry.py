@@ -3,8 +3,18 @@
 Manifests are copied byte for byte (so digests, and multi-arch indexes, are preserved), blobs
 are verified against their digest on the way through, and every request is retried with
 backoff on 429, 5xx and connection errors (honouring Retry-After). Authentication: HTTP Basic
-with given credentials (ECR, through the helper), or the registry's anonymous Bearer token
-flow (Docker Hub, ghcr.io, quay.io).
+with given credentials (ECR, through the helper; other sources, through the user's docker config
+and its credential helpers: docker_credentials), sent to the registry's Bearer token service where
+it asks for one (Docker Hub, ghcr.io, quay.io), anonymously when there are none.
+
+Referrers (signatures, SBOMs, attestations attached to a manifest) are found with the OCI 1.1
+referrers API where the registry serves it (`referrers`: None where it does not), and by the tag
+schema otherwise (`sha256-<hex>` tags: the OCI fallback index, cosign's `.sig`, `.att`, `.sbom`).
+
+Rate limits (Docker Hub's `ratelimit-limit` / `ratelimit-remaining` headers, `100;w=21600`) are read
+from every answer. A registry given a `floor` refuses, without asking, a manifest GET (what Docker
+Hub counts as a pull; HEAD is free) once the remaining count is at or below it, and a 429 whose
+Retry-After is longer than MAX_RETRY_WAIT is not waited for: both raise RateLimited.
 
 HTTP is urllib3's (what requests itself runs on), used directly: a mirror run that finds nothing
 to copy is mostly start-up, and requests would add its import and, per connection, a TLS context
@@ -16,6 +26,7 @@ Written for urllib3 1.26 (Debian 12's, on scheduled hosts) and 2.x alike.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
@@ -25,8 +36,8 @@ import ssl
 import threading
 import time
 import urllib.parse
-from base64 import b64encode
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import cache
 from typing import IO, Any
 
@@ -45,7 +56,11 @@ MANIFEST_TYPES = (
     "application/vnd.docker.distribution.manifest.v2+json",
 )
 INDEX_TYPES = MANIFEST_TYPES[:2]
+OCI_INDEX = MANIFEST_TYPES[0]
 RETRY_STATUSES = (429, 500, 502, 503, 504)
+MAX_RETRY_WAIT = 60.0  # seconds: a longer Retry-After (a rate limit's window) is reported, not slept through
+RATE_LIMIT = re.compile(r"\s*(\d+)\s*(?:;\s*w=(\d+))?", re.ASCII)  # "100;w=21600"
+DOCKER_HUB_KEYS = ("https://index.docker.io/v1/", "index.docker.io", "registry-1.docker.io", "docker.io")
 API_HOSTS = {"docker.io": "registry-1.docker.io"}  # where a registry's API answers, when not its name
 CHALLENGE = re.compile(r'(\w+)="([^"]*)"', re.ASCII)
 CHUNK = 1024 * 1024  # the most of a blob held in memory at once, per copy
@@ -59,6 +74,30 @@ Body = Callable[[], bytes | IO[bytes]] | None  # called again for each attempt
 
 class RegistryError(EcrkitError):
     """A request that failed for good (after retries), naming the registry and what was asked."""
+
+
+class RateLimited(RegistryError):
+    """The registry's pull budget is spent down to the floor, or it answered 429 for longer than is
+    worth waiting: copying from it stops (the rest of the run goes on)."""
+
+
+@dataclass
+class Limit:
+    """A registry's rate limit as its last answer stated it."""
+
+    limit: int
+    remaining: int
+    window: int  # seconds (Docker Hub: 21600, a sliding 6 hours)
+    read_at: float  # time.time() of that answer
+    retry_after: float = 0.0  # seconds, from a 429
+
+    def resets_by(self) -> float:
+        """When the budget is whole again at the latest (the window is sliding: pulls return as they age out)."""
+        return self.read_at + (self.retry_after or self.window)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"limit": self.limit, "remaining": self.remaining, "window_seconds": self.window,
+                "resets_by": _utc(self.resets_by())}  # fmt: skip
 
 
 class Manifest:
@@ -92,6 +131,7 @@ class Registry:
         connections: int = 10,
         backoff: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
+        floor: int | None = None,
     ) -> None:
         self.host = host
         self.base = f"{'http' if plain_http else 'https'}://{API_HOSTS.get(host, host)}"
@@ -99,16 +139,26 @@ class Registry:
         self.retries, self.backoff, self.sleep = retries, backoff, sleep
         self.pool = _pool_manager(self.base, max(10, connections))
         self.basic = (
-            "Basic " + b64encode(f"{credentials[0]}:{credentials[1]}".encode("latin-1")).decode() if credentials else ""
+            "Basic " + base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode("latin-1")).decode()
+            if credentials
+            else ""
         )  # as requests encodes it
         self.token_pool: urllib3.PoolManager | None = None  # the token service's, when it asks for one
         self.tokens: dict[str, str] = {}
         self.lock = threading.Lock()
         self.bytes_read = 0  # blob bytes read from this registry
+        self.floor = floor  # pulls (manifest GETs) left to others: none is made at or below it
+        self.limit: Limit | None = None  # the rate limit its answers state, if any
+        self.stopped: RateLimited | None = None  # why no more pulls are made from it in this run
+        self.listings: dict[str, threading.Lock] = {}
+        self.listed: dict[str, list[str]] = {}
+        self.serves_referrers: bool | None = None  # the OCI 1.1 referrers API: unknown until asked
 
     # -- what a copy needs -----------------------------------------------------------------
 
     def manifest(self, repository: str, reference: str) -> Manifest | None:
+        """The manifest (GET: a pull, where pulls are counted; refused as RateLimited at the floor)."""
+        self._take_pull()
         response = self.request("GET", f"/v2/{repository}/manifests/{reference}", repository, accept_missing=True)
         if response.status == 404:
             return None
@@ -122,10 +172,43 @@ class Registry:
             return None
         return response.headers.get("Docker-Content-Digest") or self.manifest(repository, reference).digest  # type: ignore[union-attr]
 
-    def put_manifest(self, repository: str, reference: str, manifest: Manifest) -> None:
+    def head_manifest(self, repository: str, reference: str) -> tuple[str, str] | None:
+        """(digest, media type) of what a reference points to, or None if it does not exist (HEAD: not a pull)."""
+        response = self.request("HEAD", f"/v2/{repository}/manifests/{reference}", repository, accept_missing=True)
+        if response.status == 404:
+            return None
+        media_type = response.headers.get("Content-Type", "").split(";")[0]
+        found = response.headers.get("Docker-Content-Digest")
+        if not found:
+            manifest = self.manifest(repository, reference)
+            return (manifest.digest, manifest.media_type) if manifest else None
+        return found, media_type
+
+    def put_manifest(self, repository: str, reference: str, manifest: Manifest) -> bool:
+        """PUT the manifest; True when the registry says it indexed the manifest's subject (OCI-Subject)."""
         headers = {"Content-Type": manifest.media_type}
-        self.request("PUT", f"/v2/{repository}/manifests/{reference}", repository, body=lambda: manifest.body,
-                     headers=headers, push=True)  # fmt: skip
+        response = self.request("PUT", f"/v2/{repository}/manifests/{reference}", repository,
+                                body=lambda: manifest.body, headers=headers, push=True)  # fmt: skip
+        return bool(response.headers.get("OCI-Subject"))
+
+    def referrers(self, repository: str, digest: str) -> list[dict[str, Any]] | None:
+        """The descriptors of the manifests that name `digest` as their subject, by the OCI 1.1 referrers
+        API; None when the registry does not serve it (a 404: the spec forbids one from a registry that
+        does), which is remembered for the run."""
+        if self.serves_referrers is False:
+            return None
+        found: list[dict[str, Any]] = []
+        path: str | None = f"/v2/{repository}/referrers/{digest}"
+        while path:
+            response = self.request("GET", path, repository, accept_missing=True, headers={"Accept": OCI_INDEX})
+            if response.status == 404 or "json" not in response.headers.get("Content-Type", ""):
+                self.serves_referrers = False
+                return None
+            self.serves_referrers = True
+            found += json.loads(response.data).get("manifests") or []
+            link = re.match(r"<([^>]+)>", response.headers.get("Link", ""))
+            path = link.group(1) if link else None
+        return found
 
     def tags(self, repository: str) -> list[str]:
         found: list[str] = []
@@ -136,6 +219,18 @@ class Registry:
             link = re.match(r"<([^>]+)>", response.headers.get("Link", ""))
             path = link.group(1) if link else None
         return found
+
+    def tag_list(self, repository: str) -> list[str]:
+        """The repository's tags, listed once per run (the plan's patterns and the tag schema's referrers
+        share the one listing)."""
+        with self.lock:
+            listing = self.listings.get(repository)
+            if listing is None:
+                listing = self.listings[repository] = threading.Lock()
+        with listing:  # one request, however many jobs ask at once
+            if repository not in self.listed:
+                self.listed[repository] = self.tags(repository)
+            return self.listed[repository]
 
     def has_blob(self, repository: str, digest: str) -> bool:
         response = self.request("HEAD", f"/v2/{repository}/blobs/{digest}", repository, accept_missing=True, push=True)
@@ -213,6 +308,7 @@ class Registry:
                 cause = exc.reason if isinstance(exc, MaxRetryError) and exc.reason is not None else exc
                 problem, delay = f"cannot connect ({cause.__class__.__name__})", self.backoff * 2**attempt
             else:
+                self._note_limit(response)
                 if response.status < 400 or (accept_missing and response.status == 404):
                     return response
                 problem = f"HTTP {response.status} {_error_text(response)}"
@@ -220,9 +316,51 @@ class Registry:
                 if response.status not in RETRY_STATUSES:
                     break
                 delay = _retry_after(response) or self.backoff * 2**attempt
+                if response.status == 429 and (delay > MAX_RETRY_WAIT or self._spent()):
+                    raise self._stop(f"HTTP 429, retry after {delay:.0f} s" if delay else "HTTP 429")
             if attempt < attempts - 1:
                 self.sleep(delay)
         raise RegistryError(f"{method} {self.host}{path if not path.startswith('http') else ''}: {problem}")
+
+    # -- rate limits ---------------------------------------------------------------------------
+
+    def _note_limit(self, response: urllib3.BaseHTTPResponse) -> None:
+        remaining = RATE_LIMIT.match(response.headers.get("ratelimit-remaining", "") or "")
+        limit = RATE_LIMIT.match(response.headers.get("ratelimit-limit", "") or "")
+        if not remaining and response.status != 429:
+            return
+        with self.lock:
+            if remaining:
+                window = int(remaining.group(2) or (limit.group(2) if limit else 0) or 0)
+                self.limit = Limit(int(limit.group(1)) if limit else int(remaining.group(1)), int(remaining.group(1)),
+                                   window, time.time())  # fmt: skip
+            if response.status == 429 and self.limit is not None:
+                self.limit.retry_after = _retry_after(response)
+
+    def _spent(self) -> bool:
+        return self.limit is not None and self.limit.remaining <= (self.floor or 0)
+
+    def _take_pull(self) -> None:
+        """Refuse a pull once the budget is at the floor; else count it against the budget at once (the
+        answer's header then corrects it), so that concurrent copies do not all pass the same check."""
+        with self.lock:
+            if self.stopped is not None:
+                raise self.stopped
+            if self.floor is None or self.limit is None:
+                return
+            if self.limit.remaining > self.floor:
+                self.limit.remaining -= 1
+                return
+        raise self._stop(f"{self.limit.remaining} of {self.limit.limit} pulls remain, the floor is {self.floor}")
+
+    def _stop(self, why: str) -> RateLimited:
+        with self.lock:
+            if self.stopped is None:
+                limit = self.limit
+                if limit is not None:
+                    why += f"; the window ({limit.window} s) is whole again by {_utc(limit.resets_by())}"
+                self.stopped = RateLimited(f"{self.host}: rate limit: {why}; no more copies from it in this run")
+            return self.stopped
 
     def _authorised(
         self, method: str, url: str, scope: str, headers: dict[str, str], *, body: Body, stream: bool
@@ -305,6 +443,73 @@ def stream_blob(  # noqa: PLR0917 - from where to where, and what
     finally:
         for reader in readers:
             reader.close()
+
+
+def docker_credentials(host: str, environ: Mapping[str, str] = os.environ) -> tuple[str, str] | None:
+    """(username, secret) for a source registry the way docker finds them: the docker config
+    ($DOCKER_CONFIG/config.json, else ~/.docker/config.json), its credHelpers entry for the host, else its
+    credsStore, else the `auth` its `auths` entry holds; None (anonymous) when it names none. Nothing
+    read here is logged or put in an error."""
+    directory = environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
+    path = os.path.join(directory, "config.json")
+    try:
+        with open(path, encoding="utf-8") as stream:
+            config = json.load(stream)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise EcrkitError(f"{path}: the docker config cannot be read ({exc.__class__.__name__})") from None
+    if not isinstance(config, dict):
+        raise EcrkitError(f"{path}: the docker config is not a JSON object")
+    keys = DOCKER_HUB_KEYS if host == "docker.io" else (host,)
+    helpers = config.get("credHelpers") or {}
+    auths = {_registry_key(key): value for key, value in (config.get("auths") or {}).items()}
+    helper = next((helpers[key] for key in helpers if _registry_key(key) in map(_registry_key, keys)), "")
+    for name in (helper, "" if helper else config.get("credsStore") or ""):
+        if name:
+            found = _from_helper(str(name), keys[0], path)
+            if found:
+                return found
+    entry = auths.get(_registry_key(keys[0])) or {}
+    if isinstance(entry, dict) and entry.get("auth"):
+        try:
+            username, _, secret = base64.b64decode(str(entry["auth"])).decode().partition(":")
+        except ValueError:
+            raise EcrkitError(f"{path}: auths entry for {host}: `auth` is not base64 of user:password") from None
+        return username, secret
+    return None
+
+
+def _registry_key(key: str) -> str:
+    """A docker config key as the host it names (docker's own reading: no scheme, no path); Docker Hub's
+    names all as docker.io."""
+    host = key.split("://", 1)[-1].split("/", 1)[0]
+    return "docker.io" if host in DOCKER_HUB_KEYS else host
+
+
+def _from_helper(name: str, server: str, path: str) -> tuple[str, str] | None:
+    """docker-credential-<name> get: None when it has no credentials for the server."""
+    import subprocess  # noqa: PLC0415 - only a docker config that names a helper needs it
+
+    binary = f"docker-credential-{name}"
+    log.debug("%s get <<< %s", binary, server)  # --debug: the call, never its answer
+    try:
+        done = subprocess.run([binary, "get"], input=server, capture_output=True, text=True, check=False, timeout=60)
+    except FileNotFoundError:
+        raise EcrkitError(f"{path} names the credential helper {name!r}: {binary} is not on PATH") from None
+    except subprocess.TimeoutExpired:
+        raise EcrkitError(f"{binary} get {server}: no answer after 60 s") from None
+    if done.returncode != 0:
+        return None  # "credentials not found": anonymous, as docker goes on
+    try:
+        answer = json.loads(done.stdout)
+        return str(answer["Username"]), str(answer["Secret"])
+    except (ValueError, KeyError, TypeError):
+        raise EcrkitError(f"{binary} get {server}: its answer is not the credential helper protocol's") from None
+
+
+def _utc(moment: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
 
 
 def _retry_after(response: urllib3.BaseHTTPResponse) -> float:

@@ -4,6 +4,7 @@ source injects 503 and 429 answers to prove the retries."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import http.server as http_server
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import tarfile
 import threading
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,8 +38,13 @@ IMAGE = "application/vnd.docker.distribution.manifest.v2+json"
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with serving_source(tmp_path_factory.mktemp("source-registry")) as host:
+        yield host
+
+
+@contextlib.contextmanager
+def serving_source(state: Path) -> Iterator[str]:
     """Debian's docker-registry over plain HTTP, holding the images to mirror."""
-    state = tmp_path_factory.mktemp("source-registry")
     config = {"version": 0.1, "log": {"level": "warn"}, "http": {"addr": SOURCE},
               "storage": {"filesystem": {"rootdirectory": str(state / "data")}}}  # fmt: skip
     (state / "config.yml").write_text(json.dumps(config))
@@ -214,6 +221,20 @@ def test_a_dry_run_reports_and_writes_nothing(stand_in: StandIn, source: str, tm
     assert target_digest(stand_in, tmp_path, "dry/tool", "2.0") is None
 
 
+def forward(method: str, path: str, headers: dict[str, str]) -> tuple[int, list[tuple[str, str]], bytes]:
+    """The source registry's answer (an error status included) to a request: status, headers to pass on, body."""
+    request = urllib.request.Request(f"http://{SOURCE}{path}", method=method, headers=headers)
+    try:
+        answer = urllib.request.urlopen(request, timeout=10)
+    except urllib.error.HTTPError as error:  # a 404 is an answer to pass on too
+        answer = error
+    with answer:
+        body = answer.read()
+        passed = [(key, value) for key, value in answer.headers.items()
+                  if key.lower() not in ("content-length", "connection", "transfer-encoding")]  # fmt: skip
+        return answer.status, passed, body
+
+
 class FlakyProxy(http_server.BaseHTTPRequestHandler):
     """Forwards to the source registry, but answers the first requests for chosen paths with
     an error: {path fragment: [status, ...]}."""
@@ -237,13 +258,10 @@ class FlakyProxy(http_server.BaseHTTPRequestHandler):
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
-        request = urllib.request.Request(f"http://{SOURCE}{self.path}", method=method, headers=dict(self.headers))
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            body = answer.read()
-            self.send_response(answer.status)
-            for key, value in answer.headers.items():
-                if key.lower() not in ("content-length", "connection", "transfer-encoding"):
-                    self.send_header(key, value)
+        status, headers, body = forward(method, self.path, dict(self.headers))
+        self.send_response(status)
+        for key, value in headers:
+            self.send_header(key, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
