@@ -278,6 +278,39 @@ def _runner_plan(probe: ProbeResult, options: Mapping[str, Any]) -> Changes:
     )
 
 
+# marathon_agent_ecr: docker.tar.gz, the agent's environment file, the cluster-wide --docker_config -----
+
+
+def _marathon_probe(options: Mapping[str, Any]) -> ProbeArgs:
+    texts = [options["env_file"]] + ([options["docker_config_path"]] if options["docker_config_path"] else [])
+    return {"paths": [options["docker_tar_path"], *texts], "read": texts, "services": [options["service"]]}
+
+
+def _marathon_plan(probe: ProbeResult, options: Mapping[str, Any]) -> Changes:
+    """The archive is rendered here and written as bytes (a few hundred): no controller file to
+    ship. The agent is restarted whenever it runs with other values than its environment file
+    gives it, whether this run wrote the file or a killed run did (`pending`)."""
+    plan = plans.marathon_agent_plan(probe, options)
+    root = {"owner": "root", "group": "root"}
+    files = []
+    for name, item in plan["files"].items():
+        if not item["write"]:
+            continue
+        content = (
+            {"content_base64": base64.b64encode(item["data"]).decode("ascii"), "diff": False}
+            if name == "archive"
+            else {"content": item["content"]}
+        )
+        files.append({"path": item["path"], **content, "mode": item["mode"], **root})
+    # Parents are created where missing, and left as they are otherwise.
+    directories = [{"path": posixpath.dirname(entry["path"])} for entry in files]
+    return changes(
+        write={"directories": directories, "files": files},
+        pending=plan["why"] if plan["restart"] or plan["daemon_reload"] else [],
+        result={"restart": plan["restart"], "daemon_reload": plan["daemon_reload"], "rule": plan["rule"]},
+    )
+
+
 # registries_conf: nothing to read; the files module compares --------------------------------------
 
 
@@ -301,6 +334,7 @@ ROLES: dict[str, Role] = {
     "aws_sso_profile": Role(_users_probe(hoststate.AWS_DIRECTORY, hoststate.AWS_CONFIG), _sso_plan),
     "registries_conf": Role(lambda options: None, _registries_conf_plan),
     "gitlab_runner_ecr": Role(_runner_probe, _runner_plan),
+    "marathon_agent_ecr": Role(_marathon_probe, _marathon_plan),
 }
 
 

@@ -3,8 +3,11 @@ on probe facts written by hand; the action that carries it out runs in the role 
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import io
 import json
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -153,8 +156,8 @@ def test_registries_conf_asks_nothing_and_writes_its_drop_in() -> None:
 
 
 def test_an_unknown_role_is_named_with_the_known_ones() -> None:
-    with pytest.raises(InputError, match=r"role: 'marathon_agent_ecr' .*one of aws_sso_profile, docker_auth_config"):
-        converge.role("marathon_agent_ecr")
+    with pytest.raises(InputError, match=r"role: 'ecr_mirror' .*one of aws_sso_profile, docker_auth_config"):
+        converge.role("ecr_mirror")
 
 
 def test_a_runners_config_toml_is_written_without_its_diff_and_its_typos_are_warnings() -> None:
@@ -268,3 +271,61 @@ def test_a_runner_in_a_container_is_not_asked_about_systemd() -> None:
     assert asked is not None and "services" not in asked
     changes = converge.role("gitlab_runner_ecr").plan(converged_runner(options), options)
     assert changes["result"]["restart"] is False and changes["pending"] == []
+
+
+# marathon_agent_ecr ----------------------------------------------------------------------------------
+
+AGENT: dict[str, Any] = {
+    "registries": [ECR], "public": False, "creds_store": False, "region": "", "cache_dir": "/var/lib/ecr-login",
+    "docker_tar_path": "/etc/docker.tar.gz", "env_file": "/var/lib/dcos/mesos-slave-common",
+    "service": "dcos-mesos-slave", "docker_config_path": "",
+}  # fmt: skip
+ENV_FILE = "MESOS_WORK_DIR=/var/lib/mesos/slave\nAWS_REGION=us-east-1\n"
+
+
+def agent_facts(archive: bytes | None, env_file: str, **services: Any) -> Any:
+    """The probe's answer on an agent with this archive (None: none) and environment file."""
+    facts = root_files({AGENT["env_file"]: env_file}, mode="0644")
+    facts["paths"][AGENT["docker_tar_path"]] = (
+        file_state(mode="0644", sha256=hashlib.sha256(archive).hexdigest()) if archive is not None else MISSING
+    )
+    facts["services"] = services
+    return facts
+
+
+def test_an_agent_gets_the_archive_as_bytes_and_its_keys_merged_into_its_environment_file() -> None:
+    fresh = agent_facts(None, ENV_FILE, **{"dcos-mesos-slave": NO_SERVICE})
+    changes = converge.role("marathon_agent_ecr").plan(fresh, AGENT)
+    archive, env_file = changes["write"]["files"]
+    assert archive["path"] == "/etc/docker.tar.gz" and archive["diff"] is False and archive["mode"] == "0644"
+    with tarfile.open(fileobj=io.BytesIO(base64.b64decode(archive["content_base64"]))) as tar:
+        config = json.load(tar.extractfile(".docker/config.json"))  # type: ignore[arg-type]
+    assert config == {"credHelpers": {ECR: "ecr-login"}}
+    assert env_file["content"] == (
+        "MESOS_WORK_DIR=/var/lib/mesos/slave\nAWS_REGION=eu-west-1\nAWS_ECR_CACHE_DIR=/var/lib/ecr-login\n"
+    )
+    assert [entry["path"] for entry in changes["write"]["directories"]] == ["/etc", "/var/lib/dcos"]
+    assert changes["result"]["restart"] is False  # the probe found no agent unit: nothing to restart
+
+
+def test_an_agent_as_planned_gets_nothing_and_a_killed_runs_restart_is_still_made() -> None:
+    first = converge.role("marathon_agent_ecr").plan(agent_facts(None, ENV_FILE), AGENT)
+    archive = base64.b64decode(first["write"]["files"][0]["content_base64"])
+    merged = first["write"]["files"][1]["content"]
+    env = {"AWS_REGION": "eu-west-1", "AWS_ECR_CACHE_DIR": "/var/lib/ecr-login"}
+    running = service(unit_env=env, process_env=env)
+    again = converge.role("marathon_agent_ecr").plan(
+        agent_facts(archive, merged, **{"dcos-mesos-slave": running}), AGENT
+    )
+    assert again["write"]["files"] == [] and again["pending"] == [] and again["result"]["restart"] is False
+    stale = service(unit_env=env, process_env={**env, "AWS_REGION": "us-east-1"})  # the file is new, the agent old
+    killed = converge.role("marathon_agent_ecr").plan(
+        agent_facts(archive, merged, **{"dcos-mesos-slave": stale}), AGENT
+    )
+    assert killed["write"]["files"] == [] and killed["result"]["restart"] is True
+    assert killed["pending"] == ["dcos-mesos-slave runs with AWS_REGION=us-east-1, a new start gets eu-west-1"]
+
+
+def test_an_agents_bad_path_is_named_before_anything_is_written() -> None:
+    with pytest.raises(InputError, match="marathon_agent_ecr_env_file: 'mesos-common'"):
+        converge.role("marathon_agent_ecr").plan(agent_facts(None, ENV_FILE), {**AGENT, "env_file": "mesos-common"})
