@@ -17,6 +17,7 @@ import hashlib
 import posixpath
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypedDict
 
 from ecrkit import helper, hoststate, plans
@@ -24,7 +25,7 @@ from ecrkit.constants import HELPER_BINARY, LOGROTATE_PATH
 from ecrkit.errors import InputError
 from ecrkit.hoststate import FilesArguments
 from ecrkit.probe import ProbeResult
-from ecrkit.renderers import aws_config, registries_conf
+from ecrkit.renderers import aws_config, mirror_service, registries_conf
 from ecrkit.settings import validate_absolute_path
 
 
@@ -311,6 +312,49 @@ def _marathon_plan(probe: ProbeResult, options: Mapping[str, Any]) -> Changes:
     )
 
 
+# ecr_mirror: the mirror config, ecrkit's own files, the service and timer ----------------------------
+
+MIRROR_HEADER = "# Managed by Ansible (role ecr_mirror): changes made here are overwritten."
+
+
+def _mirror_probe(options: Mapping[str, Any]) -> ProbeArgs:
+    units = mirror_service.unit_paths(str(options["unit"]))
+    return {"paths": list(units.values()), "read": list(units.values()), "services": list(units)}
+
+
+def _mirror_plan(probe: ProbeResult, options: Mapping[str, Any]) -> Changes:
+    """Every file in one write, which compares each with the host (ecrkit's own files go as bytes,
+    without a diff). systemd reloads whenever a unit on disk is not what it loaded, this run's write
+    or a killed run's (`pending`); the service is a oneshot its timer starts: nothing to restart."""
+    plan = mirror_service.plan(options["config"], mirror_service.options_of(options), header=MIRROR_HEADER)
+    root = {"owner": "root", "group": "root", "mode": "0644"}
+    units = {plan["service_path"]: plan["service"], plan["timer_path"]: plan["timer"]}
+    package = [
+        {"path": item["dest"], "content_base64": base64.b64encode(Path(item["src"]).read_bytes()).decode(),
+         "diff": False, **root}
+        for item in plan["files"]
+    ]  # fmt: skip
+    config_path = str(options["config_path"])
+    files = [{"path": config_path, "content": plan["config"], **root}, *package]
+    files += [{"path": path, "content": content, **root} for path, content in units.items()]
+    directories = [{"path": path, "owner": "root", "group": "root", "mode": "0755"}
+                   for path in [*plan["directories"], posixpath.dirname(config_path)]]  # fmt: skip
+    due = [
+        hoststate.service_due(name, (probe.get("services") or {}).get(name), {}, unit_file=True,
+                              written=hoststate.file_differs(probe, path, units[path], mode="0644"))
+        for name, path in mirror_service.unit_paths(str(options["unit"])).items()
+    ]  # fmt: skip
+    return changes(
+        write={"directories": directories, "files": files},
+        pending=[why for item in due for why in item["why"]],
+        result={
+            "daemon_reload": any(item["daemon_reload"] for item in due),
+            "user": plan["user"],
+            "home": plan["home"],
+        },
+    )
+
+
 # registries_conf: nothing to read; the files module compares --------------------------------------
 
 
@@ -335,6 +379,7 @@ ROLES: dict[str, Role] = {
     "registries_conf": Role(lambda options: None, _registries_conf_plan),
     "gitlab_runner_ecr": Role(_runner_probe, _runner_plan),
     "marathon_agent_ecr": Role(_marathon_probe, _marathon_plan),
+    "ecr_mirror": Role(_mirror_probe, _mirror_plan),
 }
 
 

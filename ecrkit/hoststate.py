@@ -296,6 +296,11 @@ def runner_files(
     }
 
 
+def file_differs(probe: ProbeResult, path: str, content: str, *, mode: str) -> bool:
+    """Whether the file the probe read at `path` is not `content`, mode `mode`, owned by root."""
+    return content != _text(probe, path) or differs(probe["paths"].get(path), mode=mode, owner="root", group="root")
+
+
 def marathon_files(
     probe: ProbeResult,
     *,

@@ -202,20 +202,16 @@ class MarathonOptions(RuleOptions, total=False):
 
 
 def marathon_plan(options: Mapping[str, Any], name: Name | None = None) -> dict[str, Any]:
-    """marathon_agent_ecr's decision: the credential rule, the agent's environment, the arguments
-    of `ecrkit render docker-tar` for the archive, and the cluster-wide --docker_config."""
+    """marathon_agent_ecr's decision: the credential rule, the agent's environment and the
+    cluster-wide --docker_config."""
     name = name or variables("marathon_agent_ecr_")
     rule = credential_rule(options, name)
     env = service_env.environment(
         rule, region=options.get("region") or "", cache_dir=options.get("cache_dir") or "", source=name("")
     )
-    docker_tar_args = [f"--registry={host}" for host in rule.registries]
-    if rule.creds_store and rule.registries:
-        docker_tar_args.append("--creds-store")
     return {
         "rule": rule_facts(rule),
         "env": env,
-        "docker_tar_args": docker_tar_args,
         # Empty auths keep UCR pulls working.
         "docker_config": docker_config.dumps(docker_config.merge({"auths": {}}, rule)),
     }

@@ -156,8 +156,8 @@ def test_registries_conf_asks_nothing_and_writes_its_drop_in() -> None:
 
 
 def test_an_unknown_role_is_named_with_the_known_ones() -> None:
-    with pytest.raises(InputError, match=r"role: 'ecr_mirror' .*one of aws_sso_profile, docker_auth_config"):
-        converge.role("ecr_mirror")
+    with pytest.raises(InputError, match=r"role: 'ecr_account' .*one of aws_sso_profile, docker_auth_config"):
+        converge.role("ecr_account")
 
 
 def test_a_runners_config_toml_is_written_without_its_diff_and_its_typos_are_warnings() -> None:
