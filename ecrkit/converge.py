@@ -123,7 +123,12 @@ class Role:
 
     probe_args: Callable[[Mapping[str, Any]], ProbeArgs | None]
     plan: Callable[[ProbeResult, Mapping[str, Any]], Changes]
+    options: Mapping[str, str]  # every option the role's task passes, by Ansible type: the action's argument spec
     after: Callable[[ProbeResult], dict[str, Any]] = lambda probe: {}
+
+    def argument_spec(self) -> dict[str, dict[str, Any]]:
+        """The options as an Ansible argument spec: each required, with its type."""
+        return {name: {"type": kind, "required": True} for name, kind in self.options.items()}
 
 
 # ecr_credential_helper ---------------------------------------------------------------------------
@@ -370,17 +375,37 @@ def _registries_conf_plan(probe: ProbeResult, options: Mapping[str, Any]) -> Cha
     return changes(write=write)
 
 
+RULE = {"registries": "list", "public": "bool", "creds_store": "bool"}
 ROLES: dict[str, Role] = {
-    "ecr_credential_helper": Role(_helper_probe, _helper_plan, _helper_after),
+    "ecr_credential_helper": Role(_helper_probe, _helper_plan, after=_helper_after, options={
+        "install_method": "str", "version": "str", "release_base_url": "str", "url": "str", "sha256": "str",
+        "src": "str", "install_dir": "str", "controller_cache": "str", "cache_dir": "str", "cache_owner": "str",
+        "logrotate": "bool", "logrotate_extra_paths": "list"}),
     # After the role's host-side install (release, package, url): the version the binary reports.
-    "ecr_credential_helper_version": Role(_version_probe, lambda probe, options: changes(facts=_helper_after(probe))),
-    "docker_auth_config": Role(_users_probe(hoststate.DIRECTORY, hoststate.CONFIG), _docker_auth_plan),
-    "aws_sso_profile": Role(_users_probe(hoststate.AWS_DIRECTORY, hoststate.AWS_CONFIG), _sso_plan),
-    "registries_conf": Role(lambda options: None, _registries_conf_plan),
-    "gitlab_runner_ecr": Role(_runner_probe, _runner_plan),
-    "marathon_agent_ecr": Role(_marathon_probe, _marathon_plan),
-    "ecr_mirror": Role(_mirror_probe, _mirror_plan),
-}
+    "ecr_credential_helper_version": Role(
+        _version_probe, lambda probe, options: changes(facts=_helper_after(probe)), options={"path": "str"}
+    ),
+    "docker_auth_config": Role(_users_probe(hoststate.DIRECTORY, hoststate.CONFIG), _docker_auth_plan, options={
+        **RULE, "users": "list", "state": "str", "replace_invalid": "bool"}),
+    "aws_sso_profile": Role(_users_probe(hoststate.AWS_DIRECTORY, hoststate.AWS_CONFIG), _sso_plan, options={
+        "users": "list", "name": "str", "session": "str", "start_url": "str", "sso_region": "str",
+        "account_id": "str", "role_name": "str", "region": "str", "registries": "list", "form": "str",
+        "helper_version": "str"}),
+    "registries_conf": Role(lambda options: None, _registries_conf_plan, options={
+        "registry": "str", "cache_prefix": "str", "upstream": "str", "path": "str"}),
+    "gitlab_runner_ecr": Role(_runner_probe, _runner_plan, options={
+        **RULE, "config_path": "str", "env_path": "str", "container": "bool", "service": "str", "region": "str",
+        "cache_dir": "str", "helper_dir": "str", "runners": "list", "docker_volumes": "bool",
+        "instance_profile": "str", "hop_limit": "int", "userdata_path": "str", "userdata_format": "str",
+        "userdata_version": "str", "userdata_release_base_url": "str", "userdata_url": "str",
+        "userdata_sha256": "str", "autoscaler": "dict"}),
+    "marathon_agent_ecr": Role(_marathon_probe, _marathon_plan, options={
+        **RULE, "region": "str", "cache_dir": "str", "docker_tar_path": "str", "env_file": "str", "service": "str",
+        "docker_config_path": "str"}),
+    "ecr_mirror": Role(_mirror_probe, _mirror_plan, options={
+        "config": "dict", "unit": "str", "schedule": "str", "randomized_delay": "str", "jobs": "int", "region": "str",
+        "environment": "dict", "install_dir": "str", "config_path": "str"}),
+}  # fmt: skip
 
 
 def role(name: str) -> Role:

@@ -7,17 +7,21 @@ import base64
 import hashlib
 import io
 import json
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from ecrkit import converge
 from ecrkit.constants import LOGROTATE_PATH
 from ecrkit.errors import InputError
 from ecrkit.hoststate import FilesArguments
 from ecrkit.renderers.logrotate import render as render_logrotate
+from ecrkit.testbed import ANSIBLE_ENV, BIN, ROOT
 from tests.facts import (
     MISSING,
     NO_SERVICE,
@@ -329,3 +333,73 @@ def test_an_agent_as_planned_gets_nothing_and_a_killed_runs_restart_is_still_mad
 def test_an_agents_bad_path_is_named_before_anything_is_written() -> None:
     with pytest.raises(InputError, match="marathon_agent_ecr_env_file: 'mesos-common'"):
         converge.role("marathon_agent_ecr").plan(agent_facts(None, ENV_FILE), {**AGENT, "env_file": "mesos-common"})
+
+
+# The action's argument spec ------------------------------------------------------------------------
+
+
+def _converge_tasks() -> list[dict[str, Any]]:
+    """Every ecrkit.ecr.converge task of the collection's roles."""
+    found = []
+    for tasks in sorted(Path(converge.__file__).resolve().parent.parent.glob("roles/*/tasks/*.yml")):
+        found += [task["ecrkit.ecr.converge"] for task in yaml.safe_load(tasks.read_text()) or []
+                  if "ecrkit.ecr.converge" in task]  # fmt: skip
+    return found
+
+
+def test_every_roles_task_passes_exactly_the_options_its_spec_names() -> None:
+    tasks = _converge_tasks()
+    assert sorted({task["role"] for task in tasks}) == sorted(converge.ROLES)
+    for task in tasks:
+        assert sorted(task["options"]) == sorted(converge.ROLES[task["role"]].options), task["role"]
+
+
+def run_action(role: str, options: object) -> dict[str, Any]:
+    """One ad-hoc ecrkit.ecr.converge task on this machine, in check mode; its JSON result."""
+    arguments = json.dumps({"role": role, "options": options})
+    command = [str(BIN / "ansible"), "localhost", "-c", "local", "--check", "-m", "ecrkit.ecr.converge",
+               "-a", arguments, "-e", f"ansible_python_interpreter={sys.executable}"]  # fmt: skip
+    env = {**ANSIBLE_ENV, "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "json"}
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, check=False)
+    result: dict[str, Any] = json.loads(done.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    return result
+
+
+MIRROR_OPTIONS = {"config": {}, "unit": "ecrkit-mirror", "schedule": "daily", "randomized_delay": "15m", "jobs": 4,
+                  "region": "", "environment": {}, "install_dir": "/opt/ecrkit",
+                  "config_path": "/etc/ecrkit/m.yml"}  # fmt: skip
+DROP_IN_OPTIONS = {"registry": ECR, "cache_prefix": "docker-hub", "upstream": "docker.io", "path": "/tmp/x/r.conf"}
+
+
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        ({k: v for k, v in DROP_IN_OPTIONS.items() if k != "path"}, "missing required arguments: path"),
+        ({**DROP_IN_OPTIONS, "pth": "/tmp/r.conf"}, "unknown option pth. Supported parameters include: cache_prefix"),
+        ({**MIRROR_OPTIONS, "jobs": "many"}, "argument 'jobs' is of type str and we were unable to convert to int"),
+        ("registry=x", "options: str given; expected a mapping"),
+    ],
+    ids=["missing", "unknown", "mistyped", "not a mapping"],
+)
+def test_the_action_refuses_bad_options_naming_them_and_never_with_a_traceback(options: object, said: str) -> None:
+    result = run_action("ecr_mirror" if isinstance(options, dict) and "jobs" in options else "registries_conf", options)
+    assert result["failed"] is True and said in result["msg"], result["msg"]
+    assert "Traceback (most recent call last)" not in json.dumps(result)
+    assert result.get("exception", "(traceback unavailable)") == "(traceback unavailable)"
+
+
+def test_the_action_takes_good_options(tmp_path: Path) -> None:
+    result = run_action("registries_conf", {**DROP_IN_OPTIONS, "path": str(tmp_path / "r.conf")})
+    assert result.get("failed") is not True and result["changed"] is True, result
+
+
+def test_a_roles_download_names_the_roles_variables_not_the_clis_options(tmp_path: Path) -> None:
+    from ecrkit import aws  # noqa: PLC0415 - boto3
+
+    names = ("ecr_credential_helper_url", "ecr_credential_helper_sha256", "ecr_credential_helper_controller_cache")
+    with pytest.raises(InputError, match="^ecr_credential_helper_sha256: 'abc'"):
+        aws.download_verified("s3://b/k", "abc", str(tmp_path / "h"), names)
+    with pytest.raises(InputError, match="^ecr_credential_helper_url: 'https://b/k'"):
+        aws.download_verified("https://b/k", "a" * 64, str(tmp_path / "h"), names)
+    with pytest.raises(InputError, match="^--sha256: 'abc'"):  # the CLI's own names by default
+        aws.download_verified("s3://b/k", "abc", str(tmp_path / "h"))
