@@ -397,9 +397,9 @@ def test_a_roles_download_names_the_roles_variables_not_the_clis_options(tmp_pat
     from ecrkit import aws  # noqa: PLC0415 - boto3
 
     names = ("ecr_credential_helper_url", "ecr_credential_helper_sha256", "ecr_credential_helper_controller_cache")
-    with pytest.raises(InputError, match="^ecr_credential_helper_sha256: 'abc'"):
+    with pytest.raises(InputError, match=r"^ecr_credential_helper_sha256: 'abc'"):
         aws.download_verified("s3://b/k", "abc", str(tmp_path / "h"), names)
-    with pytest.raises(InputError, match="^ecr_credential_helper_url: 'https://b/k'"):
+    with pytest.raises(InputError, match=r"^ecr_credential_helper_url: 'https://b/k'"):
         aws.download_verified("https://b/k", "a" * 64, str(tmp_path / "h"), names)
-    with pytest.raises(InputError, match="^--sha256: 'abc'"):  # the CLI's own names by default
+    with pytest.raises(InputError, match=r"^--sha256: 'abc'"):  # the CLI's own names by default
         aws.download_verified("s3://b/k", "abc", str(tmp_path / "h"))
