@@ -9,6 +9,7 @@ one task, where a probe, a decision and a write were each a task (bench/README.m
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -157,7 +158,8 @@ def _checked(role: converge.Role, name: str, options: Any) -> dict[str, Any]:
             f"ecrkit.ecr.converge role {name}: {said} (options are the role's variables without {name}_, "
             f"as its task passes them: {', '.join(role.options)})"
         )
-    return dict(checked.validated_parameters)
+    # Plain types, as JSON gives them: the package renders them (YAML cannot dump Ansible's tagged str).
+    return dict(json.loads(json.dumps(checked.validated_parameters)))
 
 
 class _Conflict(Exception):
