@@ -17,6 +17,7 @@ import hashlib
 import posixpath
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypedDict
 
 from ecrkit import helper, hoststate, plans
@@ -24,7 +25,7 @@ from ecrkit.constants import HELPER_BINARY, LOGROTATE_PATH
 from ecrkit.errors import InputError
 from ecrkit.hoststate import FilesArguments
 from ecrkit.probe import ProbeResult
-from ecrkit.renderers import aws_config, registries_conf
+from ecrkit.renderers import aws_config, mirror_service, registries_conf
 from ecrkit.settings import validate_absolute_path
 
 
@@ -122,7 +123,12 @@ class Role:
 
     probe_args: Callable[[Mapping[str, Any]], ProbeArgs | None]
     plan: Callable[[ProbeResult, Mapping[str, Any]], Changes]
+    options: Mapping[str, str]  # every option the role's task passes, by Ansible type: the action's argument spec
     after: Callable[[ProbeResult], dict[str, Any]] = lambda probe: {}
+
+    def argument_spec(self) -> dict[str, dict[str, Any]]:
+        """The options as an Ansible argument spec: each required, with its type."""
+        return {name: {"type": kind, "required": True} for name, kind in self.options.items()}
 
 
 # ecr_credential_helper ---------------------------------------------------------------------------
@@ -278,6 +284,82 @@ def _runner_plan(probe: ProbeResult, options: Mapping[str, Any]) -> Changes:
     )
 
 
+# marathon_agent_ecr: docker.tar.gz, the agent's environment file, the cluster-wide --docker_config -----
+
+
+def _marathon_probe(options: Mapping[str, Any]) -> ProbeArgs:
+    texts = [options["env_file"]] + ([options["docker_config_path"]] if options["docker_config_path"] else [])
+    return {"paths": [options["docker_tar_path"], *texts], "read": texts, "services": [options["service"]]}
+
+
+def _marathon_plan(probe: ProbeResult, options: Mapping[str, Any]) -> Changes:
+    """The archive is rendered here and written as bytes (a few hundred): no controller file to
+    ship. The agent is restarted whenever it runs with other values than its environment file
+    gives it, whether this run wrote the file or a killed run did (`pending`)."""
+    plan = plans.marathon_agent_plan(probe, options)
+    root = {"owner": "root", "group": "root"}
+    files = []
+    for name, item in plan["files"].items():
+        if not item["write"]:
+            continue
+        content = (
+            {"content_base64": base64.b64encode(item["data"]).decode("ascii"), "diff": False}
+            if name == "archive"
+            else {"content": item["content"]}
+        )
+        files.append({"path": item["path"], **content, "mode": item["mode"], **root})
+    # Parents are created where missing, and left as they are otherwise.
+    directories = [{"path": posixpath.dirname(entry["path"])} for entry in files]
+    return changes(
+        write={"directories": directories, "files": files},
+        pending=plan["why"] if plan["restart"] or plan["daemon_reload"] else [],
+        result={"restart": plan["restart"], "daemon_reload": plan["daemon_reload"], "rule": plan["rule"]},
+    )
+
+
+# ecr_mirror: the mirror config, ecrkit's own files, the service and timer ----------------------------
+
+MIRROR_HEADER = "# Managed by Ansible (role ecr_mirror): changes made here are overwritten."
+
+
+def _mirror_probe(options: Mapping[str, Any]) -> ProbeArgs:
+    units = mirror_service.unit_paths(str(options["unit"]))
+    return {"paths": list(units.values()), "read": list(units.values()), "services": list(units)}
+
+
+def _mirror_plan(probe: ProbeResult, options: Mapping[str, Any]) -> Changes:
+    """Every file in one write, which compares each with the host (ecrkit's own files go as bytes,
+    without a diff). systemd reloads whenever a unit on disk is not what it loaded, this run's write
+    or a killed run's (`pending`); the service is a oneshot its timer starts: nothing to restart."""
+    plan = mirror_service.plan(options["config"], mirror_service.options_of(options), header=MIRROR_HEADER)
+    root = {"owner": "root", "group": "root", "mode": "0644"}
+    units = {plan["service_path"]: plan["service"], plan["timer_path"]: plan["timer"]}
+    package = [
+        {"path": item["dest"], "content_base64": base64.b64encode(Path(item["src"]).read_bytes()).decode(),
+         "diff": False, **root}
+        for item in plan["files"]
+    ]  # fmt: skip
+    config_path = str(options["config_path"])
+    files = [{"path": config_path, "content": plan["config"], **root}, *package]
+    files += [{"path": path, "content": content, **root} for path, content in units.items()]
+    directories = [{"path": path, "owner": "root", "group": "root", "mode": "0755"}
+                   for path in [*plan["directories"], posixpath.dirname(config_path)]]  # fmt: skip
+    due = [
+        hoststate.service_due(name, (probe.get("services") or {}).get(name), {}, unit_file=True,
+                              written=hoststate.file_differs(probe, path, units[path], mode="0644"))
+        for name, path in mirror_service.unit_paths(str(options["unit"])).items()
+    ]  # fmt: skip
+    return changes(
+        write={"directories": directories, "files": files},
+        pending=[why for item in due for why in item["why"]],
+        result={
+            "daemon_reload": any(item["daemon_reload"] for item in due),
+            "user": plan["user"],
+            "home": plan["home"],
+        },
+    )
+
+
 # registries_conf: nothing to read; the files module compares --------------------------------------
 
 
@@ -293,15 +375,37 @@ def _registries_conf_plan(probe: ProbeResult, options: Mapping[str, Any]) -> Cha
     return changes(write=write)
 
 
+RULE = {"registries": "list", "public": "bool", "creds_store": "bool"}
 ROLES: dict[str, Role] = {
-    "ecr_credential_helper": Role(_helper_probe, _helper_plan, _helper_after),
+    "ecr_credential_helper": Role(_helper_probe, _helper_plan, after=_helper_after, options={
+        "install_method": "str", "version": "str", "release_base_url": "str", "url": "str", "sha256": "str",
+        "src": "str", "install_dir": "str", "controller_cache": "str", "cache_dir": "str", "cache_owner": "str",
+        "logrotate": "bool", "logrotate_extra_paths": "list"}),
     # After the role's host-side install (release, package, url): the version the binary reports.
-    "ecr_credential_helper_version": Role(_version_probe, lambda probe, options: changes(facts=_helper_after(probe))),
-    "docker_auth_config": Role(_users_probe(hoststate.DIRECTORY, hoststate.CONFIG), _docker_auth_plan),
-    "aws_sso_profile": Role(_users_probe(hoststate.AWS_DIRECTORY, hoststate.AWS_CONFIG), _sso_plan),
-    "registries_conf": Role(lambda options: None, _registries_conf_plan),
-    "gitlab_runner_ecr": Role(_runner_probe, _runner_plan),
-}
+    "ecr_credential_helper_version": Role(
+        _version_probe, lambda probe, options: changes(facts=_helper_after(probe)), options={"path": "str"}
+    ),
+    "docker_auth_config": Role(_users_probe(hoststate.DIRECTORY, hoststate.CONFIG), _docker_auth_plan, options={
+        **RULE, "users": "list", "state": "str", "replace_invalid": "bool"}),
+    "aws_sso_profile": Role(_users_probe(hoststate.AWS_DIRECTORY, hoststate.AWS_CONFIG), _sso_plan, options={
+        "users": "list", "name": "str", "session": "str", "start_url": "str", "sso_region": "str",
+        "account_id": "str", "role_name": "str", "region": "str", "registries": "list", "form": "str",
+        "helper_version": "str"}),
+    "registries_conf": Role(lambda options: None, _registries_conf_plan, options={
+        "registry": "str", "cache_prefix": "str", "upstream": "str", "path": "str"}),
+    "gitlab_runner_ecr": Role(_runner_probe, _runner_plan, options={
+        **RULE, "config_path": "str", "env_path": "str", "container": "bool", "service": "str", "region": "str",
+        "cache_dir": "str", "helper_dir": "str", "runners": "list", "docker_volumes": "bool",
+        "instance_profile": "str", "hop_limit": "int", "userdata_path": "str", "userdata_format": "str",
+        "userdata_version": "str", "userdata_release_base_url": "str", "userdata_url": "str",
+        "userdata_sha256": "str", "autoscaler": "dict"}),
+    "marathon_agent_ecr": Role(_marathon_probe, _marathon_plan, options={
+        **RULE, "region": "str", "cache_dir": "str", "docker_tar_path": "str", "env_file": "str", "service": "str",
+        "docker_config_path": "str"}),
+    "ecr_mirror": Role(_mirror_probe, _mirror_plan, options={
+        "config": "dict", "unit": "str", "schedule": "str", "randomized_delay": "str", "jobs": "int", "region": "str",
+        "environment": "dict", "install_dir": "str", "config_path": "str"}),
+}  # fmt: skip
 
 
 def role(name: str) -> Role:

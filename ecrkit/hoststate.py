@@ -296,6 +296,43 @@ def runner_files(
     }
 
 
+def file_differs(probe: ProbeResult, path: str, content: str, *, mode: str) -> bool:
+    """Whether the file the probe read at `path` is not `content`, mode `mode`, owned by root."""
+    return content != _text(probe, path) or differs(probe["paths"].get(path), mode=mode, owner="root", group="root")
+
+
+def marathon_files(
+    probe: ProbeResult,
+    *,
+    archive_path: str,
+    archive: bytes,
+    env_file: str,
+    env: dict[str, str],
+    docker_config_path: str = "",
+    docker_config: str = "",
+    service: str = "",
+) -> dict[str, Any]:
+    """A Mesos agent's files, all rendered before any is written, by name: `archive` (the
+    docker.tar.gz tasks fetch, compared by its sha256), `env_file` (ecrkit's keys merged into the
+    agent's EnvironmentFile), `docker_config` (only with its path); each 0644 root, with whether
+    the host differs; and what the agent needs to run with them (service_due)."""
+    files: dict[str, dict[str, Any]] = {}
+    digest = hashlib.sha256(archive).hexdigest()
+    stale = differs(probe["paths"].get(archive_path), mode="0644", owner="root", group="root", sha256=digest)
+    files["archive"] = {"path": archive_path, "data": archive, "mode": "0644", "write": stale}
+    texts = {"env_file": (env_file, service_env.merge_env_file(_text(probe, env_file), env))}
+    if docker_config_path:
+        texts["docker_config"] = (docker_config_path, docker_config)
+    for name, (path, content) in texts.items():
+        changed = content != _text(probe, path) or differs(
+            probe["paths"].get(path), mode="0644", owner="root", group="root"
+        )
+        files[name] = {"path": path, "content": content, "mode": "0644", "write": changed}
+    state_of = (probe.get("services") or {}).get(service) if service else None
+    due = service_due(service, state_of, env, written=files["env_file"]["write"], unit_file=False)
+    return {"files": files, **due}
+
+
 # The keys ecrkit writes into a service's environment (ecrkit.renderers.service_env.environment).
 MANAGED_ENV = ("AWS_REGION", "AWS_ECR_CACHE_DIR", "PATH")
 

@@ -20,7 +20,7 @@ from ecrkit import helper, hoststate
 from ecrkit.constants import HELPER_BINARY, HELPER_VERSION, INSTALL_DIR, RELEASE_BASE_URL
 from ecrkit.errors import InputError
 from ecrkit.probe import ProbeResult
-from ecrkit.renderers import docker_config, runner_config, service_env, userdata
+from ecrkit.renderers import docker_config, docker_tar, runner_config, service_env, userdata
 from ecrkit.settings import CredentialRule, option_name, validate_absolute_path
 
 Name = Callable[[str], str]  # an option's key -> what the user wrote it as
@@ -202,23 +202,40 @@ class MarathonOptions(RuleOptions, total=False):
 
 
 def marathon_plan(options: Mapping[str, Any], name: Name | None = None) -> dict[str, Any]:
-    """marathon_agent_ecr's decision: the credential rule, the agent's environment, the arguments
-    of `ecrkit render docker-tar` for the archive, and the cluster-wide --docker_config."""
+    """marathon_agent_ecr's decision: the credential rule, the agent's environment and the
+    cluster-wide --docker_config."""
     name = name or variables("marathon_agent_ecr_")
     rule = credential_rule(options, name)
     env = service_env.environment(
         rule, region=options.get("region") or "", cache_dir=options.get("cache_dir") or "", source=name("")
     )
-    docker_tar_args = [f"--registry={host}" for host in rule.registries]
-    if rule.creds_store and rule.registries:
-        docker_tar_args.append("--creds-store")
     return {
         "rule": rule_facts(rule),
         "env": env,
-        "docker_tar_args": docker_tar_args,
         # Empty auths keep UCR pulls working.
         "docker_config": docker_config.dumps(docker_config.merge({"auths": {}}, rule)),
     }
+
+
+def marathon_agent_plan(facts: ProbeResult, options: Mapping[str, Any], name: Name | None = None) -> dict[str, Any]:
+    """marathon_agent_ecr's converge: its decision (marathon_plan) as the agent's files, by name,
+    with whether the host differs, and what the agent needs to run with them (hoststate.marathon_files)."""
+    name = name or variables("marathon_agent_ecr_")
+    decided = marathon_plan(options, name)
+    docker_config_path = options.get("docker_config_path") or ""
+    files = hoststate.marathon_files(
+        facts,
+        archive_path=validate_absolute_path(options["docker_tar_path"], name("docker_tar_path")),
+        archive=docker_tar.render(credential_rule(options, name)),
+        env_file=validate_absolute_path(options["env_file"], name("env_file")),
+        env=decided["env"],
+        docker_config_path=validate_absolute_path(docker_config_path, name("docker_config_path"))
+        if docker_config_path
+        else "",
+        docker_config=decided["docker_config"],
+        service=options.get("service") or "",
+    )
+    return {**files, "rule": decided["rule"]}
 
 
 def validate_args(

@@ -361,6 +361,8 @@ def _runner_plan(**changed: object) -> dict[str, Any]:
 
 RULE = {"registries": [], "public": False, "creds_store": False}
 DOCKER_AUTH = {"users": ["root"], "state": "present", "replace_invalid": False}
+AGENT = {**RULE, "region": "", "cache_dir": "/var/lib/ecr-login", "docker_tar_path": "/etc/docker.tar.gz",
+         "env_file": "/etc/default/mesos-slave", "service": "mesos-slave", "docker_config_path": ""}  # fmt: skip
 DROP_IN = {"registry": ECR, "cache_prefix": "docker-hub", "upstream": "docker.io", "path": "/etc/containers/r.conf"}
 
 
@@ -385,7 +387,7 @@ ROLE_VALUES = {
         "docker_auth_config_registries[0]",
     ),
     "registry in upper case": (
-        lambda: _filter("marathon_plan", {**RULE, "registries": [ECR.upper()]}),
+        lambda: _converge("marathon_agent_ecr", {**AGENT, "registries": [ECR.upper()]}),
         "marathon_agent_ecr_registries[0]",
     ),
     "validated registry in upper case": (
@@ -429,7 +431,7 @@ ROLE_VALUES = {
         "aws_sso_profile_registries[0]: 'r.io'",
     ),
     "service region with a newline": (
-        lambda: _filter("marathon_plan", {**RULE, "region": "us-east-1\n"}),
+        lambda: _converge("marathon_agent_ecr", {**AGENT, "region": "us-east-1\n"}),
         "marathon_agent_ecr_region",
     ),
     "runner registries": (

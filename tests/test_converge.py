@@ -3,18 +3,25 @@ on probe facts written by hand; the action that carries it out runs in the role 
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import io
 import json
+import subprocess
+import sys
+import tarfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from ecrkit import converge
 from ecrkit.constants import LOGROTATE_PATH
 from ecrkit.errors import InputError
 from ecrkit.hoststate import FilesArguments
 from ecrkit.renderers.logrotate import render as render_logrotate
+from ecrkit.testbed import ANSIBLE_ENV, BIN, ROOT
 from tests.facts import (
     MISSING,
     NO_SERVICE,
@@ -153,8 +160,8 @@ def test_registries_conf_asks_nothing_and_writes_its_drop_in() -> None:
 
 
 def test_an_unknown_role_is_named_with_the_known_ones() -> None:
-    with pytest.raises(InputError, match=r"role: 'marathon_agent_ecr' .*one of aws_sso_profile, docker_auth_config"):
-        converge.role("marathon_agent_ecr")
+    with pytest.raises(InputError, match=r"role: 'ecr_account' .*one of aws_sso_profile, docker_auth_config"):
+        converge.role("ecr_account")
 
 
 def test_a_runners_config_toml_is_written_without_its_diff_and_its_typos_are_warnings() -> None:
@@ -268,3 +275,131 @@ def test_a_runner_in_a_container_is_not_asked_about_systemd() -> None:
     assert asked is not None and "services" not in asked
     changes = converge.role("gitlab_runner_ecr").plan(converged_runner(options), options)
     assert changes["result"]["restart"] is False and changes["pending"] == []
+
+
+# marathon_agent_ecr ----------------------------------------------------------------------------------
+
+AGENT: dict[str, Any] = {
+    "registries": [ECR], "public": False, "creds_store": False, "region": "", "cache_dir": "/var/lib/ecr-login",
+    "docker_tar_path": "/etc/docker.tar.gz", "env_file": "/var/lib/dcos/mesos-slave-common",
+    "service": "dcos-mesos-slave", "docker_config_path": "",
+}  # fmt: skip
+ENV_FILE = "MESOS_WORK_DIR=/var/lib/mesos/slave\nAWS_REGION=us-east-1\n"
+
+
+def agent_facts(archive: bytes | None, env_file: str, **services: Any) -> Any:
+    """The probe's answer on an agent with this archive (None: none) and environment file."""
+    facts = root_files({AGENT["env_file"]: env_file}, mode="0644")
+    facts["paths"][AGENT["docker_tar_path"]] = (
+        file_state(mode="0644", sha256=hashlib.sha256(archive).hexdigest()) if archive is not None else MISSING
+    )
+    facts["services"] = services
+    return facts
+
+
+def test_an_agent_gets_the_archive_as_bytes_and_its_keys_merged_into_its_environment_file() -> None:
+    fresh = agent_facts(None, ENV_FILE, **{"dcos-mesos-slave": NO_SERVICE})
+    changes = converge.role("marathon_agent_ecr").plan(fresh, AGENT)
+    archive, env_file = changes["write"]["files"]
+    assert archive["path"] == "/etc/docker.tar.gz" and archive["diff"] is False and archive["mode"] == "0644"
+    with tarfile.open(fileobj=io.BytesIO(base64.b64decode(archive["content_base64"]))) as tar:
+        config = json.load(tar.extractfile(".docker/config.json"))  # type: ignore[arg-type]
+    assert config == {"credHelpers": {ECR: "ecr-login"}}
+    assert env_file["content"] == (
+        "MESOS_WORK_DIR=/var/lib/mesos/slave\nAWS_REGION=eu-west-1\nAWS_ECR_CACHE_DIR=/var/lib/ecr-login\n"
+    )
+    assert [entry["path"] for entry in changes["write"]["directories"]] == ["/etc", "/var/lib/dcos"]
+    assert changes["result"]["restart"] is False  # the probe found no agent unit: nothing to restart
+
+
+def test_an_agent_as_planned_gets_nothing_and_a_killed_runs_restart_is_still_made() -> None:
+    first = converge.role("marathon_agent_ecr").plan(agent_facts(None, ENV_FILE), AGENT)
+    archive = base64.b64decode(first["write"]["files"][0]["content_base64"])
+    merged = first["write"]["files"][1]["content"]
+    env = {"AWS_REGION": "eu-west-1", "AWS_ECR_CACHE_DIR": "/var/lib/ecr-login"}
+    running = service(unit_env=env, process_env=env)
+    again = converge.role("marathon_agent_ecr").plan(
+        agent_facts(archive, merged, **{"dcos-mesos-slave": running}), AGENT
+    )
+    assert again["write"]["files"] == [] and again["pending"] == [] and again["result"]["restart"] is False
+    stale = service(unit_env=env, process_env={**env, "AWS_REGION": "us-east-1"})  # the file is new, the agent old
+    killed = converge.role("marathon_agent_ecr").plan(
+        agent_facts(archive, merged, **{"dcos-mesos-slave": stale}), AGENT
+    )
+    assert killed["write"]["files"] == [] and killed["result"]["restart"] is True
+    assert killed["pending"] == ["dcos-mesos-slave runs with AWS_REGION=us-east-1, a new start gets eu-west-1"]
+
+
+def test_an_agents_bad_path_is_named_before_anything_is_written() -> None:
+    with pytest.raises(InputError, match="marathon_agent_ecr_env_file: 'mesos-common'"):
+        converge.role("marathon_agent_ecr").plan(agent_facts(None, ENV_FILE), {**AGENT, "env_file": "mesos-common"})
+
+
+# The action's argument spec ------------------------------------------------------------------------
+
+
+def _converge_tasks() -> list[dict[str, Any]]:
+    """Every ecrkit.ecr.converge task of the collection's roles."""
+    found = []
+    for tasks in sorted(Path(converge.__file__).resolve().parent.parent.glob("roles/*/tasks/*.yml")):
+        found += [task["ecrkit.ecr.converge"] for task in yaml.safe_load(tasks.read_text()) or []
+                  if "ecrkit.ecr.converge" in task]  # fmt: skip
+    return found
+
+
+def test_every_roles_task_passes_exactly_the_options_its_spec_names() -> None:
+    tasks = _converge_tasks()
+    assert sorted({task["role"] for task in tasks}) == sorted(converge.ROLES)
+    for task in tasks:
+        assert sorted(task["options"]) == sorted(converge.ROLES[task["role"]].options), task["role"]
+
+
+def run_action(role: str, options: object) -> dict[str, Any]:
+    """One ad-hoc ecrkit.ecr.converge task on this machine, in check mode; its JSON result."""
+    arguments = json.dumps({"role": role, "options": options})
+    command = [str(BIN / "ansible"), "localhost", "-c", "local", "--check", "-m", "ecrkit.ecr.converge",
+               "-a", arguments, "-e", f"ansible_python_interpreter={sys.executable}"]  # fmt: skip
+    env = {**ANSIBLE_ENV, "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "json"}
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, check=False)
+    result: dict[str, Any] = json.loads(done.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    return result
+
+
+MIRROR_OPTIONS = {"config": {}, "unit": "ecrkit-mirror", "schedule": "daily", "randomized_delay": "15m", "jobs": 4,
+                  "region": "", "environment": {}, "install_dir": "/opt/ecrkit",
+                  "config_path": "/etc/ecrkit/m.yml"}  # fmt: skip
+DROP_IN_OPTIONS = {"registry": ECR, "cache_prefix": "docker-hub", "upstream": "docker.io", "path": "/tmp/x/r.conf"}
+
+
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        ({k: v for k, v in DROP_IN_OPTIONS.items() if k != "path"}, "missing required arguments: path"),
+        ({**DROP_IN_OPTIONS, "pth": "/tmp/r.conf"}, "unknown option pth. Supported parameters include: cache_prefix"),
+        ({**MIRROR_OPTIONS, "jobs": "many"}, "argument 'jobs' is of type str and we were unable to convert to int"),
+        ("registry=x", "options: str given; expected a mapping"),
+    ],
+    ids=["missing", "unknown", "mistyped", "not a mapping"],
+)
+def test_the_action_refuses_bad_options_naming_them_and_never_with_a_traceback(options: object, said: str) -> None:
+    result = run_action("ecr_mirror" if isinstance(options, dict) and "jobs" in options else "registries_conf", options)
+    assert result["failed"] is True and said in result["msg"], result["msg"]
+    assert "Traceback (most recent call last)" not in json.dumps(result)
+    assert result.get("exception", "(traceback unavailable)") == "(traceback unavailable)"
+
+
+def test_the_action_takes_good_options(tmp_path: Path) -> None:
+    result = run_action("registries_conf", {**DROP_IN_OPTIONS, "path": str(tmp_path / "r.conf")})
+    assert result.get("failed") is not True and result["changed"] is True, result
+
+
+def test_a_roles_download_names_the_roles_variables_not_the_clis_options(tmp_path: Path) -> None:
+    from ecrkit import aws  # noqa: PLC0415 - boto3
+
+    names = ("ecr_credential_helper_url", "ecr_credential_helper_sha256", "ecr_credential_helper_controller_cache")
+    with pytest.raises(InputError, match=r"^ecr_credential_helper_sha256: 'abc'"):
+        aws.download_verified("s3://b/k", "abc", str(tmp_path / "h"), names)
+    with pytest.raises(InputError, match=r"^ecr_credential_helper_url: 'https://b/k'"):
+        aws.download_verified("https://b/k", "a" * 64, str(tmp_path / "h"), names)
+    with pytest.raises(InputError, match=r"^--sha256: 'abc'"):  # the CLI's own names by default
+        aws.download_verified("s3://b/k", "abc", str(tmp_path / "h"))

@@ -4,6 +4,7 @@ check and diff mode, atomically, and stops on a path it must not replace."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -137,8 +138,8 @@ def test_content_and_src_are_one_or_the_other(tmp_path: Path) -> None:
     both = run_files(arguments)
     del arguments["files"][0]["src"], arguments["files"][0]["content"]
     neither = run_files(arguments)
-    assert "mutually exclusive: content|src" in both["msg"]
-    assert "one of the following is required: content, src" in neither["msg"]
+    assert "mutually exclusive: content|content_base64|src" in both["msg"]
+    assert "one of the following is required: content, content_base64, src" in neither["msg"]
     assert not (tmp_path / "home").exists()
 
 
@@ -224,3 +225,14 @@ def test_a_write_the_file_system_refuses_names_the_file_and_the_error(tiny_tmpfs
     assert result["msg"] == f"{config}: not written: {said}; the file was left as it was"
     assert config.read_text() == "concurrent = 1\n"
     assert sorted(os.listdir(tiny_tmpfs)) == sorted(["config.toml", *([".filler"] if fault == "full" else [])])
+
+
+def test_a_binary_file_is_written_from_base64_and_shown_in_no_diff(tmp_path: Path) -> None:
+    archive = tmp_path / "docker.tar.gz"
+    data = bytes(range(256))
+    entry = {"path": str(archive), "content_base64": base64.b64encode(data).decode(), "mode": "0644"}
+    result = run_files({"files": [entry]}, "--diff")
+    assert result["changed"] is True and result["diff"] == [] and archive.read_bytes() == data
+    assert run_files({"files": [entry]})["changed"] is False
+    bad = run_files({"files": [{**entry, "content_base64": "not base64!"}]})
+    assert bad["failed"] is True and bad["msg"] == f"{archive}: content_base64 is not base64"

@@ -72,12 +72,11 @@ def test_errors_name_the_variable_or_the_option() -> None:
     assert plans.options_of()("hop_limit") == "--hop-limit"
 
 
-def test_the_marathon_plan_holds_what_the_role_hands_on() -> None:
-    plan = FILTERS["marathon_plan"](
+def test_the_marathon_plan_holds_what_the_role_writes() -> None:
+    plan = plans.marathon_plan(
         {"registries": [ECR], "public": True, "creds_store": True, "region": "", "cache_dir": "/var/lib/ecr-login"}
     )
     assert plan["rule"] == {"registries": [ECR, "public.ecr.aws"], "creds_store": True}
-    assert plan["docker_tar_args"] == [f"--registry={ECR}", "--registry=public.ecr.aws", "--creds-store"]
     assert plan["env"] == {"AWS_REGION": "eu-west-1", "AWS_ECR_CACHE_DIR": "/var/lib/ecr-login"}
     assert json.loads(plan["docker_config"]) == {
         "auths": {},

@@ -71,3 +71,14 @@ def test_a_manager_without_config_toml_is_told_to_register_first() -> None:
             env_path="/etc/systemd/system/gitlab-runner.service.d/ecrkit.conf",
             env_form="drop-in",
         )
+
+
+def test_an_environment_file_keeps_its_other_lines_and_gets_ecrkits_keys() -> None:
+    text = "# the agent's\nMESOS_MASTER=zk://m:2181/mesos\nAWS_REGION=us-east-1\nAWS_REGION=us-west-2\nLAST=1"
+    merged = service_env.merge_env_file(text, {"AWS_REGION": "eu-west-1", "AWS_ECR_CACHE_DIR": "/var/lib/ecr-login"})
+    assert merged == (
+        "# the agent's\nMESOS_MASTER=zk://m:2181/mesos\nAWS_REGION=us-east-1\nAWS_REGION=eu-west-1\nLAST=1\n"
+        "AWS_ECR_CACHE_DIR=/var/lib/ecr-login\n"
+    )  # the last assignment is the one systemd applies: it is the one replaced
+    assert service_env.merge_env_file(merged, {"AWS_REGION": "eu-west-1"}) == merged
+    assert service_env.merge_env_file(None, {"AWS_REGION": "eu-west-1"}) == "AWS_REGION=eu-west-1\n"

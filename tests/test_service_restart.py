@@ -82,7 +82,6 @@ def inventory(host: Host, tmp_path_factory: pytest.TempPathFactory) -> Path:
         {"managers": [host]},
         {
             "docker_auth_config_registries": [ECR],
-            "marathon_agent_ecr_controller_cache": str(tmp_path_factory.mktemp("docker-tar")),
         },
     )
 

@@ -10,6 +10,7 @@ journal under the unit's name, and a last line there gives the exit status.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,20 @@ class Options:
     install_dir: str = "/opt/ecrkit"
     config_path: str = "/etc/ecrkit/mirror.yml"
     python: str = "/usr/bin/python3"
+
+
+def unit_paths(unit: str) -> dict[str, str]:
+    """The mirror's systemd units, by name, at their paths."""
+    return {f"{unit}.{kind}": f"/etc/systemd/system/{unit}.{kind}" for kind in ("service", "timer")}
+
+
+def options_of(given: Mapping[str, Any], prefix: str = "ecr_mirror_") -> Options:
+    """The role's variables (unprefixed) as Options; `environment` a mapping of NAME: value."""
+    environment = given.get("environment") or {}
+    if not isinstance(environment, Mapping):
+        raise InputError(f"{prefix}environment", environment, "a mapping of NAME: value")
+    known = {key: given[key] for key in Options.__dataclass_fields__ if key in given and key != "environment"}
+    return Options(**known, environment=tuple((str(key), str(value)) for key, value in environment.items()))
 
 
 def plan(config: Any, options: Options, *, header: str = "", prefix: str = "ecr_mirror_") -> dict[str, Any]:
@@ -108,8 +123,8 @@ def plan(config: Any, options: Options, *, header: str = "", prefix: str = "ecr_
         "config": lead + yaml.safe_dump(checked, sort_keys=False, default_flow_style=False),
         "service": service,
         "timer": timer,
-        "service_path": f"/etc/systemd/system/{options.unit}.service",
-        "timer_path": f"/etc/systemd/system/{options.unit}.timer",
+        "service_path": unit_paths(options.unit)[f"{options.unit}.service"],
+        "timer_path": unit_paths(options.unit)[f"{options.unit}.timer"],
         "user": options.unit,
         "home": state,
         "directories": [install_dir, f"{install_dir}/lib", *(f"{install_dir}/lib/{d}" for d in package_directories())],

@@ -103,7 +103,7 @@ AUTOSCALER_SCALARS: dict[str, type] = {
 }
 AUTOSCALER_TABLES = ("plugin_config", "connector_config")
 # The formats GitLab documents for the keys of [runners.autoscaler]'s tables (durations are Go's).
-DURATION = re.compile(r"^(?:0|(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+)\Z")
+DURATION = re.compile(r"^(?:0|(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+)\Z", re.ASCII)  # µs: Go spells it so too
 BOOL, INT, TEXT, TIME, NUMBER, TEXTS = (
     "a boolean",
     "a whole number, 0 or more",

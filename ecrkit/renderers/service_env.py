@@ -2,7 +2,8 @@
 
 GitLab Runner's manager runs the helper as its own child: the region (for credsStore's
 `list`), the cache directory and the PATH must be in the *service's* environment, not a
-login's. A runner that runs as a container gets the same variables as a `--env-file`.
+login's. A runner that runs as a container gets the same variables as a `--env-file`; a Mesos
+agent gets them merged into its own environment file, whose other lines are the agent's.
 """
 
 from __future__ import annotations
@@ -50,3 +51,18 @@ def drop_in(env: dict[str, str]) -> str:
 def env_file(env: dict[str, str]) -> str:
     """For `docker run --env-file` (a runner in a container): one KEY=value per line, no quoting."""
     return "".join(f"{key}={value}\n" for key, value in env.items())
+
+
+def merge_env_file(text: str | None, env: dict[str, str]) -> str:
+    """An EnvironmentFile (a Mesos agent's) with ecrkit's keys set and every other line kept as it
+    was: a key's last assignment (the one systemd applies) is replaced, a missing key appended."""
+    lines = (text or "").splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    for key, value in env.items():
+        assigned = [index for index, line in enumerate(lines) if line.startswith(f"{key}=")]
+        if assigned:
+            lines[assigned[-1]] = f"{key}={value}\n"
+        else:
+            lines.append(f"{key}={value}\n")
+    return "".join(lines)

@@ -9,6 +9,7 @@ one task, where a probe, a decision and a write were each a task (bench/README.m
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,9 +46,9 @@ class ActionModule(ActionBase):  # type: ignore[misc]  # ansible has no type inf
         result: dict[str, Any] = super().run(tmp, task_vars)
         if converge is None:
             raise AnsibleActionFail(_MISSING)
-        options = self._task.args.get("options") or {}
         try:
             role = converge.role(str(self._task.args.get("role")))
+            options = _checked(role, str(self._task.args.get("role")), self._task.args.get("options"))
             arguments = role.probe_args(options)
             for attempt in range(converge.REPLANS + 1):
                 asked = self._module("ecrkit.ecr.probe", dict(arguments), task_vars) if arguments is not None else {}
@@ -136,6 +137,31 @@ class ActionModule(ActionBase):  # type: ignore[misc]  # ansible has no type inf
             module_args["_ansible_no_log"] = True  # the host logs no contents that hold secrets
 
 
+def _checked(role: converge.Role, name: str, options: Any) -> dict[str, Any]:
+    """The options as Ansible checks a module's arguments (every one the role passes, of its type),
+    converted as it converts them; a missing, unknown or mistyped option fails the task naming it."""
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator  # noqa: PLC0415
+    from ansible.module_utils.errors import UnsupportedError  # noqa: PLC0415
+
+    if not isinstance(options, dict):
+        given = next(
+            kind.__name__ for kind in type(options).__mro__ if kind.__module__ == "builtins"
+        )  # not Ansible's tagged types
+        raise AnsibleActionFail(f"ecrkit.ecr.converge: options: {given} given; expected a mapping")
+    checked = ArgumentSpecValidator(role.argument_spec()).validate(options)
+    if checked.error_messages:  # (`errors` is an exception object: true even when empty)
+        said = "; ".join(
+            f"unknown option {message}" if isinstance(error, UnsupportedError) else message
+            for error, message in zip(checked.errors.errors, checked.error_messages, strict=True)
+        )
+        raise AnsibleActionFail(
+            f"ecrkit.ecr.converge role {name}: {said} (options are the role's variables without {name}_, "
+            f"as its task passes them: {', '.join(role.options)})"
+        )
+    # Plain types, as JSON gives them: the package renders them (YAML cannot dump Ansible's tagged str).
+    return dict(json.loads(json.dumps(checked.validated_parameters)))
+
+
 class _Conflict(Exception):
     """The files module found a file changed since the probe read it, and wrote none of those."""
 
@@ -170,5 +196,6 @@ def _fetch_once(url: str, sha256: str, dest: str) -> None:
     from ecrkit import aws  # noqa: PLC0415 - boto3, only for this install method
 
     os.makedirs(os.path.dirname(dest), mode=0o700, exist_ok=True)
-    with _locked(dest):
-        aws.download_verified(url, sha256, dest)
+    with _locked(dest):  # errors name the role's variables, not the CLI's options
+        names = ("ecr_credential_helper_url", "ecr_credential_helper_sha256", "ecr_credential_helper_controller_cache")
+        aws.download_verified(url, sha256, dest, names)

@@ -6,7 +6,6 @@ Every ecrkit error becomes an AnsibleFilterError, so the host fails with ecrkit'
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from functools import wraps
@@ -17,9 +16,8 @@ from ansible.errors import AnsibleFilterError
 try:
     # Each role's decision is a function of ecrkit.plans; the rest are the smaller decisions the roles ask for.
     from ecrkit import __version__ as ECRKIT_VERSION
-    from ecrkit import checks, constants, ecr_account, hoststate, job_hosts, plans, settings
+    from ecrkit import checks, constants, ecr_account, job_hosts, plans, settings
     from ecrkit.errors import EcrkitError
-    from ecrkit.renderers import mirror_service
 except ImportError as missing:  # pragma: no cover - depends on the controller's Python
     # Raised at import, Ansible would skip this file and say only "no filter named ...": the filters
     # load, and each call stops with what to install.
@@ -42,7 +40,7 @@ except ImportError as missing:  # pragma: no cover - depends on the controller's
     class EcrkitError(Exception):  # type: ignore[no-redef]  # named by except clauses
         pass
 
-    checks = constants = ecr_account = hoststate = job_hosts = plans = settings = mirror_service = _Missing()  # type: ignore[assignment]
+    checks = constants = ecr_account = job_hosts = plans = settings = _Missing()  # type: ignore[assignment]
     ECRKIT_VERSION = _Missing()  # type: ignore[assignment]
 
 if TYPE_CHECKING:  # the probe's facts as ecrkit types them (Ansible hands over plain dicts)
@@ -120,40 +118,6 @@ def ecrkit_replication_sources(hostvars: Mapping[str, Any], hosts: list[str], ac
 
 
 @_reported
-def ecrkit_mirror_plan(config: Any, options: Mapping[str, Any], header: str = "") -> dict[str, Any]:
-    """The ecr_mirror role's files: the mirror config, the service and timer, ecrkit's own files."""
-    environment = options.get("environment") or {}
-    if not isinstance(environment, Mapping):
-        raise AnsibleFilterError(f"ecr_mirror_environment: {environment!r} is not accepted; expected a mapping")
-    settings = mirror_service.Options(**{
-        **{key: value for key, value in options.items() if key != "environment"},
-        "environment": tuple((str(key), str(value)) for key, value in environment.items()),
-    })  # fmt: skip
-    plain = json.loads(json.dumps(config))  # Ansible's own str and dict types, as YAML can write them
-    return mirror_service.plan(plain, settings, header=header)
-
-
-@_reported
-def ecrkit_marathon_plan(options: Mapping[str, Any]) -> dict[str, Any]:
-    """marathon_agent_ecr's rule, agent environment, docker-tar arguments and --docker_config,
-    from the role's variables without their prefix (ecrkit.plans.marathon_plan)."""
-    return plans.marathon_plan(options)
-
-
-@_reported
-def ecrkit_service_due(
-    probe: ProbeResult, unit: str, env: Mapping[str, str], written: bool = False, unit_file: bool = False
-) -> dict[str, Any]:
-    """Whether `unit`, as the probe's `services` saw it, must be reloaded or restarted to run with
-    what is on disk (`env`, ecrkit's file, `written` by this run; `unit_file`: a drop-in rather than
-    an EnvironmentFile), whether or not this run changed it (ecrkit.hoststate.service_due)."""
-    state = (probe.get("services") or {}).get(unit)
-    if state is None:
-        raise AnsibleFilterError(f"service_due: the probe was not asked about {unit!r} (its `services`)")
-    return dict(hoststate.service_due(unit, state, env, written=bool(written), unit_file=bool(unit_file)))
-
-
-@_reported
 def ecrkit_validate_args(
     options: Mapping[str, Any],
     services: list[str],
@@ -182,10 +146,7 @@ class FilterModule:
             "ecr_account": ecrkit_ecr_account,
             "findings": ecrkit_findings,
             "fleeting_install": ecrkit_fleeting_install,
-            "marathon_plan": ecrkit_marathon_plan,
-            "mirror_plan": ecrkit_mirror_plan,
             "replication_sources": ecrkit_replication_sources,
-            "service_due": ecrkit_service_due,
             "validate_args": ecrkit_validate_args,
             "version": ecrkit_version,
         }

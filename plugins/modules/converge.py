@@ -26,7 +26,7 @@ description:
     logged on the host; their diff shows the secrets replaced by C(<redacted>).
   - The roles of this collection call it; their variables, without the role's prefix, are O(options).
   - What a service runs with is judged from the running service, not only from this run's writes
-    (gitlab_runner_ecr); a reload or restart still due, from a run killed before its handler ran,
+    (gitlab_runner_ecr, marathon_agent_ecr); a reload or restart still due, from a run killed before its handler ran,
     is reported as a change (RV(pending)), so that the role's handler runs.
 options:
   role:
@@ -44,6 +44,7 @@ options:
       - aws_sso_profile
       - registries_conf
       - gitlab_runner_ecr
+      - marathon_agent_ecr
   options:
     description: The role's variables without the role's prefix (see each role's argument spec).
     type: dict
@@ -105,9 +106,9 @@ install:
   type: dict
 rule:
   description: >-
-    For docker_auth_config and gitlab_runner_ecr, the credential rule (its registries, and whether
+    For docker_auth_config, gitlab_runner_ecr and marathon_agent_ecr, the credential rule (its registries, and whether
     credsStore is written).
-  returned: for docker_auth_config and gitlab_runner_ecr
+  returned: for docker_auth_config, gitlab_runner_ecr and marathon_agent_ecr
   type: dict
 form:
   description: For aws_sso_profile, the profile's form (sso-session or legacy).
@@ -122,15 +123,15 @@ pending:
   elements: str
 restart:
   description: >-
-    For gitlab_runner_ecr, whether the running service must restart to get its drop-in: this run
-    changed it, or its process runs with other values than a new start would get (a killed run's
-    restart). A stopped service is not started.
-  returned: for gitlab_runner_ecr
+    For gitlab_runner_ecr and marathon_agent_ecr, whether the running service must restart to get
+    its drop-in or environment file: this run changed it, or its process runs with other values
+    than a new start would get (a killed run's restart). A stopped service is not started.
+  returned: for gitlab_runner_ecr and marathon_agent_ecr
   type: bool
 daemon_reload:
   description: >-
-    For gitlab_runner_ecr, whether systemd must reload its unit files: this run wrote the drop-in,
-    or systemd says they changed since it loaded them (NeedDaemonReload).
-  returned: for gitlab_runner_ecr
+    For gitlab_runner_ecr and marathon_agent_ecr, whether systemd must reload its unit files: this
+    run wrote the drop-in, or systemd says they changed since it loaded them (NeedDaemonReload).
+  returned: for gitlab_runner_ecr and marathon_agent_ecr
   type: bool
 """

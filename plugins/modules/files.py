@@ -64,7 +64,12 @@ options:
         type: path
         required: true
       content:
-        description: The whole content, as text. Exactly one of O(files[].content) and O(files[].src).
+        description:
+          - The whole content, as text.
+          - Exactly one of O(files[].content), O(files[].content_base64) and O(files[].src).
+        type: str
+      content_base64:
+        description: The whole content, base64-encoded, for a small binary file (an archive); shown in no diff.
         type: str
       src:
         description:
@@ -136,7 +141,8 @@ conflicts:
   sample: [/etc/gitlab-runner/config.toml]
 """
 
-import errno  # noqa: E402 - Ansible modules put DOCUMENTATION first
+import base64  # noqa: E402 - Ansible modules put DOCUMENTATION first
+import errno  # noqa: E402
 import hashlib  # noqa: E402
 import os  # noqa: E402
 import tempfile  # noqa: E402
@@ -209,6 +215,11 @@ def _current(module: AnsibleModule, path: str) -> bytes | None:
 
 
 def _content(module: AnsibleModule, wanted: dict[str, Any]) -> bytes:
+    if wanted.get("content_base64") is not None:
+        try:
+            return base64.b64decode(wanted["content_base64"], validate=True)
+        except ValueError:
+            module.fail_json(msg=f"{wanted['path']}: content_base64 is not base64")
     if wanted["src"] is None:
         return str(wanted["content"]).encode()
     try:
@@ -257,7 +268,7 @@ def _file(
     changed = before != content
     if changed and not module.check_mode and not os.path.isdir(directory):
         module.fail_json(msg=f"{path}: its directory {directory} does not exist")
-    if changed and module._diff and wanted["diff"] and wanted["src"] is None:
+    if changed and module._diff and wanted["diff"] and wanted["content"] is not None:
         shown = "" if before is None else before.decode(errors="replace")
         diffs.append({"before_header": path, "after_header": path, "before": shown, "after": wanted["content"]})
     if changed and not module.check_mode:
@@ -318,14 +329,15 @@ def main() -> None:
                 "options": {
                     "path": {"type": "path", "required": True},
                     "content": {"type": "str"},
+                    "content_base64": {"type": "str"},
                     "src": {"type": "path"},
                     "diff": {"type": "bool", "default": True},
                     "backup": {"type": "bool", "default": False},
                     "expected_sha256": {"type": "str"},
                     **ATTRIBUTES,
                 },
-                "mutually_exclusive": [["content", "src"]],
-                "required_one_of": [["content", "src"]],
+                "mutually_exclusive": [["content", "content_base64", "src"]],
+                "required_one_of": [["content", "content_base64", "src"]],
             },
         },
         supports_check_mode=True,
