@@ -24,6 +24,7 @@ import dataclasses
 import fnmatch
 import functools
 import hashlib
+import itertools
 import json
 import logging
 import operator
@@ -148,6 +149,37 @@ class Selection:
     target_repository: str
     steps: tuple[Step, ...]
     tags: tuple[str, ...]
+
+    def lines(self) -> list[str]:
+        """What a dry run says of the image: one line per rule, the tags it selected or dropped and why
+        (tags that share a reason listed together), and the tags to copy."""
+        found = []
+        for step in self.steps:
+            parts = [f"{verb} {_grouped(pairs)}" for verb, pairs in (("selected", step.selected),
+                                                                     ("dropped", step.dropped)) if pairs]  # fmt: skip
+            found.append(f"{self.image}  {step.rule}: {'; '.join(parts) or 'nothing'}")
+        found.append(f"{self.image}  to copy: {', '.join(self.tags) or 'nothing'}")
+        return found
+
+
+def _grouped(pairs: tuple[tuple[str, str], ...]) -> str:
+    """`a, b (why); c (why else)`: tags in order, each run of one reason said once."""
+    runs = itertools.groupby(pairs, key=lambda pair: pair[1])
+    return ", ".join(f"{', '.join(tag for tag, _ in run)} ({why})" for why, run in runs)
+
+
+@dataclass(frozen=True)
+class Cached:
+    """A listed image that a pull-through cache rule of the target's account serves."""
+
+    image: str  # host/repository
+    rule: str  # the rule's ecrRepositoryPrefix
+    upstream: str  # its upstreamRegistryUrl
+    pull: str  # the reference to pull through the cache, without tag
+
+    def line(self) -> str:
+        return (f"{self.image}  a pull-through cache serves it: pull {self.pull}:TAG (rule {self.rule}, upstream "
+                f"{self.upstream}); copy it only to keep tags the upstream may delete")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -445,9 +477,9 @@ def _in_range(candidates: list[str], text: str) -> tuple[list[str], Step]:
         if version is None:
             dropped.append((tag, "not a version"))
         elif all(COMPARISONS[op](version, bound) for op, bound in comparisons):
-            kept.append((tag, f"{version} is in the range"))
+            kept.append((tag, "in the range"))
         else:
-            dropped.append((tag, f"{version} is outside the range"))
+            dropped.append((tag, "outside the range"))
     return [tag for tag, _ in kept], Step(f"semver {text!r}", tuple(kept), tuple(dropped))
 
 
@@ -561,6 +593,39 @@ def filter_index(manifest: Manifest, platforms: tuple[str, ...]) -> Manifest | N
     document["manifests"] = listed
     body = json.dumps(document, indent=3).encode()  # the same bytes, and digest, for the same source and filter
     return FilteredIndex(body, manifest.media_type, manifest.digest, len(kept), len(platformed))
+
+
+def served_by_cache(
+    config: dict[str, Any], rules: list[dict[str, Any]], shard: tuple[int, int] = (1, 1)
+) -> list[Cached]:
+    """The images of this shard that a pull-through cache rule (describe_pull_through_cache_rules' shape)
+    serves: the rule's upstream registry is the image's source registry (Docker Hub by any of its names),
+    and its upstream repository prefix, if any, begins the image's path."""
+    found = []
+    for index, image in enumerate(config["images"]):
+        host, path, _ = images.split(image["source"])
+        if shard[1] > 1 and shard_of(_target_repository(config.get("prefix", ""), image, index), shard[1]) != shard[0]:
+            continue
+        for rule in rules:
+            upstream = str(rule.get("upstreamRegistryUrl", ""))
+            name = upstream.removeprefix("https://").rstrip("/").lower()
+            if (images.DOCKER_HUB if name in images.DOCKER_HUB_ALIASES else name) != host:
+                continue
+            upstream_prefix = str(rule.get("upstreamRepositoryPrefix", "ROOT")).strip("/")
+            if upstream_prefix not in ("", "ROOT") and not path.startswith(f"{upstream_prefix}/"):
+                continue
+            rest = path if upstream_prefix in ("", "ROOT") else path.removeprefix(f"{upstream_prefix}/")
+            prefix = str(rule["ecrRepositoryPrefix"])
+            pull = f"{config['target']}/{rest}" if prefix == "ROOT" else f"{config['target']}/{prefix}/{rest}"
+            found.append(Cached(f"{host}/{path}", prefix, upstream, pull))
+            break
+    return found
+
+
+def pull_through_rules(ecr: Any, account: str) -> list[dict[str, Any]]:
+    """Every pull-through cache rule of the account's registry (boto3/botocore's ECR client)."""
+    pages = ecr.get_paginator("describe_pull_through_cache_rules").paginate(registryId=account)
+    return [rule for page in pages for rule in page.get("pullThroughCacheRules", [])]
 
 
 def helper_credentials(host: str) -> tuple[str, str]:

@@ -454,13 +454,24 @@ def test_the_readmes_mirror_config_is_accepted(tmp_path: Path) -> None:
     path = tmp_path / "mirror.yml"
     path.write_text(readme_block("<!-- mirror-config -->", "docs/mirroring.md"))
     config = mirror.load(str(path))
-    listed = {("quay.io", "prometheus/node-exporter"): ["v1.8.0", "v1.8.2", "v1.9.0"]}
-    planned = mirror.plan(config, lambda host, repository: listed[(host, repository)])
-    assert [(job.source, job.target_repository) for job in planned.copies] == [
-        ("docker.io/library/alpine:3.20", "mirror/library/alpine"),
-        ("docker.io/library/alpine:3.19", "mirror/library/alpine"),
-        ("quay.io/prometheus/node-exporter:v1.8.0", "tools/node-exporter"),
-        ("quay.io/prometheus/node-exporter:v1.8.2", "tools/node-exporter"),
+    listed = {
+        ("quay.io", "prometheus/node-exporter"): ["v1.8.0", "v1.8.2", "v1.9.0"],
+        ("ghcr.io", "example/app"): ["1.3.0", "v1.4.0", "1.5.0", "1.6.0-rc", "2.0.0", "3.0.0", "latest"],
+    }
+    created = {"v1.4.0": "2026-01-01T00:00:00Z", "1.5.0": "2026-03-01T00:00:00Z", "2.0.0": "2026-02-01T00:00:00Z"}
+    planned = mirror.plan(
+        config,
+        lambda host, repository: listed[(host, repository)],
+        created_of=lambda host, repository, platforms, tags: {tag: created[tag] for tag in tags},
+    )
+    assert [(job.source, job.target_repository, job.platforms) for job in planned.copies] == [
+        ("docker.io/library/alpine:3.20", "mirror/library/alpine", ("linux/amd64",)),
+        ("docker.io/library/alpine:3.19", "mirror/library/alpine", ("linux/amd64",)),
+        ("quay.io/prometheus/node-exporter:v1.8.0", "tools/node-exporter", ("linux/amd64",)),
+        ("quay.io/prometheus/node-exporter:v1.8.2", "tools/node-exporter", ("linux/amd64",)),
+        ("ghcr.io/example/app:1.5.0", "mirror/example/app", ("linux/amd64", "linux/arm64")),  # the listing's order
+        ("ghcr.io/example/app:2.0.0", "mirror/example/app", ("linux/amd64", "linux/arm64")),
+        ("ghcr.io/example/app:v1.4.0", "mirror/example/app", ("linux/amd64", "linux/arm64")),
     ]
 
 
