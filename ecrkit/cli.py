@@ -755,14 +755,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     copy = commands.add_parser(
         "mirror",
-        help="copy images the pull-through cache cannot serve into ECR (tags or tag patterns; writes to ECR)",
-        description="Copy the images a YAML config lists into ECR: missing repositories are created, tags whose "
-        "digest is already there are skipped, multi-arch indexes are kept, failing requests are retried with backoff; "
+        help="copy images the pull-through cache cannot serve into ECR (tags, patterns, tag rules; writes to ECR)",
+        description="Copy the images a YAML config lists into ECR: tags named, or chosen by rules (shell patterns, "
+        "regular expressions, semver ranges, the latest N), missing repositories are created, tags whose digest is "
+        "already there are skipped, multi-arch indexes are kept (or only the `platforms` asked for), failing requests "
+        "are retried with backoff; "
         f"ECR credentials come from {constants.HELPER_BINARY}. Exit 1 if a copy failed.",
         epilog=_example("ecrkit mirror --config mirror.yml --dry-run", "ecrkit mirror --config mirror.yml --jobs 8"),
     )
     copy.add_argument("--config", required=True, metavar="PATH", help="the mirror config (YAML)")
-    copy.add_argument("--dry-run", action="store_true", help="compare and report, write nothing")
+    copy.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="compare and report, write nothing; also say why each rule chose its tags, and which images a "
+        "pull-through cache rule of the target account serves",
+    )
     copy.add_argument("--jobs", type=jobs, default=4, help="copies at once, {} to {}".format(*constants.MIRROR_JOBS))
     copy.add_argument(
         "--shard",

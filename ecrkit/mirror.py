@@ -15,6 +15,15 @@ ECR credentials come from the credential helper, as for any docker pull: no past
       - source: quay.io/prometheus/node-exporter
         tags: ["v1.8.*"]
         repository: tools/node-exporter # optional: the target repository's own name
+      - source: ghcr.io/org/app         # tag rules, applied in the order PRECEDENCE states
+        include: ['^v\\d']
+        exclude: ['-rc']
+        semver: ">=1.4, <3"
+        latest: 3                       # latest_by: semver (the default) or created
+        platforms: [linux/amd64, linux/arm64]  # an index's platforms to keep (default: all, the source's digest)
+
+`--dry-run` also says why each rule chose its tags, and which images a pull-through cache rule of the
+target account serves.
 """
 
 from __future__ import annotations
