@@ -171,10 +171,18 @@ class Selection:
         return found
 
 
+SHOWN = 10  # the tags a dry run names for one reason of one rule; the others are counted
+
+
 def _grouped(pairs: tuple[tuple[str, str], ...]) -> str:
-    """`a, b (why); c (why else)`: tags in order, each run of one reason said once."""
-    runs = itertools.groupby(pairs, key=lambda pair: pair[1])
-    return ", ".join(f"{', '.join(tag for tag, _ in run)} ({why})" for why, run in runs)
+    """`a, b (why), c (why else)`: tags in order, each run of one reason said once (a long run cut short:
+    a source may hold thousands of tags)."""
+    said = []
+    for why, run in itertools.groupby(pairs, key=lambda pair: pair[1]):
+        names = [tag for tag, _ in run]
+        more = f" and {len(names) - SHOWN} more" if len(names) > SHOWN + 1 else ""
+        said.append(f"{', '.join(names[: SHOWN if more else None])}{more} ({why})")
+    return ", ".join(said)
 
 
 @dataclass(frozen=True)

@@ -281,3 +281,9 @@ def test_semver_rules_need_semver_3() -> None:
     finally:
         semver.__version__ = real
         mirror._semver.cache_clear()
+
+
+def test_a_long_run_of_tags_is_cut_short() -> None:
+    many = tuple((f"t{number}", "why") for number in range(25))
+    assert mirror._grouped(many) == "t0, t1, t2, t3, t4, t5, t6, t7, t8, t9 and 15 more (why)"
+    assert mirror._grouped(many[:11]) == ", ".join(f"t{number}" for number in range(11)) + " (why)"
