@@ -399,6 +399,19 @@ def _rewrite_image(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _served_by_cache(
+    config: dict[str, Any], rules: Callable[[], list[dict[str, Any]]], shard: tuple[int, int]
+) -> list[str]:
+    """The dry run's word on the pull-through cache: the listed images a rule of the target's account serves,
+    or why the rules could not be read (the dry run goes on)."""
+    import botocore.exceptions  # noqa: PLC0415 - loaded with the client anyway
+
+    try:
+        return [cached.line() for cached in mirror.served_by_cache(config, rules(), shard)]
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+        return [f"the pull-through cache rules could not be read ({exc}): which images the cache serves is not known"]
+
+
 def _mirror(args: argparse.Namespace) -> int:
     config = mirror.load(args.config, "--config")
     account, region, _ = private_registry(config["target"], f"{args.config}: target")
@@ -420,16 +433,27 @@ def _mirror(args: argparse.Namespace) -> int:
                                             floor=None if host == config["target"] else floor)  # fmt: skip
             return registries[host]
 
-    try:
-        planned = mirror.plan(config, lambda host, repository: registry(host).tag_list(repository), shard)
-    except RegistryError as exc:
-        raise EcrkitError(f"listing tags: {exc}") from None
+    def created(host: str, repository: str, platforms: tuple[str, ...], tags: list[str]) -> dict[str, str]:
+        return mirror.creation_times(registry(host), repository, tags, platforms, args.jobs)
 
-    def ensure(names: Iterable[str], dry_run: bool) -> list[str]:  # the AWS SDK only when something is to be copied
+    try:
+        planned = mirror.plan(config, lambda host, repository: registry(host).tag_list(repository), shard, created)
+    except RegistryError as exc:
+        raise EcrkitError(f"selecting tags: {exc}") from None
+
+    def ecr() -> Any:  # the AWS SDK only when something is to be copied, or in a dry run
         import botocore.session  # noqa: PLC0415 - boto3's client is botocore's; boto3 adds s3transfer (3 MiB)
 
-        ecr = botocore.session.get_session().create_client("ecr", region_name=region)
-        return mirror.ensure_repositories(ecr, account, names, dry_run)
+        return botocore.session.get_session().create_client("ecr", region_name=region)
+
+    def ensure(names: Iterable[str], dry_run: bool) -> list[str]:
+        return mirror.ensure_repositories(ecr(), account, names, dry_run)
+
+    if args.dry_run and not args.json:
+        for line in [line for selection in planned.selections for line in selection.lines()]:
+            print(f"{'rule':<12} {line}")
+        for line in _served_by_cache(config, lambda: mirror.pull_through_rules(ecr(), account), shard):
+            print(f"{'cached':<12} {line}")
 
     # A progress bar only where rich would draw one (a terminal, or one forced by the environment): rich
     # is a tenth of a run that finds nothing to copy, and on a pipe, a file or the journal its transient
@@ -866,14 +890,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     copy = commands.add_parser(
         "mirror",
-        help="copy images the pull-through cache cannot serve into ECR (tags or tag patterns; writes to ECR)",
-        description="Copy the images a YAML config lists into ECR: missing repositories are created, tags whose "
-        "digest is already there are skipped, multi-arch indexes are kept, failing requests are retried with backoff; "
+        help="copy images the pull-through cache cannot serve into ECR (tags, patterns, tag rules; writes to ECR)",
+        description="Copy the images a YAML config lists into ECR: tags named, or chosen by rules (shell patterns, "
+        "regular expressions, semver ranges, the latest N), missing repositories are created, tags whose digest is "
+        "already there are skipped, multi-arch indexes are kept (or only the `platforms` asked for), failing requests "
+        "are retried with backoff; "
         f"ECR credentials come from {constants.HELPER_BINARY}. Exit 1 if a copy failed.",
         epilog=_example("ecrkit mirror --config mirror.yml --dry-run", "ecrkit mirror --config mirror.yml --jobs 8"),
     )
     copy.add_argument("--config", required=True, metavar="PATH", help="the mirror config (YAML)")
-    copy.add_argument("--dry-run", action="store_true", help="compare and report, write nothing")
+    copy.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="compare and report, write nothing; also say why each rule chose its tags, and which images a "
+        "pull-through cache rule of the target account serves",
+    )
     copy.add_argument("--jobs", type=jobs, default=4, help="copies at once, {} to {}".format(*constants.MIRROR_JOBS))
     copy.add_argument(
         "--shard",

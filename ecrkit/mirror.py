@@ -15,6 +15,12 @@ ECR credentials come from the credential helper, as for any docker pull: no past
       - source: quay.io/prometheus/node-exporter
         tags: ["v1.8.*"]
         repository: tools/node-exporter # optional: the target repository's own name
+      - source: ghcr.io/org/app         # tag rules, applied in the order PRECEDENCE states
+        include: ['^v\\d']
+        exclude: ['-rc']
+        semver: ">=1.4, <3"
+        latest: 3                       # latest_by: semver (the default) or created
+        platforms: [linux/amd64, linux/arm64]  # an index's platforms to keep (default: all, the source's digest)
     referrers: true                     # optional (default): copy signatures, SBOMs, attestations too
     rate_limit_floor: 10                # optional: pulls left to others of a source's rate limit
 
@@ -24,15 +30,22 @@ are copied with their digests, and where the target does not serve the API eithe
 index under its `sha256-<hex>` tag is kept up to date, as OCI clients do. Source credentials come from
 the user's docker config (ecrkit.registry.docker_credentials); a source's rate limit stops copies from
 it at the floor, and the run goes on with the others.
+
+`--dry-run` also says why each rule chose its tags, and which images a pull-through cache rule of the
+target account serves.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fnmatch
+import functools
 import hashlib
+import itertools
 import json
 import logging
+import operator
 import re
 import subprocess
 import threading
@@ -40,6 +53,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -54,7 +68,27 @@ log = logging.getLogger(__name__)  # `ecrkit --debug` shows what it calls
 
 if TYPE_CHECKING:
     import jsonschema
+    import semver
 
+PLATFORM = r"^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?\Z"  # os/architecture[/variant], as docker --platform takes it
+PLATFORMS: dict[str, Any] = {
+    "type": "array",
+    "minItems": 1,
+    "items": {"type": "string", "pattern": PLATFORM},
+}
+REGEXES: dict[str, Any] = {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}}
+# The order in which an image's tag rules apply (docs/mirroring.md says the same; tests/test_mirror_rules.py
+# checks it).
+PRECEDENCE = (
+    "1. `tags`: an exact tag is copied as named, never listed and never dropped by another rule; "
+    "a shell pattern selects the source's tags it matches. "
+    "2. `include`: each regular expression selects the source's tags it matches (re.search). "
+    "Without a pattern or an include, every tag of the source is a candidate. "
+    "3. `exclude`: drops the candidates any of its regular expressions match. "
+    "4. `semver`: keeps the candidates within the range; a tag that is not a version is dropped. "
+    "5. `latest`: keeps the N newest candidates left, by `latest_by` (semver, the default, or created)."
+)
+TAG_RULES = ("tags", "include", "semver", "latest")  # an image needs one: `exclude` alone would copy everything
 SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
@@ -65,16 +99,26 @@ SCHEMA: dict[str, Any] = {
         "plain_http": {"type": "array", "items": {"type": "string"}},
         "referrers": {"type": "boolean"},
         "rate_limit_floor": {"type": "integer", "minimum": 0},
+        "platforms": PLATFORMS,
         "images": {
             "type": "array",
             "minItems": 1,
             "items": {
                 "type": "object",
+                "description": PRECEDENCE,
                 "additionalProperties": False,
-                "required": ["source", "tags"],
+                "required": ["source"],
+                "anyOf": [{"required": [rule]} for rule in TAG_RULES],
+                "dependentRequired": {"latest_by": ["latest"]},
                 "properties": {
                     "source": {"type": "string"},
                     "tags": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
+                    "include": REGEXES,
+                    "exclude": REGEXES,
+                    "semver": {"type": "string", "minLength": 1},
+                    "latest": {"type": "integer", "minimum": 1},
+                    "latest_by": {"type": "string", "enum": ["semver", "created"]},
+                    "platforms": PLATFORMS,
                     "repository": {"type": "string"},
                     "referrers": {"type": "boolean"},
                 },
@@ -97,6 +141,7 @@ class Copy:
     tag: str
     target_repository: str
     referrers: bool = True  # copy what is attached to the tag's manifest too
+    platforms: tuple[str, ...] = ()  # the index's platforms to keep (os/architecture[/variant]); () keeps all
 
     @property
     def source(self) -> str:
@@ -108,6 +153,65 @@ class Result:
     status: str  # copied, unchanged, would copy, failed
     what: str
     detail: str = ""
+    filtered: bool = False  # an index whose platforms were filtered: its digest is not the source's
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one tag rule of an image did: the tags it selected or kept, and those it dropped, each with why."""
+
+    rule: str
+    selected: tuple[tuple[str, str], ...] = ()
+    dropped: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Selection:
+    """An image's tag rules, in the order they applied (PRECEDENCE), and the tags to copy."""
+
+    image: str  # host/repository
+    target_repository: str
+    steps: tuple[Step, ...]
+    tags: tuple[str, ...]
+
+    def lines(self) -> list[str]:
+        """What a dry run says of the image: one line per rule, the tags it selected or dropped and why
+        (tags that share a reason listed together), and the tags to copy."""
+        found = []
+        for step in self.steps:
+            parts = [f"{verb} {_grouped(pairs)}" for verb, pairs in (("selected", step.selected),
+                                                                     ("dropped", step.dropped)) if pairs]  # fmt: skip
+            found.append(f"{self.image}  {step.rule}: {'; '.join(parts) or 'nothing'}")
+        found.append(f"{self.image}  to copy: {', '.join(self.tags) or 'nothing'}")
+        return found
+
+
+SHOWN = 10  # the tags a dry run names for one reason of one rule; the others are counted
+
+
+def _grouped(pairs: tuple[tuple[str, str], ...]) -> str:
+    """`a, b (why), c (why else)`: tags in order, each run of one reason said once (a long run cut short:
+    a source may hold thousands of tags)."""
+    said = []
+    for why, run in itertools.groupby(pairs, key=lambda pair: pair[1]):
+        names = [tag for tag, _ in run]
+        more = f" and {len(names) - SHOWN} more" if len(names) > SHOWN + 1 else ""
+        said.append(f"{', '.join(names[: SHOWN if more else None])}{more} ({why})")
+    return ", ".join(said)
+
+
+@dataclass(frozen=True)
+class Cached:
+    """A listed image that a pull-through cache rule of the target's account serves."""
+
+    image: str  # host/repository
+    rule: str  # the rule's ecrRepositoryPrefix
+    upstream: str  # its upstreamRegistryUrl
+    pull: str  # the reference to pull through the cache, without tag
+
+    def line(self) -> str:
+        return (f"{self.image}  a pull-through cache serves it: pull {self.pull}:TAG (rule {self.rule}, upstream "
+                f"{self.upstream}); copy it only to keep tags the upstream may delete")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -117,6 +221,7 @@ class Plan:
     copies: tuple[Copy, ...]
     unmatched: tuple[str, ...]  # tag patterns that matched nothing, as "source:pattern"
     shard: tuple[int, int] = (1, 1)  # this run's share: (index, total), from 1
+    selections: tuple[Selection, ...] = ()  # per image of this shard: which rule selected what, and why
 
 
 def load(path: str, source: str = "--config") -> dict[str, Any]:
@@ -149,6 +254,16 @@ def check(config: Any, path: str) -> dict[str, Any]:
         repository = _target_repository(config.get("prefix", ""), image, index)
         if not images.PATH.match(repository):
             raise InputError(f"{path}: images[{index}].repository", repository, "a repository name such as tools/app")
+        for key in ("include", "exclude"):
+            for number, expression in enumerate(image.get(key, [])):
+                try:
+                    re.compile(expression)
+                except re.error as exc:
+                    raise InputError(
+                        f"{path}: images[{index}].{key}[{number}]", expression, f"a Python regular expression ({exc})"
+                    ) from None
+        if "semver" in image:
+            semver_range(image["semver"], f"{path}: images[{index}].semver")
     return dict(config)
 
 
@@ -158,27 +273,51 @@ def conforms(instance: Any, schema: dict[str, Any]) -> bool:
     error. A config that conforms never needs jsonschema loaded, a tenth of a mirror run that finds
     nothing to copy. tests/test_mirror.py holds that True is said only where jsonschema agrees."""
     for keyword, wanted in schema.items():
-        if keyword == "type":
-            ok = wanted in JSON_TYPES and isinstance(instance, JSON_TYPES[wanted])
-        elif keyword == "required":
-            ok = isinstance(instance, dict) and all(name in instance for name in wanted)
-        elif keyword == "properties":
-            ok = isinstance(instance, dict) and all(
-                conforms(value, wanted[name]) for name, value in instance.items() if name in wanted
-            )
-        elif keyword == "additionalProperties":
-            ok = wanted is False and isinstance(instance, dict) and set(instance) <= set(schema.get("properties", {}))
-        elif keyword == "items":
-            ok = isinstance(instance, list) and all(conforms(item, wanted) for item in instance)
-        elif keyword == "minItems":
-            ok = isinstance(instance, list) and len(instance) >= wanted
-        elif keyword == "minLength":
-            ok = isinstance(instance, str) and len(instance) >= wanted
-        else:
-            ok = False
-        if not ok:
+        judge = KEYWORDS.get(keyword)
+        if judge is None or not judge(instance, wanted, schema):
             return False
     return True
+
+
+Judge = Callable[[Any, Any, dict[str, Any]], bool]  # (instance, the keyword's value, the schema) -> conforms
+KEYWORDS: dict[str, Judge] = {
+    "type": lambda instance, wanted, _: (
+        _is_integer(instance)
+        if wanted == "integer"
+        else wanted in JSON_TYPES and isinstance(instance, JSON_TYPES[wanted])
+    ),
+    "required": lambda instance, wanted, _: isinstance(instance, dict) and all(name in instance for name in wanted),
+    "properties": lambda instance, wanted, _: (
+        isinstance(instance, dict)
+        and all(conforms(value, wanted[name]) for name, value in instance.items() if name in wanted)
+    ),
+    "additionalProperties": lambda instance, wanted, schema: (
+        wanted is False and isinstance(instance, dict) and set(instance) <= set(schema.get("properties", {}))
+    ),
+    "items": lambda instance, wanted, _: (
+        isinstance(instance, list) and all(conforms(item, wanted) for item in instance)
+    ),
+    "minItems": lambda instance, wanted, _: isinstance(instance, list) and len(instance) >= wanted,
+    "minLength": lambda instance, wanted, _: isinstance(instance, str) and len(instance) >= wanted,
+    "minimum": lambda instance, wanted, _: _is_integer(instance) and instance >= wanted,
+    "pattern": lambda instance, wanted, _: isinstance(instance, str) and re.search(wanted, instance) is not None,
+    "enum": lambda instance, wanted, _: (
+        isinstance(instance, str) and all(isinstance(item, str) for item in wanted) and instance in wanted
+    ),
+    "anyOf": lambda instance, wanted, _: any(conforms(instance, option) for option in wanted),
+    "dependentRequired": lambda instance, wanted, _: (
+        isinstance(instance, dict)
+        and all(name in instance for key, names in wanted.items() if key in instance for name in names)
+    ),
+    "description": lambda instance, wanted, _: True,
+}
+
+
+def _is_integer(instance: Any) -> bool:
+    """JSON Schema's integer, as jsonschema judges it: not a boolean; a float with no fraction is one."""
+    if isinstance(instance, bool):
+        return False
+    return isinstance(instance, int) or (isinstance(instance, float) and instance.is_integer())
 
 
 def _refuse_by_schema(config: Any, path: str) -> None:
@@ -197,8 +336,13 @@ def _schema_problem(error: jsonschema.ValidationError) -> str:
         "type": f"must be of type {error.validator_value}",
         "minItems": f"must have at least {error.validator_value} item(s)",
         "minLength": "must not be empty",
+        "minimum": f"must be at least {error.validator_value}",
+        "enum": f"must be one of {error.validator_value}",
+        "pattern": "must be os/architecture[/variant], such as linux/arm64",
+        "anyOf": f"needs a tag rule: one of {', '.join(TAG_RULES)}",
     }
-    return wanted.get(str(error.validator), error.message if error.validator in ("required", "additionalProperties")
+    words = ("required", "additionalProperties", "dependentRequired")
+    return wanted.get(str(error.validator), error.message if error.validator in words
                       else f"does not match the mirror config's schema ({error.validator})")  # fmt: skip
 
 
@@ -219,28 +363,302 @@ def shard_from(option: str | None, environ: Mapping[str, str]) -> tuple[int, int
     return (1, 1)
 
 
-def plan(config: dict[str, Any], tags_of: Callable[[str, str], list[str]], shard: tuple[int, int] = (1, 1)) -> Plan:
-    """Every (image, tag) of this shard to copy; patterns are expanded with `tags_of(host, repository)`,
-    asked only for the repositories of this shard."""
+CreatedOf = Callable[[str, str, tuple[str, ...], list[str]], dict[str, str]]  # (host, repository, platforms, tags)
+
+
+def _no_created(host: str, repository: str, platforms: tuple[str, ...], tags: list[str]) -> dict[str, str]:
+    raise EcrkitError(f"{host}/{repository}: latest_by created needs the images' creation times, and none were given")
+
+
+def plan(
+    config: dict[str, Any],
+    tags_of: Callable[[str, str], list[str]],
+    shard: tuple[int, int] = (1, 1),
+    created_of: CreatedOf = _no_created,
+) -> Plan:
+    """Every (image, tag) of this shard to copy, chosen by each image's tag rules (PRECEDENCE). The source's
+    tags are listed with `tags_of(host, repository)` only for an image whose rules need the list, and
+    only for the repositories of this shard; `created_of(host, repository, platforms, tags)` gives the
+    creation times of the candidates of a `latest_by: created` rule (those only)."""
     copies: list[Copy] = []
     unmatched: list[str] = []
+    selections: list[Selection] = []
     for index, image in enumerate(config["images"]):
         host, repository, _ = images.split(image["source"])
         target_repository = _target_repository(config.get("prefix", ""), image, index)
         if shard[1] > 1 and shard_of(target_repository, shard[1]) != shard[0]:
             continue
-        listed: list[str] | None = None
-        for wanted in image["tags"]:
-            if any(character in wanted for character in PATTERN_CHARACTERS):
-                listed = tags_of(host, repository) if listed is None else listed
-                matched = sorted(tag for tag in listed if fnmatch.fnmatchcase(tag, wanted))
-                unmatched += [] if matched else [f"{host}/{repository}:{wanted}"]
-            else:
-                matched = [wanted]
-            referrers = bool(image.get("referrers", config.get("referrers", True)))
-            copies += [Copy(host, repository, tag, target_repository, referrers) for tag in matched]
+        platforms = tuple(image.get("platforms", config.get("platforms", [])))
+        referrers = bool(image.get("referrers", config.get("referrers", True)))
+        listed = functools.partial(tags_of, host, repository)
+        created = functools.partial(created_of, host, repository, platforms)
+        selection, missed = select(image, host, repository, listed, created)
+        selections.append(dataclasses.replace(selection, target_repository=target_repository))
+        unmatched += missed
+        copies += [Copy(host, repository, tag, target_repository, referrers, platforms) for tag in selection.tags]
     unique = tuple(dict.fromkeys(copies))
-    return Plan(config["target"], frozenset(config.get("plain_http", [])), unique, tuple(unmatched), shard)
+    return Plan(config["target"], frozenset(config.get("plain_http", [])), unique, tuple(unmatched), shard,
+                tuple(selections))  # fmt: skip
+
+
+def select(
+    image: dict[str, Any],
+    host: str,
+    repository: str,
+    listed: Callable[[], list[str]],
+    created_of: Callable[[list[str]], dict[str, str]],
+) -> tuple[Selection, list[str]]:
+    """The tags an image's rules choose, applied in the order PRECEDENCE states, each step with its reasons;
+    and the rules that matched nothing (as "host/repository:pattern" for a shell pattern)."""
+    name = f"{host}/{repository}"
+    wanted = list(dict.fromkeys(image.get("tags", [])))
+    exact = [tag for tag in wanted if not any(character in tag for character in PATTERN_CHARACTERS)]
+    patterns = [tag for tag in wanted if tag not in exact]
+    include, exclude = image.get("include", []), image.get("exclude", [])
+    steps = [Step("tags (exact)", tuple((tag, "named in the config") for tag in exact))] if exact else []
+    missed: list[str] = []
+    if not (patterns or include or "semver" in image or "latest" in image):
+        return Selection(name, "", tuple(steps), tuple(exact)), missed
+    source_tags = listed()
+    order: list[str] = []  # every tag in the config's order: a name, a pattern's matches (sorted), include's
+    for entry in wanted:
+        if entry in exact:
+            order.append(entry)
+            continue
+        matched = sorted(tag for tag in source_tags if fnmatch.fnmatchcase(tag, entry))
+        steps.append(Step(f"tags {entry!r}", tuple((tag, "matches the shell pattern") for tag in matched)))
+        missed += [] if matched else [f"{name}:{entry}"]
+        order += matched
+    for expression in include:
+        matched = sorted(tag for tag in source_tags if re.search(expression, tag))
+        steps.append(Step(f"include {expression!r}", tuple((tag, "matches the regular expression") for tag in matched)))
+        missed += [] if matched else [f"{name} include {expression!r}"]
+        order += matched
+    if not (patterns or include):
+        order += sorted(source_tags)
+        steps.append(Step("every tag of the source", tuple((tag, "no pattern or include") for tag in order)))
+    candidates = [tag for tag in dict.fromkeys(order) if tag not in exact]
+    for expression in exclude:
+        dropped = [tag for tag in candidates if re.search(expression, tag)]
+        steps.append(Step(f"exclude {expression!r}", dropped=tuple((tag, "matches") for tag in dropped)))
+        candidates = [tag for tag in candidates if tag not in dropped]
+    if "semver" in image:
+        candidates, step = _in_range(candidates, image["semver"])
+        steps.append(step)
+    if "latest" in image:
+        candidates, step = _latest(candidates, int(image["latest"]), image.get("latest_by", "semver"), created_of)
+        steps.append(step)
+    if not candidates and not missed and not exact:
+        missed.append(f"{name}: no tag is left by the rules")
+    chosen = set(exact) | set(candidates)
+    tags = tuple(tag for tag in dict.fromkeys(order) if tag in chosen)
+    return Selection(name, "", tuple(steps), tags), missed
+
+
+SEMVER_MAJOR = 3  # Version.parse(optional_minor_and_patch=True) came with semver 3
+RANGE_PART = re.compile(r"^(>=|<=|>|<|==|!=)?\s*(\S+)$")
+COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
+    ">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq, "!=": operator.ne
+}  # fmt: skip
+
+
+def version_of(tag: str) -> semver.Version | None:
+    """The tag as a semantic version, by the semver library's parser with a leading `v` and a missing minor
+    or patch allowed (v1.8 is 1.8.0; 1.25-alpine is the pre-release 1.25.0-alpine); None if it is not one."""
+    try:
+        return _semver().parse(tag.removeprefix("v"), optional_minor_and_patch=True)
+    except ValueError:
+        return None
+
+
+@functools.cache
+def _semver() -> type[semver.Version]:
+    """The semver library's Version (semver 3 or later), loaded by the first semver rule: a config without
+    one never needs it."""
+    try:
+        import semver  # noqa: PLC0415 - only a config with semver rules needs it
+    except ImportError:
+        found = "none"
+    else:
+        if int(semver.__version__.split(".")[0]) >= SEMVER_MAJOR:
+            return semver.Version
+        found = semver.__version__
+    raise EcrkitError(
+        f"semver tag rules need the Python library semver {SEMVER_MAJOR} or later (`pip install 'semver>=3'`); "
+        f"found {found} (Debian 12's python3-semver is 2.10)"
+    )
+
+
+def semver_range(text: str, source: str) -> list[tuple[str, semver.Version]]:
+    """A range: comparisons joined by commas, all of which must hold (`>=1.8, <2`)."""
+    comparisons = []
+    for part in text.split(","):
+        match = RANGE_PART.match(part.strip())
+        version = version_of(match.group(2)) if match else None
+        if match is None or version is None:
+            raise InputError(source, text, "comparisons joined by commas, such as '>=1.8, <2' "
+                             "(operators >=, <=, >, <, ==, !=; versions such as 1, 1.8 or 1.8.0-rc.1)")  # fmt: skip
+        comparisons.append((match.group(1) or "==", version))
+    return comparisons
+
+
+def _in_range(candidates: list[str], text: str) -> tuple[list[str], Step]:
+    comparisons = semver_range(text, "semver")
+    kept, dropped = [], []
+    for tag in candidates:
+        version = version_of(tag)
+        if version is None:
+            dropped.append((tag, "not a version"))
+        elif all(COMPARISONS[op](version, bound) for op, bound in comparisons):
+            kept.append((tag, "in the range"))
+        else:
+            dropped.append((tag, "outside the range"))
+    return [tag for tag, _ in kept], Step(f"semver {text!r}", tuple(kept), tuple(dropped))
+
+
+def _latest(
+    candidates: list[str], count: int, by: str, created_of: Callable[[list[str]], dict[str, str]]
+) -> tuple[list[str], Step]:
+    """The `count` newest candidates, by semver order or by creation time; a tag without one is dropped."""
+    ordered: list[tuple[Any, str, str]] = []  # (sort key, tag, what it was ordered by)
+    dropped: list[tuple[str, str]] = []
+    if by == "semver":
+        for tag in candidates:
+            version = version_of(tag)
+            if version is None:
+                dropped.append((tag, "not a version: no semver order"))
+            else:
+                ordered.append(((version, tag), tag, f"version {version}"))
+    else:
+        times = created_of(candidates) if candidates else {}
+        for tag in candidates:
+            when = _timestamp(times.get(tag, ""))
+            if when is None:
+                dropped.append((tag, "no creation time in its config"))
+            else:
+                ordered.append(((when, tag), tag, f"created {times[tag]}"))
+    ordered.sort(key=lambda item: item[0], reverse=True)
+    kept = [(tag, f"{why}, newest {rank + 1} of {len(ordered)}") for rank, (_, tag, why) in enumerate(ordered[:count])]
+    dropped += [(tag, f"{why}: older than the {count} kept") for _, tag, why in ordered[count:]]
+    return [tag for tag, _ in kept], Step(f"latest {count} by {by}", tuple(kept), tuple(dropped))
+
+
+def _timestamp(text: str) -> datetime | None:
+    """An RFC 3339 time (the image config's `created`) as a comparable time, or None."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def creation_times(
+    source: Registry, repository: str, tags: list[str], platforms: tuple[str, ...], jobs: int = 4
+) -> dict[str, str]:
+    """Each tag's image creation time (its config's `created`; "" when it has none), asked concurrently:
+    the manifest, for an index the manifest of its first platform (of `platforms`, when given), and the
+    config blob: two or three GETs per tag, for the candidates of a `latest_by: created` rule only."""
+
+    def created(tag: str) -> str:
+        manifest = source.manifest(repository, tag)
+        if manifest is not None and manifest.is_index:
+            entries = [entry for entry in json.loads(manifest.body).get("manifests", [])
+                       if _wanted(entry.get("platform") or {}, platforms)]  # fmt: skip
+            manifest = source.manifest(repository, entries[0]["digest"]) if entries else None
+        if manifest is None or manifest.is_index:
+            return ""
+        config = (json.loads(manifest.body).get("config") or {}).get("digest")
+        if not config:
+            return ""
+        answer = source.request("GET", f"/v2/{repository}/blobs/{config}", repository)
+        return str(json.loads(answer.data).get("created") or "")
+
+    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(tags)))) as pool:
+        return dict(zip(tags, pool.map(created, tags), strict=True))
+
+
+# -- platforms ------------------------------------------------------------------------------------
+
+
+ATTACHED_TO = "vnd.docker.reference.digest"  # an attestation manifest's platform manifest, in a buildx index
+
+
+class FilteredIndex(Manifest):
+    """An index that lists only the wanted platforms (and what is attached to them): a new digest. The
+    manifests it lists are the source's, byte for byte."""
+
+    def __init__(self, body: bytes, media_type: str, source_digest: str, kept: int, total: int) -> None:
+        super().__init__(body, media_type)
+        self.source_digest, self.kept, self.total = source_digest, kept, total
+
+
+def _wanted(platform: dict[str, Any], platforms: tuple[str, ...]) -> bool:
+    """Whether an index entry's platform is one of `platforms` (os/architecture matches every variant;
+    os/architecture/variant only that one); with none given, any real platform (not unknown/unknown)."""
+    if not platforms:
+        return str(platform.get("os", "unknown")) != "unknown"
+    for wanted in platforms:
+        os_name, architecture, *variant = wanted.split("/")
+        if (platform.get("os"), platform.get("architecture")) == (os_name, architecture) and (
+            not variant or platform.get("variant") == variant[0]
+        ):
+            return True
+    return False
+
+
+def filter_index(manifest: Manifest, platforms: tuple[str, ...]) -> Manifest | None:
+    """The index with only the entries of `platforms`, and the entries attached to them (buildx's
+    attestation manifests name theirs in `vnd.docker.reference.digest`); the source's own index when it
+    lists nothing else (and so its digest); None when no entry is of those platforms."""
+    if not platforms or not manifest.is_index:
+        return manifest
+    document = json.loads(manifest.body)
+    entries = document.get("manifests", [])
+    platformed = [entry for entry in entries if _wanted(entry.get("platform") or {}, ())]
+    kept = [entry for entry in entries if _wanted(entry.get("platform") or {}, platforms)]
+    if not kept:
+        return None
+    digests = {entry["digest"] for entry in kept}
+    attached = [entry for entry in entries if (entry.get("annotations") or {}).get(ATTACHED_TO) in digests]
+    listed = [entry for entry in entries if entry in kept or entry in attached]
+    if len(listed) == len(entries):
+        return manifest
+    document["manifests"] = listed
+    body = json.dumps(document, indent=3).encode()  # the same bytes, and digest, for the same source and filter
+    return FilteredIndex(body, manifest.media_type, manifest.digest, len(kept), len(platformed))
+
+
+def served_by_cache(
+    config: dict[str, Any], rules: list[dict[str, Any]], shard: tuple[int, int] = (1, 1)
+) -> list[Cached]:
+    """The images of this shard that a pull-through cache rule (describe_pull_through_cache_rules' shape)
+    serves: the rule's upstream registry is the image's source registry (Docker Hub by any of its names),
+    and its upstream repository prefix, if any, begins the image's path."""
+    found = []
+    for index, image in enumerate(config["images"]):
+        host, path, _ = images.split(image["source"])
+        if shard[1] > 1 and shard_of(_target_repository(config.get("prefix", ""), image, index), shard[1]) != shard[0]:
+            continue
+        for rule in rules:
+            upstream = str(rule.get("upstreamRegistryUrl", ""))
+            name = upstream.removeprefix("https://").rstrip("/").lower()
+            if (images.DOCKER_HUB if name in images.DOCKER_HUB_ALIASES else name) != host:
+                continue
+            upstream_prefix = str(rule.get("upstreamRepositoryPrefix", "ROOT")).strip("/")
+            if upstream_prefix not in ("", "ROOT") and not path.startswith(f"{upstream_prefix}/"):
+                continue
+            rest = path if upstream_prefix in ("", "ROOT") else path.removeprefix(f"{upstream_prefix}/")
+            prefix = str(rule["ecrRepositoryPrefix"])
+            pull = f"{config['target']}/{rest}" if prefix == "ROOT" else f"{config['target']}/{prefix}/{rest}"
+            found.append(Cached(f"{host}/{path}", prefix, upstream, pull))
+            break
+    return found
+
+
+def pull_through_rules(ecr: Any, account: str) -> list[dict[str, Any]]:
+    """Every pull-through cache rule of the account's registry (boto3/botocore's ECR client)."""
+    pages = ecr.get_paginator("describe_pull_through_cache_rules").paginate(registryId=account)
+    return [rule for page in pages for rule in page.get("pullThroughCacheRules", [])]
 
 
 def helper_credentials(host: str) -> tuple[str, str]:
@@ -369,14 +787,29 @@ def compare(job: Copy, source: Registry, target: Registry | Future[Registry]) ->
         return Compared(Result(status, what, str(problem or "no such tag at the source")))
     digest, media_type = head
     try:
-        if target.manifest_digest(job.target_repository, job.tag) == digest:
+        # A platform filter makes an index of its own digest: only the source's manifest tells it.
+        if not job.platforms and target.manifest_digest(job.target_repository, job.tag) == digest:
             return Compared(Result("unchanged", what, digest), None, digest, media_type)
         manifest = source.manifest(job.source_repository, job.tag)
+        if manifest is not None and job.platforms:
+            return _compare_filtered(job, manifest, target, what)
     except RegistryError as exc:
         return Compared(Result("stopped" if isinstance(exc, RateLimited) else "failed", what, str(exc)))
     if manifest is None:
         return Compared(Result("failed", what, "no such tag at the source"))
     return Compared(None, manifest, manifest.digest, manifest.media_type)
+
+
+def _compare_filtered(job: Copy, manifest: Manifest, target: Registry, what: str) -> Compared:
+    """The source's manifest with the job's platforms only (an index of its own digest), compared with
+    what the target holds."""
+    filtered = filter_index(manifest, job.platforms)
+    if filtered is None:
+        return Compared(Result("failed", what, f"the index has none of the platforms {', '.join(job.platforms)}"))
+    if target.manifest_digest(job.target_repository, job.tag) == filtered.digest:
+        unchanged = Result("unchanged", what, _describe(filtered, 0), isinstance(filtered, FilteredIndex))
+        return Compared(unchanged, None, filtered.digest, filtered.media_type)
+    return Compared(None, filtered, filtered.digest, filtered.media_type)
 
 
 def put_tree(  # noqa: PLR0917 - from where to where, and what
@@ -522,8 +955,10 @@ class Outcome:
     def summary(self) -> str:
         """`N copied, N unchanged, N failed`: the line a log shows last."""
         counts = self.counts
-        return ", ".join(f"{counts[status]} {status}" for status in ("copied", "unchanged", "would copy", "stopped",
+        line = ", ".join(f"{counts[status]} {status}" for status in ("copied", "unchanged", "would copy", "stopped",
                          "failed") if counts[status] or status in ("copied", "failed"))  # fmt: skip
+        filtered = sum(result.filtered for result in self.results)
+        return f"{line}; {filtered} with platforms filtered (a new digest, not the source's)" if filtered else line
 
     def as_json(self, bytes_read: int) -> str:
         """The machine-readable summary (`--json`): counts, each result, blobs, rate limits and the shard."""
@@ -535,7 +970,8 @@ class Outcome:
                 "blobs": {**self.blobs.as_dict(), "source_bytes_read": bytes_read},
                 "rate_limits": self.limits,
                 "stops": self.stops,
-                "results": [{"status": r.status, "what": r.what, "detail": r.detail} for r in self.results],
+                "platforms_filtered": sum(result.filtered for result in self.results),
+                "results": [_as_dict(result) for result in self.results],
             },
             indent=2,
         )
@@ -579,9 +1015,10 @@ def run(
                 return copy_referrers(job, found, source, target, blobs)
             if dry_run:
                 result = Result("would copy", f"{job.source} -> {target.host}/{job.target_repository}:{job.tag}",
-                                found.manifest.digest)  # fmt: skip
+                                _describe(found.manifest, 0))  # fmt: skip
             else:
                 result = transfer(job, found.manifest, source, target, blobs)
+            result = dataclasses.replace(result, filtered=isinstance(found.manifest, FilteredIndex))
             advance(result)
             if result.status == "copied" and job.referrers:
                 return [result, *copy_referrers(job, found, source, target, blobs)]
@@ -598,6 +1035,11 @@ def run(
             left = sum(1 for result in results if result.status == "stopped" and result.what.startswith(f"{host}/"))
             stops.append(f"{source.stopped} ({left} not copied)")
     return Outcome(results, blobs.counts, plan_.shard, limits, stops)
+
+
+def _as_dict(result: Result) -> dict[str, Any]:
+    found = {"status": result.status, "what": result.what, "detail": result.detail}
+    return {**found, "filtered": True} if result.filtered else found
 
 
 def ensure_repositories(ecr: Any, account: str, names: Iterable[str], dry_run: bool) -> list[str]:
@@ -621,4 +1063,7 @@ def _target_repository(prefix: str, image: dict[str, Any], index: int) -> str:
 
 
 def _describe(manifest: Manifest, children: int) -> str:
+    if isinstance(manifest, FilteredIndex):
+        return (f"{manifest.digest} ({manifest.kept} of {manifest.total} platforms: a filtered index, a new digest; "
+                f"the source's is {manifest.source_digest})")  # fmt: skip
     return f"{manifest.digest} ({children} platforms)" if children else manifest.digest

@@ -79,11 +79,11 @@ def layer(text: str) -> tuple[bytes, bytes]:
     return gzip.compress(raw.getvalue(), mtime=0), raw.getvalue()
 
 
-def image(text: str, architecture: str = "amd64", base: str = "") -> dict[str, Any]:
+def image(text: str, architecture: str = "amd64", base: str = "", created: str = "") -> dict[str, Any]:
     """A one-file image (two layers with a `base` layer below it): its layers, config and manifest."""
     layers = [layer(part) for part in (base, text) if part]
     diff_ids = [digest(raw) for _, raw in layers]
-    config = json.dumps({"architecture": architecture, "os": "linux",
+    config = json.dumps({"architecture": architecture, "os": "linux", **({"created": created} if created else {}),
                          "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()  # fmt: skip
     manifest = json.dumps({
         "schemaVersion": 2, "mediaType": IMAGE,
@@ -342,6 +342,142 @@ def test_each_blob_is_read_once_mounted_across_repositories_with_one_token(
         assert target_digest(stand_in, tmp_path, repository, tag) == expected
 
 
+def target_manifest(stand_in: StandIn, tmp_path: Path, repository: str, reference: str) -> bytes | None:
+    """The manifest's bytes as the stand-in's ECR registry serves them, read through the helper."""
+    code = (
+        "import sys; from ecrkit.mirror import helper_credentials; from ecrkit.registry import Registry; "
+        f"r = Registry({REGISTRY_HOST!r}, credentials=helper_credentials({REGISTRY_HOST!r})); "
+        f"m = r.manifest({repository!r}, {reference!r}); print(m.body.hex() if m else 'None')"
+    )
+    env = stand_in.client_env(tmp_path) | {"REQUESTS_CA_BUNDLE": str(stand_in.ca),
+                                           "AWS_ECR_CACHE_DIR": str(tmp_path / "ecr")}  # fmt: skip
+    done = stand_in.run([sys.executable, "-c", code], env)
+    assert done.returncode == 0, done.stderr
+    answer = done.stdout.strip()
+    return None if answer == "None" else bytes.fromhex(answer)
+
+
+def test_platforms_filter_an_index_keep_its_manifests_and_a_second_run_copies_nothing(
+    stand_in: StandIn, source: str, tmp_path: Path
+) -> None:
+    parts = {
+        architecture: image(f"platform {architecture}", architecture) for architecture in ("amd64", "arm64", "s390x")
+    }
+    source_index = push_index(source, "team/platforms", "1", parts)
+    wanted = config({"source": f"{source}/team/platforms", "tags": ["1"], "platforms": ["linux/amd64", "linux/arm64"]})
+    said = "(2 of 3 platforms: a filtered index, a new digest; the source's is " + source_index + ")"
+    dry = run_mirror(stand_in, tmp_path, wanted, "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert said in dry.stdout
+    assert "1 would copy, 0 failed; 1 with platforms filtered (a new digest, not the source's)" in dry.stdout
+
+    first = run_mirror(stand_in, tmp_path, wanted)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert said in first.stdout
+    assert "1 copied, 0 failed; 1 with platforms filtered" in first.stdout
+    copied = target_digest(stand_in, tmp_path, "mirror/team/platforms", "1")
+    assert copied is not None
+    assert copied != source_index
+    index = target_manifest(stand_in, tmp_path, "mirror/team/platforms", "1")
+    assert index is not None
+    assert digest(index) == copied
+    listed = json.loads(index)["manifests"]
+    assert [entry["platform"]["architecture"] for entry in listed] == ["amd64", "arm64"]
+    for architecture in ("amd64", "arm64"):  # the source's manifests, byte for byte, under their own digests
+        manifest = parts[architecture]["manifest"]
+        assert target_manifest(stand_in, tmp_path, "mirror/team/platforms", digest(manifest)) == manifest
+    assert target_digest(stand_in, tmp_path, "mirror/team/platforms", digest(parts["s390x"]["manifest"])) is None
+
+    second = run_mirror(stand_in, tmp_path, wanted, "--json")
+    assert second.returncode == 0, second.stdout + second.stderr
+    summary = json.loads(second.stdout)
+    assert summary["counts"]["copied"] == 0
+    assert summary["counts"]["unchanged"] == 1
+    assert summary["platforms_filtered"] == 1
+    # Another filter is another index: the target's differs, so it is copied again (a negative control).
+    everything = config({"source": f"{source}/team/platforms", "tags": ["1"]})
+    third = run_mirror(stand_in, tmp_path, everything)
+    assert "1 copied, 0 failed" in third.stdout
+    assert target_digest(stand_in, tmp_path, "mirror/team/platforms", "1") == source_index
+
+
+class CountingProxy(FlakyProxy):
+    """FlakyProxy that also notes every path asked for."""
+
+    paths: list[str] = []  # noqa: RUF012 - set per test, read by the handler threads
+
+    def _answer(self, method: str) -> None:
+        with self.lock:
+            self.paths.append(f"{method} {self.path}")
+        super()._answer(method)
+
+
+def test_tag_rules_select_from_a_real_registry_and_the_dry_run_says_why(
+    stand_in: StandIn, source: str, tmp_path: Path
+) -> None:
+    """`latest_by: created` reads the creation time of the candidates only (not of the tags a rule before
+    it dropped); semver and exclude narrow first; the dry run names each rule's choice."""
+    times = {"2.1.0": "2026-03-01T00:00:00Z", "2.2.0": "2026-01-01T00:00:00Z", "2.3.0": "2025-12-01T00:00:00Z",
+             "2.4.0-rc.1": "2026-06-01T00:00:00Z", "1.9.0": "2026-07-01T00:00:00Z"}  # fmt: skip
+    for tag, created in times.items():
+        push(source, "team/dated", tag, image(f"dated {tag}", created=created))
+    port = free_port()
+    server = http_server.ThreadingHTTPServer(("127.0.0.1", port), CountingProxy)
+    FlakyProxy.failures, CountingProxy.paths = {}, []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    proxied = f"127.0.0.1:{port}"
+    try:
+        wanted = config({"source": f"{proxied}/team/dated", "semver": ">=2", "exclude": ["-rc"], "latest": 2,
+                         "latest_by": "created"}, source_host=proxied)  # fmt: skip
+        dry = run_mirror(stand_in, tmp_path, wanted, "--dry-run")
+    finally:
+        server.shutdown()
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    name = f"{proxied}/team/dated"
+    assert f"rule         {name}  exclude '-rc': dropped 2.4.0-rc.1 (matches)" in dry.stdout
+    assert (
+        f"rule         {name}  semver '>=2': selected 2.1.0, 2.2.0, 2.3.0 (in the range); dropped 1.9.0 " in dry.stdout
+    )
+    assert (f"rule         {name}  latest 2 by created: selected 2.1.0 (created 2026-03-01T00:00:00Z, newest 1 of 3), "
+            "2.2.0 (created 2026-01-01T00:00:00Z, newest 2 of 3); dropped 2.3.0 (created 2025-12-01T00:00:00Z: "
+            "older than the 2 kept)") in dry.stdout  # fmt: skip
+    assert f"rule         {name}  to copy: 2.1.0, 2.2.0" in dry.stdout
+    assert "2 would copy" in dry.stdout
+    asked = [path.split()[1].rsplit("/", 1)[1] for path in CountingProxy.paths if "/manifests/" in path]
+    assert sorted(set(asked)) == ["2.1.0", "2.2.0", "2.3.0"]  # 1.9.0 and the rc: never asked for
+    configs = [path for path in CountingProxy.paths if "/blobs/" in path]
+    assert len(configs) == 3  # one config blob per candidate
+
+
+def test_the_dry_run_names_the_images_a_pull_through_cache_serves(
+    stand_in: StandIn, source: str, tmp_path: Path
+) -> None:
+    wanted = config(
+        {"source": f"{source}/team/tool", "tags": ["1.0"]}, {"source": f"{source}/shared/other", "tags": ["1"]}
+    )
+    before = run_mirror(stand_in, tmp_path, wanted, "--dry-run")
+    assert before.returncode == 0, before.stdout + before.stderr
+    assert "cached" not in before.stdout  # no rule yet: a negative control
+
+    def ecr(call: str) -> None:
+        code = f"import boto3; ecr = boto3.client('ecr', region_name='us-east-1'); ecr.{call}"
+        done = stand_in.run([sys.executable, "-c", code], stand_in.client_env(tmp_path))
+        assert done.returncode == 0, done.stderr
+
+    ecr(f"create_pull_through_cache_rule(ecrRepositoryPrefix='local', upstreamRegistryUrl={source!r}, "
+        "upstreamRepositoryPrefix='team')")  # fmt: skip
+    try:
+        after = run_mirror(stand_in, tmp_path, wanted, "--dry-run")
+    finally:
+        ecr("delete_pull_through_cache_rule(ecrRepositoryPrefix='local')")
+    assert after.returncode == 0, after.stdout + after.stderr
+    cached = [line for line in after.stdout.splitlines() if line.startswith("cached")]
+    assert cached == [
+        f"cached       {source}/team/tool  a pull-through cache serves it: pull {REGISTRY_HOST}/local/tool:TAG "
+        f"(rule local, upstream {source}); copy it only to keep tags the upstream may delete"
+    ]  # shared/other is outside the rule's upstream prefix
+
+
 # What a mirror run may load, or not: a module of each library that only a real import loads (the CLI
 # registers some modules as lazy ones, which sys.modules lists before anything is run).
 LIBRARIES = ("boto3.session", "botocore.client", "jsonschema.validators", "requests.sessions", "rich.console")
@@ -472,13 +608,24 @@ def test_the_readmes_mirror_config_is_accepted(tmp_path: Path) -> None:
     path = tmp_path / "mirror.yml"
     path.write_text(readme_block("<!-- mirror-config -->", "docs/mirroring.md"))
     config = mirror.load(str(path))
-    listed = {("quay.io", "prometheus/node-exporter"): ["v1.8.0", "v1.8.2", "v1.9.0"]}
-    planned = mirror.plan(config, lambda host, repository: listed[(host, repository)])
-    assert [(job.source, job.target_repository) for job in planned.copies] == [
-        ("docker.io/library/alpine:3.20", "mirror/library/alpine"),
-        ("docker.io/library/alpine:3.19", "mirror/library/alpine"),
-        ("quay.io/prometheus/node-exporter:v1.8.0", "tools/node-exporter"),
-        ("quay.io/prometheus/node-exporter:v1.8.2", "tools/node-exporter"),
+    listed = {
+        ("quay.io", "prometheus/node-exporter"): ["v1.8.0", "v1.8.2", "v1.9.0"],
+        ("ghcr.io", "example/app"): ["1.3.0", "v1.4.0", "1.5.0", "1.6.0-rc", "2.0.0", "3.0.0", "latest"],
+    }
+    created = {"v1.4.0": "2026-01-01T00:00:00Z", "1.5.0": "2026-03-01T00:00:00Z", "2.0.0": "2026-02-01T00:00:00Z"}
+    planned = mirror.plan(
+        config,
+        lambda host, repository: listed[(host, repository)],
+        created_of=lambda host, repository, platforms, tags: {tag: created[tag] for tag in tags},
+    )
+    assert [(job.source, job.target_repository, job.platforms) for job in planned.copies] == [
+        ("docker.io/library/alpine:3.20", "mirror/library/alpine", ("linux/amd64",)),
+        ("docker.io/library/alpine:3.19", "mirror/library/alpine", ("linux/amd64",)),
+        ("quay.io/prometheus/node-exporter:v1.8.0", "tools/node-exporter", ("linux/amd64",)),
+        ("quay.io/prometheus/node-exporter:v1.8.2", "tools/node-exporter", ("linux/amd64",)),
+        ("ghcr.io/example/app:1.5.0", "mirror/example/app", ("linux/amd64", "linux/arm64")),  # the listing's order
+        ("ghcr.io/example/app:2.0.0", "mirror/example/app", ("linux/amd64", "linux/arm64")),
+        ("ghcr.io/example/app:v1.4.0", "mirror/example/app", ("linux/amd64", "linux/arm64")),
     ]
 
 
