@@ -30,8 +30,14 @@ HERE = ROOT / "tools" / "matrix"
 CACHE = ROOT / ".cache"
 WHEELHOUSE = CACHE / "wheelhouse"
 MOLECULE_LOCK = Path("/tmp/ecrkit-molecule.lock")  # instance names are global (COMMON.md)
-CONTROLLER_IMAGE = "localhost/ecrkit-controller:trixie"
 CONTROLLER_BASE = "localhost/debian-systemd:trixie"  # tools/base-image.sh trixie
+# python3-venv for the session's and ansible-test's virtualenvs; strace for the tests that trace writes.
+CONTROLLER_FILE = (f"FROM {CONTROLLER_BASE}\n"
+                   "RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
+                   "--no-install-recommends python3-venv strace >/dev/null\n"
+                   "RUN rm -rf /var/lib/apt/lists/*\n")  # fmt: skip
+# Tagged by what it is built from: a changed Containerfile builds a new image.
+CONTROLLER_IMAGE = f"localhost/ecrkit-controller:trixie-{hashlib.sha256(CONTROLLER_FILE.encode()).hexdigest()[:8]}"
 # What the dev venv pins that a session must not take: ansible-core is the session's, and Molecule and
 # ansible-compat follow it (their releases for 2.17 are older); resolvelib is ansible-core's to bound.
 NOT_PINNED = ("ansible", "molecule", "resolvelib")
@@ -142,11 +148,8 @@ def controller_image() -> None:
     done = subprocess.run(["podman", "image", "exists", CONTROLLER_IMAGE], check=False)
     if done.returncode == 0:
         return
-    containerfile = (f"FROM {CONTROLLER_BASE}\n"
-                     "RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
-                     "--no-install-recommends python3-venv >/dev/null && rm -rf /var/lib/apt/lists/*\n")  # fmt: skip
     with tempfile.TemporaryDirectory() as context:
-        (Path(context) / "Containerfile").write_text(containerfile)
+        (Path(context) / "Containerfile").write_text(CONTROLLER_FILE)
         run(["podman", "build", "--quiet", "--tag", CONTROLLER_IMAGE, context])
     log(f"{CONTROLLER_IMAGE}: built")
 
@@ -208,9 +211,14 @@ def start(session: Session) -> None:
     controller_image()
     # The same paths inside: the checkout, its .cache (a link in a worktree), /tmp (pytest, the lock).
     mounts = {ROOT, CACHE.resolve(), Path("/tmp")}
-    volumes = [arg for mount in sorted(mounts) for arg in ("--volume", f"{mount}:{mount}")]
-    passed = ["CONTAINERS_CONF", "TERM", "LANG"]
+    # pip's settings (ansible-test fills its own virtualenvs from the index): PIP_CERT, a CA bundle of this
+    # machine's, must be there too.
+    if cert := os.environ.get("PIP_CERT"):
+        mounts.add(Path(cert))
+    passed = ["CONTAINERS_CONF", "TERM", "LANG", *(name for name in os.environ if name.startswith("PIP_"))]
     envs = [arg for name in passed if name in os.environ for arg in ("--env", f"{name}={os.environ[name]}")]
+    volumes = [arg for mount in sorted(mounts) for arg in ("--volume", f"{mount}:{mount}:ro" if mount.is_file()
+                                                         else f"{mount}:{mount}")]  # fmt: skip
     run(["podman", "run", "--rm", "--privileged", "--pid", "host", "--network", "host", *volumes, *envs,
          "--env", f"HOME={session.home / 'home'}", "--env", "PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
          "--workdir", ROOT, CONTROLLER_IMAGE, "python3", ROOT / "tools" / "matrix.py",
