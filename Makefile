@@ -14,8 +14,8 @@ DEBIAN_PACKAGES := podman runc uidmap slirp4netns fuse-overlayfs debootstrap she
 	docker.io docker-registry openssl util-linux skopeo buildah time strace
 SCENARIOS := $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 
-.PHONY: help deps venv image helpers cloudinit-image lint unit molecule test run clean-hosts bench standin standin-down dist \
-	ci-image
+.PHONY: help deps venv image image-trixie helpers cloudinit-image lint unit molecule test test-matrix run clean-hosts bench \
+	standin standin-down dist ci-image
 
 STANDIN := .cache/standin
 
@@ -23,6 +23,8 @@ help:
 	@echo "make run    stand-in for ECR, local hosts provisioned by site.yml, a real pull and ecrkit validate on each"
 	@echo "            (KEEP=1 keeps the hosts and the stand-in up; make clean-hosts removes them)"
 	@echo "make test   install what is missing, then lint, pytest and every Molecule scenario"
+	@echo "make test-matrix   the oldest and the newest ansible-core meta/runtime.yml allows: sanity, the tests"
+	@echo "            that exercise ansible-core and one Molecule scenario on each (docs/support.md)"
 	@echo "make bench  converge, token, mirror and validate benchmarks (bench/README.md)"
 	@echo "make standin / make standin-down   start / stop the local stand-in for AWS and ECR"
 	@echo "make dist   the wheel (ecrkit) and the collection (ecrkit.ecr) into dist/"
@@ -49,7 +51,11 @@ $(STAMP)/venv: requirements.txt pyproject.toml
 	@touch $@
 
 image: deps
-	@tools/base-image.sh
+	@tools/base-image.sh bookworm
+
+# Debian 13 hosts (molecule/debian13) and the newest ansible-core's controller (tools/matrix.py).
+image-trixie: deps
+	@tools/base-image.sh trixie
 
 # The helpers the tests run (0.6.0 bookworm, 0.7.1 trixie, sid's >= 0.12.0), fetched by apt with a
 # private configuration into .cache/helpers/<suite>/; a suite already there is kept.
@@ -60,8 +66,13 @@ helpers: $(STAMP)/deps
 cloudinit-image: image
 	@tools/cloudinit-image.sh
 
+# The host side (the probe and files modules, which the converge action runs on hosts) needs no newer Python.
+HOST_PYTHON := 3.9
+HOST_MODULES := plugins/modules/probe.py plugins/modules/files.py
+
 lint: venv deps
 	shellcheck tools/*.sh .ci/run
+	vermin --quiet --no-tips --violations --target=$(HOST_PYTHON)- $(HOST_MODULES)
 	ruff check ecrkit plugins scripts tests bench molecule roles tools
 	ruff format --check ecrkit plugins scripts tests bench molecule roles tools
 	mypy
@@ -73,12 +84,16 @@ lint: venv deps
 unit: venv deps
 	pytest -q -m "not hosts"
 
-molecule: venv image helpers
+molecule: venv image image-trixie helpers
 	@for s in $(SCENARIOS); do echo "== molecule test -s $$s"; molecule test -s $$s || exit 1; done
 
 test: deps venv image helpers cloudinit-image lint
 	pytest -q
 	$(MAKE) --no-print-directory molecule
+
+# ansible-core's oldest and newest releases that meta/runtime.yml allows (tools/matrix.py, docs/support.md).
+test-matrix: deps venv image image-trixie
+	python tools/matrix.py
 
 run: deps venv image
 	@python -m ecrkit.testbed $(if $(KEEP),--keep)

@@ -984,7 +984,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.debug:
         _log_calls()
     try:
-        return int(args.handler(args))
+        code = int(args.handler(args))
+        sys.stdout.flush()  # a reader that left is found here, not by exit's flush (exit 120, Python 3.13)
+        return code
     except (InputError, FileFormatError, PathError) as exc:
         return _failed(args, exc, EXIT_USAGE)
     except EcrkitError as exc:

@@ -100,6 +100,11 @@ def converge(tmp_path: Path, name: str, registry: str) -> subprocess.CompletedPr
 GAVE_UP = "changed by another writer each of the 4 times it was read and planned"
 
 
+def unwrapped(output: str) -> str:
+    """The output with each run of whitespace as one space: ansible-core before 2.19 folds long messages."""
+    return " ".join(output.split())
+
+
 def test_no_token_the_runner_wrote_is_ever_reverted_by_concurrent_converges(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     config.write_text(CONFIG)
@@ -111,7 +116,7 @@ def test_no_token_the_runner_wrote_is_ever_reverted_by_concurrent_converges(tmp_
     assert runner.written >= 10, "the runner must have written during the converges"
     assert runner.reverted == [], f"tokens reverted by a converge: {runner.reverted}"
     for done in outcomes:  # each converge wrote, or found the file changing under it and said so
-        assert done.returncode == 0 or GAVE_UP in done.stdout, done.stdout + done.stderr
+        assert done.returncode == 0 or GAVE_UP in unwrapped(done.stdout), done.stdout + done.stderr
     # With the runner quiet, the converge writes, and keeps the runner's last token.
     last = converge(tmp_path, "after", REGISTRIES[0])
     assert last.returncode == 0, last.stdout + last.stderr
@@ -125,6 +130,6 @@ def test_a_converge_that_loses_every_race_gives_up_naming_the_file_and_overwrite
     with Runner(config, interval=0.01).running() as runner:
         done = converge(tmp_path, "converge", REGISTRIES[0])
     assert done.returncode == 2, done.stdout + done.stderr
-    assert f"{config}: {GAVE_UP}" in done.stdout
+    assert f"{config}: {GAVE_UP}" in unwrapped(done.stdout)
     assert runner.reverted == []
     assert REGISTRIES[0] not in config.read_text()

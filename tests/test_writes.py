@@ -49,7 +49,8 @@ def test_a_converge_the_file_system_refuses_names_the_file_and_the_error(
     fill(tiny_tmpfs) if fault == "full" else read_only(tiny_tmpfs)
     done = ansible_playbook(*_converge_play(tmp_path, written))
     assert done.returncode == 2
-    assert f"{written}: not written: " in done.stdout and SAID[fault].lower() in done.stdout.lower(), done.stdout
+    said = " ".join(done.stdout.split())  # ansible-core before 2.19 folds long messages
+    assert f"{written}: not written: " in said and SAID[fault].lower() in said.lower(), done.stdout
     assert written.read_text() == "# the old entry\n"
     assert _left(tiny_tmpfs) == [written.name]
 

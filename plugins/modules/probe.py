@@ -503,6 +503,8 @@ def path_state(path: str) -> PathState:
 
 def run(argv: list[str]) -> CommandResult:
     try:
+        # Not AnsibleModule.run_command: the probe runs without Ansible too (ecrkit validate, scripts/).
+        # pylint: disable-next=ansible-bad-function
         done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return {"argv": argv, "rc": None, "stdout": "", "stderr": str(exc)}
@@ -639,6 +641,8 @@ def as_user(
     if os.geteuid() == 0 and entry["uid"] != 0:
         kwargs = {"user": entry["uid"], "group": entry["gid"], "extra_groups": entry["groups"]}
     try:
+        # Not run_command, which has neither a timeout nor another user to run as; and see run() above.
+        # pylint: disable-next=ansible-bad-function
         done = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout, check=False,
                               env=env, cwd="/", **kwargs)  # fmt: skip
     except subprocess.TimeoutExpired:
