@@ -257,7 +257,7 @@ def check(config: Any, path: str) -> dict[str, Any]:
         for key in ("include", "exclude"):
             for number, expression in enumerate(image.get(key, [])):
                 try:
-                    re.compile(expression)
+                    re.compile(expression, re.ASCII)  # tags are ASCII: \d means 0-9 there
                 except re.error as exc:
                     raise InputError(
                         f"{path}: images[{index}].{key}[{number}]", expression, f"a Python regular expression ({exc})"
@@ -430,7 +430,7 @@ def select(
         missed += [] if matched else [f"{name}:{entry}"]
         order += matched
     for expression in include:
-        matched = sorted(tag for tag in source_tags if re.search(expression, tag))
+        matched = sorted(tag for tag in source_tags if re.search(expression, tag, re.ASCII))
         steps.append(Step(f"include {expression!r}", tuple((tag, "matches the regular expression") for tag in matched)))
         missed += [] if matched else [f"{name} include {expression!r}"]
         order += matched
@@ -439,7 +439,7 @@ def select(
         steps.append(Step("every tag of the source", tuple((tag, "no pattern or include") for tag in order)))
     candidates = [tag for tag in dict.fromkeys(order) if tag not in exact]
     for expression in exclude:
-        dropped = [tag for tag in candidates if re.search(expression, tag)]
+        dropped = [tag for tag in candidates if re.search(expression, tag, re.ASCII)]
         steps.append(Step(f"exclude {expression!r}", dropped=tuple((tag, "matches") for tag in dropped)))
         candidates = [tag for tag in candidates if tag not in dropped]
     if "semver" in image:
