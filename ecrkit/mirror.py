@@ -456,7 +456,7 @@ def select(
 
 
 SEMVER_MAJOR = 3  # Version.parse(optional_minor_and_patch=True) came with semver 3
-RANGE_PART = re.compile(r"^(>=|<=|>|<|==|!=)?\s*(\S+)$")
+RANGE_PART = re.compile(r"^(>=|<=|>|<|==|!=)?\s*(\S+)\Z", re.ASCII)
 COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
     ">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq, "!=": operator.ne
 }  # fmt: skip
