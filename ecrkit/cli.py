@@ -734,7 +734,8 @@ def _add_marathon_parsers(kinds: Any) -> None:
 
 # --for takes the policy's contexts and the inventory's, as the roles and docs name them.
 IAM_CONTEXT_NAMES = {"gitlab_runner": "runner-manager", "job_host": "job-host", "marathon_agent": "agent",
-                     "ecr_account": "admin", "pull_through": "pull-through"}  # fmt: skip
+                     "ecr_account": "admin", "pull_through": "pull-through",
+                     "ecr_mirror": "mirror"}  # fmt: skip
 
 
 def _add_ecr_parsers(kinds: Any) -> None:
