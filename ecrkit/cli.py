@@ -734,7 +734,8 @@ def _add_marathon_parsers(kinds: Any) -> None:
 
 # --for takes the policy's contexts and the inventory's, as the roles and docs name them.
 IAM_CONTEXT_NAMES = {"gitlab_runner": "runner-manager", "job_host": "job-host", "marathon_agent": "agent",
-                     "ecr_account": "admin", "pull_through": "pull-through"}  # fmt: skip
+                     "ecr_account": "admin", "pull_through": "pull-through",
+                     "ecr_mirror": "mirror"}  # fmt: skip
 
 
 def _add_ecr_parsers(kinds: Any) -> None:
@@ -896,9 +897,19 @@ def build_parser() -> argparse.ArgumentParser:
         "already there are skipped, multi-arch indexes are kept (or only the `platforms` asked for), failing requests "
         "are retried with backoff; "
         f"ECR credentials come from {constants.HELPER_BINARY}. Exit 1 if a copy failed.",
-        epilog=_example("ecrkit mirror --config mirror.yml --dry-run", "ecrkit mirror --config mirror.yml --jobs 8"),
+        epilog=_example(
+            "ecrkit mirror --config mirror.yml --dry-run",
+            "ecrkit mirror --config mirror.yml --jobs 8",
+            "ecrkit mirror --config ssm:/ecrkit/mirror --json",
+        ),
     )
-    copy.add_argument("--config", required=True, metavar="PATH", help="the mirror config (YAML)")
+    copy.add_argument(
+        "--config",
+        required=True,
+        metavar="PATH|ssm:/NAME",
+        help="the mirror config (YAML): a file, or an SSM Parameter Store parameter (String or SecureString, "
+        "read with the usual AWS credentials and AWS_REGION)",
+    )
     copy.add_argument(
         "--dry-run",
         action="store_true",

@@ -46,6 +46,7 @@ import itertools
 import json
 import logging
 import operator
+import os
 import re
 import subprocess
 import threading
@@ -60,7 +61,7 @@ import yaml
 
 from ecrkit import files, images
 from ecrkit.constants import HELPER_BINARY
-from ecrkit.errors import EcrkitError, FileFormatError, InputError
+from ecrkit.errors import EcrkitError, FileFormatError, InputError, PathError
 from ecrkit.registry import INDEX_TYPES, OCI_INDEX, Manifest, RateLimited, Registry, RegistryError, stream_blob
 from ecrkit.settings import private_registry, validate_location, validate_shard
 
@@ -224,17 +225,67 @@ class Plan:
     selections: tuple[Selection, ...] = ()  # per image of this shard: which rule selected what, and why
 
 
+SSM_SCHEME = "ssm:"
+# A Parameter Store name: hierarchical (/a/b, up to 15 levels) or plain; letters, digits and _.- (AWS's rule).
+SSM_NAME = re.compile(r"/?[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+){0,14}")
+SSM_ACCEPTED = "ssm:/NAME (a Parameter Store parameter: letters, digits, _ . - and / between levels)"
+
+
 def load(path: str, source: str = "--config") -> dict[str, Any]:
-    """The config file, parsed and checked against SCHEMA and ecrkit's own rules. Errors name the
-    file and the place in it, never a value from it."""
-    text = files.read_text(path, source)
+    """The config, from a file or (`ssm:/name`) from an SSM Parameter Store parameter, parsed and
+    checked against SCHEMA and ecrkit's own rules. Errors name the file or parameter, the option and
+    the place in it, never a value from it."""
+    text: str | None
+    if path.startswith(SSM_SCHEME):
+        text = ssm_parameter(path.removeprefix(SSM_SCHEME), source)
+        refuse: Callable[[str], EcrkitError] = lambda problem: PathError(source, path, problem)  # noqa: E731
+    else:
+        text = files.read_text(path, source)
+        refuse = lambda problem: FileFormatError(path, problem)  # noqa: E731
     try:
         config = yaml.safe_load(text or "")
     except yaml.YAMLError as exc:
-        raise FileFormatError(path, f"not YAML ({str(exc).splitlines()[0]})") from None
+        raise refuse(f"not YAML ({str(exc).splitlines()[0]})") from None
     except (ValueError, RecursionError):  # an impossible date such as 2024-13-01, or nesting too deep
-        raise FileFormatError(path, "not YAML that can be loaded (an impossible date or too deep nesting)") from None
+        raise refuse("not YAML that can be loaded (an impossible date or too deep nesting)") from None
     return check(config, path)
+
+
+def ssm_parameter(name: str, source: str = "--config", client: Any = None) -> str:
+    """The value of an SSM Parameter Store parameter (String, or SecureString decrypted), asked with the
+    usual AWS credentials and region (AWS_REGION; CodeBuild and EC2 set it). botocore is loaded here
+    only: a config file never needs it. Errors name the parameter and the option, never the value."""
+    where = f"{source} {SSM_SCHEME}{name}"
+    if not SSM_NAME.fullmatch(name) or len(name) > 2048:
+        raise InputError(source, f"{SSM_SCHEME}{name}", SSM_ACCEPTED)
+    import botocore.config  # noqa: PLC0415 - only a config in Parameter Store needs the AWS SDK
+    import botocore.exceptions  # noqa: PLC0415
+    import botocore.session  # noqa: PLC0415
+
+    errors = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
+    try:
+        if client is None:
+            session = botocore.session.get_session()
+            region = os.environ.get("AWS_REGION") or session.get_config_variable("region")  # SDKs' order
+            if not region:
+                raise EcrkitError(f"{where}: no AWS region to ask: set AWS_REGION (or a profile's region)")
+            bounded = botocore.config.Config(connect_timeout=10, read_timeout=30,
+                                             retries={"mode": "standard", "max_attempts": 5})  # fmt: skip
+            client = session.create_client("ssm", region_name=region, config=bounded)
+        answer = client.get_parameter(Name=name, WithDecryption=True)
+    except botocore.exceptions.ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code == "ParameterNotFound":
+            raise PathError(source, f"{SSM_SCHEME}{name}",
+                            f"no such parameter in {client.meta.region_name} (ssm:GetParameter)") from None  # fmt: skip
+        raise EcrkitError(f"{where}: ssm:GetParameter failed ({exc})") from None
+    except errors as exc:
+        raise EcrkitError(f"{where}: ssm:GetParameter failed ({exc})") from None
+    parameter = answer["Parameter"]
+    if parameter.get("Type") == "StringList":
+        raise PathError(source, f"{SSM_SCHEME}{name}",
+                        "a StringList parameter; the mirror config is a String or SecureString of YAML")  # fmt: skip
+    return str(parameter["Value"])
 
 
 def check(config: Any, path: str) -> dict[str, Any]:

@@ -123,6 +123,7 @@ def test_the_artifact_holds_the_collection_and_nothing_else(artifact: Path) -> N
     wanted |= {f"roles/{role.name}/README.md" for role in (ROOT / "roles").iterdir() if role.is_dir()}
     wanted |= {f"docs/{page.name}" for page in (ROOT / "docs").glob("*.md")}  # the README's links lead there
     wanted |= {"tests/sanity/ignore-2.19.txt", "examples/gitlab-ci.yml"}  # docs/validation.md links it
+    wanted |= {"examples/codebuild/buildspec.yml", "examples/codebuild/schedule.yml"}  # docs/mirroring.md links them
     assert sorted(wanted - names) == []
     unwanted = ("ecrkit/", "tests/test_", "tests/data/", "tests/conftest.py", ".venv/", ".cache/", "molecule/",
                 "collections/", "bench/", "tools/", "inventory/local/")  # fmt: skip

@@ -505,6 +505,28 @@ def test_a_run_loads_only_what_it_needs(stand_in: StandIn, source: str, tmp_path
     assert "1 unchanged" in done.stdout
 
 
+def test_a_config_in_parameter_store_copies_as_a_file_does(stand_in: StandIn, source: str, tmp_path: Path) -> None:
+    """`--config ssm:/NAME`: the config a SecureString of the stand-in's SSM (moto), the copy as from a file."""
+    wanted = config({"source": f"{source}/team/tool", "tags": ["2.0"], "repository": "from-ssm/tool"})
+    stand_in.client("ssm").put_parameter(
+        Name="/ecrkit/mirror", Value=yaml.safe_dump(wanted), Type="SecureString", Overwrite=True
+    )
+    env = stand_in.client_env(tmp_path) | {"REQUESTS_CA_BUNDLE": str(stand_in.ca),
+                                           "AWS_ECR_CACHE_DIR": str(tmp_path / "ecr"),
+                                           "AWS_ENDPOINT_URL_SSM": stand_in.api_endpoint}  # fmt: skip
+    argv = [sys.executable, "-m", "ecrkit", "mirror", "--config", "ssm:/ecrkit/mirror", "--json"]
+    first = stand_in.run(argv, env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert json.loads(first.stdout)["counts"]["copied"] == 1
+    assert target_digest(stand_in, tmp_path, "from-ssm/tool", "2.0") == source_digest("team/tool", "2.0")
+    second = stand_in.run(argv, env)
+    assert json.loads(second.stdout)["counts"] == json.loads(first.stdout)["counts"] | {
+        "copied": 0,
+        "created": 0,
+        "unchanged": 1,
+    }
+
+
 def test_shards_are_disjoint_complete_and_keep_a_repository_together() -> None:
     wanted = {
         "target": REGISTRY_HOST,

@@ -72,3 +72,21 @@ def test_the_mirror_command_loads_only_what_a_mirror_host_has() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert done.stdout.split() == []
+
+
+def test_the_molecule_scenario_mirrors_from_the_source_its_prepare_starts() -> None:
+    """molecule/ecr_mirror copies from source.py's registry into the stand-in's, which its host's names reach."""
+    from ecrkit import mirror  # noqa: PLC0415
+    from ecrkit.standin import API_ADDRESS, API_HOST, REGISTRY_ADDRESS, REGISTRY_HOST  # noqa: PLC0415
+
+    scenario = yaml.safe_load((ROOT / "molecule" / "ecr_mirror" / "molecule.yml").read_text())
+    config = mirror.check(scenario["provisioner"]["inventory"]["group_vars"]["all"]["ecr_mirror_config"], "molecule")
+    source = (ROOT / "molecule" / "ecr_mirror" / "source.py").read_text()
+    (address,) = config["plain_http"]
+    assert f'ADDRESS = "{address}"' in source
+    assert {image["source"] for image in config["images"]} == {f"{address}/team/tool", f"{address}/team/multi"}
+    assert config["target"] == REGISTRY_HOST
+    (platform,) = scenario["platforms"]
+    assert platform["network"] == "host"
+    assert platform["etc_hosts"] == {API_HOST: API_ADDRESS, REGISTRY_HOST: REGISTRY_ADDRESS}
+    assert {"prepare", "verify", "cleanup"} <= set(scenario["scenario"]["test_sequence"])

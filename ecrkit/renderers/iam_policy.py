@@ -20,6 +20,10 @@ from ecrkit.settings import private_registry, region_partition
 TOKEN = "ecr:GetAuthorizationToken"
 PULL = ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability")
 PULL_THROUGH = ("ecr:BatchImportUpstreamImage", "ecr:CreateRepository")
+# `ecrkit mirror`: compare and push (blobs, manifests), make missing repositories, and (--dry-run) read the
+# pull-through cache rules.
+MIRROR = ("ecr:InitiateLayerUpload", "ecr:UploadLayerPart", "ecr:CompleteLayerUpload", "ecr:PutImage",
+          "ecr:DescribeRepositories", "ecr:CreateRepository", "ecr:DescribePullThroughCacheRules")  # fmt: skip
 ADMIN = (
     "ecr:DescribeRepositories", "ecr:CreateRepository", "ecr:DeleteRepository", "ecr:PutLifecyclePolicy",
     "ecr:GetLifecyclePolicy", "ecr:DeleteLifecyclePolicy", "ecr:SetRepositoryPolicy", "ecr:GetRepositoryPolicy",
@@ -47,6 +51,7 @@ CONTEXTS: dict[str, tuple[str, ...]] = {
     "job-host": PULL,
     "agent": PULL,
     "pull-through": PULL + PULL_THROUGH,
+    "mirror": PULL + MIRROR,
     "admin": PULL + ADMIN,
 }
 REPOSITORY = re.compile(r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/\*)?\Z", re.ASCII)
