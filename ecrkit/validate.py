@@ -256,10 +256,11 @@ CAUSES: tuple[tuple[str, str], ...] = (
      "no Python on the host: {line} (install python3, or set ansible_python_interpreter)"),
     (r"Timeout \(\d+s\) waiting for privilege escalation prompt", "become: {line}"),
 )  # fmt: skip
-WRAPPING = re.compile(r"^(Task failed: )?(Failed to connect to the host via \S+: )?(ssh: )?")  # Ansible's, OpenSSH's
-WHERE = re.compile(r"(?:to|host) (\S+) port (\d+)")  # OpenSSH's "Connection to HOST port PORT timed out"
+# Ansible's and OpenSSH's words around the cause; OpenSSH's "Connection to HOST port PORT timed out".
+WRAPPING = re.compile(r"^(Task failed: )?(Failed to connect to the host via \S+: )?(ssh: )?", re.ASCII)
+WHERE = re.compile(r"(?:to|host) (\S+) port (\d+)", re.ASCII)
 # Lines of a traceback or Ansible's wrapping of it, never a cause.
-NOISE = re.compile(r"^(Traceback|File \"|MODULE FAILURE|See stdout/stderr|The full traceback)")
+NOISE = re.compile(r"^(Traceback|File \"|MODULE FAILURE|See stdout/stderr|The full traceback)", re.ASCII)
 
 
 def cause(result: Mapping[str, Any]) -> str:
@@ -271,7 +272,7 @@ def cause(result: Mapping[str, Any]) -> str:
     address = next(filter(None, (WHERE.search(line) for line in lines)), None)
     where = f"{address[1]} port {address[2]}: " if address else ""
     for pattern, said in CAUSES:
-        line = next((line for line in lines if re.search(pattern, line)), None)
+        line = next((line for line in lines if re.search(pattern, line, re.ASCII)), None)
         if line is not None:
             return said.format(line=line, timeout=timeout, where=where)
     useful = [line for line in lines if not NOISE.match(line) and not line.startswith(" ")]
