@@ -255,6 +255,9 @@ CAUSES: tuple[tuple[str, str], ...] = (
     (r"python[\d.]*: (not found|No such file or directory)|No python interpreters found|interpreter discovery",
      "no Python on the host: {line} (install python3, or set ansible_python_interpreter)"),
     (r"Timeout \(\d+s\) waiting for privilege escalation prompt", "become: {line}"),
+    (r"no vault secrets found", "vault: the inventory holds encrypted values and no vault password was given "
+     "(--vault-password-file, or ANSIBLE_VAULT_PASSWORD_FILE)"),
+    (r"Decryption failed", "vault: the vault password given does not open the inventory's encrypted values"),
 )  # fmt: skip
 # Ansible's and OpenSSH's words around the cause; OpenSSH's "Connection to HOST port PORT timed out".
 WRAPPING = re.compile(r"^(Task failed: )?(Failed to connect to the host via \S+: )?(ssh: )?", re.ASCII)
@@ -464,7 +467,10 @@ SEVERITY_STYLE = {
     "error": "[bold red]FAIL[/]",
 }
 SEVERITY_WORD = {"ok": "pass", "note": "note", "warning": "warn", "error": "FAIL"}
-UNREACHABLE_FIX = "check the address, port, user and key; the host needs python3, and sudo for a user other than root"
+UNREACHABLE_FIX = (
+    "the evidence names the cause; reach the host as the validator does to try a fix: "
+    "ansible HOST -i INVENTORY -m ansible.builtin.ping (ssh HOST without an inventory)"
+)
 HEADERS = ("host", "consumer", "check", "result", "evidence (and the fix)")
 
 

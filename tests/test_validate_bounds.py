@@ -1,6 +1,7 @@
 """Every wait of `ecrkit validate` is bounded and named: a helper that never answers, a host
-whose SSH port accepts and stays silent (through Ansible's ssh connection: OpenSSH's ConnectTimeout). (tests/test_validate.py stops the stand-in's API for
-the whole path: SSH, the probe, the real helper, the judge.)"""
+whose SSH port accepts and stays silent (Ansible's ssh connection: OpenSSH's ConnectTimeout).
+(tests/test_validate.py stops the stand-in's API for the whole path: SSH, the probe, the real
+helper, the judge.)"""
 
 from __future__ import annotations
 
