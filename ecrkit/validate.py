@@ -28,21 +28,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ecrkit import plans
 from ecrkit.checks import Finding, judge, probe_args
-from ecrkit.constants import role_default
 from ecrkit.errors import EcrkitError, InputError
 from ecrkit.output import fits
+from ecrkit.plans import AGENT_GROUP, RUNNER_GROUP, expected, special_consumers
 from ecrkit.probe import ProbeResult
 from ecrkit.settings import CredentialRule, validate_port
 
 PROBE = Path(__file__).with_name("probe.py")  # plugins/modules/probe.py, the module ecrkit.ecr.probe
-# docker_auth_config's variables, whose defaults (ecrkit.constants) lie under a host's own.
-RULE_VARIABLES = (
-    "docker_auth_config_users", "docker_auth_config_registries", "docker_auth_config_public",
-    "docker_auth_config_creds_store",
-)  # fmt: skip
-RUNNER_GROUP, AGENT_GROUP = "gitlab_runners", "marathon_agents"  # playbooks/gitlab_runners.yml, marathon_agents.yml
 # Every wait is bounded, and a timeout is named. Ansible's connection timeout (OpenSSH's
 # ConnectTimeout: the TCP connection and the host's SSH banner) unless ANSIBLE_TIMEOUT says
 # otherwise; the probe bounds its own live calls (its LIVE_TIMEOUT: a host's take at most twice
@@ -280,54 +273,6 @@ def cause(result: Mapping[str, Any]) -> str:
             return said.format(line=line, timeout=timeout, where=where)
     useful = [line for line in lines if not NOISE.match(line) and not line.startswith(" ")]
     return (useful or ["Ansible gave no reason"])[0]
-
-
-# -- what each host should have --------------------------------------------------------------
-
-
-def special_consumers(
-    variables: Mapping[str, Any], groups: Iterable[str]
-) -> tuple[dict[str, str], list[dict[str, str]]]:
-    """The consumers a host's groups add, judged as their real consumer reads its credentials:
-    a runner manager's service through config.toml (the path given, else the probe finds it),
-    and a Marathon agent's tasks through the archive they fetch (as ecrkit_task_user)."""
-    groups = set(groups)
-    runners: dict[str, str] = {}
-    tasks: list[dict[str, str]] = []
-    if RUNNER_GROUP in groups and not variables.get("gitlab_runner_ecr_container"):  # a container has no unit
-        service = _variable(variables, "gitlab_runner_ecr_service")
-        runners[service] = str(variables.get("gitlab_runner_ecr_config_path") or "")
-    if AGENT_GROUP in groups:
-        tasks.append({
-            "task": _variable(variables, "marathon_agent_ecr_service"),
-            "archive": _variable(variables, "marathon_agent_ecr_docker_tar_path"),
-            "task_user": str(variables.get("ecrkit_task_user") or role_default("ecrkit_task_user")),
-        })  # fmt: skip
-    return runners, tasks
-
-
-def _variable(variables: Mapping[str, Any], name: str) -> str:
-    """A plain-string variable, with the role's default underneath."""
-    value = variables.get(name)
-    if value is None:
-        value = role_default(name)
-    if not isinstance(value, str) or not value:
-        raise InputError(name, value, "a non-empty string")
-    return value
-
-
-def expected(variables: dict[str, Any], source: str) -> tuple[list[str], list[str], list[str]]:
-    """Registries, services and users from a host's variables, with the roles' defaults underneath."""
-    merged = {**{name: role_default(name) for name in RULE_VARIABLES}, **variables}
-    prefix = "docker_auth_config_"
-    rule = plans.credential_rule(
-        {key: merged[prefix + key] for key in ("registries", "public", "creds_store")},
-        lambda key: f"{source}: {prefix}{key}",
-    )
-    services = merged.get("ecrkit_services") or []
-    if not isinstance(services, list) or not all(isinstance(s, str) and s for s in services):
-        raise InputError(f"{source}: ecrkit_services", services, "a list of systemd unit names")
-    return list(rule.registries), services, list(merged["docker_auth_config_users"])
 
 
 ACCOUNT_GROUP = "ecr_accounts"  # playbooks/ecr.yml's group
