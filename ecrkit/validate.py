@@ -42,6 +42,7 @@ PROBE = Path(__file__).with_name("probe.py")  # plugins/modules/probe.py, the mo
 # that); PROBE_TIMEOUT, the task's timeout, catches a probe, or a key exchange, that hangs elsewhere.
 SSH_TIMEOUT = 15
 PROBE_TIMEOUT = 300
+FORKS = 16  # hosts probed at once when Ansible's configuration does not say (ANSIBLE_FORKS, ansible.cfg's forks)
 MODULE = "ecrkit_probe"  # the package's copy of ecrkit.ecr.probe, so that the CLI needs no installed collection
 # The one play `ecrkit validate` runs: the probe, on each host, through the connection, become and
 # interpreter its inventory gives it. playbooks/validate.yml runs the same module with the same
@@ -143,12 +144,14 @@ def probe_hosts(targets: Sequence[Target], vault_password_file: str | None = Non
             name: probe_args(t.registries, t.services, t.users, t.runners, t.tasks)
             for name, t in zip(names, targets, strict=True)
         }
+        configured = _ansible_settings("HOST_KEY_CHECKING", "DEFAULT_FORKS")
+        origin = configured["DEFAULT_FORKS"][1]
         env = {
             "ANSIBLE_LIBRARY": os.pathsep.join(
                 [str(data / "library"), *filter(None, [os.environ.get("ANSIBLE_LIBRARY")])]
             ),
             # ansible-runner turns host key checking off unless told: keep what Ansible's configuration says.
-            "ANSIBLE_HOST_KEY_CHECKING": str(_ansible_setting("HOST_KEY_CHECKING")),
+            "ANSIBLE_HOST_KEY_CHECKING": str(configured["HOST_KEY_CHECKING"][0]),
             "ANSIBLE_TIMEOUT": os.environ.get("ANSIBLE_TIMEOUT", str(SSH_TIMEOUT)),
             "ANSIBLE_NOCOLOR": "1",
         }
@@ -160,6 +163,8 @@ def probe_hosts(targets: Sequence[Target], vault_password_file: str | None = Non
             extravars={"__ecrkit_probe": probe},
             cmdline=f"--vault-password-file {shlex.quote(vault_password_file)}" if vault_password_file else None,
             envvars=env,
+            # Ansible's forks when the user set them; else as many as FORKS, not Ansible's default of 5.
+            forks=None if origin != "default" else max(1, min(FORKS, len(names))),
             quiet=True,
             fact_cache_type="",  # the user's fact cache, not ansible-runner's (interpreters found stay found)
             suppress_env_files=True,
@@ -187,11 +192,13 @@ def _first_error(text: str) -> str:
     return (errors or lines or [""])[0]
 
 
-def _ansible_setting(name: str) -> Any:
-    """A setting as Ansible's configuration gives it (environment, ansible.cfg, default)."""
+def _ansible_settings(*names: str) -> dict[str, tuple[Any, str]]:
+    """Settings as Ansible's configuration gives them (environment, ansible.cfg, default), each
+    with where it came from ("default" when nobody set it)."""
     from ansible.config.manager import ConfigManager  # noqa: PLC0415
 
-    return ConfigManager().get_config_value(name)
+    manager = ConfigManager()
+    return {name: manager.get_config_value_and_origin(name) for name in names}
 
 
 def _connection(target: Target) -> dict[str, Any]:
