@@ -154,9 +154,14 @@ def probe_hosts(targets: Sequence[Target], vault_password_file: str | None = Non
             "ANSIBLE_HOST_KEY_CHECKING": str(configured["HOST_KEY_CHECKING"][0]),
             "ANSIBLE_TIMEOUT": os.environ.get("ANSIBLE_TIMEOUT", str(SSH_TIMEOUT)),
             "ANSIBLE_NOCOLOR": "1",
+            # ansible-runner runs `ansible-playbook` from the PATH: this Python's, activated or not.
+            "PATH": os.pathsep.join(
+                [str(Path(_ansible_command("ansible-playbook")).parent), os.environ.get("PATH", "")]
+            ),
         }
         runner = ansible_runner.run(
             private_data_dir=work,
+            project_dir=os.getcwd(),  # ansible-playbook runs here: the user's ansible.cfg, as from a shell
             playbook=str(data / "validate.yml"),
             inventory=sources,
             limit=f"@{data / 'limit'}",
@@ -176,10 +181,10 @@ def probe_hosts(targets: Sequence[Target], vault_password_file: str | None = Non
                 continue
             result = event_data.get("res", {})
             outcomes[event_data["host"]] = result if kind == "runner_on_ok" else cause(result)
-        for name in names:  # a host Ansible never reached the probe for: its own error says why
-            if name not in outcomes:
-                said = _first_error(f"{runner.stdout.read()}\n{runner.stderr.read() if runner.stderr else ''}")
-                outcomes[name] = f"Ansible did not run the probe: {said or f'ansible-playbook exited {runner.rc}'}"
+        if len(outcomes) < len(names):  # hosts Ansible never ran the probe for: its own error says why
+            said = _first_error(f"{runner.stdout.read()}\n{runner.stderr.read() if runner.stderr else ''}")
+            why = f"Ansible did not run the probe: {said or f'ansible-playbook exited {runner.rc}'}"
+            outcomes = {name: outcomes.get(name, why) for name in names}
         return [outcomes[name] for name in names]
 
 
@@ -195,8 +200,12 @@ def _first_error(text: str) -> str:
 def _ansible_settings(*names: str) -> dict[str, tuple[Any, str]]:
     """Settings as Ansible's configuration gives them (environment, ansible.cfg, default), each
     with where it came from ("default" when nobody set it)."""
-    from ansible.config.manager import ConfigManager  # noqa: PLC0415
-
+    try:
+        from ansible.config.manager import ConfigManager  # noqa: PLC0415
+    except ImportError:  # ansible-core is a dependency; an environment without it gets the command's message
+        raise EcrkitError(
+            f"validate reaches hosts through Ansible, which {sys.executable} cannot import: pip install ansible-core"
+        ) from None
     manager = ConfigManager()
     return {name: manager.get_config_value_and_origin(name) for name in names}
 
@@ -285,13 +294,14 @@ def cause(result: Mapping[str, Any]) -> str:
 ACCOUNT_GROUP = "ecr_accounts"  # playbooks/ecr.yml's group
 
 
-def _ansible_inventory() -> str:
-    """Ansible's inventory reader: next to this Python (one virtualenv), else on the PATH."""
-    beside = Path(sys.executable).with_name("ansible-inventory")
-    found = str(beside) if beside.is_file() else shutil.which("ansible-inventory")
+def _ansible_command(name: str) -> str:
+    """An Ansible command (ansible-inventory, ansible-playbook): next to this Python (one
+    virtualenv, activated or not), else on the PATH."""
+    beside = Path(sys.executable).with_name(name)
+    found = str(beside) if beside.is_file() else shutil.which(name)
     if not found:
         raise EcrkitError(
-            "-i: reading an Ansible inventory needs ansible-inventory, found neither next to "
+            f"validate reaches hosts through Ansible and needs {name}, found neither next to "
             f"{sys.executable} nor on the PATH: pip install ansible-core (or ansible) there"
         )
     return found
@@ -302,7 +312,7 @@ def inventory_targets(inventory: str, patterns: Iterable[str], vault_password_fi
     if "," not in inventory and not Path(inventory).exists():  # "a,b," is Ansible's inline host list
         raise InputError("-i", inventory, "an existing inventory file or directory, or a host list like 'a,b,'")
     listing = subprocess.run(
-        [_ansible_inventory(), "-i", inventory, "--list"]
+        [_ansible_command("ansible-inventory"), "-i", inventory, "--list"]
         + (["--vault-password-file", vault_password_file] if vault_password_file else []),
         capture_output=True,
         text=True,
@@ -315,6 +325,8 @@ def inventory_targets(inventory: str, patterns: Iterable[str], vault_password_fi
         raise InputError("-i", inventory, f"an inventory that parses; ansible-inventory says: {reason}")
     data = json.loads(listing.stdout)
     hostvars: dict[str, dict[str, Any]] = data.get("_meta", {}).get("hostvars", {})
+    # ansible-inventory leaves a host without variables out of hostvars: every host of every group counts.
+    hostvars = {**{name: {} for name in _group_hosts(data, "all")}, **hostvars}
     wanted = list(patterns)
     accounts = set(_group_hosts(data, ACCOUNT_GROUP))  # AWS accounts, not hosts that pull
     names = [name for name in hostvars if name not in accounts]
