@@ -269,7 +269,11 @@ CAUSES: tuple[tuple[str, str], ...] = (
     (r"Decryption failed", "vault: the vault password given does not open the inventory's encrypted values"),
 )  # fmt: skip
 # Ansible's and OpenSSH's words around the cause; OpenSSH's "Connection to HOST port PORT timed out".
-WRAPPING = re.compile(r"^(Task failed: )?(Failed to connect to the host via \S+: )?(ssh: )?", re.ASCII)
+WRAPPING = re.compile(
+    r"^(Task failed: |Failed to connect to the host via \S+: |ssh: "
+    r"|Data could not be sent to remote host \"[^\"]*\"\. Make sure this host can be reached over \S+: )+",
+    re.ASCII,
+)
 WHERE = re.compile(r"(?:to|host) (\S+) port (\d+)", re.ASCII)
 # Lines of a traceback or Ansible's wrapping of it, never a cause.
 NOISE = re.compile(r"^(Traceback|File \"|MODULE FAILURE|See stdout/stderr|The full traceback)", re.ASCII)

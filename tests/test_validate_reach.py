@@ -176,6 +176,8 @@ def test_a_login_that_becomes_root_with_a_vaulted_password_never_shows_it(bed: B
         + "".join(f"      {k}: {json.dumps(v)}\n" for k, v in login.items())
         + "    without-password:\n"
         + "".join(f"      {k}: {json.dumps(v)}\n" for k, v in login.items())
+        + "    wrong-password:\n      ansible_become_password: not-the-password\n"
+        + "".join(f"      {k}: {json.dumps(v)}\n" for k, v in login.items())
     )
     assert BECOME_PASSWORD not in inventory.read_text()
     junit = bed.work / "become.xml"
@@ -183,6 +185,7 @@ def test_a_login_that_becomes_root_with_a_vaulted_password_never_shows_it(bed: B
                                "--junit", str(junit))  # fmt: skip
     probed(report, "with-password")  # the probe ran as root: it saw root's login
     assert unreachable(report, "without-password").startswith("become needs a password and none was given")
+    assert unreachable(report, "wrong-password").startswith("become refused: the become password was wrong")
     plain = run_ecrkit("validate", "-i", str(inventory), "--vault-password-file", str(password_file))
     for text in (said, junit.read_text(), plain.stdout, plain.stderr):
         assert BECOME_PASSWORD not in text and VAULT_PASSWORD not in text
