@@ -30,7 +30,7 @@ from ecrkit.settings import (
 
 def _lazy(name: str) -> ModuleType:
     """The module, loaded at its first use: each command imports only what it runs (a mirror run that
-    finds nothing to copy never loads the AWS SDK, paramiko or the renderers)."""
+    finds nothing to copy never loads the AWS SDK, Ansible or the renderers)."""
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.find_spec(name)
