@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from ecrkit.testbed import BASE_IMAGE, podman
+from ecrkit.testbed import BASE_IMAGE, ansible_playbook, podman
 from tests.conftest import ROOT, run_ecrkit
 
 pytestmark = [pytest.mark.hosts]
@@ -114,6 +114,15 @@ def probed(report: dict[str, Any], host: str) -> dict[str, Any]:
     return dict(entry)
 
 
+def playbook_probed(inventory: Path, host: str, *args: str) -> None:
+    """playbooks/validate.yml reaches the host the same way: its probe task ran there (the host
+    then fails the judge's checks, as it has no helper: only reaching it is under test here)."""
+    done = ansible_playbook("-i", str(inventory), "--limit", host, *args, "playbooks/validate.yml")
+    probe = done.stdout.split("Probe every process that runs the helper", 1)[-1].split("TASK [", 1)[0]
+    assert f"ok: [{host}]" in probe, done.stdout[-3000:]
+    assert "Traceback" not in done.stdout and BECOME_PASSWORD not in done.stdout
+
+
 def unreachable(report: dict[str, Any], host: str) -> str:
     [entry] = [h for h in report["hosts"] if h["host"] == host]
     assert not entry["passed"] and entry["unreachable"], entry
@@ -144,6 +153,7 @@ def test_a_host_behind_a_bastion_through_proxyjump_in_the_inventory_and_in_ssh_c
         _, report, _ = validate("-i", str(inventory), env={"ANSIBLE_TIMEOUT": "5"} if name == "no-jump" else {})
         first = first if name != "no-jump" else report
     probed(report, "behind-bastion")
+    playbook_probed(inventory, "behind-bastion")
     # Without the jump: the target's network is not the controller's (its SYN is answered, never its SSH).
     assert "within 5 s" in unreachable(first, "no-jump")
     _, report, _ = validate("test-target", env={"ANSIBLE_SSH_ARGS": f"-F {bed.ssh_config}"})
@@ -184,6 +194,7 @@ def test_a_login_that_becomes_root_with_a_vaulted_password_never_shows_it(bed: B
     _, report, said = validate("-i", str(inventory), "--vault-password-file", str(password_file),
                                "--junit", str(junit))  # fmt: skip
     probed(report, "with-password")  # the probe ran as root: it saw root's login
+    playbook_probed(inventory, "with-password", "--vault-password-file", str(password_file))
     assert unreachable(report, "without-password").startswith("become needs a password and none was given")
     assert unreachable(report, "wrong-password").startswith("become refused: the become password was wrong")
     plain = run_ecrkit("validate", "-i", str(inventory), "--vault-password-file", str(password_file))
