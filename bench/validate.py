@@ -5,6 +5,10 @@ the stand-in's instance role and converged with site.yml, so that each check (th
 `get` included) has something real to judge. The figure is the wall-clock ratio 32 hosts / 1 host,
 and the validating process's CPU-seconds per host. Run: make bench; BENCH_VALIDATE_HOSTS=4 for a
 quick check; BENCH_VALIDATE_PROFILE=FILE adds a run of the fleet under cProfile.
+
+Since validate reaches hosts through Ansible (ansible-runner), the 1-host time is printed beside
+the one recorded before that change (paramiko), and so is what Ansible's own start-up costs here:
+`ansible-inventory --list` and an `ansible-playbook` play of one no-op task on the local host.
 """
 
 from __future__ import annotations
@@ -22,6 +26,11 @@ from ecrkit.standin import StandIn
 from ecrkit.testbed import Host, ansible_playbook, give_stand_in_role, remove_hosts, start_ssh_hosts, write_inventory
 
 HOSTS = int(os.environ.get("BENCH_VALIDATE_HOSTS", "32"))
+# `validate 1 host seconds` over paramiko, before validate went through Ansible: this script at
+# commit 50b0b31, BENCH_VALIDATE_HOSTS=4, 2026-12-06, on this 2-core machine shared with other
+# sessions (60% busy with other work); bench/README.md has it.
+BEFORE_ANSIBLE_1_HOST = 0.77
+NOOP_PLAY = "- hosts: all\n  gather_facts: false\n  tasks:\n    - ansible.builtin.meta: noop\n"
 PROFILE = os.environ.get("BENCH_VALIDATE_PROFILE", "")  # a path: one more fleet run under cProfile, stats there
 VARIABLES: dict[str, object] = {
     "ecr_credential_helper_install_method": "controller_file",
@@ -63,6 +72,27 @@ def timed_validate(inventory: Path, profile: Path | None = None) -> tuple[float,
     return time.perf_counter() - started, children_cpu() - cpu, machine_cpu() - busy, passed
 
 
+def ansible_start_up(work: Path) -> tuple[float, float]:
+    """Wall seconds of `ansible-inventory --list` and of a one-task no-op play on the local host:
+    what any run through Ansible pays before it reaches a host (the better of three each)."""
+    play = work / "noop.yml"
+    play.write_text(NOOP_PLAY)
+    bin_dir = Path(sys.executable).parent
+    commands = (
+        [str(bin_dir / "ansible-inventory"), "-i", "localhost,", "--list"],
+        [str(bin_dir / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(play)],
+    )
+    timings = []
+    for command in commands:
+        best = float("inf")
+        for _ in range(3):
+            started = time.perf_counter()
+            subprocess.run(command, capture_output=True, check=True)
+            best = min(best, time.perf_counter() - started)
+        timings.append(best)
+    return timings[0], timings[1]
+
+
 def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="ecrkit-bench-validate-"))
     key = work / "id_ed25519"
@@ -85,6 +115,7 @@ def main() -> int:
         busy = machine_cpu()
         time.sleep(5)  # the machine's other work, which the timed runs share the cores with
         background = (machine_cpu() - busy) / 5 / (os.cpu_count() or 1)
+        inventory_seconds, playbook_seconds = ansible_start_up(work)
         single, single_cpu, single_busy, single_passed = timed_validate(one)
         many, many_cpu, many_busy, many_passed = timed_validate(fleet)
         if PROFILE:
@@ -96,6 +127,10 @@ def main() -> int:
     print(f"validate hosts passing, {HOSTS} hosts: {many_passed} (target == {HOSTS})")
     print(f"validate 1 host seconds: {single:.2f}")
     print(f"validate {HOSTS} hosts seconds: {many:.2f}")
+    print(f"validate 1 host seconds before Ansible (paramiko, recorded): {BEFORE_ANSIBLE_1_HOST:.2f}")
+    print(f"validate 1 host seconds added by Ansible: {single - BEFORE_ANSIBLE_1_HOST:.2f} (target <= 1)")
+    print(f"Ansible start-up seconds, ansible-inventory --list: {inventory_seconds:.2f}")
+    print(f"Ansible start-up seconds, ansible-playbook with one no-op task: {playbook_seconds:.2f}")
     print(f"validate CPU-s per host, 1 host: {single_cpu:.2f}")
     print(f"validate CPU-s per host, {HOSTS} hosts: {many_cpu / HOSTS:.3f}")
     if HOSTS > 1:

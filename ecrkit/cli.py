@@ -30,7 +30,7 @@ from ecrkit.settings import (
 
 def _lazy(name: str) -> ModuleType:
     """The module, loaded at its first use: each command imports only what it runs (a mirror run that
-    finds nothing to copy never loads the AWS SDK, paramiko or the renderers)."""
+    finds nothing to copy never loads the AWS SDK, Ansible or the renderers)."""
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.find_spec(name)
@@ -500,12 +500,16 @@ def _fetch(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    targets = validate.targets_from_arguments(args.hosts, args.inventory, args.registry, args.service, args.user)
+    targets = validate.targets_from_arguments(
+        args.hosts, args.inventory, args.registry, args.service, args.user, args.vault_password_file
+    )
     if args.junit:
         files.check_writable(args.junit, "--junit")  # before any host is probed
     with Progress(console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task(f"probing {len(targets)} host(s)", total=len(targets))
-        reports = validate.validate_all(targets, lambda _: progress.advance(task))
+        reports = validate.validate_all(
+            targets, lambda _: progress.advance(task), vault_password_file=args.vault_password_file
+        )
     if args.junit:
         files.write_atomic(args.junit, validate.to_junit(reports), mode=0o644, source="--junit")
     if args.json:
@@ -979,6 +983,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NAME",
         help="user whose login sessions run the helper (repeatable)",
+    )
+    check.add_argument(
+        "--vault-password-file",
+        metavar="FILE",
+        help="Ansible Vault password file for the inventory's secrets (or ANSIBLE_VAULT_PASSWORD_FILE, ansible.cfg)",
     )
     check.add_argument("--json", action="store_true", help="print the findings as JSON")
     check.add_argument(

@@ -13,11 +13,11 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypedDict
 
 from ecrkit import helper, hoststate
-from ecrkit.constants import HELPER_BINARY, HELPER_VERSION, INSTALL_DIR, RELEASE_BASE_URL
+from ecrkit.constants import HELPER_BINARY, HELPER_VERSION, INSTALL_DIR, RELEASE_BASE_URL, role_default
 from ecrkit.errors import InputError
 from ecrkit.probe import ProbeResult
 from ecrkit.renderers import docker_config, docker_tar, runner_config, service_env, userdata
@@ -249,10 +249,10 @@ def validate_args(
 ) -> dict[str, Any]:
     """The validate entry point's decision: the probe's arguments (each service and user, a live
     get per registry of the rule, and what the host's groups add) and the registries to judge."""
-    from ecrkit import checks, validate  # noqa: PLC0415 - paramiko and rich, only for this entry point
+    from ecrkit import checks  # noqa: PLC0415 - only for this entry point
 
     rule = credential_rule(options, name or variables("docker_auth_config_"))
-    runners, tasks = validate.special_consumers(variables_ or {}, list(groups))
+    runners, tasks = special_consumers(variables_ or {}, list(groups))
     return checks.probe_args(rule.registries, services, users, runners, tasks)
 
 
@@ -293,3 +293,58 @@ def fleeting_install(version_output: str, autoscaler: Mapping[str, Any], config_
     )
     return {"argv": ["sh", "-c", script, "ecrkit-fleeting-install", config_path, marker, reason],
             "marker": marker, "reason": reason}  # fmt: skip
+
+
+# -- what a host should have, from its inventory variables (the validator's plan) ---------------
+
+# docker_auth_config's variables, whose defaults (ecrkit.constants) lie under a host's own.
+RULE_VARIABLES = (
+    "docker_auth_config_users", "docker_auth_config_registries", "docker_auth_config_public",
+    "docker_auth_config_creds_store",
+)  # fmt: skip
+RUNNER_GROUP, AGENT_GROUP = "gitlab_runners", "marathon_agents"  # playbooks/gitlab_runners.yml, marathon_agents.yml
+
+
+def special_consumers(
+    variables: Mapping[str, Any], groups: Iterable[str]
+) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """The consumers a host's groups add, judged as their real consumer reads its credentials:
+    a runner manager's service through config.toml (the path given, else the probe finds it),
+    and a Marathon agent's tasks through the archive they fetch (as ecrkit_task_user)."""
+    groups = set(groups)
+    runners: dict[str, str] = {}
+    tasks: list[dict[str, str]] = []
+    if RUNNER_GROUP in groups and not variables.get("gitlab_runner_ecr_container"):  # a container has no unit
+        service = _variable(variables, "gitlab_runner_ecr_service")
+        runners[service] = str(variables.get("gitlab_runner_ecr_config_path") or "")
+    if AGENT_GROUP in groups:
+        tasks.append({
+            "task": _variable(variables, "marathon_agent_ecr_service"),
+            "archive": _variable(variables, "marathon_agent_ecr_docker_tar_path"),
+            "task_user": str(variables.get("ecrkit_task_user") or role_default("ecrkit_task_user")),
+        })  # fmt: skip
+    return runners, tasks
+
+
+def _variable(variables: Mapping[str, Any], name: str) -> str:
+    """A plain-string variable, with the role's default underneath."""
+    value = variables.get(name)
+    if value is None:
+        value = role_default(name)
+    if not isinstance(value, str) or not value:
+        raise InputError(name, value, "a non-empty string")
+    return value
+
+
+def expected(variables: dict[str, Any], source: str) -> tuple[list[str], list[str], list[str]]:
+    """Registries, services and users from a host's variables, with the roles' defaults underneath."""
+    merged = {**{name: role_default(name) for name in RULE_VARIABLES}, **variables}
+    prefix = "docker_auth_config_"
+    rule = credential_rule(
+        {key: merged[prefix + key] for key in ("registries", "public", "creds_store")},
+        lambda key: f"{source}: {prefix}{key}",
+    )
+    services = merged.get("ecrkit_services") or []
+    if not isinstance(services, list) or not all(isinstance(s, str) and s for s in services):
+        raise InputError(f"{source}: ecrkit_services", services, "a list of systemd unit names")
+    return list(rule.registries), services, list(merged["docker_auth_config_users"])

@@ -1,6 +1,7 @@
-"""`ecrkit validate`: run the probe on hosts (locally, through podman, or over SSH with
-paramiko), judge the facts, and report. Many hosts are probed in parallel; a host that
-cannot be reached is reported, never fatal.
+"""`ecrkit validate`: run the probe on hosts through Ansible (ansible-runner), judge the facts,
+and report. Each host is reached as its inventory says (connection plugin, ssh_config and
+ssh args, become, interpreter, forks); `[user@]host[:port]` goes through an implicit inventory
+over OpenSSH. A host that cannot be probed is reported in one line, never fatal.
 
 What each host is expected to have comes from its Ansible variables (an inventory, read by
 `ansible-inventory` with the roles' defaults underneath) or from the command line.
@@ -11,60 +12,66 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
-import paramiko
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ecrkit import plans
 from ecrkit.checks import Finding, judge, probe_args
-from ecrkit.constants import role_default
 from ecrkit.errors import EcrkitError, InputError
 from ecrkit.output import fits
+from ecrkit.plans import AGENT_GROUP, RUNNER_GROUP, expected, special_consumers
 from ecrkit.probe import ProbeResult
 from ecrkit.settings import CredentialRule, validate_port
 
 PROBE = Path(__file__).with_name("probe.py")  # plugins/modules/probe.py, the module ecrkit.ecr.probe
-# docker_auth_config's variables, whose defaults (ecrkit.constants) lie under a host's own.
-RULE_VARIABLES = (
-    "docker_auth_config_users", "docker_auth_config_registries", "docker_auth_config_public",
-    "docker_auth_config_creds_store",
-)  # fmt: skip
-RUNNER_GROUP, AGENT_GROUP = "gitlab_runners", "marathon_agents"  # playbooks/gitlab_runners.yml, marathon_agents.yml
-MARKER = "<<INCLUDE_ANSIBLE_MODULE_JSON_ARGS>>"  # where Ansible, and we, put the probe's arguments
-PODMAN = "containers.podman.podman"
-# Every wait is bounded, and a timeout is named. Over SSH: seconds to connect, then for the
-# host's SSH banner, then for the key exchange, then to authenticate. The probe bounds its own
-# live calls (its LIVE_TIMEOUT: a host's take at most twice that); PROBE_TIMEOUT only catches a
-# probe that hangs elsewhere.
+# Every wait is bounded, and a timeout is named. Ansible's connection timeout (OpenSSH's
+# ConnectTimeout: the TCP connection and the host's SSH banner) unless ANSIBLE_TIMEOUT says
+# otherwise; the probe bounds its own live calls (its LIVE_TIMEOUT: a host's take at most twice
+# that); PROBE_TIMEOUT, the task's timeout, catches a probe, or a key exchange, that hangs elsewhere.
 SSH_TIMEOUT = 15
 PROBE_TIMEOUT = 300
+FORKS = 16  # hosts probed at once when Ansible's configuration does not say (ANSIBLE_FORKS, ansible.cfg's forks)
+MODULE = "ecrkit_probe"  # the package's copy of ecrkit.ecr.probe, so that the CLI needs no installed collection
+# The one play `ecrkit validate` runs: the probe, on each host, through the connection, become and
+# interpreter its inventory gives it. playbooks/validate.yml runs the same module with the same
+# arguments (ecrkit.plans.validate_args) and judges it with the same checks.judge.
+PLAY = f"""- name: ecrkit validate
+  hosts: all
+  gather_facts: false
+  become: true
+  tasks:
+    - name: Probe every process that runs the helper
+      {MODULE}:
+        consumers: "{{{{ __ecrkit_probe[inventory_hostname].consumers }}}}"
+        registries: "{{{{ __ecrkit_probe[inventory_hostname].registries }}}}"
+      check_mode: false
+      timeout: {PROBE_TIMEOUT}
+"""
 
 
 @dataclass
 class Target:
-    """A host to probe and what it should have."""
+    """A host to probe and what it should have. From an inventory (`inventory` its path or host
+    list), Ansible reaches it as the inventory says; without one, `connection` and the rest say how."""
 
     name: str
-    connection: str = "local"  # local, podman or ssh
+    connection: str = "local"  # local or ssh, without an inventory
     address: str = ""
-    port: int = 22
+    port: int | None = None  # None: ssh_config's Port, else 22
     user: str | None = None
-    key_file: str | None = None
-    strict_host_keys: bool = True
-    python: str = "python3"
+    inventory: str = ""
     registries: list[str] = field(default_factory=list)
     services: list[str] = field(default_factory=list)
     users: list[str] = field(default_factory=list)
@@ -83,186 +90,235 @@ class Report:
         return self.unreachable is None and all(f.severity != "error" for f in self.findings)
 
 
-def probe_script(args: dict[str, Any]) -> str:
-    """The probe with its arguments embedded, exactly as Ansible ships it to a host."""
-    return PROBE.read_text().replace(MARKER, json.dumps(args), 1)
+def validate(target: Target, vault_password_file: str | None = None) -> Report:
+    return validate_all([target], vault_password_file=vault_password_file)[0]
 
 
-def run_probe(target: Target) -> ProbeResult:
-    """The probe's facts from the target; raises OSError when the host cannot be reached."""
-    script = probe_script(probe_args(target.registries, target.services, target.users, target.runners, target.tasks))
-    if target.connection == "ssh":
-        return json.loads(_over_ssh(target, script))  # type: ignore[no-any-return]
-    argv = [target.python, "-"]
-    if target.connection == "podman":
-        argv = ["podman", "exec", "-i", target.address or target.name, *argv]
-    try:
-        done = subprocess.run(argv, input=script, capture_output=True, text=True, timeout=PROBE_TIMEOUT, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise OSError(f"the probe did not finish in {PROBE_TIMEOUT} s") from exc
-    if done.returncode != 0:
-        raise OSError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}")
-    return json.loads(done.stdout)  # type: ignore[no-any-return]
-
-
-def _ssh_socket(address: str, port: int) -> socket.socket:
-    """A connection to the host's SSH server that has sent its banner: each wait bounded by
-    SSH_TIMEOUT and named when it runs out (paramiko only says `No existing session` then)."""
-    where = f"{address} port {port}"
-    try:
-        sock = socket.create_connection((address, port), timeout=SSH_TIMEOUT)
-    except TimeoutError:
-        raise OSError(f"cannot connect to {where}: no answer within {SSH_TIMEOUT} s") from None
-    except OSError as exc:
-        raise OSError(f"cannot connect to {where}: {exc.strerror or exc}") from None
-    try:
-        if not sock.recv(1, socket.MSG_PEEK):  # the banner stays for paramiko to read
-            raise OSError(f"{where}: the host closed the connection without an SSH banner")
-    except TimeoutError:
-        sock.close()
-        raise OSError(
-            f"{where}: the host accepted the connection but never answered (no SSH banner within {SSH_TIMEOUT} s)"
-        ) from None
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-def _over_ssh(target: Target, script: str) -> str:
-    address = target.address or target.name
-    sock = _ssh_socket(address, target.port)
-    client = paramiko.SSHClient()
-    client.load_system_host_keys()
-    client.set_missing_host_key_policy(paramiko.RejectPolicy() if target.strict_host_keys else paramiko.AutoAddPolicy())
-    try:
-        client.connect(
-            address,
-            port=target.port,
-            username=target.user,
-            key_filename=target.key_file,
-            sock=sock,
-            # The key exchange's wait: past the banner's, so that paramiko names a banner it cannot read.
-            timeout=2 * SSH_TIMEOUT,
-            banner_timeout=SSH_TIMEOUT,
-            auth_timeout=SSH_TIMEOUT,
+def validate_all(
+    targets: Sequence[Target],
+    progress: Callable[[Report], None] = lambda _: None,
+    *,
+    vault_password_file: str | None = None,
+) -> list[Report]:
+    """Probe every target through Ansible (one run per inventory, its forks in parallel) and
+    judge each; reports in the targets' order. A host that cannot be probed is reported, never fatal."""
+    results: dict[int, ProbeResult | str] = {}
+    for inventory in dict.fromkeys(t.inventory for t in targets):
+        chosen = [(i, t) for i, t in enumerate(targets) if t.inventory == inventory]
+        probed = probe_hosts([t for _, t in chosen], vault_password_file)
+        results.update(zip([i for i, _ in chosen], probed, strict=True))
+    reports = []
+    for index, target in enumerate(targets):
+        result = results[index]
+        report = (
+            Report(target.name, unreachable=result)
+            if isinstance(result, str)
+            else Report(target.name, judge(result, target.registries))
         )
-        # The probe acts as each consumer's user, so it runs as root (sudo without a password).
-        command = shlex.quote(target.python) + " -"
-        if target.user not in (None, "root"):
-            command = "sudo -n " + command
-        stdin, stdout, stderr = client.exec_command(command, timeout=PROBE_TIMEOUT)
-        stdin.write(script)
-        stdin.channel.shutdown_write()
-        output = stdout.read().decode()
-        if stdout.channel.recv_exit_status() != 0:
-            message = stderr.read().decode().strip()
-            raise OSError(message.splitlines()[-1] if message else "the probe failed")
-        return output
-    except paramiko.SSHException as exc:
-        transport = client.get_transport()
-        cause = transport.get_exception() if transport is not None else None  # what its thread met, if anything
-        if cause is None and str(exc) == "No existing session":  # paramiko's word for a key exchange still going
-            raise OSError(f"{address} port {target.port}: the SSH key exchange did not finish within "
-                          f"{2 * SSH_TIMEOUT} s") from exc  # fmt: skip
-        raise OSError(str(cause or exc) or type(cause or exc).__name__) from exc
-    except EOFError as exc:  # paramiko's, from the key exchange: the host hung up, or its 15 s handshake ran out
-        raise OSError(f"{address} port {target.port}: the SSH key exchange failed: the host closed the connection, "
-                      "or stopped answering") from exc  # fmt: skip
-    except TimeoutError as exc:  # the channel's: the probe itself did not finish
-        raise OSError(f"the probe did not finish in {PROBE_TIMEOUT} s") from exc
-    finally:
-        client.close()
-        sock.close()
+        progress(report)
+        reports.append(report)
+    return reports
 
 
-def validate(target: Target) -> Report:
+def probe_hosts(targets: Sequence[Target], vault_password_file: str | None = None) -> list[ProbeResult | str]:
+    """Each target's facts, or the one-line reason it could not be probed: one ansible-playbook
+    run (through ansible-runner) over the targets' inventory, or an implicit one made from them."""
+    import ansible_runner  # noqa: PLC0415 - only validate reaches hosts
+
+    inventory = targets[0].inventory
+    with tempfile.TemporaryDirectory(prefix="ecrkit-validate-") as work:
+        data = Path(work)
+        (data / "library").mkdir()
+        (data / "library" / f"{MODULE}.py").symlink_to(PROBE.resolve())
+        (data / "validate.yml").write_text(PLAY)
+        if inventory:
+            names = [t.name for t in targets]
+            sources = [str(Path(inventory).resolve()) if Path(inventory).exists() else inventory]
+        else:  # [user@]host[:port] is no inventory name: each host gets one
+            names = [f"host{i}" for i in range(len(targets))]
+            implicit = {"all": {"hosts": {n: _connection(t) for n, t in zip(names, targets, strict=True)}}}
+            (data / "hosts.json").write_text(json.dumps(implicit))
+            sources = [str(data / "hosts.json")]
+        (data / "limit").write_text("".join(f"{name}\n" for name in names))
+        probe = {
+            name: probe_args(t.registries, t.services, t.users, t.runners, t.tasks)
+            for name, t in zip(names, targets, strict=True)
+        }
+        configured = _ansible_settings("HOST_KEY_CHECKING", "DEFAULT_FORKS")
+        origin = configured["DEFAULT_FORKS"][1]
+        env = {
+            "ANSIBLE_LIBRARY": os.pathsep.join(
+                [str(data / "library"), *filter(None, [os.environ.get("ANSIBLE_LIBRARY")])]
+            ),
+            # ansible-runner turns host key checking off unless told: keep what Ansible's configuration says.
+            "ANSIBLE_HOST_KEY_CHECKING": str(configured["HOST_KEY_CHECKING"][0]),
+            "ANSIBLE_TIMEOUT": os.environ.get("ANSIBLE_TIMEOUT", str(SSH_TIMEOUT)),
+            "ANSIBLE_NOCOLOR": "1",
+            # ansible-runner runs `ansible-playbook` from the PATH: this Python's, activated or not.
+            "PATH": os.pathsep.join(
+                [str(Path(_ansible_command("ansible-playbook")).parent), os.environ.get("PATH", "")]
+            ),
+        }
+        runner = ansible_runner.run(
+            private_data_dir=work,
+            project_dir=os.getcwd(),  # ansible-playbook runs here: the user's ansible.cfg, as from a shell
+            playbook=str(data / "validate.yml"),
+            inventory=sources,
+            limit=f"@{data / 'limit'}",
+            extravars={"__ecrkit_probe": probe},
+            cmdline=f"--vault-password-file {shlex.quote(vault_password_file)}" if vault_password_file else None,
+            envvars=env,
+            # Ansible's forks when the user set them; else as many as FORKS, not Ansible's default of 5.
+            forks=None if origin != "default" else max(1, min(FORKS, len(names))),
+            quiet=True,
+            fact_cache_type="",  # the user's fact cache, not ansible-runner's (interpreters found stay found)
+            suppress_env_files=True,
+        )
+        outcomes: dict[str, ProbeResult | str] = {}
+        for event in runner.events:
+            kind, event_data = event.get("event"), event.get("event_data", {})
+            if event_data.get("task_action") != MODULE or kind not in EVENT_OUTCOMES:
+                continue
+            result = event_data.get("res", {})
+            outcomes[event_data["host"]] = result if kind == "runner_on_ok" else cause(result)
+        if len(outcomes) < len(names):  # hosts Ansible never ran the probe for: its own error says why
+            said = _first_error(f"{runner.stdout.read()}\n{runner.stderr.read() if runner.stderr else ''}")
+            why = f"Ansible did not run the probe: {said or f'ansible-playbook exited {runner.rc}'}"
+            outcomes = {name: outcomes.get(name, why) for name in names}
+        return [outcomes[name] for name in names]
+
+
+EVENT_OUTCOMES = ("runner_on_ok", "runner_on_failed", "runner_on_unreachable")
+
+
+def _first_error(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith(("[ERROR]", "ERROR!"))]
+    return (errors or lines or [""])[0]
+
+
+def _ansible_settings(*names: str) -> dict[str, tuple[Any, str]]:
+    """Settings as Ansible's configuration gives them (environment, ansible.cfg, default), each
+    with where it came from ("default" when nobody set it)."""
     try:
-        facts = run_probe(target)
-    except (OSError, ValueError) as exc:
-        return Report(target.name, unreachable=str(exc) or type(exc).__name__)
-    return Report(target.name, judge(facts, target.registries))
+        from ansible.config.manager import ConfigManager  # noqa: PLC0415
+    except ImportError:  # ansible-core is a dependency; an environment without it gets the command's message
+        raise EcrkitError(
+            f"validate reaches hosts through Ansible, which {sys.executable} cannot import: pip install ansible-core"
+        ) from None
+    manager = ConfigManager()
+    return {name: manager.get_config_value_and_origin(name) for name in names}
 
 
-def validate_all(targets: Sequence[Target], progress: Callable[[Report], None] = lambda _: None) -> list[Report]:
-    """Probe every target in parallel; reports in the targets' order."""
-    with ThreadPoolExecutor(max_workers=max(1, min(16, len(targets)))) as pool:
-        futures = [pool.submit(validate, target) for target in targets]
-        for future in as_completed(futures):
-            progress(future.result())
-        return [future.result() for future in futures]
+def _connection(target: Target) -> dict[str, Any]:
+    """A host given as [user@]host[:port], as an implicit inventory's variables: over Ansible's ssh
+    connection, so OpenSSH reads ~/.ssh/config (Host aliases, User, Port, IdentityFile, ProxyJump,
+    ProxyCommand) and known_hosts. The probe acts as each consumer's user: a login other than
+    root becomes root (sudo without a password)."""
+    if target.connection == "local":
+        return {"ansible_connection": "local", "ansible_become": False, "ansible_python_interpreter": sys.executable}
+    variables: dict[str, Any] = {"ansible_connection": "ssh", "ansible_host": target.address}
+    if target.port is not None:
+        variables["ansible_port"] = target.port
+    if target.user:
+        variables["ansible_user"] = target.user
+    variables["ansible_become"] = login_user(target) != "root"
+    return variables
 
 
-# -- what each host should have --------------------------------------------------------------
+def login_user(target: Target) -> str:
+    """The user OpenSSH logs in as: the one given, else ~/.ssh/config's User for the host, else ours."""
+    if target.user:
+        return target.user
+    ssh = shutil.which("ssh")
+    if target.connection == "ssh" and target.address and ssh:
+        port = ["-p", str(target.port)] if target.port is not None else []
+        shown = subprocess.run([ssh, "-G", *port, target.address], capture_output=True, text=True, check=False)
+        for line in shown.stdout.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "user" and value:
+                return value
+    return getpass.getuser()
 
 
-def special_consumers(
-    variables: Mapping[str, Any], groups: Iterable[str]
-) -> tuple[dict[str, str], list[dict[str, str]]]:
-    """The consumers a host's groups add, judged as their real consumer reads its credentials:
-    a runner manager's service through config.toml (the path given, else the probe finds it),
-    and a Marathon agent's tasks through the archive they fetch (as ecrkit_task_user)."""
-    groups = set(groups)
-    runners: dict[str, str] = {}
-    tasks: list[dict[str, str]] = []
-    if RUNNER_GROUP in groups and not variables.get("gitlab_runner_ecr_container"):  # a container has no unit
-        service = _variable(variables, "gitlab_runner_ecr_service")
-        runners[service] = str(variables.get("gitlab_runner_ecr_config_path") or "")
-    if AGENT_GROUP in groups:
-        tasks.append({
-            "task": _variable(variables, "marathon_agent_ecr_service"),
-            "archive": _variable(variables, "marathon_agent_ecr_docker_tar_path"),
-            "task_user": str(variables.get("ecrkit_task_user") or role_default("ecrkit_task_user")),
-        })  # fmt: skip
-    return runners, tasks
+# What Ansible says when a host cannot be probed (OpenSSH's words, sudo's, the shell's) and the
+# cause it names, first match wins; {line} is the line that matched, {timeout} the connection timeout.
+CAUSES: tuple[tuple[str, str], ...] = (
+    (r"REMOTE HOST IDENTIFICATION HAS CHANGED|Host key for .* has changed",
+     "host key mismatch: the host's key is not the one known_hosts holds for it (Host key verification failed)"),
+    (r"Host key verification failed|No \S+ host key is known",
+     "host key unknown: known_hosts holds no key for the host and host key checking is on ({line})"),
+    (r"timed out during banner exchange",
+     "{where}the host accepted the connection but never answered (no SSH banner within {timeout} s)"),
+    (r"Connection refused", "connection refused: {line}"),
+    (r"Could not resolve hostname|No route to host|Network is unreachable", "unreachable: {line}"),
+    (r"Connection timed out|Operation timed out", "unreachable: no answer within {timeout} s ({line})"),
+    (r"kex_exchange_identification|banner exchange|Bad packet length|Protocol mismatch|invalid format",
+     "not an SSH server: {line}"),
+    (r"Permission denied \(|Too many authentication failures|Authentication failed", "authentication failed: {line}"),
+    (r"Missing (sudo|su|doas) password|a password is required|no (tty|askpass) present",
+     "become needs a password and none was given (ansible_become_password): {line}"),
+    (r"Incorrect (sudo|su|doas) password|incorrect password attempt|Authentication failure",
+     "become refused: the become password was wrong ({line})"),
+    (r"not in the sudoers file|is not allowed to execute|may not run sudo", "become refused: {line}"),
+    (r"python[\d.]*: (not found|No such file or directory)|No python interpreters found|interpreter discovery",
+     "no Python on the host: {line} (install python3, or set ansible_python_interpreter)"),
+    (r"Timeout \(\d+s\) waiting for privilege escalation prompt", "become: {line}"),
+    (r"no vault secrets found", "vault: the inventory holds encrypted values and no vault password was given "
+     "(--vault-password-file, or ANSIBLE_VAULT_PASSWORD_FILE)"),
+    (r"Decryption failed", "vault: the vault password given does not open the inventory's encrypted values"),
+)  # fmt: skip
+# Ansible's and OpenSSH's words around the cause; OpenSSH's "Connection to HOST port PORT timed out".
+WRAPPING = re.compile(
+    r"^(Task failed: |Failed to connect to the host via \S+: |ssh: "
+    r"|Data could not be sent to remote host \"[^\"]*\"\. Make sure this host can be reached over \S+: )+",
+    re.ASCII,
+)
+WHERE = re.compile(r"(?:to|host) (\S+) port (\d+)", re.ASCII)
+# Lines of a traceback or Ansible's wrapping of it, never a cause.
+NOISE = re.compile(r"^(Traceback|File \"|MODULE FAILURE|See stdout/stderr|The full traceback)", re.ASCII)
 
 
-def _variable(variables: Mapping[str, Any], name: str) -> str:
-    """A plain-string variable, with the role's default underneath."""
-    value = variables.get(name)
-    if value is None:
-        value = role_default(name)
-    if not isinstance(value, str) or not value:
-        raise InputError(name, value, "a non-empty string")
-    return value
-
-
-def expected(variables: dict[str, Any], source: str) -> tuple[list[str], list[str], list[str]]:
-    """Registries, services and users from a host's variables, with the roles' defaults underneath."""
-    merged = {**{name: role_default(name) for name in RULE_VARIABLES}, **variables}
-    prefix = "docker_auth_config_"
-    rule = plans.credential_rule(
-        {key: merged[prefix + key] for key in ("registries", "public", "creds_store")},
-        lambda key: f"{source}: {prefix}{key}",
-    )
-    services = merged.get("ecrkit_services") or []
-    if not isinstance(services, list) or not all(isinstance(s, str) and s for s in services):
-        raise InputError(f"{source}: ecrkit_services", services, "a list of systemd unit names")
-    return list(rule.registries), services, list(merged["docker_auth_config_users"])
+def cause(result: Mapping[str, Any]) -> str:
+    """One line naming why a host could not be probed, from Ansible's result: never a traceback."""
+    text = f"{result.get('msg') or ''}\n{result.get('module_stderr') or ''}".replace("\r", "\n")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = [WRAPPING.sub("", line) for line in lines]
+    timeout = os.environ.get("ANSIBLE_TIMEOUT", str(SSH_TIMEOUT))
+    address = next(filter(None, (WHERE.search(line) for line in lines)), None)
+    where = f"{address[1]} port {address[2]}: " if address else ""
+    for pattern, said in CAUSES:
+        line = next((line for line in lines if re.search(pattern, line, re.ASCII)), None)
+        if line is not None:
+            return said.format(line=line, timeout=timeout, where=where)
+    useful = [line for line in lines if not NOISE.match(line) and not line.startswith(" ")]
+    return (useful or ["Ansible gave no reason"])[0]
 
 
 ACCOUNT_GROUP = "ecr_accounts"  # playbooks/ecr.yml's group
 GROUPS_GROUP = "autoscaling_groups"  # playbooks/autoscaling_groups.yml's: Auto Scaling groups, driven through the API
 
 
-def _ansible_inventory() -> str:
-    """Ansible's inventory reader: next to this Python (one virtualenv), else on the PATH."""
-    beside = Path(sys.executable).with_name("ansible-inventory")
-    found = str(beside) if beside.is_file() else shutil.which("ansible-inventory")
+def _ansible_command(name: str) -> str:
+    """An Ansible command (ansible-inventory, ansible-playbook): next to this Python (one
+    virtualenv, activated or not), else on the PATH."""
+    beside = Path(sys.executable).with_name(name)
+    found = str(beside) if beside.is_file() else shutil.which(name)
     if not found:
         raise EcrkitError(
-            "-i: reading an Ansible inventory needs ansible-inventory, found neither next to "
+            f"validate reaches hosts through Ansible and needs {name}, found neither next to "
             f"{sys.executable} nor on the PATH: pip install ansible-core (or ansible) there"
         )
     return found
 
 
-def inventory_targets(inventory: str, patterns: Iterable[str]) -> list[Target]:
+def inventory_targets(inventory: str, patterns: Iterable[str], vault_password_file: str | None = None) -> list[Target]:
     """The hosts of an Ansible inventory (all, or those named or in the groups named)."""
     if "," not in inventory and not Path(inventory).exists():  # "a,b," is Ansible's inline host list
         raise InputError("-i", inventory, "an existing inventory file or directory, or a host list like 'a,b,'")
     listing = subprocess.run(
-        [_ansible_inventory(), "-i", inventory, "--list"],
+        [_ansible_command("ansible-inventory"), "-i", inventory, "--list"]
+        + (["--vault-password-file", vault_password_file] if vault_password_file else []),
         capture_output=True,
         text=True,
         check=False,
@@ -274,6 +330,8 @@ def inventory_targets(inventory: str, patterns: Iterable[str]) -> list[Target]:
         raise InputError("-i", inventory, f"an inventory that parses; ansible-inventory says: {reason}")
     data = json.loads(listing.stdout)
     hostvars: dict[str, dict[str, Any]] = data.get("_meta", {}).get("hostvars", {})
+    # ansible-inventory leaves a host without variables out of hostvars: every host of every group counts.
+    hostvars = {**{name: {} for name in _group_hosts(data, "all")}, **hostvars}
     wanted = list(patterns)
     accounts = {h for g in (ACCOUNT_GROUP, GROUPS_GROUP) for h in _group_hosts(data, g)}  # AWS, not hosts that pull
     names = [name for name in hostvars if name not in accounts]
@@ -287,7 +345,10 @@ def inventory_targets(inventory: str, patterns: Iterable[str]) -> list[Target]:
     if not names:
         raise InputError("-i", inventory, "an inventory with at least one host")
     member = {g: set(_group_hosts(data, g)) for g in (RUNNER_GROUP, AGENT_GROUP)}
-    return [_inventory_target(name, hostvars[name], [g for g, hs in member.items() if name in hs]) for name in names]
+    return [
+        _inventory_target(name, hostvars[name], [g for g, hs in member.items() if name in hs], inventory)
+        for name in names
+    ]
 
 
 def _group_hosts(data: dict[str, Any], group: str) -> list[str]:
@@ -298,23 +359,15 @@ def _group_hosts(data: dict[str, Any], group: str) -> list[str]:
     return hosts
 
 
-def _inventory_target(name: str, variables: dict[str, Any], groups: list[str]) -> Target:
+def _inventory_target(name: str, variables: dict[str, Any], groups: list[str], inventory: str) -> Target:
     registries, services, users = expected(variables, name)
     runners, tasks = special_consumers(variables, groups)
-    connection = variables.get("ansible_connection", "ssh")
-    common = str(variables.get("ansible_ssh_common_args", "")) + " " + str(variables.get("ansible_ssh_extra_args", ""))
-    checking = os.environ.get("ANSIBLE_HOST_KEY_CHECKING", "true").lower() not in ("false", "0", "no")
-    interpreter = str(variables.get("ansible_python_interpreter", ""))
-    key = variables.get("ansible_ssh_private_key_file")  # Ansible expands ~ in it; paramiko does not
+    user = variables.get("ansible_user")
     return Target(
         name=name,
-        connection={"local": "local", PODMAN: "podman", "podman": "podman"}.get(connection, "ssh"),
-        address=str(variables.get("ansible_host", name)),
-        port=int(variables.get("ansible_port", 22)),
-        user=variables.get("ansible_user"),
-        key_file=os.path.expanduser(str(key)) if key else None,
-        strict_host_keys=checking and "StrictHostKeyChecking=no" not in common,
-        python=interpreter if interpreter.startswith("/") else "python3",  # not Ansible's "auto" modes
+        connection=str(variables.get("ansible_connection", "ssh")),
+        user=user if isinstance(user, str) else None,
+        inventory=inventory,
         registries=registries,
         services=services,
         users=users,
@@ -324,21 +377,28 @@ def _inventory_target(name: str, variables: dict[str, Any], groups: list[str]) -
 
 
 def ssh_target(spec: str) -> Target:
-    """`[user@]host[:port]`, reached with the SSH agent or default keys."""
+    """`[user@]host[:port]`, reached as OpenSSH reaches it (~/.ssh/config, the SSH agent, default keys)."""
     user, _, rest = spec.rpartition("@")
     host, colon, port = rest.partition(":")
     if not host:
         raise InputError("HOST", spec, "[user@]host[:port]")
-    number = validate_port(port, f"HOST {spec}: port") if colon else 22
+    number = validate_port(port, f"HOST {spec}: port") if colon else None
     return Target(name=spec, connection="ssh", address=host, port=number, user=user or None)
 
 
-def targets_from_arguments(
-    hosts: Sequence[str], inventory: str | None, registries: list[str], services: list[str], users: list[str]
+def targets_from_arguments(  # noqa: PLR0917 - the command line's arguments, in its order
+    hosts: Sequence[str],
+    inventory: str | None,
+    registries: list[str],
+    services: list[str],
+    users: list[str],
+    vault_password_file: str | None = None,
 ) -> list[Target]:
     """The targets the command line names; its --registry/--service/--user replace the inventory's."""
     targets = (
-        inventory_targets(inventory, hosts) if inventory else [ssh_target(h) for h in hosts] or [Target("localhost")]
+        inventory_targets(inventory, hosts, vault_password_file)
+        if inventory
+        else [ssh_target(h) for h in hosts] or [Target("localhost")]
     )
     rule = CredentialRule.build(registries, source="--registry") if registries else None
     for target in targets:
@@ -347,7 +407,7 @@ def targets_from_arguments(
         target.services = services or target.services
         target.users = users or target.users
         if not (target.services or target.users):
-            target.users = [target.user or getpass.getuser()]
+            target.users = [target.user or (login_user(target) if target.connection == "ssh" else getpass.getuser())]
     return targets
 
 
@@ -376,7 +436,10 @@ SEVERITY_STYLE = {
     "error": "[bold red]FAIL[/]",
 }
 SEVERITY_WORD = {"ok": "pass", "note": "note", "warning": "warn", "error": "FAIL"}
-UNREACHABLE_FIX = "check the address, port, user and key; the host needs python3, and sudo for a user other than root"
+UNREACHABLE_FIX = (
+    "the evidence names the cause; reach the host as the validator does to try a fix: "
+    "ansible HOST -i INVENTORY -m ansible.builtin.ping (ssh HOST without an inventory)"
+)
 HEADERS = ("host", "consumer", "check", "result", "evidence (and the fix)")
 
 

@@ -286,7 +286,7 @@ def test_a_mirror_schema_error_never_repeats_a_value(tmp_path: Path) -> None:
 
 def test_ssh_target_takes_ports_1_to_65535() -> None:
     assert ssh_target("root@host:65535").port == 65535
-    assert ssh_target("host").port == 22
+    assert ssh_target("host").port is None  # ~/.ssh/config's Port, else 22
 
 
 def test_a_malformed_inventory_says_it_did_not_parse(tmp_path: Path) -> None:

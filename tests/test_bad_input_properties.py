@@ -252,4 +252,4 @@ def test_validate_hosts_are_parsed_or_refused(spec: str) -> None:
     except InputError as exc:
         assert "HOST" in str(exc)
     else:
-        assert 1 <= target.port <= 65535
+        assert target.port is None or 1 <= target.port <= 65535  # None: ssh_config's Port

@@ -35,7 +35,7 @@ def test_argument_specs_document_the_package_default(name: str) -> None:
     assert spec_default(name) == constants.ROLE_DEFAULTS[name]
 
 
-# ecrkit_task_user belongs to the validate entry point, which has no defaults file: validate.py fills it in.
+# ecrkit_task_user belongs to the validate entry point, which has no defaults file: plans.special_consumers fills it in.
 @pytest.mark.parametrize("name", sorted(set(constants.ROLE_DEFAULTS) - {"ecrkit_task_user"}))
 def test_role_defaults_read_the_package_default(name: str) -> None:
     """defaults/main.yml takes the value from the filter, never a copy of it."""

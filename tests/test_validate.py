@@ -1,7 +1,7 @@
 """`ecrkit validate` and playbooks/validate.yml against a host provisioned by site.yml.
 
-The host is a systemd container reached over SSH (paramiko for the validator, OpenSSH for
-Ansible), with a stand-in gitlab-runner service and, emulated, what EC2 gives a host: keys
+The host is a systemd container reached over SSH (Ansible's ssh connection, for the validator
+and the playbooks alike), with a stand-in gitlab-runner service and, emulated, what EC2 gives a host: keys
 for the stand-in's API in every login's and the service's environment. Each negative control
 breaks one thing, proves the validator names it, and puts it back.
 """
@@ -248,7 +248,9 @@ def test_a_user_other_than_root_probes_through_sudo(host: tuple[Host, Path], tmp
         assert code == 0, failures(report)
         machine.run("rm /etc/sudoers.d/deploy")  # without sudo the probe cannot act as root
         code, report = validate(as_deploy)
-        assert code == 1 and "password is required" in report["hosts"][0]["unreachable"]
+        assert code == 1 and report["hosts"][0]["unreachable"] == (
+            "become needs a password and none was given (ansible_become_password): Missing sudo password"
+        )
     finally:
         machine.run("rm -f /etc/sudoers.d/deploy; userdel -r deploy")
 
@@ -265,7 +267,10 @@ def test_an_unreachable_host_is_reported_and_the_others_are_still_judged(
     code, report = validate(both)
     assert code == 1
     by_host = {h["host"]: h for h in report["hosts"]}
-    assert by_host["gone"]["unreachable"] and not by_host["gone"]["passed"]
+    assert (
+        by_host["gone"]["unreachable"] == "connection refused: connect to host 127.0.0.1 port 22199: Connection refused"
+    )
+    assert not by_host["gone"]["passed"]
     assert [h["passed"] for name, h in by_host.items() if name != "gone"] == [True]
 
 

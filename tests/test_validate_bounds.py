@@ -1,6 +1,7 @@
 """Every wait of `ecrkit validate` is bounded and named: a helper that never answers, a host
-whose SSH port accepts and stays silent. (tests/test_validate.py stops the stand-in's API for
-the whole path: SSH, the probe, the real helper, the judge.)"""
+whose SSH port accepts and stays silent (Ansible's ssh connection: OpenSSH's ConnectTimeout).
+(tests/test_validate.py stops the stand-in's API for the whole path: SSH, the probe, the real
+helper, the judge.)"""
 
 from __future__ import annotations
 
@@ -80,5 +81,5 @@ def test_a_port_nothing_listens_on_is_named_at_once() -> None:
         port = int(free.getsockname()[1])  # bound, not listening: refused
         started = time.monotonic()
         report = validate(Target("gone", connection="ssh", address="127.0.0.1", port=port, user="root"))
-    assert report.unreachable == f"cannot connect to 127.0.0.1 port {port}: Connection refused"
+    assert report.unreachable == f"connection refused: connect to host 127.0.0.1 port {port}: Connection refused"
     assert time.monotonic() - started < SSH_TIMEOUT
