@@ -77,7 +77,10 @@ lint: venv deps
 	ruff format --check ecrkit plugins scripts tests bench molecule roles tools
 	mypy
 	yamllint --strict .
-	ansible-lint --profile production
+	@# A HOME of its own: ansible-lint puts ~/.ansible/collections before the checkout, where any ecrkit.ecr
+	@# installed there (an older one) would be linted instead of this one.
+	@mkdir -p .cache/lint-home
+	HOME=$(CURDIR)/.cache/lint-home ansible-lint --profile production
 	python tools/role_docs.py --check
 	antsibull-docs lint-collection-docs --plugin-docs .
 
