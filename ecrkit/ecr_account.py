@@ -564,6 +564,21 @@ class Change:
         return f"{self.action} {self.kind} {self.name}"
 
 
+def module_result(changes: list[Change], drift: list[str]) -> dict[str, Any]:
+    """What a module that declares AWS resources returns (ecrkit.ecr.ecr_registry, autoscaling_group):
+    each change, the drift it reports, and a diff of every change's before and after."""
+
+    def text(side: str) -> str:
+        return "".join(f"{change}: {json.dumps(getattr(change, side), sort_keys=True)}\n" for change in changes)
+
+    return {
+        "changed": bool(changes),
+        "changes": [str(change) for change in changes],
+        "drift": drift,
+        "diff": {"before": text("before"), "after": text("after")},
+    }
+
+
 def sync(
     ecr: Any, secrets: Any, planned: Mapping[str, Any], *, purge: bool, check: bool
 ) -> tuple[list[Change], list[str]]:

@@ -88,8 +88,7 @@ drift:
   sample: ["auto scaling group gitlab-jobs: scaling policy 'cpu'; the runner does the scaling"]
 """
 
-import json  # noqa: E402 - Ansible modules put DOCUMENTATION first
-from typing import Any  # noqa: E402
+from typing import Any  # noqa: E402 - Ansible modules put DOCUMENTATION first
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
@@ -108,7 +107,7 @@ def main() -> None:
         import boto3  # noqa: PLC0415 - reported as a module failure, not a traceback
         import botocore.exceptions  # noqa: PLC0415
 
-        from ecrkit import job_hosts  # noqa: PLC0415
+        from ecrkit import ecr_account, job_hosts  # noqa: PLC0415
     except ImportError as exc:
         module.fail_json(
             msg=f"needs boto3 and ecrkit in ansible_python_interpreter ({exc}); use ansible_playbook_python"
@@ -125,17 +124,9 @@ def main() -> None:
     except botocore.exceptions.ClientError as exc:
         module.fail_json(msg=f"EC2 / Auto Scaling: {exc}", error=exc.response.get("Error", {}))
 
-    def text(side: str) -> str:
-        return "".join(f"{change}: {json.dumps(getattr(change, side), sort_keys=True)}\n" for change in changes)
-
     for message in drift:
         module.warn(message)
-    module.exit_json(
-        changed=bool(changes),
-        changes=[str(change) for change in changes],
-        drift=drift,
-        diff={"before": text("before"), "after": text("after")},
-    )
+    module.exit_json(**ecr_account.module_result(changes, drift))
 
 
 if __name__ == "__main__":

@@ -94,9 +94,7 @@ drift:
   sample: []
 """
 
-import json  # noqa: E402 - Ansible modules put DOCUMENTATION first
-
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402 - Ansible modules put DOCUMENTATION first
 
 
 def main() -> None:
@@ -131,17 +129,9 @@ def main() -> None:
     except botocore.exceptions.ClientError as exc:
         module.fail_json(msg=f"ECR: {exc}", error=exc.response.get("Error", {}))
 
-    def text(side: str) -> str:
-        return "".join(f"{change}: {json.dumps(getattr(change, side), sort_keys=True)}\n" for change in changes)
-
     for message in drift:
         module.warn(message)
-    module.exit_json(
-        changed=bool(changes),
-        changes=[str(change) for change in changes],
-        drift=drift,
-        diff={"before": text("before"), "after": text("after")},
-    )
+    module.exit_json(**ecr_account.module_result(changes, drift))
 
 
 if __name__ == "__main__":
