@@ -227,7 +227,7 @@ class Plan:
 
 SSM_SCHEME = "ssm:"
 # A Parameter Store name: hierarchical (/a/b, up to 15 levels) or plain; letters, digits and _.- (AWS's rule).
-SSM_NAME = re.compile(r"/?[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+){0,14}")
+SSM_NAME = re.compile(r"\A/?[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+){0,14}\Z", re.ASCII)
 SSM_ACCEPTED = "ssm:/NAME (a Parameter Store parameter: letters, digits, _ . - and / between levels)"
 
 
