@@ -84,11 +84,13 @@ class StandIn:
     # -- what tests and users need -------------------------------------------------------
 
     def run(
-        self, argv: Iterable[str], env: Mapping[str, str] | None = None, **kwargs: Any
+        self, argv: Iterable[str], env: Mapping[str, str] | None = None, netns: str = "", **kwargs: Any
     ) -> subprocess.CompletedProcess[str]:
-        """Run a command inside the stand-in's mount namespace, where the ECR names resolve."""
+        """Run a command inside the stand-in's mount namespace, where the ECR names resolve (and
+        in the network namespace `netns`, e.g. an IMDS stand-in's host, if given)."""
+        network = ["ip", "netns", "exec", netns] if netns else []
         return subprocess.run(
-            ["nsenter", f"--target={self._holder_pid()}", "--mount", "--", *argv],
+            [*network, "nsenter", f"--target={self._holder_pid()}", "--mount", "--", *argv],
             env=dict(env) if env is not None else self.client_env(),
             capture_output=True,
             text=True,
@@ -439,7 +441,11 @@ def _imds_refusal(state: Path, environ: dict[str, Any]) -> str | None:
     match = re.search(r"Credential=([A-Z0-9]+)/", environ.get("HTTP_AUTHORIZATION", ""))
     if match is None or not match.group(1).startswith(ISSUED_KEY_PREFIX):
         return None
-    return credential_refusal(state / IMDS_STATE, match.group(1), environ.get("HTTP_X_AMZ_SECURITY_TOKEN", ""))
+    key = match.group(1)
+    refused = credential_refusal(state / IMDS_STATE, key, environ.get("HTTP_X_AMZ_SECURITY_TOKEN", ""))
+    with open(state / IMDS_STATE / "keys-used", "a") as used:  # which keys callers came with, and the answer
+        used.write(f"{key} {'refused' if refused else 'accepted'}\n")
+    return refused
 
 
 def _refuse(environ: dict[str, Any], start_response: Callable[..., Any], code: str, message: str) -> Iterable[bytes]:

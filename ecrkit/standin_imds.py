@@ -32,6 +32,7 @@ namespace: 169.254.169.254 exists only inside these. Needs root (`ip netns`).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import secrets
@@ -58,6 +59,7 @@ MAX_TOKEN_TTL = 21600
 ISSUED_KEY_PREFIX = "ASIAIMDS"  # keys the API checks against issued.json (20 characters, as AWS's)
 DEFAULT_TTL = 64  # what Linux gives every other answer (net.ipv4.ip_default_ttl)
 HTTP_TOKENS = ("required", "optional")
+CLONE_NEWNET = 0x40000000
 
 
 @dataclass(frozen=True)
@@ -160,10 +162,19 @@ def _handler(service: _Service) -> type[BaseHTTPRequestHandler]:
             with open(service.state / "requests.log", "a") as log:
                 log.write(f"{time.time():.3f} {self.client_address[0]} {format % args}\n")
 
-        def _send(self, code: int, body: str = "", content_type: str = "text/plain", ttl: int = DEFAULT_TTL) -> None:
+        def _send(
+            self,
+            code: int,
+            body: str = "",
+            content_type: str = "text/plain",
+            ttl: int = DEFAULT_TTL,
+            headers: Mapping[str, str] | None = None,
+        ) -> None:
             self.connection.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
             data = body.encode()
             self.send_response(code)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
@@ -189,7 +200,8 @@ def _handler(service: _Service) -> type[BaseHTTPRequestHandler]:
                 service.tokens[token] = time.time() + int(ttl_text)
             # The hop limit: this answer (and every packet after it on this connection) dies after
             # `hop_limit` routers.
-            self._send(200, token, ttl=settings.hop_limit)
+            # The SDKs read the token's lifetime from the answer's header, as IMDS sends it.
+            self._send(200, token, ttl=settings.hop_limit, headers={TOKEN_TTL_HEADER: ttl_text})
 
         def do_GET(self) -> None:
             settings = read_settings(service.state)
@@ -255,6 +267,46 @@ def serve(state: Path, address: str = IMDS_ADDRESS, port: int = IMDS_PORT) -> No
     server.serve_forever()
 
 
+def relay(netns: str, listen: tuple[str, int], target: tuple[str, int]) -> None:
+    """Accept on `listen` inside the network namespace `netns` and carry each connection to
+    `target` in this process's own namespace: a host's namespace reaches the AWS/ECR stand-in's
+    API (on this machine's loopback) at its own loopback, and nothing else of this machine."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    own = os.open("/proc/self/ns/net", os.O_RDONLY)
+    other = os.open(netns, os.O_RDONLY)
+    if libc.setns(other, CLONE_NEWNET) != 0:
+        raise OSError(ctypes.get_errno(), f"setns {netns}")
+    server = socket.create_server(listen)  # the socket stays in the namespace it was made in
+    if libc.setns(own, CLONE_NEWNET) != 0:
+        raise OSError(ctypes.get_errno(), "setns back")
+    while True:
+        client, _ = server.accept()
+        threading.Thread(target=_carry, args=(client, target), daemon=True).start()
+
+
+def _carry(client: socket.socket, target: tuple[str, int]) -> None:
+    try:
+        upstream = socket.create_connection(target, timeout=10)
+    except OSError:
+        client.close()
+        return
+    upstream.settimeout(None)
+
+    def pump(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    back = threading.Thread(target=pump, args=(upstream, client), daemon=True)
+    back.start()
+    pump(client, upstream)
+    back.join()
+    client.close()
+    upstream.close()
+
+
 # -- the network ---------------------------------------------------------------------------
 
 
@@ -288,6 +340,13 @@ class ImdsStandIn:
     def issued(self) -> dict[str, dict[str, Any]]:
         return issued_credentials(self.state)
 
+    def keys_used(self) -> list[tuple[str, str]]:
+        """(access key, "accepted" or "refused") of each call to the AWS/ECR stand-in's API with
+        credentials this stand-in issued, in order."""
+        path = self.state / "keys-used"
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [(key, answer) for key, _, answer in (line.partition(" ") for line in lines)]
+
     def run(
         self, namespace: str, argv: Iterable[str], timeout: float = 30, env: Mapping[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
@@ -309,7 +368,8 @@ class ImdsStandIn:
 
     def up(self, settings: ImdsSettings | None = None) -> None:
         self.state.mkdir(parents=True, exist_ok=True)
-        (self.state / "issued.json").unlink(missing_ok=True)
+        for stale in ("issued.json", "keys-used"):
+            (self.state / stale).unlink(missing_ok=True)
         self.configure(**asdict(settings or read_settings(self.state)))
         (self.state / "prefix").write_text(self.prefix)
         _ip("netns", "add", self.namespace)
@@ -368,12 +428,37 @@ class ImdsStandIn:
         _ip("-n", self.namespace, "route", "add", f"10.{number}.0.0/24", "via", f"169.254.0.{number + 1}")
         return namespace
 
+    def relay_to(self, host: str, address: str, port: int) -> None:
+        """Make `address:port` of this machine's loopback (the AWS/ECR stand-in's API) reachable at
+        the same address inside the host's namespace, through a relay (`relay`)."""
+        name = f"relay-{host}-{port}"
+        argv = [sys.executable, "-m", "ecrkit.standin_imds", "relay", self.netns_path(host), address, str(port)]
+        log = open(self.state / f"{name}.log", "ab")  # noqa: SIM115 - the relay's, kept open by it
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+        )
+        log.close()
+        (self.state / f"{name}.pid").write_text(str(process.pid))
+        deadline = time.monotonic() + 30
+        probe = ["python3", "-c", f"import socket; socket.create_connection(('{address}', {port}), 1).close()"]
+        while self.run(host, probe).returncode:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"relay to {address}:{port} did not start: {(self.state / f'{name}.log').read_text()}"
+                )
+            time.sleep(0.1)
+
     def down(self) -> None:
-        pidfile = self.state / "server.pid"
-        if pidfile.exists():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(int(pidfile.read_text()), signal.SIGTERM)
-            pidfile.unlink()
+        for pidfile in [self.state / "server.pid", *self.state.glob("relay-*.pid")]:
+            if pidfile.exists():
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(int(pidfile.read_text()), signal.SIGTERM)
+                pidfile.unlink()
         for namespace in [*self.jobs, *self.hosts, self.namespace]:
             subprocess.run(["ip", "netns", "delete", namespace], capture_output=True, check=False)
         self.jobs.clear()
@@ -381,8 +466,11 @@ class ImdsStandIn:
 
 
 def main(argv: list[str]) -> int:
+    if len(argv) == 4 and argv[0] == "relay":
+        relay(argv[1], (argv[2], int(argv[3])), (argv[2], int(argv[3])))
+        return 0
     if len(argv) != 2 or argv[0] != "serve":
-        print("usage: python -m ecrkit.standin_imds serve STATE_DIR", file=sys.stderr)
+        print("usage: python -m ecrkit.standin_imds serve STATE_DIR | relay NETNS ADDRESS PORT", file=sys.stderr)
         return 2
     serve(Path(argv[1]).resolve())
     return 0
