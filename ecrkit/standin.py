@@ -111,26 +111,29 @@ class StandIn:
             env["HOME"] = str(home)
         return env
 
-    def host_options(self) -> list[str]:
+    def host_options(self, network: str = "host") -> list[str]:
         """`podman run` options for a systemd host that pulls from the stand-in as from ECR.
 
-        The host shares the machine's network (the API is on its loopback), maps the API name
-        in its own /etc/hosts, and reaches the stand-in's daemon through the mounted state
-        directory (a directory, not the socket, so a restarted stand-in stays reachable).
+        The host shares the machine's network (the API is on its loopback), or joins `network`
+        (`ns:<path>`: an IMDS stand-in's host namespace, whose loopback reaches the API through a
+        relay), maps the API name in its own /etc/hosts, and reaches the stand-in's daemon through
+        the mounted state directory (a directory, not the socket, so a restarted stand-in stays
+        reachable).
         """
         return [
-            "--network=host",
+            f"--network={network}",
             *(f"--add-host={name}:{API_ADDRESS}" for name in API_NAMES),
             f"--volume={self.state}:{HOST_MOUNT}",
             "--volume=/usr/bin/docker:/usr/bin/docker:ro",  # the CLI only; the daemon is the stand-in's
         ]
 
-    def host_env(self) -> dict[str, str]:
-        """What a pull on such a host needs besides ecrkit's work; the keys stand in for an instance role."""
+    def host_env(self, keys: bool = True) -> dict[str, str]:
+        """What a pull on such a host needs besides ecrkit's work; the keys stand in for an instance
+        role (without them, the helper asks IMDS: a host of an IMDS stand-in)."""
         return {
             "DOCKER_HOST": f"unix://{HOST_MOUNT}/{self.docker_socket.name}",
             "AWS_CA_BUNDLE": f"{HOST_MOUNT}/{self.ca.name}",
-            **ROLE_KEYS,
+            **(ROLE_KEYS if keys else {}),
         }
 
     @property

@@ -23,7 +23,8 @@ from ecrkit.errors import EcrkitError, FileFormatError
 from ecrkit.hoststate import version_from
 from ecrkit.output import print_rows
 from ecrkit.renderers.docker_config import parse
-from ecrkit.standin import API_HOST, REGISTRY_HOST, StandIn
+from ecrkit.standin import API_ADDRESS, API_HOST, REGISTRY_HOST, StandIn
+from ecrkit.standin_imds import ImdsStandIn
 from ecrkit.validate import ACCOUNT_GROUP, inventory_targets, print_report, validate_all
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -272,13 +273,28 @@ def install_runner_stand_in(host: Host, binary: str = "/usr/bin/gitlab-runner", 
         host.run(f"echo {version} > {RUNNER_STAND_IN_VERSION}")
 
 
-def give_stand_in_role(host: Host, stand_in: StandIn, services: Iterable[str] = ()) -> None:
+def start_ec2_hosts(names: Iterable[str], stand_in: StandIn, imds: ImdsStandIn, image: str = BASE_IMAGE) -> list[Host]:
+    """Systemd hosts standing for EC2 instances: each in a host namespace of the IMDS stand-in
+    (`imds`, up), where 169.254.169.254 is its instance metadata and its loopback reaches the
+    stand-in's API through a relay. No keys are planted: give them `give_stand_in_role(...,
+    keys=False)`, and the helper's credentials come from the instance role."""
+    hosts = []
+    for name in names:
+        namespace = imds.add_host(name)
+        imds.relay_to(namespace, API_ADDRESS, 443)
+        network = f"ns:{imds.netns_path(namespace)}"
+        hosts += start_hosts([name], options=stand_in.host_options(network), image=image)
+    return hosts
+
+
+def give_stand_in_role(host: Host, stand_in: StandIn, services: Iterable[str] = (), keys: bool = True) -> None:
     """What an EC2 host gets from outside ecrkit, emulated: an instance role (here keys for the
-    stand-in, with its CA) in every login's and every named service's environment, and the
-    services themselves (stand-ins for gitlab-runner or the Mesos agent, which cannot run here;
-    a gitlab-runner comes registered, with its config.toml).
+    stand-in, with its CA; with `keys` false only the CA: a host of `start_ec2_hosts`, whose
+    role is IMDS's) in every login's and every named service's environment, and the services
+    themselves (stand-ins for gitlab-runner or the Mesos agent, which cannot run here; a
+    gitlab-runner comes registered, with its config.toml).
     """
-    role = "\n".join(f"{key}={value}" for key, value in stand_in.host_env().items()) + "\n"
+    role = "\n".join(f"{key}={value}" for key, value in stand_in.host_env(keys).items()) + "\n"
     host.run(f"printf '%s' '{role}' > /etc/environment")
     for name in services:
         unit = f"/etc/systemd/system/{name}.service"

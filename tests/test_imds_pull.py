@@ -16,6 +16,7 @@ import pytest
 from ecrkit.checks import diagnose_helper_log
 from ecrkit.standin import API_ADDRESS, REGISTRY_HOST, StandIn
 from ecrkit.standin_imds import ImdsSettings, ImdsStandIn
+from ecrkit.testbed import Host, give_stand_in_role, podman, remove_hosts, start_ec2_hosts
 from tests.conftest import TestedHelper
 
 pytestmark = [
@@ -80,3 +81,32 @@ def test_a_host_without_a_role_cannot_pull_and_the_log_says_why(
     assert code != 0
     findings = diagnose_helper_log((tmp_path / "ecr-cache" / "log" / "ecr-login.log").read_text())
     assert "helper log: no credentials" in [f.check for f in findings]
+
+
+def test_a_systemd_host_standing_for_an_ec2_instance_pulls_with_its_role(
+    stand_in: StandIn, image: str, tmp_path: Path
+) -> None:
+    """The test bed's host (a podman systemd container) in an IMDS host namespace, no keys
+    planted: the helper on it pulls with the instance role's credentials."""
+    imds = stand_in.imds()
+    name = f"ecrkit-ec2-{os.getpid()}"
+    hosts: list[Host] = []
+    try:
+        imds.up(ImdsSettings(credential_lifetime=LIFETIME))
+        hosts = start_ec2_hosts([name], stand_in, imds)
+        host = hosts[0]
+        give_stand_in_role(host, stand_in, keys=False)
+        assert "AWS_ACCESS_KEY_ID" not in host.read("/etc/environment")
+        podman("cp", str(TestedHelper("sid").path), f"{name}:/usr/local/bin/docker-credential-ecr-login")
+        config = json.dumps({"credHelpers": {REGISTRY_HOST: "ecr-login"}})
+        host.run(f"mkdir -p /root/.docker && printf '%s' '{config}' > /root/.docker/config.json")
+        env = stand_in.host_env(keys=False) | {"AWS_ECR_DISABLE_CACHE": "true"}
+        done = host.run(f"docker pull {image} && docker rmi {image}", env)
+        assert done.returncode == 0, done.stderr
+        assert [answer for _, answer in imds.keys_used()] == ["accepted"]
+        imds.configure(role="")  # negative control: the same host without a role
+        refused = host.run(f"docker pull {image}", env)
+        assert refused.returncode != 0
+    finally:
+        remove_hosts(hosts)
+        imds.down()
