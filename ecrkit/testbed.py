@@ -7,11 +7,15 @@ by Ansible through podman (no SSH). `python -m ecrkit.testbed` is `make run`.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import http.server
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -19,7 +23,9 @@ from pathlib import Path
 
 from rich.console import Console
 
+from ecrkit.constants import HELPER_BINARY, HELPER_VERSION
 from ecrkit.errors import EcrkitError, FileFormatError
+from ecrkit.helper import binary_version
 from ecrkit.hoststate import version_from
 from ecrkit.output import print_rows
 from ecrkit.renderers.docker_config import parse
@@ -318,6 +324,68 @@ def give_stand_in_role(host: Host, stand_in: StandIn, services: Iterable[str] = 
             host.run("chmod 0600 /etc/gitlab-runner/config.toml")
 
 
+HELPERS_DIR = ROOT / ".cache" / "helpers"  # what `make helpers` fetched: <suite>/docker-credential-ecr-login
+
+
+class ReleaseMirror:
+    """The official release bucket's layout on loopback (`<version>/linux-amd64/<binary>` and
+    `.sha256` in sha256sum format), holding real helpers (`binaries`), each under the version its
+    binary reports. Counts requests; a version can be given a tampered file."""
+
+    def __init__(self, root: Path, binaries: Iterable[Path]) -> None:
+        self.root = root
+        self.requests: list[str] = []
+        self.versions: list[str] = []
+        for binary in binaries:
+            version = binary_version(str(binary))
+            self.versions.append(version)
+            self.publish(version, binary.read_bytes())
+        mirror = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def do_GET(self) -> None:
+                mirror.requests.append(self.path)
+                super().do_GET()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: Handler(*a, directory=str(root)))
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def publish(self, version: str, binary: bytes, checksum: str | None = None) -> str:
+        """Put a release in place; `checksum` (default: the binary's) is what its .sha256 says."""
+        directory = self.root / version / "linux-amd64"
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / HELPER_BINARY).write_bytes(binary)
+        digest = checksum or hashlib.sha256(binary).hexdigest()
+        (directory / f"{HELPER_BINARY}.sha256").write_text(f"{digest}  {HELPER_BINARY}\n")
+        return digest
+
+    def downloads(self, version: str) -> int:
+        return self.requests.count(f"/{version}/linux-amd64/{HELPER_BINARY}")
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+def release_mirror() -> ReleaseMirror:
+    """The release bucket's mirror for `make run`, holding the helpers `make helpers` fetched,
+    among them the version ecrkit installs by default."""
+    binaries = sorted(HELPERS_DIR.glob(f"*/{HELPER_BINARY}"))
+    root = STAND_IN_STATE.parent / "releases"
+    shutil.rmtree(root, ignore_errors=True)
+    mirror = ReleaseMirror(root, binaries)
+    if HELPER_VERSION not in mirror.versions:
+        mirror.close()
+        raise HostSetupError(
+            f"{HELPERS_DIR} holds no helper {HELPER_VERSION} (ecrkit's default, which make run installs from a "
+            f"mirror of the release bucket), only {mirror.versions or 'none'}: run `make helpers`"
+        )
+    return mirror
+
+
 def remove_hosts(hosts: Iterable[Host]) -> None:
     for host in hosts:
         podman("rm", "-f", "-t", "0", host.name, check=False)
@@ -501,6 +569,7 @@ def run(keep: bool = False) -> int:
     stand_in = StandIn(STAND_IN_STATE)
     steps = Steps(6)
     console = Console()
+    mirror = release_mirror()
     try:
         with steps.step("starting the stand-in for AWS and ECR and pushing an image to it"):
             stand_in.up()
@@ -515,9 +584,14 @@ def run(keep: bool = False) -> int:
             for host in (h for h in hosts if h.name in groups.get("workstations", [])):
                 host.run("mkdir -p /root/.aws && printf '[default]\\nregion = us-east-1\\n' > /root/.aws/config")
         with steps.step("applying site.yml with --diff (the account through the stand-in's API, then the hosts)"):
+            # What users get: ecrkit's default install method and helper version, downloaded by
+            # each host from the test bed's mirror of the release bucket.
+            release = [f"ecr_credential_helper_release_base_url={mirror.base_url}"]
+            release += ["ecr_credential_helper_install_method=release"]
             result = ansible_playbook(
-                "-i", str(LOCAL_INVENTORY), "site.yml", "--diff", env=stand_in.controller_env(), capture=False
-            )
+                "-i", str(LOCAL_INVENTORY), *(f"--extra-vars={pair}" for pair in release), "site.yml", "--diff",
+                env=stand_in.controller_env(), capture=False,
+            )  # fmt: skip
             if result.returncode != 0:
                 return result.returncode
             title = "What ecrkit declared in the stand-in's ECR account, read back through its API"
@@ -532,6 +606,7 @@ def run(keep: bool = False) -> int:
     finally:
         with steps.step("keeping the hosts and the stand-in (make clean-hosts removes them)" if keep else
                         "removing the hosts and stopping the stand-in (make run KEEP=1 keeps them)"):  # fmt: skip
+            mirror.close()
             if not keep:
                 destroy(names, stand_in)
     print("every host pulled and passed validation" if passed else "FAILED: see the tables above", flush=True)
