@@ -23,7 +23,16 @@ from typing import Any, Literal
 
 from ecrkit.constants import HELPER_BINARY
 from ecrkit.helper import parse_version
-from ecrkit.probe import ConfigSummary, ConsumerFacts, GetResult, ListResult, ProbeResult, RunnerEntry
+from ecrkit.probe import (
+    ConfigSummary,
+    ConsumerFacts,
+    GetResult,
+    ImdsFacts,
+    JobImdsFacts,
+    ListResult,
+    ProbeResult,
+    RunnerEntry,
+)
 
 Severity = Literal["ok", "note", "warning", "error"]  # only "error" fails a host
 HELPER = HELPER_BINARY
@@ -191,11 +200,16 @@ def probe_args(
     users: Iterable[str],
     runners: Mapping[str, str] | None = None,
     tasks: Sequence[Mapping[str, str]] = (),
+    *,
+    imds: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What the probe needs to gather the facts that `judge` reasons about.
 
     `runners`: GitLab Runner manager units and their config.toml ("": the probe finds it);
-    `tasks`: Mesos agents' tasks, {"task": AGENT_UNIT, "archive": PATH, "task_user": NAME}.
+    `tasks`: Mesos agents' tasks, {"task": AGENT_UNIT, "archive": PATH, "task_user": NAME};
+    `imds`: for a host whose credentials come from its instance role, {"job_command": ARGV} with
+    the start of a command that runs in its job network (a job host, or a runner manager whose
+    executor runs jobs on it), or {} to ask the host only.
     """
     runners = dict(runners or {})
     agents = {task["task"] for task in tasks}
@@ -204,7 +218,10 @@ def probe_args(
     consumers: list[dict[str, str]] = [{"service": name, "runner_config": path} for name, path in runners.items()]
     consumers += [{"service": name} for name in services]
     consumers += [{"user": name} for name in users] + [dict(task) for task in tasks]
-    return {"consumers": consumers, "registries": list(registries)}
+    args: dict[str, Any] = {"consumers": consumers, "registries": list(registries)}
+    if imds is not None:
+        args["imds"] = dict(imds)
+    return args
 
 
 def judge(facts: ProbeResult, registries: Iterable[str] = ()) -> list[Finding]:
@@ -216,7 +233,75 @@ def judge(facts: ProbeResult, registries: Iterable[str] = ()) -> list[Finding]:
         subject = f"tasks of {name}" if kind == "task" else f"{kind} {name}"
         checks = _consumer(consumer, expected, facts.get("time"))
         findings += [Finding(f.check, f.severity, f.evidence, f.fix, subject) for f in checks]
+    if "imds" in facts:
+        findings += judge_imds(facts["imds"])
     return findings
+
+
+IMDS_SUBJECT = "instance metadata"
+JOB_SUBJECT = "jobs on this host"
+ROLE_FIX = (
+    "attach an instance profile whose role allows ecr:GetAuthorizationToken (the launch template's "
+    "IamInstanceProfile, or the instance's), and let the host reach 169.254.169.254 (no firewall or proxy for it)"
+)
+HOP_FIX = (
+    "set the response hop limit to 1, so that the token's answer dies at the host's bridge: "
+    "gitlab_runner_ecr_hop_limit for docker+machine, autoscaling_group_hop_limit (the launch template's "
+    "MetadataOptions.HttpPutResponseHopLimit) for docker-autoscaler, or "
+    "`aws ec2 modify-instance-metadata-options --http-put-response-hop-limit 1` for an instance"
+)
+V1_FIX = (
+    "require IMDSv2 (HttpTokens required in the launch template's MetadataOptions, or "
+    "`aws ec2 modify-instance-metadata-options --http-tokens required`): IMDSv1 answers any caller, "
+    "whatever the hop limit"
+)
+
+
+def judge_imds(facts: ImdsFacts) -> list[Finding]:
+    """The host's instance role through IMDS, and whether a job reaches it (seed 001): a job
+    container that reads the role's credentials can use the host's ECR rights and more."""
+    findings: list[Finding] = []
+    role = facts.get("role", "")
+    if not facts.get("answered"):
+        why = f" ({facts['error']})" if facts.get("error") else ""
+        findings.append(
+            Finding("instance role", "error", f"IMDS unreachable: nothing answered at 169.254.169.254{why}", ROLE_FIX)
+        )
+    elif not role:
+        findings.append(Finding("instance role", "error", "no instance role: IMDS answered, naming no role", ROLE_FIX))
+    else:
+        how = "IMDSv2" if facts.get("token") else "IMDSv1 only (no token was given)"
+        findings.append(Finding("instance role", "ok", f"role {role} through {how}"))
+    if facts.get("v1_allowed"):
+        findings.append(Finding("IMDSv1", "warning", "IMDSv1 allowed: a GET without a token is answered", V1_FIX))
+    elif facts.get("answered"):
+        findings.append(Finding("IMDSv1", "ok", "IMDSv2 required: a GET without a token is refused"))
+    job = facts.get("job")
+    if job is not None:
+        findings += [Finding(f.check, f.severity, f.evidence, f.fix, JOB_SUBJECT) for f in _job_exposure(job)]
+    return [Finding(f.check, f.severity, f.evidence, f.fix, f.subject or IMDS_SUBJECT) for f in findings]
+
+
+def _job_exposure(job: JobImdsFacts) -> list[Finding]:
+    if not job.get("ran"):
+        return [
+            Finding(
+                "job reaches instance role",
+                "note",
+                f"the probe could not run in the job network: {job.get('error') or 'no report'}",
+                "give the validator a job command that runs sh and curl in the job network",
+            )
+        ]
+    if job.get("role"):
+        evidence = (
+            f"a job in the job network got an IMDSv2 token and read role {job['role']}: the hop limit is 2 or more"
+        )
+        return [Finding("job reaches instance role", "warning", evidence, HOP_FIX)]
+    if job.get("v1_role"):
+        evidence = f"a job in the job network read role {job['v1_role']} without a token (IMDSv1)"
+        return [Finding("job reaches instance role", "warning", evidence, V1_FIX)]
+    how = "its token's answer did not reach it (hop limit 1)" if not job.get("token") else "it read no role"
+    return [Finding("job reaches instance role", "ok", f"a job in the job network cannot read the role: {how}")]
 
 
 def _consumer(facts: ConsumerFacts, expected: list[str], now: float | None) -> list[Finding]:

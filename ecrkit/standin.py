@@ -23,6 +23,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import ssl
@@ -32,9 +33,12 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ecrkit.standin_ecr import MissingExtra, moto_app, require_extra
+
+if TYPE_CHECKING:
+    from ecrkit.standin_imds import ImdsStandIn
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -67,6 +71,7 @@ HOST_MOUNT = "/run/ecrkit-standin"  # where a test host sees the state directory
 # Held by the process whose stand-in is up: a second one (another test run, make run) waits for
 # it instead of failing on port 443 half-way through its start.
 UP_LOCK = Path("/run/lock/ecrkit-standin.lock")
+IMDS_STATE = "imds"  # the IMDS stand-in's state directory in the stand-in's (ecrkit.standin_imds)
 
 
 class StandIn:
@@ -79,11 +84,13 @@ class StandIn:
     # -- what tests and users need -------------------------------------------------------
 
     def run(
-        self, argv: Iterable[str], env: Mapping[str, str] | None = None, **kwargs: Any
+        self, argv: Iterable[str], env: Mapping[str, str] | None = None, netns: str = "", **kwargs: Any
     ) -> subprocess.CompletedProcess[str]:
-        """Run a command inside the stand-in's mount namespace, where the ECR names resolve."""
+        """Run a command inside the stand-in's mount namespace, where the ECR names resolve (and
+        in the network namespace `netns`, e.g. an IMDS stand-in's host, if given)."""
+        network = ["ip", "netns", "exec", netns] if netns else []
         return subprocess.run(
-            ["nsenter", f"--target={self._holder_pid()}", "--mount", "--", *argv],
+            [*network, "nsenter", f"--target={self._holder_pid()}", "--mount", "--", *argv],
             env=dict(env) if env is not None else self.client_env(),
             capture_output=True,
             text=True,
@@ -104,26 +111,29 @@ class StandIn:
             env["HOME"] = str(home)
         return env
 
-    def host_options(self) -> list[str]:
+    def host_options(self, network: str = "host") -> list[str]:
         """`podman run` options for a systemd host that pulls from the stand-in as from ECR.
 
-        The host shares the machine's network (the API is on its loopback), maps the API name
-        in its own /etc/hosts, and reaches the stand-in's daemon through the mounted state
-        directory (a directory, not the socket, so a restarted stand-in stays reachable).
+        The host shares the machine's network (the API is on its loopback), or joins `network`
+        (`ns:<path>`: an IMDS stand-in's host namespace, whose loopback reaches the API through a
+        relay), maps the API name in its own /etc/hosts, and reaches the stand-in's daemon through
+        the mounted state directory (a directory, not the socket, so a restarted stand-in stays
+        reachable).
         """
         return [
-            "--network=host",
+            f"--network={network}",
             *(f"--add-host={name}:{API_ADDRESS}" for name in API_NAMES),
             f"--volume={self.state}:{HOST_MOUNT}",
             "--volume=/usr/bin/docker:/usr/bin/docker:ro",  # the CLI only; the daemon is the stand-in's
         ]
 
-    def host_env(self) -> dict[str, str]:
-        """What a pull on such a host needs besides ecrkit's work; the keys stand in for an instance role."""
+    def host_env(self, keys: bool = True) -> dict[str, str]:
+        """What a pull on such a host needs besides ecrkit's work; the keys stand in for an instance
+        role (without them, the helper asks IMDS: a host of an IMDS stand-in)."""
         return {
             "DOCKER_HOST": f"unix://{HOST_MOUNT}/{self.docker_socket.name}",
             "AWS_CA_BUNDLE": f"{HOST_MOUNT}/{self.ca.name}",
-            **ROLE_KEYS,
+            **(ROLE_KEYS if keys else {}),
         }
 
     @property
@@ -150,6 +160,12 @@ class StandIn:
             aws_access_key_id=ROLE_KEYS["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=ROLE_KEYS["AWS_SECRET_ACCESS_KEY"],
         )
+
+    def imds(self, prefix: str | None = None) -> ImdsStandIn:
+        """The IMDS stand-in whose credentials this stand-in's API checks (ecrkit.standin_imds.ImdsStandIn)."""
+        from ecrkit.standin_imds import ImdsStandIn  # noqa: PLC0415 - it imports this module
+
+        return ImdsStandIn(self.state / IMDS_STATE, prefix)
 
     def sso_login(self, home: Path, cache_key: str, start_url: str, sso_region: str, valid_for: int = 3600) -> Path:
         """What `aws sso login` leaves behind: a cached token valid for an hour (or `valid_for`
@@ -378,6 +394,9 @@ def api_app(state: Path) -> Callable[..., Iterable[bytes]]:
     moto = moto_app()
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        refused = _imds_refusal(state, environ)
+        if refused is not None:
+            return _refuse(environ, start_response, "ExpiredTokenException", refused)
         if environ.get("PATH_INFO") == "/federation/credentials":
             time.sleep(ANSWER_DELAY)
             return _role_credentials(state, environ, start_response)
@@ -415,6 +434,36 @@ def api_app(state: Path) -> Callable[..., Iterable[bytes]]:
         return [body]
 
     return app
+
+
+def _imds_refusal(state: Path, environ: dict[str, Any]) -> str | None:
+    """Why keys that the IMDS stand-in issued (ecrkit.standin_imds) are refused: expired, or
+    never issued; None for other keys (moto accepts any)."""
+    from ecrkit.standin_imds import ISSUED_KEY_PREFIX, credential_refusal  # noqa: PLC0415 - it imports this module
+
+    match = re.search(r"Credential=([A-Z0-9]+)/", environ.get("HTTP_AUTHORIZATION", ""))
+    if match is None or not match.group(1).startswith(ISSUED_KEY_PREFIX):
+        return None
+    key = match.group(1)
+    refused = credential_refusal(state / IMDS_STATE, key, environ.get("HTTP_X_AMZ_SECURITY_TOKEN", ""))
+    with open(state / IMDS_STATE / "keys-used", "a") as used:  # which keys callers came with, and the answer
+        used.write(f"{key} {'refused' if refused else 'accepted'}\n")
+    return refused
+
+
+def _refuse(environ: dict[str, Any], start_response: Callable[..., Any], code: str, message: str) -> Iterable[bytes]:
+    """An AWS error in the request's protocol: JSON for ECR's, XML for the query APIs (STS)."""
+    if "json" in environ.get("CONTENT_TYPE", ""):
+        body = json.dumps({"__type": code, "message": message}).encode()
+        content_type = "application/x-amz-json-1.1"
+    else:
+        body = (
+            f'<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type>'
+            f"<Code>{code}</Code><Message>{message}</Message></Error><RequestId>stand-in</RequestId></ErrorResponse>"
+        ).encode()
+        content_type = "text/xml"
+    start_response("400 Bad Request", [("Content-Type", content_type), ("Content-Length", str(len(body)))])
+    return [body]
 
 
 def _role_credentials(state: Path, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:

@@ -7,11 +7,15 @@ by Ansible through podman (no SSH). `python -m ecrkit.testbed` is `make run`.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import http.server
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -19,11 +23,14 @@ from pathlib import Path
 
 from rich.console import Console
 
+from ecrkit.constants import HELPER_BINARY, HELPER_VERSION
 from ecrkit.errors import EcrkitError, FileFormatError
+from ecrkit.helper import binary_version
 from ecrkit.hoststate import version_from
 from ecrkit.output import print_rows
 from ecrkit.renderers.docker_config import parse
-from ecrkit.standin import API_HOST, REGISTRY_HOST, StandIn
+from ecrkit.standin import API_ADDRESS, API_HOST, REGISTRY_HOST, StandIn
+from ecrkit.standin_imds import ImdsStandIn
 from ecrkit.validate import ACCOUNT_GROUP, inventory_targets, print_report, validate_all
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -272,13 +279,28 @@ def install_runner_stand_in(host: Host, binary: str = "/usr/bin/gitlab-runner", 
         host.run(f"echo {version} > {RUNNER_STAND_IN_VERSION}")
 
 
-def give_stand_in_role(host: Host, stand_in: StandIn, services: Iterable[str] = ()) -> None:
+def start_ec2_hosts(names: Iterable[str], stand_in: StandIn, imds: ImdsStandIn, image: str = BASE_IMAGE) -> list[Host]:
+    """Systemd hosts standing for EC2 instances: each in a host namespace of the IMDS stand-in
+    (`imds`, up), where 169.254.169.254 is its instance metadata and its loopback reaches the
+    stand-in's API through a relay. No keys are planted: give them `give_stand_in_role(...,
+    keys=False)`, and the helper's credentials come from the instance role."""
+    hosts = []
+    for name in names:
+        namespace = imds.add_host(name)
+        imds.relay_to(namespace, API_ADDRESS, 443)
+        network = f"ns:{imds.netns_path(namespace)}"
+        hosts += start_hosts([name], options=stand_in.host_options(network), image=image)
+    return hosts
+
+
+def give_stand_in_role(host: Host, stand_in: StandIn, services: Iterable[str] = (), keys: bool = True) -> None:
     """What an EC2 host gets from outside ecrkit, emulated: an instance role (here keys for the
-    stand-in, with its CA) in every login's and every named service's environment, and the
-    services themselves (stand-ins for gitlab-runner or the Mesos agent, which cannot run here;
-    a gitlab-runner comes registered, with its config.toml).
+    stand-in, with its CA; with `keys` false only the CA: a host of `start_ec2_hosts`, whose
+    role is IMDS's) in every login's and every named service's environment, and the services
+    themselves (stand-ins for gitlab-runner or the Mesos agent, which cannot run here; a
+    gitlab-runner comes registered, with its config.toml).
     """
-    role = "\n".join(f"{key}={value}" for key, value in stand_in.host_env().items()) + "\n"
+    role = "\n".join(f"{key}={value}" for key, value in stand_in.host_env(keys).items()) + "\n"
     host.run(f"printf '%s' '{role}' > /etc/environment")
     for name in services:
         unit = f"/etc/systemd/system/{name}.service"
@@ -300,6 +322,68 @@ def give_stand_in_role(host: Host, stand_in: StandIn, services: Iterable[str] = 
                 f"install -d -m 0700 /etc/gitlab-runner && printf '%s' '{config}' > /etc/gitlab-runner/config.toml"
             )
             host.run("chmod 0600 /etc/gitlab-runner/config.toml")
+
+
+HELPERS_DIR = ROOT / ".cache" / "helpers"  # what `make helpers` fetched: <suite>/docker-credential-ecr-login
+
+
+class ReleaseMirror:
+    """The official release bucket's layout on loopback (`<version>/linux-amd64/<binary>` and
+    `.sha256` in sha256sum format), holding real helpers (`binaries`), each under the version its
+    binary reports. Counts requests; a version can be given a tampered file."""
+
+    def __init__(self, root: Path, binaries: Iterable[Path]) -> None:
+        self.root = root
+        self.requests: list[str] = []
+        self.versions: list[str] = []
+        for binary in binaries:
+            version = binary_version(str(binary))
+            self.versions.append(version)
+            self.publish(version, binary.read_bytes())
+        mirror = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def do_GET(self) -> None:
+                mirror.requests.append(self.path)
+                super().do_GET()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: Handler(*a, directory=str(root)))
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def publish(self, version: str, binary: bytes, checksum: str | None = None) -> str:
+        """Put a release in place; `checksum` (default: the binary's) is what its .sha256 says."""
+        directory = self.root / version / "linux-amd64"
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / HELPER_BINARY).write_bytes(binary)
+        digest = checksum or hashlib.sha256(binary).hexdigest()
+        (directory / f"{HELPER_BINARY}.sha256").write_text(f"{digest}  {HELPER_BINARY}\n")
+        return digest
+
+    def downloads(self, version: str) -> int:
+        return self.requests.count(f"/{version}/linux-amd64/{HELPER_BINARY}")
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+def release_mirror() -> ReleaseMirror:
+    """The release bucket's mirror for `make run`, holding the helpers `make helpers` fetched,
+    among them the version ecrkit installs by default."""
+    binaries = sorted(HELPERS_DIR.glob(f"*/{HELPER_BINARY}"))
+    root = STAND_IN_STATE.parent / "releases"
+    shutil.rmtree(root, ignore_errors=True)
+    mirror = ReleaseMirror(root, binaries)
+    if HELPER_VERSION not in mirror.versions:
+        mirror.close()
+        raise HostSetupError(
+            f"{HELPERS_DIR} holds no helper {HELPER_VERSION} (ecrkit's default, which make run installs from a "
+            f"mirror of the release bucket), only {mirror.versions or 'none'}: run `make helpers`"
+        )
+    return mirror
 
 
 def remove_hosts(hosts: Iterable[Host]) -> None:
@@ -485,6 +569,7 @@ def run(keep: bool = False) -> int:
     stand_in = StandIn(STAND_IN_STATE)
     steps = Steps(6)
     console = Console()
+    mirror = release_mirror()
     try:
         with steps.step("starting the stand-in for AWS and ECR and pushing an image to it"):
             stand_in.up()
@@ -499,9 +584,14 @@ def run(keep: bool = False) -> int:
             for host in (h for h in hosts if h.name in groups.get("workstations", [])):
                 host.run("mkdir -p /root/.aws && printf '[default]\\nregion = us-east-1\\n' > /root/.aws/config")
         with steps.step("applying site.yml with --diff (the account through the stand-in's API, then the hosts)"):
+            # What users get: ecrkit's default install method and helper version, downloaded by
+            # each host from the test bed's mirror of the release bucket.
+            release = [f"ecr_credential_helper_release_base_url={mirror.base_url}"]
+            release += ["ecr_credential_helper_install_method=release"]
             result = ansible_playbook(
-                "-i", str(LOCAL_INVENTORY), "site.yml", "--diff", env=stand_in.controller_env(), capture=False
-            )
+                "-i", str(LOCAL_INVENTORY), *(f"--extra-vars={pair}" for pair in release), "site.yml", "--diff",
+                env=stand_in.controller_env(), capture=False,
+            )  # fmt: skip
             if result.returncode != 0:
                 return result.returncode
             title = "What ecrkit declared in the stand-in's ECR account, read back through its API"
@@ -516,6 +606,7 @@ def run(keep: bool = False) -> int:
     finally:
         with steps.step("keeping the hosts and the stand-in (make clean-hosts removes them)" if keep else
                         "removing the hosts and stopping the stand-in (make run KEEP=1 keeps them)"):  # fmt: skip
+            mirror.close()
             if not keep:
                 destroy(names, stand_in)
     print("every host pulled and passed validation" if passed else "FAILED: see the tables above", flush=True)

@@ -9,7 +9,6 @@ import re
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator, Mapping
@@ -22,6 +21,7 @@ from typing import Any
 import boto3
 import pytest
 
+from ecrkit import testbed
 from ecrkit.constants import HELPER_BINARY
 from ecrkit.helper import binary_version
 from ecrkit.standin import StandIn
@@ -187,48 +187,11 @@ def image(stand_in: StandIn) -> str:
     return stand_in.push_image("team/app", "1")
 
 
-class ReleaseMirror:
-    """The official release bucket's layout on loopback (`<version>/linux-amd64/<binary>` and
-    `.sha256` in sha256sum format), holding the real helpers `make helpers` fetched, each under
-    the version its binary reports. Counts requests; a version can be given a tampered file."""
+class ReleaseMirror(testbed.ReleaseMirror):
+    """The test bed's release mirror (ecrkit.testbed.ReleaseMirror), holding the helpers of the matrix."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root
-        self.requests: list[str] = []
-        self.versions: dict[str, TestedHelper] = {}
-        for tested in TESTED_HELPERS:
-            self.versions[tested.version] = tested
-            self.publish(tested.version, tested.path.read_bytes())
-        mirror = self
-
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            def do_GET(self) -> None:
-                mirror.requests.append(self.path)
-                super().do_GET()
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(
-            ("127.0.0.1", free_port()), lambda *a: Handler(*a, directory=str(root))
-        )
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def publish(self, version: str, binary: bytes, checksum: str | None = None) -> str:
-        """Put a release in place; `checksum` (default: the binary's) is what its .sha256 says."""
-        directory = self.root / version / "linux-amd64"
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / HELPER_BINARY).write_bytes(binary)
-        digest = checksum or hashlib.sha256(binary).hexdigest()
-        (directory / f"{HELPER_BINARY}.sha256").write_text(f"{digest}  {HELPER_BINARY}\n")
-        return digest
-
-    def downloads(self, version: str) -> int:
-        return self.requests.count(f"/{version}/linux-amd64/{HELPER_BINARY}")
-
-    def close(self) -> None:
-        self.server.shutdown()
+        super().__init__(root, [tested.path for tested in TESTED_HELPERS])
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from ecrkit.constants import HELPER_VERSION
 from ecrkit.standin import API_ADDRESS, listening
 from ecrkit.testbed import LOCAL_INVENTORY, PODMAN_ENV, ROOT, local_host_groups, podman
 from tests.conftest import run_ecrkit
@@ -79,6 +80,8 @@ def test_the_embedded_default_provisions_pulls_and_validates_every_context() -> 
         assert hosts["ecrkit-agent"]["helper on PATH"] == "/usr/bin/docker-credential-ecr-login"
         assert hosts["ecrkit-runner"]["helper on PATH"] == "/usr/local/bin/docker-credential-ecr-login"
         assert hosts["ecrkit-workstation"]["/root/.docker/config.json"] == "credsStore=ecr-login"
+        # What users get: ecrkit's default helper version, downloaded from the release mirror.
+        assert {hosts[name]["version"] for name in names} == {HELPER_VERSION}
         # Every host pulled a real image through the helper and the config the roles wrote, and
         # every check of the validator passed, for each host's service, tasks and root; all of it
         # readable in a log of 80 columns.

@@ -84,6 +84,14 @@ options:
         so that a converge restarts a service that still runs with an old environment.
     type: list
     elements: str
+  imds:
+    description:
+      - Ask the instance metadata service at 169.254.169.254 from the host (IMDSv2 token, the
+        instance role, whether IMDSv1 answers) and, with C(job_command), from where a job runs.
+      - C(job_command) is the start of a command that runs in the job network, as a job would
+        (for example C(docker run --rm IMAGE), an image with C(sh) and C(curl)); the probe appends
+        C(sh -c SCRIPT). The credentials themselves are never fetched, only the role's name.
+    type: dict
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
@@ -202,6 +210,18 @@ services:
       main_pid: 412
       unit_env: {"AWS_REGION": "eu-west-1"}
       process_env: {"AWS_REGION": "us-east-1"}
+imds:
+  description:
+    - With O(imds), what the host and a job found at 169.254.169.254; C(answered) false when
+      nothing answered in time, C(role) "" when no role is attached.
+  returned: when O(imds) is given
+  type: dict
+  sample:
+    answered: true
+    token: true
+    role: ci-host
+    v1_allowed: false
+    job: {"ran": true, "token": false, "role": "", "v1_role": "", "error": ""}
 """
 
 import base64
@@ -245,6 +265,7 @@ ARGUMENT_SPEC = {
     "consumers": {"type": "list", "elements": "dict"},
     "registries": {"type": "list", "elements": "str"},
     "services": {"type": "list", "elements": "str"},
+    "imds": {"type": "dict"},
 }
 HELPER = "docker-credential-ecr-login"
 SHOWN_ENV = (
@@ -428,6 +449,23 @@ class ServiceState(TypedDict, total=False):
     process_env: dict[str, str] | None  # what its running process started with; None: none, or unreadable
 
 
+class JobImdsFacts(TypedDict, total=False):
+    ran: bool  # the job's command ran (its shell printed its report)
+    token: bool  # it got an IMDSv2 token: the token's answer crossed the hops to it
+    role: str  # the role it read with that token; "" none
+    v1_role: str  # the role it read without a token (IMDSv1); "" none
+    error: str  # why it did not run
+
+
+class ImdsFacts(TypedDict, total=False):
+    answered: bool  # IMDS answered the host (any HTTP status)
+    token: bool  # the host got an IMDSv2 token
+    role: str  # the instance role's name; "" none
+    v1_allowed: bool  # a GET without a token was answered
+    error: str  # what the host's request met when nothing answered
+    job: JobImdsFacts
+
+
 class ProbeResult(TypedDict, total=False):
     """What the probe prints: only the keys asked about are filled."""
 
@@ -439,6 +477,7 @@ class ProbeResult(TypedDict, total=False):
     commands: list[CommandResult]
     consumers: list[ConsumerFacts]
     services: dict[str, ServiceState]  # keyed by unit
+    imds: ImdsFacts
 
 
 def user_entry(name: str) -> UserEntry | None:
@@ -1018,7 +1057,7 @@ def probe(args: dict[str, Any]) -> ProbeResult:
     lists = threading.Barrier(len(specs)) if len(specs) > 1 else None  # every consumer's list, then the gets
     consumers = in_parallel(lambda spec: consumer(spec, registries, lists), specs)
     services = {unit: service_state(unit) for unit in args.get("services") or []}
-    return {
+    result: ProbeResult = {
         "changed": False,
         "time": time.time(),  # the host's clock: how recent its log lines are
         "users": users,
@@ -1028,6 +1067,69 @@ def probe(args: dict[str, Any]) -> ProbeResult:
         "consumers": consumers,
         "services": services,
     }
+    if args.get("imds") is not None:
+        result["imds"] = imds_facts(dict(args["imds"]))
+    return result
+
+
+IMDS = "http://169.254.169.254/latest"
+IMDS_ROLES = IMDS + "/meta-data/iam/security-credentials/"
+IMDS_TIMEOUT = 2
+# What a job runs, in sh: the token (its answer is what the hop limit stops), the role with it, the
+# role without it (IMDSv1). Only the role's name is read, never its credentials.
+JOB_IMDS_SCRIPT = (
+    f"t=$(curl -sf -m {IMDS_TIMEOUT} -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' {IMDS}/api/token); "
+    'if [ -n "$t" ]; then echo token=yes; '
+    f'echo "role=$(curl -sf -m {IMDS_TIMEOUT} -H "X-aws-ec2-metadata-token: $t" {IMDS_ROLES} | head -n 1)"; '
+    "else echo token=no; fi; "
+    f'echo "v1_role=$(curl -sf -m {IMDS_TIMEOUT} {IMDS_ROLES} | head -n 1)"'
+)
+
+
+def imds_request(path: str, method: str = "GET", headers: dict[str, str] | None = None) -> tuple[int, str]:
+    """(HTTP status, body) from the instance metadata service; status 0 and the error when none came."""
+    import urllib.error  # noqa: PLC0415 - only a probe asked about IMDS needs it
+    import urllib.request  # noqa: PLC0415
+
+    request = urllib.request.Request(IMDS + path, method=method, headers=headers or {})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # IMDS is never reached by a proxy
+    try:
+        with opener.open(request, timeout=IMDS_TIMEOUT) as answer:
+            return answer.status, answer.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+    except OSError as exc:
+        return 0, str(getattr(exc, "reason", exc))
+
+
+def imds_facts(spec: dict[str, Any]) -> ImdsFacts:
+    status, token = imds_request("/api/token", "PUT", {"X-aws-ec2-metadata-token-ttl-seconds": "60"})
+    facts: ImdsFacts = {"answered": status != 0, "token": status == 200, "role": "", "v1_allowed": False}
+    if status == 0:
+        facts["error"] = token
+    roles = "/meta-data/iam/security-credentials/"
+    if status == 200:
+        found, role = imds_request(roles, headers={"X-aws-ec2-metadata-token": token})
+        facts["role"] = role.splitlines()[0] if found == 200 and role else ""
+    found, role = imds_request(roles)
+    if found != 0:
+        facts["answered"] = True
+    facts["v1_allowed"] = found in (200, 404)  # 404: answered without a token, but no role
+    if found == 200 and role and not facts["role"]:
+        facts["role"] = role.splitlines()[0]
+    command = list(spec.get("job_command") or [])
+    if command:
+        result = run([*command, "sh", "-c", JOB_IMDS_SCRIPT])
+        lines = dict(line.partition("=")[::2] for line in str(result.get("stdout", "")).splitlines() if "=" in line)
+        job: JobImdsFacts = {
+            "ran": "token" in lines,
+            "token": lines.get("token") == "yes",
+            "role": lines.get("role", "").strip(),
+            "v1_role": lines.get("v1_role", "").strip(),
+            "error": "" if "token" in lines else str(result.get("stderr", "")).strip()[-500:],
+        }
+        facts["job"] = job
+    return facts
 
 
 def script_args() -> dict[str, Any] | None:
