@@ -377,24 +377,24 @@ class ImdsStandIn:
         _ip("-n", self.namespace, "link", "add", "br0", "type", "bridge")
         _ip("-n", self.namespace, "addr", "add", f"{IMDS_ADDRESS}/16", "dev", "br0")
         _ip("-n", self.namespace, "link", "set", "br0", "up")
-        state = [str(self.state)]
-        log = open(self.state / "server.log", "ab")  # noqa: SIM115 - the server's, kept open by it
-        server = subprocess.Popen(
-            ["ip", "netns", "exec", self.namespace, sys.executable, "-m", "ecrkit.standin_imds", "serve", *state],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
-        )
-        log.close()
-        (self.state / "server.pid").write_text(str(server.pid))
+        serve = [sys.executable, "-m", "ecrkit.standin_imds", "serve", str(self.state)]
+        server = self._spawn("server", ["ip", "netns", "exec", self.namespace, *serve])
         deadline = time.monotonic() + 30
         ready = ["curl", "-s", "-o", "/dev/null", "-m", "1", f"http://{IMDS_ADDRESS}/"]
         while self.run(self.namespace, ready).returncode:
             if server.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"IMDS stand-in did not start; its log: {(self.state / 'server.log').read_text()}")
             time.sleep(0.1)
+
+    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+        """A process of the stand-in's, in a session of its own, logging to <name>.log, its pid in <name>.pid."""
+        with open(self.state / f"{name}.log", "ab") as log:  # the child keeps its own copy open
+            process = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+            )  # fmt: skip
+        (self.state / f"{name}.pid").write_text(str(process.pid))
+        return process
 
     def add_host(self, name: str) -> str:
         """A host's network namespace, one link away from IMDS; returns its name."""
@@ -433,17 +433,7 @@ class ImdsStandIn:
         the same address inside the host's namespace, through a relay (`relay`)."""
         name = f"relay-{host}-{port}"
         argv = [sys.executable, "-m", "ecrkit.standin_imds", "relay", self.netns_path(host), address, str(port)]
-        log = open(self.state / f"{name}.log", "ab")  # noqa: SIM115 - the relay's, kept open by it
-        process = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
-        )
-        log.close()
-        (self.state / f"{name}.pid").write_text(str(process.pid))
+        process = self._spawn(name, argv)
         deadline = time.monotonic() + 30
         probe = ["python3", "-c", f"import socket; socket.create_connection(('{address}', {port}), 1).close()"]
         while self.run(host, probe).returncode:
