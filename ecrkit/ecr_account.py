@@ -67,6 +67,8 @@ SCAN_FILTER = re.compile(r"^[a-z0-9*](?:[._\-/a-z0-9*]?[a-z0-9*]+)*\Z", re.ASCII
 SCAN_LIMITS = {"rules": 2, "filters": 100}
 # IAM's names: inline policy names up to 128 characters, role names up to 64.
 IAM_NAME = re.compile(r"^[\w+=,.@-]+\Z", re.ASCII)
+# A role ECR assumes (a pull-through rule's upstream ECR role, a creation template's repository role).
+IAM_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,64}\Z", re.ASCII)
 
 
 def organization_read_policy(organization_id: str) -> str:
@@ -361,12 +363,10 @@ def _rule(entry: object, index: int) -> dict[str, Any]:
     if not isinstance(url, str) or not re.match(r"^[a-z0-9.-]+\.[a-z]{2,}$", url):
         raise InputError(f"{source}.upstream_url", url or None, f"the registry hostname (needed for {upstream})")
     rule: dict[str, Any] = {"ecrRepositoryPrefix": prefix, "upstreamRegistry": upstream, "upstreamRegistryUrl": url}
-    for key, api_key in (
-        ("upstream_repository_prefix", "upstreamRepositoryPrefix"),
-        ("custom_role_arn", "customRoleArn"),
-    ):
-        if options.get(key):
-            rule[api_key] = str(options[key])
+    if options.get("upstream_repository_prefix"):
+        rule["upstreamRepositoryPrefix"] = str(options["upstream_repository_prefix"])
+    if options.get("custom_role_arn") is not None:
+        rule["customRoleArn"] = _role_arn(options["custom_role_arn"], f"{source}.custom_role_arn")
     secret_name = options.get("credential_secret") or f"{SECRET_PREFIX}{prefix}"
     if not isinstance(secret_name, str) or not secret_name.startswith(SECRET_PREFIX) or secret_name == SECRET_PREFIX:
         raise InputError(
@@ -421,6 +421,9 @@ def _template(entry: object, source: str, read_policy: str | None) -> dict[str, 
         "custom_role_arn",
     }
     options = _options(entry, source, allowed)
+    role = options.get("custom_role_arn")
+    if role is not None:
+        role = _role_arn(role, f"{source}.custom_role_arn")
     prefix = options.get("prefix")
     if prefix != "ROOT":
         prefix = validate_cache_prefix(prefix, f"{source}.prefix")
@@ -442,13 +445,32 @@ def _template(entry: object, source: str, read_policy: str | None) -> dict[str, 
         "imageTagMutabilityExclusionFilters": mutability["exclusions"],
         "lifecyclePolicy": lifecycle.policy(options.get("lifecycle"), f"{source}.lifecycle"),
         "repositoryPolicy": policy,
-        "customRoleArn": options.get("custom_role_arn"),
+        "customRoleArn": role,
         "resourceTags": [
             {"Key": str(k), "Value": str(v)} for k, v in _tags(options.get("resource_tags"), source).items()
         ],
     }
     template.update({key: value for key, value in optional.items() if value})
+    # ECR creates the repository with the template's own role when it tags it or encrypts it with a
+    # customer key (ECR user guide, "Creating a repository creation template"); without one, AWS refuses
+    # the repository at the first pull or push, long after this run succeeded.
+    needs_role = [what for what, present in (("resource_tags", template.get("resourceTags")),
+                  ("encryption.kms_key", template["encryptionConfiguration"].get("kmsKey"))) if present]  # fmt: skip
+    if needs_role and not role:
+        raise InputError(
+            f"{source}.custom_role_arn",
+            None,
+            f"the ARN of a role ECR assumes (trusting ecr.amazonaws.com, allowed ecr:CreateRepository, "
+            f"ecr:ReplicateImage, ecr:TagResource and the key's kms:CreateGrant, kms:RetireGrant, kms:DescribeKey): "
+            f"{source} sets {' and '.join(needs_role)}",
+        )
     return template
+
+
+def _role_arn(value: object, source: str) -> str:
+    if not isinstance(value, str) or not IAM_ROLE_ARN.match(value):
+        raise InputError(source, value, "an IAM role ARN such as arn:aws:iam::123456789012:role/ecr-templates")
+    return value
 
 
 def _policy(options: Mapping[str, Any], source: str, read_policy: str | None) -> str | None:
@@ -617,6 +639,16 @@ def _repository_state(ecr: Any, repository: Mapping[str, Any]) -> dict[str, Any]
     return state
 
 
+def _described(ecr: Any, name: str) -> dict[str, Any] | None:
+    """One declared repository, asked for by name: a policy narrowed to the declared repositories (such
+    as `ecrkit render iam-policy --for admin --repository team/*`) grants DescribeRepositories on their
+    ARNs, and AWS evaluates a call that names no repository against repository/*, which it denies."""
+    try:
+        return dict(ecr.describe_repositories(repositoryNames=[name])["repositories"][0])
+    except ecr.exceptions.RepositoryNotFoundException:
+        return None
+
+
 def _encryption_drift(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
     """Whether a repository's encryption differs from the declared one. A key named by alias is compared by type
     alone (ECR records the key's ARN); the AWS-managed key is whatever ECR recorded."""
@@ -629,17 +661,17 @@ def _encryption_drift(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> 
 def _sync_repositories(
     ecr: Any, wanted: list[dict[str, Any]], purge: bool, check: bool
 ) -> tuple[list[Change], list[str]]:
-    existing = {item["repositoryName"]: item for item in _pages(ecr, "describe_repositories", "repositories")}
     changes, drift = [], []
     for item in wanted:
         name = item["name"]
         after = {key: item[key] for key in REPOSITORY_FIELDS}
-        if name not in existing:
+        existing = _described(ecr, name)
+        if existing is None:
             changes.append(Change("repository", name, "create", {}, {**after, "encryption": item["encryption"]}))
             if not check:
                 _create_repository(ecr, item)
             continue
-        current = _repository_state(ecr, existing[name])
+        current = _repository_state(ecr, existing)
         if _encryption_drift(current["encryption"], item["encryption"]):
             drift.append(
                 f"repository {name}: encrypted with {json.dumps(current['encryption'], sort_keys=True)}, declared "

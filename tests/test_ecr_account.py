@@ -621,6 +621,7 @@ def test_bad_archive_rules_are_refused_naming_the_priority(entries: Any, named: 
 # -- encryption, immutability exclusions, replication, scanning: validation --------------------
 
 KEY = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+CREATION_ROLE = "arn:aws:iam::123456789012:role/ecr-repository-creation"
 OTHER = "210987654321"
 
 
@@ -642,6 +643,35 @@ OTHER = "210987654321"
             {"creation_templates": [{"prefix": "hub", "encryption": {"type": "KMS", "kms_key": "alias/ecr"}}]},
             "creation_templates[0].encryption.kms_key",
             "a KMS key ARN",
+        ),
+        (  # AWS refuses the repository at the first pull, unless ECR has a role to tag and encrypt it with
+            {"creation_templates": [{"prefix": "hub", "encryption": {"type": "KMS", "kms_key": KEY}}]},
+            "creation_templates[0].custom_role_arn",
+            "sets encryption.kms_key",
+        ),
+        (
+            {"creation_templates": [{"prefix": "hub", "resource_tags": {"team": "a"}}]},
+            "creation_templates[0].custom_role_arn",
+            "ecr:TagResource",
+        ),
+        (
+            {"creation_templates": [{"prefix": "hub", "resource_tags": {"team": "a"}, "custom_role_arn": "ecr-role"}]},
+            "creation_templates[0].custom_role_arn",
+            "an IAM role ARN",
+        ),
+        (
+            {
+                "pull_through_rules": [
+                    {
+                        "prefix": "hub",
+                        "upstream": "ecr",
+                        "upstream_url": "x.example.com",
+                        "custom_role_arn": "arn:aws:iam::123:role/x",
+                    }
+                ]
+            },
+            "pull_through_rules[0].custom_role_arn",
+            "an IAM role ARN",
         ),
         (
             {"repositories": [{"name": "a/b", "tag_mutability": "IMMUTABLE_WITH_EXCLUSION"}]},
@@ -767,6 +797,8 @@ def test_the_aws_managed_key_on_a_repository_the_organisation_reads_is_refused(
     # Negative controls: the same key without the organisation policy, and a key of one's own with it.
     assert ecr_account.plan(declaration(organization_id="", **{kind: [{**entry, "encryption": encryption}]}))
     own = {**entry, "encryption": {"type": "KMS", "kms_key": KEY}}
+    if kind == "creation_templates":  # ECR creates a template's repositories with the key as this role
+        own["custom_role_arn"] = CREATION_ROLE
     assert ecr_account.plan(declaration(**{kind: [own]}))[kind][0]
 
 
@@ -838,6 +870,7 @@ SETTINGS: dict[str, Any] = {
             "prefix": "team",
             "applied_for": ["REPLICATION"],
             "encryption": {"type": "KMS", "kms_key": KEY},
+            "custom_role_arn": CREATION_ROLE,
             "tag_mutability": "MUTABLE_WITH_EXCLUSION",
             "exclusions": ["release-*"],
         },

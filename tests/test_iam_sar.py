@@ -9,12 +9,14 @@ ships the SAR as an offline database; nothing here touches the network.
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import json
 import re
 from collections.abc import Mapping
 from typing import Any
 
+import boto3
 import pytest
 from policy_sentry.querying.actions import get_action_data, get_actions_for_service
 from policy_sentry.shared import constants
@@ -259,3 +261,88 @@ def test_every_policy_the_ecr_account_role_applies_fits_the_sar(region: str) -> 
     assert statement["Resource"] == repository_arn + "*"  # repositories of the destination registry
     registry_policy = {"Version": "2012-10-17", "Statement": [statement]}
     assert sar_problems(registry_policy, resource_policy=True) == []
+
+
+# -- the calls ecrkit makes, under the policy it renders ---------------------------------------------
+
+
+def request_resources(operation: str, params: Mapping[str, Any], registry: str) -> list[str]:
+    """What IAM evaluates a call against: the repositories it names; for a repository action that names
+    none (a listing), `repository/*`, which AWS's AccessDenied names and a narrowed policy does not match;
+    `*` for an action with no resource type."""
+    if not arn_formats(f"ecr:{operation}"):
+        return ["*"]
+    names = params.get("repositoryNames") or ([params["repositoryName"]] if "repositoryName" in params else [])
+    if names:
+        return [iam_policy.repository_arn(registry, name) for name in names]
+    return [iam_policy.repository_arn(registry, "any").rsplit("/", 1)[0] + "/*"]
+
+
+def refused_calls(calls: list[tuple[str, dict[str, Any]]], document: Mapping[str, Any], registry: str) -> list[str]:
+    """The calls an identity with only `document` would be denied (Allow statements, as ecrkit renders)."""
+
+    def allowed(action: str, resource: str) -> bool:
+        return any(
+            action in _listed(statement["Action"])
+            and any(
+                pattern == "*" or fnmatch.fnmatchcase(resource, pattern) for pattern in _listed(statement["Resource"])
+            )
+            for statement in document["Statement"]
+        )
+
+    return sorted({
+        f"ecr:{operation} on {resource}"
+        for operation, params in calls
+        for resource in request_resources(operation, params, registry)
+        if not allowed(f"ecr:{operation}", resource)
+    })  # fmt: skip
+
+
+REGISTRY = REGISTRIES["aws"]
+NARROWED = iam_policy.render("admin", REGISTRY, ("team/*",))
+
+
+def test_the_call_checker_refuses_a_listing_under_a_narrowed_policy() -> None:
+    """The negative control: ecr_account listed every repository before; AWS denies that to team/*."""
+    listing = [("DescribeRepositories", {})]
+    assert refused_calls(listing, NARROWED, REGISTRY) == [
+        f"ecr:DescribeRepositories on arn:aws:ecr:us-east-1:{ACCOUNT}:repository/*"
+    ]
+    assert refused_calls(listing, iam_policy.render("admin"), REGISTRY) == []
+    assert refused_calls([("GetLifecyclePolicy", {"repositoryName": "other/app"})], NARROWED, REGISTRY) == [
+        f"ecr:GetLifecyclePolicy on arn:aws:ecr:us-east-1:{ACCOUNT}:repository/other/app"
+    ]
+    assert (
+        refused_calls([("DescribeRegistry", {}), ("BatchGetImage", {"repositoryName": "team/a"})], NARROWED, REGISTRY)
+        == []
+    )
+
+
+def test_every_call_the_account_converge_makes_is_granted_by_the_admin_policy_narrowed_to_its_repositories(
+    aws_env: dict[str, str],
+) -> None:
+    """ecr_account's converge (create, update, no change, check mode) as an admin whose policy is
+    `ecrkit render iam-policy --for admin --registry ... --repository team/*`."""
+    session = boto3.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name=aws_env["AWS_REGION"]
+    )
+    ecr = session.client("ecr", endpoint_url=aws_env["AWS_ENDPOINT_URL"])
+    secrets = session.client("secretsmanager", endpoint_url=aws_env["AWS_ENDPOINT_URL"])
+    calls: list[tuple[str, dict[str, Any]]] = []
+    ecr.meta.events.register(
+        "before-parameter-build.ecr", lambda model, params, **_: calls.append((model.name, dict(params)))
+    )
+    lifecycle = [{"expire_untagged": {"days": 14}}]
+    declared = {
+        "region": "us-east-1",
+        "repositories": [{"name": "team/app", "lifecycle": lifecycle}, {"name": "team/tools", "scan_on_push": True}],
+        "pull_through_rules": [{"prefix": "team-public", "upstream": "ecr-public"}],
+        "creation_templates": [{"prefix": "team-public", "lifecycle": lifecycle}],
+        "scanning": {"type": "BASIC", "rules": [{"frequency": "SCAN_ON_PUSH", "filters": ["team/*"]}]},
+    }
+    changed = {**declared, "repositories": [{"name": "team/app", "tag_mutability": "IMMUTABLE"}]}
+    for wanted, check in ((declared, True), (declared, False), (declared, False), (changed, False)):
+        ecr_account.sync(ecr, secrets, ecr_account.plan(wanted), purge=True, check=check)
+    operations = {operation for operation, _ in calls}
+    assert {"DescribeRepositories", "CreateRepository", "PutLifecyclePolicy", "PutImageTagMutability"} <= operations
+    assert refused_calls(calls, NARROWED, REGISTRY) == []
