@@ -304,7 +304,7 @@ NARROWED = iam_policy.render("admin", REGISTRY, ("team/*",))
 
 def test_the_call_checker_refuses_a_listing_under_a_narrowed_policy() -> None:
     """The negative control: ecr_account listed every repository before; AWS denies that to team/*."""
-    listing = [("DescribeRepositories", {})]
+    listing: list[tuple[str, dict[str, Any]]] = [("DescribeRepositories", {})]
     assert refused_calls(listing, NARROWED, REGISTRY) == [
         f"ecr:DescribeRepositories on arn:aws:ecr:us-east-1:{ACCOUNT}:repository/*"
     ]
