@@ -185,7 +185,17 @@ def _add_rule_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 # The options spelled otherwise than `--` + key with dashes, for the plans' errors.
-OPTION_NAMES = {"registries": "--registry", "runners": "--runner", "userdata_path": "--userdata"}
+AUTOSCALER_OPTIONS = ("capacity_per_instance", "max_use_count", "max_instances", "instance_ready_command",
+                      "plugin_config", "connector_config", "policy")  # fmt: skip
+OPTION_NAMES = {
+    "registries": "--registry",
+    "runners": "--runner",
+    "userdata_path": "--userdata",
+    # [runners.autoscaler]'s keys, as _autoscaler takes them from the options
+    **{f"autoscaler.{key}": "--" + key.replace("_", "-") for key in AUTOSCALER_OPTIONS},
+    "autoscaler.plugin": "--autoscaler-plugin",
+    "autoscaler.plugin_config.name": "--autoscaling-group",
+}
 
 
 def _rule_options(args: argparse.Namespace) -> dict[str, Any]:

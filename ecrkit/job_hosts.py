@@ -31,11 +31,10 @@ from ecrkit.constants import HELPER_VERSION, RELEASE_BASE_URL
 from ecrkit.ecr_account import Change
 from ecrkit.errors import InputError
 from ecrkit.renderers import userdata
-from ecrkit.settings import validate_region
+from ecrkit.settings import validate_autoscaling_group, validate_region
 
 Name = plans.Name
 TEMPLATE_NAME = re.compile(r"^[a-zA-Z0-9().\-/_]{3,128}\Z", re.ASCII)  # EC2's pattern and lengths
-GROUP_NAME = re.compile(r"^[^\x00-\x1f:]{1,255}\Z")  # Auto Scaling: 1 to 255 characters; ':' is the ARN's
 IMAGE_ID = re.compile(r"^ami-[0-9a-f]{8,17}\Z", re.ASCII)
 INSTANCE_TYPE = re.compile(r"^[a-z0-9-]+\.[a-z0-9-]+\Z", re.ASCII)
 SECURITY_GROUP = re.compile(r"^sg-[0-9a-f]{8,17}\Z", re.ASCII)
@@ -99,9 +98,7 @@ def plan(declaration: Mapping[str, Any], name: Name = PLAIN) -> dict[str, Any]:
     if unknown:
         raise InputError(name(unknown[0]), declaration[unknown[0]], f"one of {', '.join(sorted(KEYS))}")
     region = validate_region(declaration.get("region"), name("region"))
-    group = _match(
-        declaration.get("name"), GROUP_NAME, name("name"), "an Auto Scaling group name (1 to 255 characters)"
-    )
+    group = validate_autoscaling_group(declaration.get("name"), name("name"))
     template = declaration.get("launch_template_name") or group
     template = _match(template, TEMPLATE_NAME, name("launch_template_name"), "3 to 128 of a-z A-Z 0-9 ( ) . - / _")
     rule = plans.credential_rule(

@@ -32,8 +32,16 @@ def variables(prefix: str) -> Name:
 
 
 def options_of(**renamed: str) -> Name:
-    """Errors name the command's options: `--` + key with dashes, unless the option is spelled otherwise."""
-    return lambda key: renamed.get(key) or option_name("--", key)
+    """Errors name the command's options: `--` + key with dashes, unless the option is spelled otherwise.
+    A renamed key also renames the paths below it (`autoscaler.policy` renames `autoscaler.policy[0].x`)."""
+
+    def name(key: str) -> str:
+        for path in sorted(renamed, key=len, reverse=True):
+            if key == path or key.startswith((f"{path}.", f"{path}[")):
+                return renamed[path] + key[len(path) :]
+        return option_name("--", key)
+
+    return name
 
 
 class RuleOptions(TypedDict):
@@ -104,7 +112,7 @@ def runner_settings(rule: CredentialRule, options: Mapping[str, Any], name: Name
             sources=(name("instance_profile"), name("userdata_path"), name("hop_limit")),
         ),
         autoscaler=runner_config.with_ready_command(
-            runner_config.validate_autoscaler(options.get("autoscaler") or {}, name("autoscaler")),
+            runner_config.validate_autoscaler(options.get("autoscaler") or {}, lambda path: name(f"autoscaler.{path}")),
             userdata.instance_ready_command(),
         ),
         runners_source=name("runners"),

@@ -72,6 +72,16 @@ def option_name(prefix: str, key: str) -> str:
     return "--" + key.replace("_", "-") if prefix == "--" else prefix + key
 
 
+# Auto Scaling group names (CreateAutoScalingGroup): 1 to 255 characters; ':' belongs to the ARN.
+AUTOSCALING_GROUP_NAME = re.compile(r"^[^\x00-\x1f:]{1,255}\Z", re.ASCII)
+
+
+def validate_autoscaling_group(value: object, source: str) -> str:
+    if not isinstance(value, str) or not AUTOSCALING_GROUP_NAME.match(value):
+        raise InputError(source, value, "an Auto Scaling group name (1 to 255 characters, no ':' or control character)")
+    return value
+
+
 def validate_region(value: object, source: str = "region") -> str:
     """Return the region, or raise naming the value and the accepted form: a region of botocore's
     partition table (eu-west-9 has a region's form, and is none)."""

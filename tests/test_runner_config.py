@@ -14,6 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ecrkit.errors import FileFormatError, InputError
+from ecrkit.hoststate import read_facts
+from ecrkit.plans import runner_plan
 from ecrkit.renderers.runner_config import (
     AUTH_PREFIX,
     RunnerSettings,
@@ -326,9 +328,16 @@ def test_render_runner_config_writes_the_autoscaler_options_in_gitlabs_formats(t
     [
         (("--policy", "idle_count=1"), "--policy[0]: 'idle_count=1' is not accepted; expected a JSON object"),
         (("--policy", "[1]"), "--policy[0]: '[1]' is not accepted; expected a JSON object"),
-        (("--connector-config", '{"usename": "x"}'), "--autoscaler.connector_config: ['usename']"),
-        (("--autoscaler-plugin", "aws"), "--autoscaler.plugin_config.name: None"),
-        (("--max-instances", "0"), "--autoscaler.max_instances: 0"),
+        (("--connector-config", '{"usename": "x"}'), "ecrkit: --connector-config: ['usename']"),
+        # Each named as the user wrote it, an option `--help` lists (not a path into [runners.autoscaler]).
+        (("--autoscaler-plugin", "aws"), "ecrkit: --autoscaling-group: None"),
+        (("--autoscaler-plugin", "aws", "--autoscaling-group", "jobs:1"), "ecrkit: --autoscaling-group: 'jobs:1'"),
+        (("--max-instances", "0"), "ecrkit: --max-instances: 0"),
+        (("--capacity-per-instance", "0"), "ecrkit: --capacity-per-instance: 0"),
+        (("--max-use-count", "0"), "ecrkit: --max-use-count: 0"),
+        (("--autoscaler-plugin", "aws", "--plugin-config", '{"regio": "x"}'), "ecrkit: --plugin-config: ['regio']"),
+        (("--connector-config", '{"timeout": 10}'), "ecrkit: --connector-config.timeout: 10"),
+        (("--policy", '{"idle_time": 5}'), "ecrkit: --policy[0].idle_time: 5"),
     ],
 )
 def test_bad_autoscaler_options_are_named_and_nothing_is_printed(
@@ -338,3 +347,20 @@ def test_bad_autoscaler_options_are_named_and_nothing_is_printed(
     config.write_text(REGISTERED)
     done = run_ecrkit("render", "runner-config", "--config", str(config), "--registry", REGISTRY, *argv)
     assert done.returncode == 2 and done.stdout == "" and named in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("autoscaler", "named"),
+    [
+        ({"max_instances": 0}, "gitlab_runner_ecr_autoscaler.max_instances"),
+        ({"plugin": "aws"}, "gitlab_runner_ecr_autoscaler.plugin_config.name"),
+        ({"plugin": "aws", "plugin_config": {"name": "a:b"}}, "gitlab_runner_ecr_autoscaler.plugin_config.name"),
+        ({"policy": [{"idle_time": 5}]}, "gitlab_runner_ecr_autoscaler.policy[0].idle_time"),
+    ],
+)
+def test_the_role_names_a_bad_autoscaler_key_by_its_variable(autoscaler: dict[str, Any], named: str) -> None:
+    with pytest.raises(InputError) as error:
+        runner_plan(
+            read_facts({}), {"registries": [REGISTRY], "public": False, "creds_store": False, "autoscaler": autoscaler}
+        )
+    assert error.value.source == named

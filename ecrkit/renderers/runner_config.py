@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +32,7 @@ from tomlkit.items import AoT, Array, Item, Table
 from ecrkit.constants import HELPER_BINARY, INSTALL_DIR
 from ecrkit.errors import FileFormatError, InputError
 from ecrkit.renderers import docker_config
-from ecrkit.settings import CredentialRule, validate_absolute_path
+from ecrkit.settings import CredentialRule, validate_absolute_path, validate_autoscaling_group
 
 AUTH_PREFIX = "DOCKER_AUTH_CONFIG="
 SOCKET = "/var/run/docker.sock"
@@ -194,30 +194,33 @@ def machine_options(
     return options
 
 
-def validate_autoscaler(settings: Mapping[str, Any], source: str = "autoscaler") -> dict[str, Any]:
-    """The docker-autoscaler keys ecrkit may set, checked for type and spelling."""
+def validate_autoscaler(settings: Mapping[str, Any], name: Callable[[str], str] | str = "autoscaler") -> dict[str, Any]:
+    """The docker-autoscaler keys ecrkit may set, checked for type and spelling. Errors name a key by
+    `name(path)` (path as in `plugin_config.name`), what the user wrote for it; a string is a prefix."""
+    where = name if callable(name) else lambda path: f"{name}.{path}"
     known = set(AUTOSCALER_SCALARS) | set(AUTOSCALER_TABLES) | {"policy"}
     for key, value in settings.items():
         if key not in known:
-            raise InputError(f"{source}.{key}", value, f"one of {', '.join(sorted(known))}")
+            raise InputError(where(f"{key}"), value, f"one of {', '.join(sorted(known))}")
         if AUTOSCALER_SCALARS.get(key) is str and not (isinstance(value, str) and value):
-            raise InputError(f"{source}.{key}", value, "a non-empty string")
+            raise InputError(where(f"{key}"), value, "a non-empty string")
         if AUTOSCALER_SCALARS.get(key) is int and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise InputError(f"{source}.{key}", value, "a positive integer")
+            raise InputError(where(f"{key}"), value, "a positive integer")
         elif key in AUTOSCALER_TABLES and not isinstance(value, Mapping):
-            raise InputError(f"{source}.{key}", value, "a mapping")
+            raise InputError(where(f"{key}"), value, "a mapping")
     policies = settings.get("policy", [])
     if not isinstance(policies, list) or not all(isinstance(p, Mapping) for p in policies):
-        raise InputError(f"{source}.policy", policies, "a list of mappings")
+        raise InputError(where("policy"), policies, "a list of mappings")
     for index, policy in enumerate(policies):
-        _check_formats(policy, POLICY_FORMATS, f"{source}.policy[{index}]")
-    _check_formats(settings.get("connector_config", {}), CONNECTOR_FORMATS, f"{source}.connector_config")
+        _check_formats(policy, POLICY_FORMATS, where(f"policy[{index}]"))
+    _check_formats(settings.get("connector_config", {}), CONNECTOR_FORMATS, where("connector_config"))
     plugin_config = settings.get("plugin_config", {})
     if is_aws_plugin(str(settings.get("plugin", ""))):
-        _check_formats(plugin_config, dict.fromkeys(AWS_PLUGIN_CONFIG, TEXT), f"{source}.plugin_config")
+        _check_formats(plugin_config, dict.fromkeys(AWS_PLUGIN_CONFIG, TEXT), where("plugin_config"))
         if not plugin_config.get("name"):
-            raise InputError(f"{source}.plugin_config.name", plugin_config.get("name"),
+            raise InputError(where("plugin_config.name"), plugin_config.get("name"),
                              "the job hosts' Auto Scaling group name (the AWS plugin needs it)")  # fmt: skip
+        validate_autoscaling_group(plugin_config["name"], where("plugin_config.name"))
     return dict(settings)
 
 
