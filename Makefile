@@ -99,7 +99,7 @@ test-matrix: deps venv image image-trixie
 	python tools/matrix.py
 
 run: deps venv image
-	@python -m ecrkit.testbed $(if $(KEEP),--keep)
+	@python -m testbed $(if $(KEEP),--keep)
 
 bench: deps venv image
 	@python bench/converge.py
@@ -141,10 +141,10 @@ ci-image: dist
 	@echo "$(CI_IMAGE): built FROM $(CI_IMAGE_BASE)"
 
 clean-hosts:
-	@python -m ecrkit.testbed --destroy
+	@python -m testbed --destroy
 
 standin: deps venv
-	@python -m ecrkit.standin up $(STANDIN)
+	@python -m testbed.standin up $(STANDIN)
 
 standin-down: venv
-	@python -m ecrkit.standin down $(STANDIN)
+	@python -m testbed.standin down $(STANDIN)

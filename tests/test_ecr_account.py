@@ -17,7 +17,7 @@ import yaml
 from ecrkit import ecr_account, lifecycle
 from ecrkit.errors import InputError
 from ecrkit.renderers import iam_policy
-from ecrkit.testbed import EC2_TRUST, ansible_playbook, recap
+from testbed.hosts import EC2_TRUST, ansible_playbook, recap
 from tests.conftest import ROOT, readme_block, run_ecrkit
 
 TOKEN = "dckr_pat_never-in-any-output"

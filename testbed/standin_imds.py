@@ -48,7 +48,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from ecrkit.standin import ACCOUNT, REGION
+from testbed.standin import ACCOUNT, REGION
 
 IMDS_ADDRESS = "169.254.169.254"
 IMDS_PORT = 80
@@ -377,7 +377,7 @@ class ImdsStandIn:
         _ip("-n", self.namespace, "link", "add", "br0", "type", "bridge")
         _ip("-n", self.namespace, "addr", "add", f"{IMDS_ADDRESS}/16", "dev", "br0")
         _ip("-n", self.namespace, "link", "set", "br0", "up")
-        serve = [sys.executable, "-m", "ecrkit.standin_imds", "serve", str(self.state)]
+        serve = [sys.executable, "-m", "testbed.standin_imds", "serve", str(self.state)]
         server = self._spawn("server", ["ip", "netns", "exec", self.namespace, *serve])
         deadline = time.monotonic() + 30
         ready = ["curl", "-s", "-o", "/dev/null", "-m", "1", f"http://{IMDS_ADDRESS}/"]
@@ -432,7 +432,7 @@ class ImdsStandIn:
         """Make `address:port` of this machine's loopback (the AWS/ECR stand-in's API) reachable at
         the same address inside the host's namespace, through a relay (`relay`)."""
         name = f"relay-{host}-{port}"
-        argv = [sys.executable, "-m", "ecrkit.standin_imds", "relay", self.netns_path(host), address, str(port)]
+        argv = [sys.executable, "-m", "testbed.standin_imds", "relay", self.netns_path(host), address, str(port)]
         process = self._spawn(name, argv)
         deadline = time.monotonic() + 30
         probe = ["python3", "-c", f"import socket; socket.create_connection(('{address}', {port}), 1).close()"]

@@ -29,9 +29,9 @@ from ecrkit.helper import binary_version
 from ecrkit.hoststate import version_from
 from ecrkit.output import print_rows
 from ecrkit.renderers.docker_config import parse
-from ecrkit.standin import API_ADDRESS, API_HOST, REGISTRY_HOST, StandIn
-from ecrkit.standin_imds import ImdsStandIn
 from ecrkit.validate import ACCOUNT_GROUP, inventory_targets, print_report, validate_all
+from testbed.standin import API_ADDRESS, API_HOST, REGISTRY_HOST, StandIn
+from testbed.standin_imds import ImdsStandIn
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_INVENTORY = ROOT / "inventory" / "local" / "hosts.yml"

@@ -35,10 +35,10 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ecrkit.standin_ecr import MissingExtra, moto_app, require_extra
+from testbed.standin_ecr import MissingExtra, moto_app, require_extra
 
 if TYPE_CHECKING:
-    from ecrkit.standin_imds import ImdsStandIn
+    from testbed.standin_imds import ImdsStandIn
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -163,7 +163,7 @@ class StandIn:
 
     def imds(self, prefix: str | None = None) -> ImdsStandIn:
         """The IMDS stand-in whose credentials this stand-in's API checks (ecrkit.standin_imds.ImdsStandIn)."""
-        from ecrkit.standin_imds import ImdsStandIn  # noqa: PLC0415 - it imports this module
+        from testbed.standin_imds import ImdsStandIn  # noqa: PLC0415 - it imports this module
 
         return ImdsStandIn(self.state / IMDS_STATE, prefix)
 
@@ -243,7 +243,7 @@ class StandIn:
         )  # fmt: skip
         self._record("holder", holder.pid)
         _wait(lambda: _mounted(holder.pid), "the mount namespace")
-        self._start("api", [sys.executable, "-m", "ecrkit.standin", "api", str(self.state)])
+        self._start("api", [sys.executable, "-m", "testbed.standin", "api", str(self.state)])
         self._start("registry", ["docker-registry", "serve", str(self.state / "registry.yml")])
         self._start(
             "dockerd",
@@ -439,7 +439,7 @@ def api_app(state: Path) -> Callable[..., Iterable[bytes]]:
 def _imds_refusal(state: Path, environ: dict[str, Any]) -> str | None:
     """Why keys that the IMDS stand-in issued (ecrkit.standin_imds) are refused: expired, or
     never issued; None for other keys (moto accepts any)."""
-    from ecrkit.standin_imds import ISSUED_KEY_PREFIX, credential_refusal  # noqa: PLC0415 - it imports this module
+    from testbed.standin_imds import ISSUED_KEY_PREFIX, credential_refusal  # noqa: PLC0415 - it imports this module
 
     match = re.search(r"Credential=([A-Z0-9]+)/", environ.get("HTTP_AUTHORIZATION", ""))
     if match is None or not match.group(1).startswith(ISSUED_KEY_PREFIX):
