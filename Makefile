@@ -18,6 +18,9 @@ SCENARIOS := $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule
 	standin standin-down dist ci-image
 
 STANDIN := .cache/standin
+# The test bed (testbed/: make run, the stand-in, the benchmarks) is imported from the checkout, never
+# installed (the wheel holds ecrkit only); pytest finds it through pyproject's pythonpath.
+run clean-hosts standin standin-down bench: export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
 help:
 	@echo "make run    stand-in for ECR, local hosts provisioned by site.yml, a real pull and ecrkit validate on each"
@@ -73,8 +76,8 @@ HOST_MODULES := plugins/modules/probe.py plugins/modules/files.py
 lint: venv deps
 	shellcheck tools/*.sh .ci/run
 	vermin --quiet --no-tips --violations --target=$(HOST_PYTHON)- $(HOST_MODULES)
-	ruff check ecrkit plugins scripts tests bench molecule roles tools
-	ruff format --check ecrkit plugins scripts tests bench molecule roles tools
+	ruff check ecrkit testbed plugins scripts tests bench molecule roles tools
+	ruff format --check ecrkit testbed plugins scripts tests bench molecule roles tools
 	mypy
 	yamllint --strict .
 	@# A HOME of its own: ansible-lint puts ~/.ansible/collections before the checkout, where any ecrkit.ecr

@@ -1,5 +1,5 @@
 """The ECR side of an account: lifecycle presets and their validation, the declaration's plan,
-and playbooks/ecr.yml against moto running as a server over HTTP (with ecrkit.standin_ecr
+and playbooks/ecr.yml against moto running as a server over HTTP (with testbed.standin_ecr
 answering the pull-through cache and creation-template APIs moto lacks)."""
 
 from __future__ import annotations
