@@ -208,6 +208,35 @@ def test_no_runtime_module_imports_the_test_bed() -> None:
     assert not (ROOT / "ecrkit" / "testbed.py").exists() and not list((ROOT / "ecrkit").glob("standin*.py"))
 
 
+def test_the_probes_types_are_one_module_that_both_sides_import() -> None:
+    """The facts' types live in ecrkit/probe_facts.py: the package's modules import them from there, the
+    probe under TYPE_CHECKING only (hosts run it alone). ecrkit/probe.py, a link to the module, is the file
+    validate sends to hosts, never imported by the package: no dependency that an import does not show."""
+    users = []
+    readers = [*(ROOT / "ecrkit").rglob("*.py"), *(ROOT / "plugins").rglob("*.py")]  # the action, the filters
+    for path in sorted(p for p in readers if p.parent.name != "modules"):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        imported = _imported(path, package)
+        if "ecrkit.probe" in imported or any(name.startswith("ecrkit.probe.") for name in imported):
+            users.append(module)
+        if "ecrkit.probe_facts" in imported:
+            users.append(f"{module} (probe_facts)")
+    assert not [user for user in users if not user.endswith("(probe_facts)")], users
+    assert len(users) >= 7, users  # checks, converge, hoststate, plans, validate, the action, the filters
+    probe = ast.parse((ROOT / "plugins" / "modules" / "probe.py").read_text())
+    typed = [node.name for node in ast.walk(probe) if isinstance(node, ast.ClassDef)]
+    assert typed == [], f"the probe defines {typed}: the facts' types belong in ecrkit/probe_facts.py"
+    guarded = [
+        node for node in probe.body
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"
+        and any(isinstance(inner, ast.ImportFrom) and inner.module == "ecrkit.probe_facts" for inner in node.body)
+    ]  # fmt: skip
+    unguarded = [n for n in probe.body if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("ecrkit")]
+    assert len(guarded) == 1 and not unguarded
+    assert (ROOT / "ecrkit" / "probe.py").resolve() == (ROOT / "plugins" / "modules" / "probe.py").resolve()
+
+
 # -- the wheel, installed with nothing else --------------------------------------------------------------
 
 

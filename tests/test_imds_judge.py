@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from ecrkit.checks import Finding, judge, judge_imds, probe_args
-from ecrkit.probe import ImdsFacts
+from ecrkit.probe_facts import ImdsFacts
 from testbed.standin_imds import ImdsSettings, ImdsStandIn
 
 PROBE = Path(__file__).resolve().parent.parent / "ecrkit" / "probe.py"
