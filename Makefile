@@ -18,6 +18,9 @@ SCENARIOS := $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule
 	standin standin-down dist ci-image
 
 STANDIN := .cache/standin
+# The test bed (testbed/: make run, the stand-in, the benchmarks) is imported from the checkout, never
+# installed (the wheel holds ecrkit only); pytest finds it through pyproject's pythonpath.
+run clean-hosts standin standin-down bench: export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
 help:
 	@echo "make run    stand-in for ECR, local hosts provisioned by site.yml, a real pull and ecrkit validate on each"
@@ -73,8 +76,8 @@ HOST_MODULES := plugins/modules/probe.py plugins/modules/files.py
 lint: venv deps
 	shellcheck tools/*.sh .ci/run
 	vermin --quiet --no-tips --violations --target=$(HOST_PYTHON)- $(HOST_MODULES)
-	ruff check ecrkit plugins scripts tests bench molecule roles tools
-	ruff format --check ecrkit plugins scripts tests bench molecule roles tools
+	ruff check ecrkit testbed plugins scripts tests bench molecule roles tools
+	ruff format --check ecrkit testbed plugins scripts tests bench molecule roles tools
 	mypy
 	yamllint --strict .
 	@# A HOME of its own: ansible-lint puts ~/.ansible/collections before the checkout, where any ecrkit.ecr
@@ -99,7 +102,7 @@ test-matrix: deps venv image image-trixie
 	python tools/matrix.py
 
 run: deps venv image
-	@python -m ecrkit.testbed $(if $(KEEP),--keep)
+	@python -m testbed $(if $(KEEP),--keep)
 
 bench: deps venv image
 	@python bench/converge.py
@@ -141,10 +144,10 @@ ci-image: dist
 	@echo "$(CI_IMAGE): built FROM $(CI_IMAGE_BASE)"
 
 clean-hosts:
-	@python -m ecrkit.testbed --destroy
+	@python -m testbed --destroy
 
 standin: deps venv
-	@python -m ecrkit.standin up $(STANDIN)
+	@python -m testbed.standin up $(STANDIN)
 
 standin-down: venv
-	@python -m ecrkit.standin down $(STANDIN)
+	@python -m testbed.standin down $(STANDIN)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from ecrkit.testbed import ROOT, Host, ansible_playbook, recap, remove_hosts, start_ssh_hosts, write_inventory
+from testbed.hosts import ROOT, Host, ansible_playbook, recap, remove_hosts, start_ssh_hosts, write_inventory
 
 HOSTS = int(os.environ.get("BENCH_HOSTS", "16"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))

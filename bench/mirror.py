@@ -33,7 +33,7 @@ from typing import Any
 import requests
 import yaml
 
-from ecrkit.standin import REGISTRY_HOST, StandIn
+from testbed.standin import REGISTRY_HOST, StandIn
 
 SOURCE = "127.0.0.5:5000"
 REPOSITORIES, TAGS = 6, 4

@@ -11,7 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ecrkit.standin import REGISTRY_HOST, StandIn
+from testbed.standin import REGISTRY_HOST, StandIn
 
 PULLS = 50
 

@@ -22,8 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from ecrkit.standin import StandIn
-from ecrkit.testbed import Host, ansible_playbook, give_stand_in_role, remove_hosts, start_ssh_hosts, write_inventory
+from testbed.hosts import Host, ansible_playbook, give_stand_in_role, remove_hosts, start_ssh_hosts, write_inventory
+from testbed.standin import StandIn
 
 HOSTS = int(os.environ.get("BENCH_VALIDATE_HOSTS", "32"))
 # `validate 1 host seconds` over paramiko, before validate went through Ansible: this script at

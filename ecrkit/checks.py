@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from ecrkit.constants import HELPER_BINARY
 from ecrkit.helper import parse_version
-from ecrkit.probe import (
+from ecrkit.probe_facts import (
     ConfigSummary,
     ConsumerFacts,
     GetResult,

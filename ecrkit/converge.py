@@ -24,7 +24,7 @@ from ecrkit import helper, hoststate, plans
 from ecrkit.constants import HELPER_BINARY, LOGROTATE_PATH
 from ecrkit.errors import InputError
 from ecrkit.hoststate import FilesArguments
-from ecrkit.probe import ProbeResult
+from ecrkit.probe_facts import ProbeResult
 from ecrkit.renderers import aws_config, mirror_service, registries_conf
 from ecrkit.settings import validate_absolute_path
 

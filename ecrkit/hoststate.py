@@ -17,7 +17,7 @@ from ecrkit.constants import LOGROTATE_PATH
 from ecrkit.errors import FileFormatError, InputError
 from ecrkit.files import decode
 from ecrkit.helper import expected_sha256, parse_version
-from ecrkit.probe import CommandResult, PathState, ProbeResult, ServiceState, UserEntry
+from ecrkit.probe_facts import CommandResult, PathState, ProbeResult, ServiceState, UserEntry
 from ecrkit.renderers import aws_config, docker_config, runner_config, service_env
 from ecrkit.renderers.aws_config import SsoProfile
 from ecrkit.renderers.docker_config import State

@@ -2,7 +2,7 @@
 its converge task, ecrkit.converge, or its filter in plugins/filter/ecrkit.py) and the CLI
 (`ecrkit render ...`), so that the two cannot assemble the same files two ways.
 
-A plan takes what the probe saw (`facts`, ecrkit.probe.ProbeResult) and the role's variables
+A plan takes what the probe saw (`facts`, ecrkit.probe_facts.ProbeResult) and the role's variables
 without the role's prefix (`options`); errors name what the user wrote through `name`: the
 role's variable (`variables("gitlab_runner_ecr_")`) or the command's option (`options_of()`).
 Results are keyed by name (`plan["files"]["config_toml"]`), never by position.
@@ -19,7 +19,7 @@ from typing import Any, TypedDict
 from ecrkit import helper, hoststate
 from ecrkit.constants import HELPER_BINARY, HELPER_VERSION, INSTALL_DIR, RELEASE_BASE_URL, role_default
 from ecrkit.errors import InputError
-from ecrkit.probe import ProbeResult
+from ecrkit.probe_facts import ProbeResult
 from ecrkit.renderers import docker_config, docker_tar, runner_config, service_env, userdata
 from ecrkit.settings import CredentialRule, option_name, validate_absolute_path
 

@@ -32,10 +32,12 @@ from ecrkit.checks import Finding, judge, probe_args
 from ecrkit.errors import EcrkitError, InputError
 from ecrkit.output import fits
 from ecrkit.plans import AGENT_GROUP, RUNNER_GROUP, expected, special_consumers
-from ecrkit.probe import ProbeResult
+from ecrkit.probe_facts import ProbeResult
 from ecrkit.settings import CredentialRule, validate_port
 
-PROBE = Path(__file__).with_name("probe.py")  # plugins/modules/probe.py, the module ecrkit.ecr.probe
+# The file validate sends to hosts: ecrkit/probe.py, a link to plugins/modules/probe.py (the module
+# ecrkit.ecr.probe), so that the wheel holds it; no module imports it (its facts' types: ecrkit.probe_facts).
+PROBE = Path(__file__).with_name("probe.py")
 # Every wait is bounded, and a timeout is named. Ansible's connection timeout (OpenSSH's
 # ConnectTimeout: the TCP connection and the host's SSH banner) unless ANSIBLE_TIMEOUT says
 # otherwise; the probe bounds its own live calls (its LIVE_TIMEOUT: a host's take at most twice

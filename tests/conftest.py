@@ -21,11 +21,11 @@ from typing import Any
 import boto3
 import pytest
 
-from ecrkit import testbed
+import testbed.hosts
 from ecrkit.constants import HELPER_BINARY
 from ecrkit.helper import binary_version
-from ecrkit.standin import StandIn
-from ecrkit.testbed import Host, remove_hosts, start_hosts
+from testbed.hosts import Host, remove_hosts, start_hosts
+from testbed.standin import StandIn
 
 ROOT = Path(__file__).resolve().parent.parent
 ECRKIT = [sys.executable, "-m", "ecrkit"]
@@ -127,11 +127,11 @@ def wait_for_url(url: str, what: str) -> None:
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
-    """moto's server over HTTP on loopback (with the ECR registry settings it lacks, ecrkit.standin_ecr);
+    """moto's server over HTTP on loopback (with the ECR registry settings it lacks, testbed.standin_ecr);
     tests reach it through AWS_ENDPOINT_URL like any client."""
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "ecrkit.standin", "http", str(port)],
+        [sys.executable, "-m", "testbed.standin", "http", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -187,8 +187,8 @@ def image(stand_in: StandIn) -> str:
     return stand_in.push_image("team/app", "1")
 
 
-class ReleaseMirror(testbed.ReleaseMirror):
-    """The test bed's release mirror (ecrkit.testbed.ReleaseMirror), holding the helpers of the matrix."""
+class ReleaseMirror(testbed.hosts.ReleaseMirror):
+    """The test bed's release mirror (testbed.hosts.ReleaseMirror), holding the helpers of the matrix."""
 
     def __init__(self, root: Path) -> None:
         super().__init__(root, [tested.path for tested in TESTED_HELPERS])

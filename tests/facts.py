@@ -1,4 +1,4 @@
-"""Typed builders of the probe's facts (the TypedDicts of plugins/modules/probe.py) for the
+"""Typed builders of the probe's facts (the TypedDicts of ecrkit/probe_facts.py) for the
 fixtures tests write by hand; facts recorded from real hosts (tests/data/probe-*.json) are
 loaded with `recorded`."""
 
@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ecrkit.probe import CommandResult, GetResult, PathState, ProbeResult, ServiceState, UserEntry
+from ecrkit.probe_facts import CommandResult, GetResult, PathState, ProbeResult, ServiceState, UserEntry
 
 DATA = Path(__file__).parent / "data"
 HOMES = {"root": "/root"}

@@ -28,9 +28,9 @@ import ecrkit
 from ecrkit import converge, plans
 from ecrkit.cli import main
 from ecrkit.errors import EcrkitError
-from ecrkit.testbed import ansible_playbook, recap
 from ecrkit.validate import ssh_target
 from plugins.filter.ecrkit import FilterModule
+from testbed.hosts import ansible_playbook, recap
 from tests.facts import helper_options, root_files, runner_options
 
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ecrkit.checks import Finding, diagnose_helper_log, judge, parse_log_line
-from ecrkit.probe import ConsumerFacts
+from ecrkit.probe_facts import ConsumerFacts
 from tests.facts import recorded
 
 # Lines written by Debian's helper 0.6.0 on this kind of machine: `get` of a non-ECR name,

@@ -16,8 +16,8 @@ import pytest
 
 from ecrkit.helper import parse_version
 from ecrkit.renderers.userdata import instance_ready_command
-from ecrkit.standin import REGISTRY_HOST, StandIn
-from ecrkit.testbed import CLOUDINIT_IMAGE, Host, podman, pull_result, remove_hosts, start_hosts
+from testbed.hosts import CLOUDINIT_IMAGE, Host, podman, pull_result, remove_hosts, start_hosts
+from testbed.standin import REGISTRY_HOST, StandIn
 from tests.conftest import ReleaseMirror, TestedHelper, run_ecrkit
 
 pytestmark = [pytest.mark.hosts, pytest.mark.standin]

@@ -126,7 +126,7 @@ def test_the_artifact_holds_the_collection_and_nothing_else(artifact: Path) -> N
     wanted |= {"examples/codebuild/buildspec.yml", "examples/codebuild/schedule.yml"}  # docs/mirroring.md links them
     assert sorted(wanted - names) == []
     unwanted = ("ecrkit/", "tests/test_", "tests/data/", "tests/conftest.py", ".venv/", ".cache/", "molecule/",
-                "collections/", "bench/", "tools/", "inventory/local/")  # fmt: skip
+                "collections/", "bench/", "tools/", "inventory/local/", "testbed/")  # fmt: skip
     assert sorted(name for name in names if name.startswith(unwanted)) == []
     checkout_only = {"ansible.cfg", "pyproject.toml", "requirements.txt", "Makefile", "ecrkit", "tests/__init__.py",
                      "Containerfile", ".containerignore"}  # fmt: skip

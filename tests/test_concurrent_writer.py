@@ -22,7 +22,7 @@ from pathlib import Path
 import tomlkit
 import yaml
 
-from ecrkit.testbed import ansible_playbook
+from testbed.hosts import ansible_playbook
 from tests.facts import runner_options
 
 REGISTRIES = ("123456789012.dkr.ecr.eu-west-1.amazonaws.com", "210987654321.dkr.ecr.eu-west-1.amazonaws.com")

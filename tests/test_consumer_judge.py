@@ -19,9 +19,9 @@ from rich.console import Console
 
 from ecrkit.checks import CI_VARIABLE_NOTE, Finding, judge, probe_args
 from ecrkit.plans import special_consumers
-from ecrkit.probe import ArchiveFacts, ConfigSummary, ConsumerFacts, ProbeResult, RunnerEntry
-from ecrkit.standin import REGISTRY_HOST
+from ecrkit.probe_facts import ArchiveFacts, ConfigSummary, ConsumerFacts, ProbeResult, RunnerEntry
 from ecrkit.validate import Report, print_report, to_junit
+from testbed.standin import REGISTRY_HOST
 from tests.conftest import run_ecrkit
 from tests.facts import good_get, recorded
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ecrkit.testbed import ANSIBLE_ENV, BIN, ROOT
+from testbed.hosts import ANSIBLE_ENV, BIN, ROOT
 
 TASKS = 6
 PRELOAD = "{{ 'ecrkit' | ecrkit.ecr.version }}"

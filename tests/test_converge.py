@@ -21,7 +21,7 @@ from ecrkit.constants import LOGROTATE_PATH
 from ecrkit.errors import InputError
 from ecrkit.hoststate import FilesArguments
 from ecrkit.renderers.logrotate import render as render_logrotate
-from ecrkit.testbed import ANSIBLE_ENV, BIN, ROOT
+from testbed.hosts import ANSIBLE_ENV, BIN, ROOT
 from tests.facts import (
     MISSING,
     NO_SERVICE,

@@ -31,8 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PINS = ROOT / "requirements.txt"
 # Wheels of the dependencies at requirements.txt's pins, downloaded once (from PyPI, through pip's cache).
 WHEELHOUSE = ROOT / ".cache" / "wheelhouse"
-# The stand-in and the test bed: in the wheel, but their dependencies only come with ecrkit[standin].
-STANDIN_MODULES = ("ecrkit.standin", "ecrkit.standin_ecr", "ecrkit.testbed")
+# What stays in the checkout: the test bed (testbed/: make run's hosts, the stand-ins), the tests, the
+# benchmarks and the tools. The wheel holds none of it, and no module of ecrkit imports it.
+CHECKOUT_ONLY = ("testbed", "tests", "bench", "tools")
 NOT_COPIED = (".git", ".venv", ".cache", "build", "dist", "*.egg-info", "__pycache__", "*_cache", ".hypothesis")
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -153,7 +154,7 @@ def _imports(path: Path) -> set[str]:
             names |= {alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names.add(node.module.split(".")[0])
-    return names - set(sys.stdlib_module_names) - {"ecrkit", "__future__"}
+    return names - set(sys.stdlib_module_names) - {"__future__"}
 
 
 def _normal(name: str) -> str:
@@ -165,18 +166,75 @@ def _declared(requirements: list[str]) -> set[str]:
 
 
 def test_every_import_is_a_declared_dependency() -> None:
+    """ecrkit's modules import the runtime dependencies only; the test bed's, the development ones too."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    runtime = _declared(project["dependencies"])
-    standin = runtime | _declared(project["optional-dependencies"]["standin"])
+    runtime = _declared(project["dependencies"]) | {"ecrkit"}
+    development = runtime | _declared(project["optional-dependencies"]["dev"]) | {"testbed"}
     distributions = importlib.metadata.packages_distributions()
     missing = []
-    for path in sorted((ROOT / "ecrkit").rglob("*.py")):
+    for path in sorted([*(ROOT / "ecrkit").rglob("*.py"), *(ROOT / "testbed").rglob("*.py")]):
         module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
-        allowed = standin if module in STANDIN_MODULES else runtime
+        allowed = runtime if module.startswith("ecrkit") else development
         for name in sorted(_imports(path)):
             if not {_normal(d) for d in distributions.get(name, [name])} & allowed:
                 missing.append(f"{module} imports {name} ({', '.join(distributions.get(name, ['?']))})")
     assert not missing, "not declared in pyproject.toml: " + "; ".join(missing)
+
+
+def _imported(path: Path, package: str) -> set[str]:
+    """Every module a file imports, wherever the import is (in a function, a try, under TYPE_CHECKING),
+    relative imports resolved against `package` (the file's own)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+            module = ".".join(filter(None, [base, node.module or ""]))
+            found |= {module} if node.module else {f"{module}.{alias.name}" for alias in node.names}
+    return found
+
+
+def test_no_runtime_module_imports_the_test_bed() -> None:
+    """The test bed (and the tests, benchmarks and tools) stays out of the runtime package: no module
+    of ecrkit imports it, so an install without the checkout lacks nothing ecrkit needs."""
+    wrong = []
+    for path in sorted((ROOT / "ecrkit").rglob("*.py")):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        wrong += [f"{module} imports {name}" for name in sorted(_imported(path, package))
+                  if name.split(".")[0] in CHECKOUT_ONLY]  # fmt: skip
+    assert not wrong, "; ".join(wrong)
+    assert not (ROOT / "ecrkit" / "testbed.py").exists() and not list((ROOT / "ecrkit").glob("standin*.py"))
+
+
+def test_the_probes_types_are_one_module_that_both_sides_import() -> None:
+    """The facts' types live in ecrkit/probe_facts.py: the package's modules import them from there, the
+    probe under TYPE_CHECKING only (hosts run it alone). ecrkit/probe.py, a link to the module, is the file
+    validate sends to hosts, never imported by the package: no dependency that an import does not show."""
+    users = []
+    readers = [*(ROOT / "ecrkit").rglob("*.py"), *(ROOT / "plugins").rglob("*.py")]  # the action, the filters
+    for path in sorted(p for p in readers if p.parent.name != "modules"):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        imported = _imported(path, package)
+        if "ecrkit.probe" in imported or any(name.startswith("ecrkit.probe.") for name in imported):
+            users.append(module)
+        if "ecrkit.probe_facts" in imported:
+            users.append(f"{module} (probe_facts)")
+    assert not [user for user in users if not user.endswith("(probe_facts)")], users
+    assert len(users) >= 7, users  # checks, converge, hoststate, plans, validate, the action, the filters
+    probe = ast.parse((ROOT / "plugins" / "modules" / "probe.py").read_text())
+    typed = [node.name for node in ast.walk(probe) if isinstance(node, ast.ClassDef)]
+    assert typed == [], f"the probe defines {typed}: the facts' types belong in ecrkit/probe_facts.py"
+    guarded = [
+        node for node in probe.body
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"
+        and any(isinstance(inner, ast.ImportFrom) and inner.module == "ecrkit.probe_facts" for inner in node.body)
+    ]  # fmt: skip
+    unguarded = [n for n in probe.body if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("ecrkit")]
+    assert len(guarded) == 1 and not unguarded
+    assert (ROOT / "ecrkit" / "probe.py").resolve() == (ROOT / "plugins" / "modules" / "probe.py").resolve()
 
 
 # -- the wheel, installed with nothing else --------------------------------------------------------------
@@ -197,8 +255,12 @@ def test_the_wheel_holds_the_package_and_the_probe_as_a_file(wheel: Path) -> Non
         assert archive.read(probe) == (ROOT / "plugins/modules/probe.py").read_bytes()
         (metadata,) = (n for n in names if n.endswith(".dist-info/METADATA"))
         assert f"\nVersion: {ecrkit.__version__}\n" in archive.read(metadata).decode()
-    assert "moto[server]" in requirements(wheel, "standin")
-    assert not any(r.startswith("moto") for r in requirements(wheel))
+    # The test bed stays in the checkout: no file of it, and no extra for its dependencies.
+    test_bed = sorted(n for n in names if n.split("/")[0] in CHECKOUT_ONLY or re.match(r"ecrkit/(testbed|standin)", n))
+    assert not test_bed, test_bed
+    assert {n.split("/")[0] for n in names} == {"ecrkit", f"ecrkit-{ecrkit.__version__}.dist-info"}
+    assert not any(r.startswith(("moto", "werkzeug", "bcrypt")) for r in requirements(wheel))
+    assert not requirements(wheel, "standin")
     # validate reaches hosts through Ansible: ansible-core and ansible-runner are the runtime's.
     assert {"ansible-core", "ansible-runner"} <= {
         re.split(r"[\s<>=!~;\[]", r, maxsplit=1)[0] for r in requirements(wheel)
@@ -268,15 +330,13 @@ def test_validate_i_reaches_an_inventorys_host_through_the_installed_ansible(run
     assert host["unreachable"].startswith("unreachable: Could not resolve hostname somewhere.invalid"), host
 
 
-def test_without_the_extra_the_stand_in_says_what_to_install(runtime: tuple[Path, Path]) -> None:
+def test_a_clean_install_has_no_test_bed(runtime: tuple[Path, Path]) -> None:
+    """The test bed (make run, the stand-ins) is the checkout's: an install has none of it."""
     venv, work = runtime
     env = outside_env(venv, work / "home")
-    # `http` starts nothing but moto's server, which this venv lacks: safe even if the check were gone.
-    done = run([venv / "bin" / "python", "-m", "ecrkit.standin", "http", "0"], cwd=work, env=env, timeout=60)
-    assert done.returncode == 1
-    assert f"pip install 'ecrkit[standin]=={ecrkit.__version__}'" in done.stderr, done.stderr
-    done = run([venv / "bin" / "python", "-m", "ecrkit.testbed"], cwd=work, env=env, timeout=60)
-    assert done.returncode == 2 and "runs from a checkout" in done.stderr, done.stderr
+    for module in ("testbed", "testbed.standin", "ecrkit.testbed", "ecrkit.standin"):
+        done = run([venv / "bin" / "python", "-m", module], cwd=work, env=env, timeout=60)
+        assert done.returncode == 1 and "No module named" in done.stderr, (module, done.stderr)
 
 
 def test_make_dist_builds_both_without_the_development_venv(tmp_path: Path) -> None:

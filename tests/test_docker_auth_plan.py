@@ -10,7 +10,7 @@ import pytest
 
 from ecrkit import converge, plans
 from ecrkit.errors import EcrkitError
-from ecrkit.probe import PathState, ProbeResult
+from ecrkit.probe_facts import PathState, ProbeResult
 from tests.facts import MISSING, directory_state, file_state, probe_result, user
 
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"

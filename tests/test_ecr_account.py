@@ -1,5 +1,5 @@
 """The ECR side of an account: lifecycle presets and their validation, the declaration's plan,
-and playbooks/ecr.yml against moto running as a server over HTTP (with ecrkit.standin_ecr
+and playbooks/ecr.yml against moto running as a server over HTTP (with testbed.standin_ecr
 answering the pull-through cache and creation-template APIs moto lacks)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import yaml
 from ecrkit import ecr_account, lifecycle
 from ecrkit.errors import InputError
 from ecrkit.renderers import iam_policy
-from ecrkit.testbed import EC2_TRUST, ansible_playbook, recap
+from testbed.hosts import EC2_TRUST, ansible_playbook, recap
 from tests.conftest import ROOT, readme_block, run_ecrkit
 
 TOKEN = "dckr_pat_never-in-any-output"

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from ecrkit.testbed import ANSIBLE_ENV, BIN, ROOT
+from testbed.hosts import ANSIBLE_ENV, BIN, ROOT
 from tests.conftest import Syscall, assert_durable, fill, read_only, traced
 
 

@@ -14,7 +14,7 @@ import yaml
 
 from ecrkit import plans
 from ecrkit.errors import InputError
-from ecrkit.testbed import (
+from testbed.hosts import (
     EXEC_START,
     REGISTERED_RUNNER,
     RUNNER_STAND_IN_CALLS,

@@ -17,7 +17,7 @@ import pytest
 from ecrkit import converge
 from ecrkit.checks import HELPER_ANSWER_CAUSES, HELPER_LOG_CAUSES, Finding, judge
 from ecrkit.helper import parse_version
-from ecrkit.standin import ACCOUNT, REGION, REGISTRY_HOST, ROLE_KEYS, StandIn
+from testbed.standin import ACCOUNT, REGION, REGISTRY_HOST, ROLE_KEYS, StandIn
 from tests.conftest import TestedHelper, run_ecrkit
 from tests.facts import MISSING, probe_result, user
 from tests.test_workstations import PROFILE, START_URL, workstation

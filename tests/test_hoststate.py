@@ -15,7 +15,7 @@ from ecrkit.constants import LOGROTATE_PATH
 from ecrkit.errors import EcrkitError, InputError
 from ecrkit.helper import install_plan
 from ecrkit.hoststate import differs, helper_changes, service_due
-from ecrkit.probe import ProbeResult
+from ecrkit.probe_facts import ProbeResult
 from ecrkit.renderers.logrotate import render as render_logrotate
 from tests.facts import MISSING, NO_SERVICE, directory_state, file_state, probe_result, service, user
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from ecrkit.checks import Finding, judge, judge_imds, probe_args
-from ecrkit.probe import ImdsFacts
-from ecrkit.standin_imds import ImdsSettings, ImdsStandIn
+from ecrkit.probe_facts import ImdsFacts
+from testbed.standin_imds import ImdsSettings, ImdsStandIn
 
 PROBE = Path(__file__).resolve().parent.parent / "ecrkit" / "probe.py"
 needs_namespaces = pytest.mark.skipif(

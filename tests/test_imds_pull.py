@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from ecrkit.checks import diagnose_helper_log
-from ecrkit.standin import API_ADDRESS, REGISTRY_HOST, StandIn
-from ecrkit.standin_imds import ImdsSettings, ImdsStandIn
-from ecrkit.testbed import Host, give_stand_in_role, podman, remove_hosts, start_ec2_hosts
+from testbed.hosts import Host, give_stand_in_role, podman, remove_hosts, start_ec2_hosts
+from testbed.standin import API_ADDRESS, REGISTRY_HOST, StandIn
+from testbed.standin_imds import ImdsSettings, ImdsStandIn
 from tests.conftest import TestedHelper
 
 pytestmark = [

@@ -17,7 +17,7 @@ import yaml
 
 from ecrkit import job_hosts
 from ecrkit.errors import InputError
-from ecrkit.testbed import ansible_playbook, recap
+from testbed.hosts import ansible_playbook, recap
 from tests.conftest import run_ecrkit
 
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"

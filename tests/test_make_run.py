@@ -11,8 +11,8 @@ import sys
 import pytest
 
 from ecrkit.constants import HELPER_VERSION
-from ecrkit.standin import API_ADDRESS, listening
-from ecrkit.testbed import LOCAL_INVENTORY, PODMAN_ENV, ROOT, local_host_groups, podman
+from testbed.hosts import LOCAL_INVENTORY, PODMAN_ENV, ROOT, local_host_groups, podman
+from testbed.standin import API_ADDRESS, listening
 from tests.conftest import run_ecrkit
 
 pytestmark = pytest.mark.hosts
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.hosts
 
 def make_run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "ecrkit.testbed", *args],
+        [sys.executable, "-m", "testbed", *args],
         cwd=ROOT,
         env={k: v for k, v in PODMAN_ENV.items() if k != "COLUMNS"},  # a log: no terminal, rich's 80 columns
         capture_output=True,

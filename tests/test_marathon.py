@@ -18,7 +18,7 @@ import pytest
 from ecrkit.errors import InputError
 from ecrkit.renderers import docker_tar, marathon
 from ecrkit.settings import CredentialRule
-from ecrkit.standin import REGISTRY_HOST, StandIn
+from testbed.standin import REGISTRY_HOST, StandIn
 from tests.conftest import readme_block, run_ecrkit
 
 IMAGE = f"{REGISTRY_HOST}/team/app:1"

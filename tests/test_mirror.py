@@ -25,7 +25,7 @@ import yaml
 
 from ecrkit import cli, mirror
 from ecrkit.errors import FileFormatError, InputError
-from ecrkit.standin import REGISTRY_HOST, StandIn
+from testbed.standin import REGISTRY_HOST, StandIn
 from tests.conftest import free_port, readme_block, wait_for_url
 
 pytestmark = pytest.mark.standin

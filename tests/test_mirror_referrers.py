@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from ecrkit.standin import REGISTRY_HOST, StandIn
+from testbed.standin import REGISTRY_HOST, StandIn
 from tests.conftest import free_port
 from tests.test_mirror import (
     IMAGE,

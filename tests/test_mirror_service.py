@@ -77,7 +77,7 @@ def test_the_mirror_command_loads_only_what_a_mirror_host_has() -> None:
 def test_the_molecule_scenario_mirrors_from_the_source_its_prepare_starts() -> None:
     """molecule/ecr_mirror copies from source.py's registry into the stand-in's, which its host's names reach."""
     from ecrkit import mirror  # noqa: PLC0415
-    from ecrkit.standin import API_ADDRESS, API_HOST, REGISTRY_ADDRESS, REGISTRY_HOST  # noqa: PLC0415
+    from testbed.standin import API_ADDRESS, API_HOST, REGISTRY_ADDRESS, REGISTRY_HOST  # noqa: PLC0415
 
     scenario = yaml.safe_load((ROOT / "molecule" / "ecr_mirror" / "molecule.yml").read_text())
     config = mirror.check(scenario["provisioner"]["inventory"]["group_vars"]["all"]["ecr_mirror_config"], "molecule")

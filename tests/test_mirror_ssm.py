@@ -15,7 +15,7 @@ import yaml
 
 from ecrkit import mirror
 from ecrkit.errors import EcrkitError, FileFormatError, InputError
-from ecrkit.standin import REGISTRY_HOST
+from testbed.standin import REGISTRY_HOST
 from tests.conftest import run_ecrkit
 
 CONFIG = {

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from ecrkit.standin import REGISTRY_HOST, StandIn
+from testbed.standin import REGISTRY_HOST, StandIn
 from tests.conftest import ROOT, run_ecrkit
 
 pytestmark = pytest.mark.standin

@@ -26,8 +26,8 @@ import pytest
 import yaml
 
 import ecrkit
-from ecrkit.standin import REGISTRY_HOST, StandIn
-from ecrkit.testbed import Host, give_stand_in_role
+from testbed.hosts import Host, give_stand_in_role
+from testbed.standin import REGISTRY_HOST, StandIn
 from tests.conftest import readme_block, stand_in_host
 from tests.test_distribution import ROOT, build_wheel, make_venv, outside_env, pip_install, run
 

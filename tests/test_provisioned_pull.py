@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from ecrkit.standin import REGISTRY_HOST, StandIn
-from ecrkit.testbed import Host, ansible_playbook, write_inventory
+from testbed.hosts import Host, ansible_playbook, write_inventory
+from testbed.standin import REGISTRY_HOST, StandIn
 from tests.conftest import docker_pull, stand_in_host
 
 pytestmark = [pytest.mark.hosts, pytest.mark.standin]

@@ -12,7 +12,7 @@ import pytest
 
 from ecrkit.renderers import runner_config, service_env
 from ecrkit.settings import CredentialRule
-from ecrkit.standin import REGISTRY_HOST, StandIn
+from testbed.standin import REGISTRY_HOST, StandIn
 from tests.conftest import run_ecrkit
 
 pytestmark = pytest.mark.standin

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ecrkit.testbed import (
+from testbed.hosts import (
     ANSIBLE_ENV,
     BIN,
     ROOT,

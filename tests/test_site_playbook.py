@@ -14,7 +14,7 @@ import pytest
 
 from ecrkit.renderers import registries_conf
 from ecrkit.renderers.aws_config import SsoProfile, merge
-from ecrkit.testbed import Host, ansible_playbook, recap, remove_hosts, start_hosts, write_inventory
+from testbed.hosts import Host, ansible_playbook, recap, remove_hosts, start_hosts, write_inventory
 
 pytestmark = pytest.mark.hosts
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from ecrkit.standin import StandIn
-from ecrkit.standin_imds import IMDS_ADDRESS, TOKEN_HEADER, TOKEN_TTL_HEADER, ImdsSettings, ImdsStandIn
+from testbed.standin import StandIn
+from testbed.standin_imds import IMDS_ADDRESS, TOKEN_HEADER, TOKEN_TTL_HEADER, ImdsSettings, ImdsStandIn
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("curl") is None,

@@ -21,7 +21,7 @@ from ecrkit.errors import InputError
 from ecrkit.helper import parse_version, release_url
 from ecrkit.renderers.userdata import ARCH, EC2_USERDATA_LIMIT, MIME_PART_NAME, SCRIPT_PATH, render
 from ecrkit.settings import CredentialRule
-from ecrkit.testbed import Host, podman, remove_hosts, start_hosts
+from testbed.hosts import Host, podman, remove_hosts, start_hosts
 from tests.conftest import ReleaseMirror, TestedHelper, assert_durable, free_port, run_ecrkit, traced
 
 REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"

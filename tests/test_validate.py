@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from ecrkit.probe import LIVE_TIMEOUT
-from ecrkit.standin import REGISTRY_HOST, TOKEN_PASSWORD, StandIn
-from ecrkit.testbed import (
+from ecrkit.validate import SSH_TIMEOUT
+from testbed.hosts import (
     Host,
     ansible_playbook,
     give_stand_in_role,
@@ -31,7 +31,7 @@ from ecrkit.testbed import (
     start_ssh_hosts,
     write_inventory,
 )
-from ecrkit.validate import SSH_TIMEOUT
+from testbed.standin import REGISTRY_HOST, TOKEN_PASSWORD, StandIn
 from tests.conftest import run_ecrkit
 
 pytestmark = [pytest.mark.hosts, pytest.mark.standin]

@@ -15,7 +15,7 @@ import pytest
 
 from ecrkit import probe
 from ecrkit.checks import judge
-from ecrkit.probe import ConsumerFacts
+from ecrkit.probe_facts import ConsumerFacts
 from ecrkit.validate import SSH_TIMEOUT, Target, validate
 
 REGISTRIES = [f"12345678901{n}.dkr.ecr.us-east-1.amazonaws.com" for n in range(5)]

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from ecrkit.testbed import BASE_IMAGE, ansible_playbook, podman
+from testbed.hosts import BASE_IMAGE, ansible_playbook, podman
 from tests.conftest import ROOT, run_ecrkit
 
 pytestmark = [pytest.mark.hosts]

@@ -12,7 +12,7 @@ import yaml
 
 from ecrkit.errors import FileFormatError, InputError
 from ecrkit.renderers.aws_config import SsoProfile, form_for, merge
-from ecrkit.standin import ACCOUNT, REGISTRY_HOST, StandIn
+from testbed.standin import ACCOUNT, REGISTRY_HOST, StandIn
 from tests.conftest import ROOT, readme_block, run_ecrkit
 
 PAGE = "docs/workstations.md"  # the page whose examples these tests run

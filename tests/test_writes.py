@@ -15,7 +15,7 @@ import yaml
 
 from ecrkit import files
 from ecrkit.errors import PathError
-from ecrkit.testbed import ANSIBLE_ENV, BIN, ROOT, ansible_playbook
+from testbed.hosts import ANSIBLE_ENV, BIN, ROOT, ansible_playbook
 from tests.conftest import ECRKIT, assert_durable, fill, read_only, run_ecrkit, traced
 
 ECR = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"

@@ -19,7 +19,7 @@ from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
 if TYPE_CHECKING:
-    from ecrkit.probe import ProbeResult
+    from ecrkit.probe_facts import ProbeResult
 
 try:
     from ecrkit import converge

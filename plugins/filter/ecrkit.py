@@ -44,7 +44,7 @@ except ImportError as missing:  # pragma: no cover - depends on the controller's
     ECRKIT_VERSION = _Missing()  # type: ignore[assignment]
 
 if TYPE_CHECKING:  # the probe's facts as ecrkit types them (Ansible hands over plain dicts)
-    from ecrkit.probe import ProbeResult
+    from ecrkit.probe_facts import ProbeResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ecrkit import __version__
 from ecrkit.errors import EcrkitError
 
 ACCOUNT = "123456789012"  # moto's default account
@@ -135,25 +134,25 @@ def _without(record: dict[str, Any], *keys: str) -> dict[str, Any]:
 
 
 class MissingExtra(EcrkitError):
-    """The stand-in's own dependencies (the ecrkit[standin] extra) are not installed."""
+    """The stand-in's own dependencies (moto's server, werkzeug: the development requirements) are not installed."""
 
 
 def require_extra() -> None:
-    """Stop, saying what to install, when moto's server is missing: a runtime install of ecrkit
-    (`pip install ecrkit`) leaves the stand-in's dependencies out."""
+    """Stop, saying what to install, when moto's server is missing: a venv with ecrkit's runtime
+    dependencies only (`pip install -e .`) lacks the stand-in's."""
     try:
         import moto.moto_server.werkzeug_app  # noqa: F401, PLC0415
         import werkzeug.serving  # noqa: F401, PLC0415
     except ImportError as exc:
         raise MissingExtra(
-            f"the stand-in for AWS and ECR needs moto's server, which ecrkit installs only with the standin "
-            f"extra ({exc}): pip install 'ecrkit[standin]=={__version__}'"
+            f"the stand-in for AWS and ECR needs moto's server, one of the test bed's development requirements "
+            f"({exc}): pip install -r requirements.txt (make venv)"
         ) from None
 
 
 def moto_app() -> App:
     """moto's server app with the operations it lacks answered here."""
-    # moto is the stand-in's dependency (the ecrkit[standin] extra), not one of the runtime package's.
+    # moto is the stand-in's dependency (a development requirement), not one of the runtime package's.
     require_extra()
     from moto.ecr import policy_validation  # noqa: PLC0415
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app  # noqa: PLC0415

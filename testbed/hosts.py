@@ -1,7 +1,7 @@
 """Disposable systemd hosts for `make run`, the tests and the benchmarks.
 
 Each host is a podman container of the base image that `tools/base-image.sh` builds, reached
-by Ansible through podman (no SSH). `python -m ecrkit.testbed` is `make run`.
+by Ansible through podman (no SSH). `python -m testbed` is `make run`.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from ecrkit.helper import binary_version
 from ecrkit.hoststate import version_from
 from ecrkit.output import print_rows
 from ecrkit.renderers.docker_config import parse
-from ecrkit.standin import API_ADDRESS, API_HOST, REGISTRY_HOST, StandIn
-from ecrkit.standin_imds import ImdsStandIn
 from ecrkit.validate import ACCOUNT_GROUP, inventory_targets, print_report, validate_all
+from testbed.standin import API_ADDRESS, API_HOST, REGISTRY_HOST, StandIn
+from testbed.standin_imds import ImdsStandIn
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_INVENTORY = ROOT / "inventory" / "local" / "hosts.yml"
@@ -614,14 +614,6 @@ def run(keep: bool = False) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if not (ROOT / "site.yml").is_file():  # an installed wheel: site.yml and inventory/local are not in it
-        print(
-            "ecrkit.testbed: the test bed (make run) runs from a checkout of ecrkit, with its site.yml and "
-            f"inventory/local, not from an installed package ({ROOT} has no site.yml); it also needs "
-            "pip install -e '.[standin]' there",
-            file=sys.stderr,
-        )
-        return 2
     if "--destroy" in argv:
         names = [name for members in local_host_groups().values() for name in members]
         destroy(names, StandIn(STAND_IN_STATE))
@@ -630,7 +622,7 @@ def main(argv: list[str]) -> int:
     try:
         return run(keep="--keep" in argv)
     except HostSetupError as exc:
-        print(f"ecrkit.testbed: {exc}", file=sys.stderr)
+        print(f"testbed: {exc}", file=sys.stderr)
         return 2
 
 

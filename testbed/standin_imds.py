@@ -7,7 +7,7 @@ What it serves, as EC2 does:
 - `meta-data/iam/security-credentials/` (the role's name; 404 without a role) and
   `.../<role>`: temporary credentials that expire after `credential_lifetime` seconds and are
   replaced half-way through, as EC2 rotates them. They are recorded in `issued.json`, where the
-  AWS/ECR stand-in's API (ecrkit.standin.api_app) checks them: expired or unknown ones are refused
+  AWS/ECR stand-in's API (testbed.standin.api_app) checks them: expired or unknown ones are refused
   with ExpiredTokenException, so a client must fetch the new ones;
 - the instance identity document (region, account, instance id);
 - the response hop limit: the answer to the token PUT leaves with IP TTL = `hop_limit`
@@ -26,7 +26,7 @@ network is a namespace behind a host (10.N.0.0/24, the host its router with forw
 routing hop, where the kernel decrements the TTL. Nothing is set up in the machine's own network
 namespace: 169.254.169.254 exists only inside these. Needs root (`ip netns`).
 
-    python -m ecrkit.standin_imds serve STATE_DIR    (run by ImdsStandIn.up inside its namespace)
+    python -m testbed.standin_imds serve STATE_DIR    (run by ImdsStandIn.up inside its namespace)
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from ecrkit.standin import ACCOUNT, REGION
+from testbed.standin import ACCOUNT, REGION
 
 IMDS_ADDRESS = "169.254.169.254"
 IMDS_PORT = 80
@@ -377,7 +377,7 @@ class ImdsStandIn:
         _ip("-n", self.namespace, "link", "add", "br0", "type", "bridge")
         _ip("-n", self.namespace, "addr", "add", f"{IMDS_ADDRESS}/16", "dev", "br0")
         _ip("-n", self.namespace, "link", "set", "br0", "up")
-        serve = [sys.executable, "-m", "ecrkit.standin_imds", "serve", str(self.state)]
+        serve = [sys.executable, "-m", "testbed.standin_imds", "serve", str(self.state)]
         server = self._spawn("server", ["ip", "netns", "exec", self.namespace, *serve])
         deadline = time.monotonic() + 30
         ready = ["curl", "-s", "-o", "/dev/null", "-m", "1", f"http://{IMDS_ADDRESS}/"]
@@ -432,7 +432,7 @@ class ImdsStandIn:
         """Make `address:port` of this machine's loopback (the AWS/ECR stand-in's API) reachable at
         the same address inside the host's namespace, through a relay (`relay`)."""
         name = f"relay-{host}-{port}"
-        argv = [sys.executable, "-m", "ecrkit.standin_imds", "relay", self.netns_path(host), address, str(port)]
+        argv = [sys.executable, "-m", "testbed.standin_imds", "relay", self.netns_path(host), address, str(port)]
         process = self._spawn(name, argv)
         deadline = time.monotonic() + 30
         probe = ["python3", "-c", f"import socket; socket.create_connection(('{address}', {port}), 1).close()"]
@@ -460,7 +460,7 @@ def main(argv: list[str]) -> int:
         relay(argv[1], (argv[2], int(argv[3])), (argv[2], int(argv[3])))
         return 0
     if len(argv) != 2 or argv[0] != "serve":
-        print("usage: python -m ecrkit.standin_imds serve STATE_DIR | relay NETNS ADDRESS PORT", file=sys.stderr)
+        print("usage: python -m testbed.standin_imds serve STATE_DIR | relay NETNS ADDRESS PORT", file=sys.stderr)
         return 2
     serve(Path(argv[1]).resolve())
     return 0

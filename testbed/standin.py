@@ -12,7 +12,7 @@ are mapped to loopback in a private mount namespace: the machine's /etc/hosts an
 /etc/docker are never touched. Every process that resolves those names runs inside it
 (`StandIn.run`). Nothing listens beyond loopback.
 
-    python -m ecrkit.standin up|down STATE_DIR
+    python -m testbed.standin up|down STATE_DIR
 """
 
 from __future__ import annotations
@@ -35,10 +35,10 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ecrkit.standin_ecr import MissingExtra, moto_app, require_extra
+from testbed.standin_ecr import MissingExtra, moto_app, require_extra
 
 if TYPE_CHECKING:
-    from ecrkit.standin_imds import ImdsStandIn
+    from testbed.standin_imds import ImdsStandIn
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -71,7 +71,7 @@ HOST_MOUNT = "/run/ecrkit-standin"  # where a test host sees the state directory
 # Held by the process whose stand-in is up: a second one (another test run, make run) waits for
 # it instead of failing on port 443 half-way through its start.
 UP_LOCK = Path("/run/lock/ecrkit-standin.lock")
-IMDS_STATE = "imds"  # the IMDS stand-in's state directory in the stand-in's (ecrkit.standin_imds)
+IMDS_STATE = "imds"  # the IMDS stand-in's state directory in the stand-in's (testbed.standin_imds)
 
 
 class StandIn:
@@ -162,8 +162,8 @@ class StandIn:
         )
 
     def imds(self, prefix: str | None = None) -> ImdsStandIn:
-        """The IMDS stand-in whose credentials this stand-in's API checks (ecrkit.standin_imds.ImdsStandIn)."""
-        from ecrkit.standin_imds import ImdsStandIn  # noqa: PLC0415 - it imports this module
+        """The IMDS stand-in whose credentials this stand-in's API checks (testbed.standin_imds.ImdsStandIn)."""
+        from testbed.standin_imds import ImdsStandIn  # noqa: PLC0415 - it imports this module
 
         return ImdsStandIn(self.state / IMDS_STATE, prefix)
 
@@ -243,7 +243,7 @@ class StandIn:
         )  # fmt: skip
         self._record("holder", holder.pid)
         _wait(lambda: _mounted(holder.pid), "the mount namespace")
-        self._start("api", [sys.executable, "-m", "ecrkit.standin", "api", str(self.state)])
+        self._start("api", [sys.executable, "-m", "testbed.standin", "api", str(self.state)])
         self._start("registry", ["docker-registry", "serve", str(self.state / "registry.yml")])
         self._start(
             "dockerd",
@@ -288,6 +288,8 @@ class StandIn:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            # `python -m testbed.standin api` from any directory: the test bed is imported from the checkout
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
         )
         self._record(name, process.pid)
 
@@ -437,9 +439,9 @@ def api_app(state: Path) -> Callable[..., Iterable[bytes]]:
 
 
 def _imds_refusal(state: Path, environ: dict[str, Any]) -> str | None:
-    """Why keys that the IMDS stand-in issued (ecrkit.standin_imds) are refused: expired, or
+    """Why keys that the IMDS stand-in issued (testbed.standin_imds) are refused: expired, or
     never issued; None for other keys (moto accepts any)."""
-    from ecrkit.standin_imds import ISSUED_KEY_PREFIX, credential_refusal  # noqa: PLC0415 - it imports this module
+    from testbed.standin_imds import ISSUED_KEY_PREFIX, credential_refusal  # noqa: PLC0415 - it imports this module
 
     match = re.search(r"Credential=([A-Z0-9]+)/", environ.get("HTTP_AUTHORIZATION", ""))
     if match is None or not match.group(1).startswith(ISSUED_KEY_PREFIX):
@@ -486,13 +488,13 @@ def _role_credentials(state: Path, environ: dict[str, Any], start_response: Call
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2 or argv[0] not in ("up", "down", "api", "http"):
-        print("usage: python -m ecrkit.standin up|down|api STATE_DIR | http PORT", file=sys.stderr)
+        print("usage: python -m testbed.standin up|down|api STATE_DIR | http PORT", file=sys.stderr)
         return 2
     if argv[0] != "down":
         try:
             require_extra()
         except MissingExtra as exc:
-            print(f"ecrkit.standin: {exc}", file=sys.stderr)
+            print(f"testbed.standin: {exc}", file=sys.stderr)
             return 1
     if argv[0] == "http":  # moto (+ the ECR APIs it lacks) over plain HTTP, for tests using AWS_ENDPOINT_URL
         from werkzeug.serving import run_simple  # noqa: PLC0415 - comes with moto[server]
