@@ -601,8 +601,9 @@ def _add_gitlab_runner_parsers(kinds: Any) -> None:
     runner.add_argument(
         "--hop-limit",
         type=integer,
-        default=2,
-        help="IMDSv2 hop limit for job hosts (2 lets job containers reach the role)",
+        default=constants.HOP_LIMIT,
+        help=f"IMDSv2 response hop limit for job hosts (default {constants.HOP_LIMIT}: job containers cannot reach the "
+        "instance role; 2 lets every job read its credentials)",
     )
     scaler = runner.add_argument_group(
         "docker-autoscaler runners ([runners.autoscaler]; only the keys given are written, others are kept)"
@@ -651,7 +652,7 @@ def _add_gitlab_runner_parsers(kinds: Any) -> None:
     _add_rule_arguments(template)
     template.add_argument("--instance-profile", default="", metavar="NAME", help="the job hosts' instance profile")
     template.add_argument(
-        "--hop-limit", type=integer, default=1,
+        "--hop-limit", type=integer, default=constants.HOP_LIMIT,
         help="IMDSv2 response hop limit (1 keeps job containers from the instance role; 2 lets them reach it)",
     )  # fmt: skip
     template.add_argument("--image-id", default="", metavar="AMI", help="the AMI (with Docker Engine)")

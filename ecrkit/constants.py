@@ -19,6 +19,10 @@ INSTALL_DIR: Final = "/usr/local/bin"  # where a release goes by default (on sys
 PACKAGE_DIR: Final = "/usr/bin"  # where apt, dnf and yum put it, and the Mesos agent finds it
 CACHE_DIR: Final = "/var/lib/ecr-login"  # AWS_ECR_CACHE_DIR for services
 LOGROTATE_PATH: Final = "/etc/logrotate.d/ecr-login"
+# IMDSv2's response hop limit on job hosts (docker+machine's MachineOptions, the autoscaler's launch
+# template): 1 keeps job containers, one hop further, from the instance role and its credentials
+# (seed 001; `ecrkit validate` warns at 2 or more). Jobs that run the helper themselves need 2: an opt-in.
+HOP_LIMIT: Final = 1
 
 # Role variables whose defaults ecrkit needs outside Ansible (`ecrkit validate`, the CLI). The
 # roles' defaults/main.yml read them with `'NAME' | ecrkit.ecr.default`.
@@ -33,6 +37,8 @@ ROLE_DEFAULTS: Final[dict[str, object]] = {
     "docker_auth_config_creds_store": False,
     "ecrkit_task_user": "nobody",  # the validate entry point's: who a Mesos task runs as
     "gitlab_runner_ecr_service": "gitlab-runner",
+    "gitlab_runner_ecr_hop_limit": HOP_LIMIT,
+    "autoscaling_group_hop_limit": HOP_LIMIT,
     "marathon_agent_ecr_service": "dcos-mesos-slave",
     "marathon_agent_ecr_docker_tar_path": "/etc/docker.tar.gz",
 }

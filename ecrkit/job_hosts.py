@@ -27,11 +27,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from ecrkit import helper, plans
-from ecrkit.constants import HELPER_VERSION, RELEASE_BASE_URL
+from ecrkit.constants import HELPER_VERSION, HOP_LIMIT, RELEASE_BASE_URL
 from ecrkit.ecr_account import Change
 from ecrkit.errors import InputError
 from ecrkit.renderers import userdata
-from ecrkit.settings import validate_autoscaling_group, validate_region
+from ecrkit.settings import validate_autoscaling_group, validate_hop_limit, validate_region
 
 Name = plans.Name
 TEMPLATE_NAME = re.compile(r"^[a-zA-Z0-9().\-/_]{3,128}\Z", re.ASCII)  # EC2's pattern and lengths
@@ -42,7 +42,6 @@ SUBNET = re.compile(r"^subnet-[0-9a-f]{8,17}\Z", re.ASCII)
 ZONE = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d[a-z]\Z", re.ASCII)
 PROFILE_NAME = re.compile(r"^[\w+=,.@-]{1,128}\Z", re.ASCII)  # IAM's pattern for names
 PROFILE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:instance-profile/[\w+=,.@/-]{1,512}\Z", re.ASCII)
-HOP_LIMIT = (1, 64)
 SUSPENDED = ("AZRebalance",)  # GitLab's docs: instances running jobs must not be rebalanced away
 DESCRIPTION = "ecrkit sha256:"  # + the sha256 of the version's data, in each version ecrkit writes
 DEFAULT_VERSION = "$Default"
@@ -58,7 +57,7 @@ def launch_template_data(
     userdata_text: str,
     *,
     instance_profile: str = "",
-    hop_limit: int = 1,
+    hop_limit: int = HOP_LIMIT,
     image_id: str = "",
     instance_type: str = "",
     security_group_ids: object = (),
@@ -66,8 +65,7 @@ def launch_template_data(
 ) -> dict[str, Any]:
     """LaunchTemplateData as EC2 takes it: the userdata (base64), IMDSv2 required with the hop limit,
     the instance profile and the optional image, type and security groups; each input checked."""
-    if isinstance(hop_limit, bool) or not isinstance(hop_limit, int) or not HOP_LIMIT[0] <= hop_limit <= HOP_LIMIT[1]:
-        raise InputError(name("hop_limit"), hop_limit, "an integer from 1 to 64 (1 keeps job containers from the role)")
+    validate_hop_limit(hop_limit, name("hop_limit"))
     size = len(userdata_text.encode())
     if size > userdata.EC2_USERDATA_LIMIT:
         raise InputError("userdata", f"{size} bytes", f"at most {userdata.EC2_USERDATA_LIMIT} bytes (EC2's limit)")
@@ -119,7 +117,7 @@ def plan(declaration: Mapping[str, Any], name: Name = PLAIN) -> dict[str, Any]:
     data = launch_template_data(
         text,
         instance_profile=declaration.get("instance_profile") or "",
-        hop_limit=declaration.get("hop_limit", 1),
+        hop_limit=declaration.get("hop_limit", HOP_LIMIT),
         image_id=declaration.get("image_id") or "",
         instance_type=declaration.get("instance_type") or "",
         security_group_ids=declaration.get("security_group_ids") or [],

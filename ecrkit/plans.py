@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypedDict
 
 from ecrkit import helper, hoststate
-from ecrkit.constants import HELPER_BINARY, HELPER_VERSION, INSTALL_DIR, RELEASE_BASE_URL, role_default
+from ecrkit.constants import HELPER_BINARY, HELPER_VERSION, HOP_LIMIT, INSTALL_DIR, RELEASE_BASE_URL, role_default
 from ecrkit.errors import InputError
 from ecrkit.probe_facts import ProbeResult
 from ecrkit.renderers import docker_config, docker_tar, runner_config, service_env, userdata
@@ -108,7 +108,7 @@ def runner_settings(rule: CredentialRule, options: Mapping[str, Any], name: Name
         machine_options=runner_config.machine_options(
             options.get("instance_profile") or "",
             options.get("userdata_path") or "",
-            options.get("hop_limit", 2),
+            options.get("hop_limit", HOP_LIMIT),
             sources=(name("instance_profile"), name("userdata_path"), name("hop_limit")),
         ),
         autoscaler=runner_config.with_ready_command(

@@ -82,6 +82,13 @@ def validate_autoscaling_group(value: object, source: str) -> str:
     return value
 
 
+def validate_hop_limit(value: object, source: str) -> int:
+    """IMDSv2's response hop limit, as EC2 takes it."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 64:
+        raise InputError(source, value, "an integer from 1 to 64 (1 keeps job containers from the instance role)")
+    return value
+
+
 def validate_region(value: object, source: str = "region") -> str:
     """Return the region, or raise naming the value and the accepted form: a region of botocore's
     partition table (eu-west-9 has a region's form, and is none)."""

@@ -18,6 +18,7 @@ from ecrkit.hoststate import read_facts
 from ecrkit.plans import runner_plan
 from ecrkit.renderers.runner_config import (
     AUTH_PREFIX,
+    HOP_LIMIT,
     RunnerSettings,
     machine_options,
     merge,
@@ -26,7 +27,7 @@ from ecrkit.renderers.runner_config import (
 )
 from ecrkit.renderers.userdata import instance_ready_command
 from ecrkit.settings import CredentialRule
-from tests.conftest import readme_block, run_ecrkit
+from tests.conftest import ROOT, readme_block, run_ecrkit
 
 PAGE = "docs/gitlab-runner.md"  # the page whose examples these tests run
 
@@ -43,7 +44,8 @@ def full_settings() -> RunnerSettings:
     return RunnerSettings(
         RULE,
         docker_volumes=True,
-        machine_options=machine_options("ci-jobs", "/etc/gitlab-runner/ecrkit-userdata.sh"),
+        # 2, the opt-in: REGISTERED's hop-limit=1 is replaced, not added to
+        machine_options=machine_options("ci-jobs", "/etc/gitlab-runner/ecrkit-userdata.sh", 2),
         autoscaler=validate_autoscaler({"max_instances": 20, "policy": [{"idle_count": 2, "idle_time": "20m0s"}]}),
     )
 
@@ -364,3 +366,20 @@ def test_the_role_names_a_bad_autoscaler_key_by_its_variable(autoscaler: dict[st
             read_facts({}), {"registries": [REGISTRY], "public": False, "creds_store": False, "autoscaler": autoscaler}
         )
     assert error.value.source == named
+
+
+def test_job_hosts_keep_job_containers_from_the_instance_role_unless_told(tmp_path: Path) -> None:
+    """Hop limit 1 wherever ecrkit makes job hosts: docker+machine's MachineOptions (function, CLI, role)
+    and the docker-autoscaler's launch template (CLI, role); 2 only when asked for."""
+    assert machine_options()[HOP_LIMIT] == "1"
+    assert machine_options(hop_limit=2)[HOP_LIMIT] == "2"
+    config = tmp_path / "config.toml"
+    config.write_text('[[runners]]\nname = "m"\nexecutor = "docker+machine"\n')
+    done = run_ecrkit("render", "runner-config", "--config", str(config), "--registry", REGISTRY)
+    assert f"{HOP_LIMIT}=1" in tomllib.loads(done.stdout)["runners"][0]["machine"]["MachineOptions"], done.stderr
+    template = run_ecrkit("render", "launch-template", "--registry", REGISTRY)
+    assert json.loads(template.stdout)["MetadataOptions"]["HttpPutResponseHopLimit"] == 1, template.stderr
+    for role, variable in (("gitlab_runner_ecr", "gitlab_runner_ecr_hop_limit"),
+                           ("autoscaling_group", "autoscaling_group_hop_limit")):  # fmt: skip
+        spec = yaml.safe_load((ROOT / "roles" / role / "meta/argument_specs.yml").read_text())
+        assert spec["argument_specs"]["main"]["options"][variable]["default"] == 1

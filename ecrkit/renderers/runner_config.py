@@ -29,10 +29,11 @@ from tomlkit.container import Container
 from tomlkit.exceptions import TOMLKitError
 from tomlkit.items import AoT, Array, Item, Table
 
+from ecrkit import constants
 from ecrkit.constants import HELPER_BINARY, INSTALL_DIR
 from ecrkit.errors import FileFormatError, InputError
 from ecrkit.renderers import docker_config
-from ecrkit.settings import CredentialRule, validate_absolute_path, validate_autoscaling_group
+from ecrkit.settings import CredentialRule, validate_absolute_path, validate_autoscaling_group, validate_hop_limit
 
 AUTH_PREFIX = "DOCKER_AUTH_CONFIG="
 SOCKET = "/var/run/docker.sock"
@@ -175,16 +176,14 @@ class Merged:
 def machine_options(
     instance_profile: str = "",
     userdata: str = "",
-    hop_limit: int = 2,
+    hop_limit: int = constants.HOP_LIMIT,
     sources: tuple[str, str, str] = ("--instance-profile", "--userdata", "--hop-limit"),
 ) -> dict[str, str]:
-    """The amazonec2 MachineOptions ecrkit manages. Hop limit 2 lets job containers reach the
-    instance role (and so every job can read its credentials); 1 keeps containers from it.
-    `sources` name the inputs in errors (the options, or the role's variables)."""
+    """The amazonec2 MachineOptions ecrkit manages. Hop limit 1 (ecrkit's default) keeps job
+    containers from the instance role; 2 lets them reach it, and so every job can read its
+    credentials. `sources` name the inputs in errors (the options, or the role's variables)."""
     options = {"amazonec2-metadata-token": "required"}
-    if isinstance(hop_limit, bool) or not isinstance(hop_limit, int) or not 1 <= hop_limit <= 64:
-        raise InputError(sources[2], hop_limit, "an integer from 1 to 64")
-    options[HOP_LIMIT] = str(hop_limit)
+    options[HOP_LIMIT] = str(validate_hop_limit(hop_limit, sources[2]))
     if instance_profile:
         if not isinstance(instance_profile, str) or not INSTANCE_PROFILE.match(instance_profile):
             raise InputError(sources[0], instance_profile, "an IAM instance profile name")
