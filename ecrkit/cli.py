@@ -389,7 +389,9 @@ def _render_marathon_installer(args: argparse.Namespace) -> int:
 
 def _render_iam_policy(args: argparse.Namespace) -> int:
     context = IAM_CONTEXT_NAMES.get(args.context, args.context)
-    print(json.dumps(iam_policy.render(context, args.registry, tuple(args.repository)), indent=2))
+    group = args.autoscaling_group
+    document = iam_policy.render(context, args.registry, tuple(args.repository), autoscaling_group=group)
+    print(json.dumps(document, indent=2))
     return EXIT_OK
 
 
@@ -773,6 +775,12 @@ def _add_ecr_parsers(kinds: Any) -> None:
     policy.add_argument(
         "--repository", action="append", default=[], metavar="NAME", help="repeatable; NAME/* for a prefix"
     )
+    policy.add_argument(
+        "--autoscaling-group", default="", metavar="NAME",
+        help="runner-manager of docker-autoscaler job hosts: also its fleeting plugin's rights on this group (scale "
+        "it, describe it and its instances, EC2 Instance Connect to the instances it tagged), in --registry's "
+        "account and region",
+    )  # fmt: skip
     policy.set_defaults(handler=_render_iam_policy)
 
     replication = kinds.add_parser(

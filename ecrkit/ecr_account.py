@@ -389,7 +389,7 @@ def _rule(entry: object, index: int) -> dict[str, Any]:
 def _iam_policy(entry: object, source: str) -> dict[str, Any]:
     """An inline policy for an IAM role (an instance profile's, a permission set's), least privilege for
     its context; the document is `ecrkit render iam-policy`'s."""
-    options = _options(entry, source, {"role", "for", "name", "registry", "repositories", "state"})
+    options = _options(entry, source, {"role", "for", "name", "registry", "repositories", "autoscaling_group", "state"})
     state = _choice(options.get("state", "present"), f"{source}.state", ("present", "absent"))
     context = _choice(options.get("for"), f"{source}.for", tuple(iam_policy.CONTEXTS))
     role = _iam_name(options.get("role"), f"{source}.role", 64)
@@ -397,7 +397,9 @@ def _iam_policy(entry: object, source: str) -> dict[str, Any]:
     repositories = options.get("repositories") or []
     if not isinstance(repositories, list):
         raise InputError(f"{source}.repositories", repositories, "a list of repository names")
-    document = iam_policy.render(context, str(options.get("registry") or ""), tuple(repositories), source)
+    document = iam_policy.render(
+        context, str(options.get("registry") or ""), tuple(repositories), source, options.get("autoscaling_group") or ""
+    )
     return {"role": role, "name": name, "document": document, "state": state}
 
 

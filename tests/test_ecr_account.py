@@ -277,7 +277,8 @@ def test_the_documented_declarations_are_accepted(text: str) -> None:
         {"region": "us-east-1", **{k.removeprefix("ecr_account_"): v for k, v in variables.items()}}
     )
     assert [rule["ecrRepositoryPrefix"] for rule in result["pull_through_rules"]] == ["ecr-public", "docker-hub"]
-    assert result["iam_policies"][0]["document"] == iam_policy.render("runner-manager", REGISTRY, ("team/app",))
+    manager = iam_policy.render("runner-manager", REGISTRY, ("team/app",), autoscaling_group="gitlab-ci-jobs-asg")
+    assert result["iam_policies"][0]["document"] == manager
     assert result["iam_policies"][1]["document"]["Statement"][1]["Resource"] == [
         "arn:aws:ecr:us-east-1:123456789012:repository/docker-hub/*"
     ]

@@ -22,6 +22,7 @@ from policy_sentry.querying.actions import get_action_data, get_actions_for_serv
 from policy_sentry.shared import constants
 
 from ecrkit import ecr_account
+from ecrkit.errors import InputError
 from ecrkit.renderers import iam_policy
 from plugins.filter.ecrkit import FilterModule
 from tests.conftest import run_ecrkit
@@ -202,6 +203,41 @@ def test_every_rendered_iam_policy_fits_the_sar(context: str, registry: str, rep
     assert sar_problems(iam_policy.render(context, registry, repositories)) == []
 
 
+@pytest.mark.parametrize("registry", REGISTRIES.values())
+def test_a_docker_autoscaler_managers_fleeting_rights_fit_the_sar_and_only_its_group(registry: str) -> None:
+    document = iam_policy.render("runner-manager", registry, ("team/app",), autoscaling_group="gitlab-jobs")
+    assert sar_problems(document) == []
+    statements = {statement["Sid"]: statement for statement in document["Statement"]}
+    assert statements["FleetingScale"]["Resource"].endswith(":autoScalingGroupName/gitlab-jobs")
+    tag = statements["FleetingConnect"]["Condition"]["StringEquals"]
+    assert tag == {"ec2:ResourceTag/aws:autoscaling:groupName": "gitlab-jobs"}
+    # the condition key is one AWS evaluates for both actions (the SAR's condition keys)
+    for action in statements["FleetingConnect"]["Action"]:
+        service, _, name = action.partition(":")
+        keys = {key for entry in get_action_data(service, name)[service] for key in entry["condition_keys"]}
+        assert "ec2:ResourceTag/${TagKey}" in keys, (action, keys)
+    # without the group, the manager pulls and nothing more (the negative control)
+    plain = iam_policy.render("runner-manager", registry, ("team/app",))
+    assert not [s for s in plain["Statement"] if s["Sid"].startswith("Fleeting")]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "named", "accepted"),
+    [
+        (("job-host", REGISTRIES["aws"], "g"), "--autoscaling-group", "only --for runner-manager"),
+        (("runner-manager", "", "g"), "--registry", "the registry of the account and region"),
+        (("runner-manager", REGISTRIES["aws"], "a:b"), "--autoscaling-group", "an Auto Scaling group name"),
+    ],
+)
+def test_a_group_outside_a_runner_manager_or_without_its_account_is_refused(
+    arguments: tuple[str, str, str], named: str, accepted: str
+) -> None:
+    context, registry, group = arguments
+    with pytest.raises(InputError) as error:
+        iam_policy.render(context, registry, (), autoscaling_group=group)
+    assert error.value.source == named and accepted in error.value.accepted
+
+
 @pytest.mark.parametrize("context", sorted(iam_policy.CONTEXTS))
 def test_the_cli_prints_the_corrected_policy(context: str) -> None:
     registry = REGISTRIES["aws"]
@@ -346,3 +382,18 @@ def test_every_call_the_account_converge_makes_is_granted_by_the_admin_policy_na
     operations = {operation for operation, _ in calls}
     assert {"DescribeRepositories", "CreateRepository", "PutLifecyclePolicy", "PutImageTagMutability"} <= operations
     assert refused_calls(calls, NARROWED, REGISTRY) == []
+
+
+def test_the_account_role_puts_the_fleeting_rights_on_a_managers_role_naming_its_keys() -> None:
+    entry = {
+        "role": "gitlab-runner-manager",
+        "for": "runner-manager",
+        "registry": REGISTRY,
+        "autoscaling_group": "jobs",
+    }
+    (planned,) = ecr_account.plan({"region": "us-east-1", "iam_policies": [entry]})["iam_policies"]
+    assert planned["document"] == iam_policy.render("runner-manager", REGISTRY, autoscaling_group="jobs")
+    with pytest.raises(InputError) as error:
+        ecr_account.plan({"region": "us-east-1", "iam_policies": [{**entry, "for": "job-host"}]})
+    assert error.value.source == "iam_policies[0].autoscaling_group"
+    assert "only iam_policies[0].for runner-manager" in error.value.accepted

@@ -15,7 +15,7 @@ import re
 from typing import Any
 
 from ecrkit.errors import InputError
-from ecrkit.settings import private_registry, region_partition
+from ecrkit.settings import private_registry, region_partition, validate_autoscaling_group
 
 TOKEN = "ecr:GetAuthorizationToken"
 PULL = ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability")
@@ -54,19 +54,25 @@ CONTEXTS: dict[str, tuple[str, ...]] = {
     "mirror": PULL + MIRROR,
     "admin": PULL + ADMIN,
 }
+# A docker-autoscaler manager's fleeting plugin (GitLab's fleeting-plugin-aws): it scales the job hosts'
+# group, reads the group and its instances, and reaches an instance by EC2 Instance Connect (Linux) or
+# its password (Windows), only on instances the group tagged.
+FLEETING_SCALE = ("autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup")
+FLEETING_DESCRIBE = ("autoscaling:DescribeAutoScalingGroups", "ec2:DescribeInstances")
+FLEETING_CONNECT = ("ec2:GetPasswordData", "ec2-instance-connect:SendSSHPublicKey")
 REPOSITORY = re.compile(r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/\*)?\Z", re.ASCII)
 
 
-def _names(source: str) -> tuple[str, str, str]:
+def _names(source: str) -> tuple[str, str, str, str]:
     """Where the inputs came from, for errors: the CLI's options, or the keys of a declaration."""
     if not source:
-        return "--for", "--registry", "--repository"
-    return f"{source}.for", f"{source}.registry", f"{source}.repositories"
+        return "--for", "--registry", "--repository", "--autoscaling-group"
+    return f"{source}.for", f"{source}.registry", f"{source}.repositories", f"{source}.autoscaling_group"
 
 
 def repository_arn(registry: str, repository: str, source: str = "") -> str:
     """arn:<partition>:ecr:<region>:<account>:repository/<name> for a private registry."""
-    _, registry_name, repository_name = _names(source)
+    _, registry_name, repository_name, _ = _names(source)
     account, region, _ = private_registry(registry, registry_name)  # its region and domain agree
     if not isinstance(repository, str) or not REPOSITORY.match(repository):
         raise InputError(
@@ -75,10 +81,13 @@ def repository_arn(registry: str, repository: str, source: str = "") -> str:
     return f"arn:{region_partition(region)}:ecr:{region}:{account}:repository/{repository}"
 
 
-def render(context: str, registry: str = "", repositories: tuple[str, ...] = (), source: str = "") -> dict[str, Any]:
-    """The policy document for a context; repositories need the registry they live in.
-    Errors name the CLI's options, or the keys under `source` (a declaration's place)."""
-    context_name, registry_name, repository_name = _names(source)
+def render(
+    context: str, registry: str = "", repositories: tuple[str, ...] = (), source: str = "", autoscaling_group: str = ""
+) -> dict[str, Any]:
+    """The policy document for a context; repositories need the registry they live in. A runner manager
+    of docker-autoscaler job hosts also gets its fleeting plugin's rights on `autoscaling_group`, in the
+    registry's account and region. Errors name the CLI's options, or the keys under `source`."""
+    context_name, registry_name, repository_name, group_name = _names(source)
     if context not in CONTEXTS:
         raise InputError(context_name, context, f"one of {', '.join(CONTEXTS)}")
     if repositories and not registry:
@@ -93,4 +102,29 @@ def render(context: str, registry: str = "", repositories: tuple[str, ...] = (),
         statements.append({"Sid": "Registry", "Effect": "Allow", "Action": on_registry, "Resource": "*"})
     on_repositories = [action for action in actions if action not in REGISTRY]
     statements.append({"Sid": "Repositories", "Effect": "Allow", "Action": on_repositories, "Resource": resources})
+    if autoscaling_group:
+        statements += _fleeting(context, registry, autoscaling_group, (context_name, registry_name, group_name))
     return {"Version": "2012-10-17", "Statement": statements}
+
+
+def _fleeting(context: str, registry: str, group: str, names: tuple[str, str, str]) -> list[dict[str, Any]]:
+    context_name, registry_name, group_name = names
+    if context != "runner-manager":
+        raise InputError(group_name, group, f"no group: only {context_name} runner-manager scales job hosts")
+    validate_autoscaling_group(group, group_name)
+    if not registry:
+        raise InputError(registry_name, registry, f"the registry of the account and region {group_name} lives in")
+    account, region, _ = private_registry(registry, registry_name)
+    prefix = f"arn:{region_partition(region)}"
+    group_arn = f"{prefix}:autoscaling:{region}:{account}:autoScalingGroup:*:autoScalingGroupName/{group}"
+    return [
+        {"Sid": "FleetingScale", "Effect": "Allow", "Action": list(FLEETING_SCALE), "Resource": group_arn},
+        {"Sid": "FleetingDescribe", "Effect": "Allow", "Action": list(FLEETING_DESCRIBE), "Resource": "*"},
+        {
+            "Sid": "FleetingConnect",
+            "Effect": "Allow",
+            "Action": list(FLEETING_CONNECT),
+            "Resource": f"{prefix}:ec2:{region}:{account}:instance/*",
+            "Condition": {"StringEquals": {"ec2:ResourceTag/aws:autoscaling:groupName": group}},
+        },
+    ]
