@@ -18,6 +18,10 @@ RELEASE_BASE_URL: Final = "https://amazon-ecr-credential-helper-releases.s3.us-e
 INSTALL_DIR: Final = "/usr/local/bin"  # where a release goes by default (on systemd's and login PATHs)
 PACKAGE_DIR: Final = "/usr/bin"  # where apt, dnf and yum put it, and the Mesos agent finds it
 CACHE_DIR: Final = "/var/lib/ecr-login"  # AWS_ECR_CACHE_DIR for services
+# The validator's probe of a job's reach to the instance role runs in this image (it needs sh and
+# curl, and is never pulled by the validator), on this network (Docker's default, as jobs use it).
+JOB_PROBE_IMAGE: Final = "docker.io/curlimages/curl:8.11.1"
+JOB_PROBE_NETWORK: Final = "bridge"
 LOGROTATE_PATH: Final = "/etc/logrotate.d/ecr-login"
 
 # Role variables whose defaults ecrkit needs outside Ansible (`ecrkit validate`, the CLI). The
@@ -32,6 +36,8 @@ ROLE_DEFAULTS: Final[dict[str, object]] = {
     "docker_auth_config_public": False,
     "docker_auth_config_creds_store": False,
     "ecrkit_task_user": "nobody",  # the validate entry point's: who a Mesos task runs as
+    "ecrkit_job_probe_image": JOB_PROBE_IMAGE,  # the validate entry point's, as the next
+    "ecrkit_job_probe_network": JOB_PROBE_NETWORK,
     "gitlab_runner_ecr_service": "gitlab-runner",
     "marathon_agent_ecr_service": "dcos-mesos-slave",
     "marathon_agent_ecr_docker_tar_path": "/etc/docker.tar.gz",
