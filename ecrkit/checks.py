@@ -298,7 +298,7 @@ def _job_exposure(job: JobImdsFacts) -> list[Finding]:
         error = job.get("error") or "no report"
         absent = ABSENT_IMAGE.search(error)
         if absent:
-            image = absent[1] or absent[2]
+            image = (absent[1] or absent[2]).rstrip(".")  # Docker ends its sentence after the name
             evidence = f"the job probe's image {image} is not on the host: whether a job reaches the role is unknown"
             return [Finding("job reaches instance role", "note", evidence, JOB_IMAGE_FIX)]
         said = next((line.strip() for line in error.splitlines() if line.strip()), error)
