@@ -85,9 +85,7 @@ def test_a_job_probe_that_did_not_run_is_a_note() -> None:
 
 
 def test_an_absent_job_image_is_named_not_a_pass() -> None:
-    error = (
-        "docker: Error response from daemon: No such image: docker.io/curlimages/curl:8.11.1.\n\nRun 'docker run --help'"
-    )
+    error = "docker: Error response from daemon: No such image: docker.io/curlimages/curl:8.11.1.\n\nRun 'docker run'"
     job = by_check(judge_imds({**ROLE_V2, "job": {"ran": False, "error": error}}))["job reaches instance role"]
     assert job.severity == "note"
     assert "docker.io/curlimages/curl:8.11.1 is not on the host" in job.evidence
