@@ -22,6 +22,7 @@ from ecrkit.standin_imds import ImdsSettings, ImdsStandIn
 from ecrkit.testbed import (
     JOB_PROBE_IMAGE,
     Host,
+    ansible_playbook,
     give_stand_in_role,
     load_job_probe_image,
     remove_hosts,
@@ -157,3 +158,19 @@ def test_negative_control_a_host_the_inventory_does_not_call_an_instance_is_not_
     assert imds_findings(validated(inventory(tmp_path, host, "workstations"))) == {}
     asked = imds_findings(validated(inventory(tmp_path, host, "gitlab_runners", ecrkit_instance_metadata=True)))
     assert asked[ROLE_CHECK].severity == "ok" and JOB not in asked
+
+
+def test_the_playbook_asks_as_the_cli_does(
+    ec2_job_host: tuple[ImdsStandIn, Host, str], job_host_inventory: Path
+) -> None:
+    """playbooks/validate.yml (the role's validate entry point) decides and probes alike."""
+    imds, _, _ = ec2_job_host
+    imds.configure(hop_limit=2, http_tokens="required", role=ROLE)
+    try:
+        result = ansible_playbook("-i", str(job_host_inventory), "playbooks/validate.yml")
+    finally:
+        imds.configure(hop_limit=1)
+    said = " ".join(result.stdout.split())
+    assert f"OK | instance metadata | instance role | role {ROLE} through IMDSv2" in said
+    job = "WARNING | jobs on this host | job reaches instance role | a job in the job network got an IMDSv2 token"
+    assert f"{job} and read role {ROLE}" in said
