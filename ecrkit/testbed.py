@@ -147,8 +147,10 @@ def start_hosts(
     options: Iterable[str] = (),
     image: str = BASE_IMAGE,
     command: Iterable[str] = (),
+    wait: bool = True,
 ) -> list[Host]:
-    """Start systemd containers (fresh ones unless `reuse`) and wait until systemd has booted them.
+    """Start systemd containers (fresh ones unless `reuse`) and wait until systemd has booted them
+    (unless not `wait`: the caller waits, with `wait_for_hosts`).
 
     `options` are more `podman run` options (networks, mounts, host entries); `image` and
     `command` replace the base image and its /sbin/init.
@@ -162,9 +164,14 @@ def start_hosts(
             podman("rm", "-f", "-t", "0", name, check=False)
             podman("run", "-d", "--name", name, "--hostname", name, "--systemd=always", *options, image, *command)
         hosts.append(Host(name))
+    if wait:
+        wait_for_hosts(hosts)
+    return hosts
+
+
+def wait_for_hosts(hosts: Iterable[Host]) -> None:
     for host in hosts:
         _wait_for_systemd(host)
-    return hosts
 
 
 def start_ssh_hosts(
@@ -297,7 +304,8 @@ def start_ec2_hosts(names: Iterable[str], stand_in: StandIn, imds: ImdsStandIn, 
         namespace = imds.add_host(name)
         imds.relay_to(namespace, API_ADDRESS, 443)
         network = f"ns:{imds.netns_path(namespace)}"
-        hosts += start_hosts([name], options=stand_in.host_options(network), image=image)
+        hosts += start_hosts([name], options=stand_in.host_options(network), image=image, wait=False)
+    wait_for_hosts(hosts)  # booting together
     return hosts
 
 
@@ -665,6 +673,10 @@ class Steps:
 
 def destroy(names: Iterable[str], stand_in: StandIn) -> None:
     remove_hosts(Host(name) for name in names)
+    if (stand_in.state / "pids" / "holder").exists():  # the job networks' containers: else dockerd waits 10 s for each
+        listed = stand_in.run(["docker", "ps", "-aq", "--filter", "name=^ecrkit-jobs-"]).stdout.split()
+        if listed:
+            stand_in.run(["docker", "rm", "-f", *listed])
     recorded = stand_in.state / "imds" / "prefix"  # the IMDS stand-in's namespaces, also those of a kept run
     if recorded.exists():
         stand_in.imds(recorded.read_text().strip()).down()
