@@ -383,6 +383,14 @@ def start_job_network(host: Host, stand_in: StandIn, imds: ImdsStandIn) -> str:
     return job_network(host)
 
 
+def remove_job_networks(stand_in: StandIn) -> None:
+    """The job networks' containers, before the stand-in stops (else its dockerd waits 10 s for each)."""
+    if (stand_in.state / "pids" / "holder").exists():
+        listed = stand_in.run(["docker", "ps", "-aq", "--filter", "name=^ecrkit-jobs-"]).stdout.split()
+        if listed:
+            stand_in.run(["docker", "rm", "-f", *listed])
+
+
 HELPERS_DIR = ROOT / ".cache" / "helpers"  # what `make helpers` fetched: <suite>/docker-credential-ecr-login
 
 
@@ -673,10 +681,7 @@ class Steps:
 
 def destroy(names: Iterable[str], stand_in: StandIn) -> None:
     remove_hosts(Host(name) for name in names)
-    if (stand_in.state / "pids" / "holder").exists():  # the job networks' containers: else dockerd waits 10 s for each
-        listed = stand_in.run(["docker", "ps", "-aq", "--filter", "name=^ecrkit-jobs-"]).stdout.split()
-        if listed:
-            stand_in.run(["docker", "rm", "-f", *listed])
+    remove_job_networks(stand_in)
     recorded = stand_in.state / "imds" / "prefix"  # the IMDS stand-in's namespaces, also those of a kept run
     if recorded.exists():
         stand_in.imds(recorded.read_text().strip()).down()

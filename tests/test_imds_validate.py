@@ -26,6 +26,7 @@ from ecrkit.testbed import (
     give_stand_in_role,
     load_job_probe_image,
     remove_hosts,
+    remove_job_networks,
     start_ec2_hosts,
     start_job_network,
     write_inventory,
@@ -57,6 +58,7 @@ def ec2_job_host(stand_in: StandIn) -> Iterator[tuple[ImdsStandIn, Host, str]]:
         yield imds, hosts[0], start_job_network(hosts[0], stand_in, imds)
     finally:
         remove_hosts(hosts)
+        remove_job_networks(stand_in)
         imds.down()
 
 
