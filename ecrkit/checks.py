@@ -282,16 +282,28 @@ def judge_imds(facts: ImdsFacts) -> list[Finding]:
     return [Finding(f.check, f.severity, f.evidence, f.fix, f.subject or IMDS_SUBJECT) for f in findings]
 
 
+JOB_IMAGE_FIX = (
+    "docker pull it on the host, or set ecrkit_job_probe_image to an image the host has with sh and curl "
+    "(the validator pulls nothing)"
+)
+JOB_COMMAND_FIX = (
+    "let the validator run `docker run` on the host, as the runner's jobs run: ecrkit_job_probe_image (an image "
+    "with sh and curl) and ecrkit_job_probe_network (the jobs' network_mode), or ecrkit_local_jobs: false"
+)
+ABSENT_IMAGE = re.compile(r"No such image: (\S+)|Unable to find image '([^']+)'", re.ASCII)
+
+
 def _job_exposure(job: JobImdsFacts) -> list[Finding]:
     if not job.get("ran"):
-        return [
-            Finding(
-                "job reaches instance role",
-                "note",
-                f"the probe could not run in the job network: {job.get('error') or 'no report'}",
-                "give the validator a job command that runs sh and curl in the job network",
-            )
-        ]
+        error = job.get("error") or "no report"
+        absent = ABSENT_IMAGE.search(error)
+        if absent:
+            image = (absent[1] or absent[2]).rstrip(".")  # Docker ends its sentence after the name
+            evidence = f"the job probe's image {image} is not on the host: whether a job reaches the role is unknown"
+            return [Finding("job reaches instance role", "note", evidence, JOB_IMAGE_FIX)]
+        said = next((line.strip() for line in error.splitlines() if line.strip()), error)
+        evidence = f"the probe could not run in the job network: {said}"
+        return [Finding("job reaches instance role", "note", evidence, JOB_COMMAND_FIX)]
     if job.get("role"):
         evidence = (
             f"a job in the job network got an IMDSv2 token and read role {job['role']}: the hop limit is 2 or more"

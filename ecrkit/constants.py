@@ -18,6 +18,10 @@ RELEASE_BASE_URL: Final = "https://amazon-ecr-credential-helper-releases.s3.us-e
 INSTALL_DIR: Final = "/usr/local/bin"  # where a release goes by default (on systemd's and login PATHs)
 PACKAGE_DIR: Final = "/usr/bin"  # where apt, dnf and yum put it, and the Mesos agent finds it
 CACHE_DIR: Final = "/var/lib/ecr-login"  # AWS_ECR_CACHE_DIR for services
+# The validator's probe of a job's reach to the instance role runs in this image (it needs sh and
+# curl, and is never pulled by the validator), on this network (Docker's default, as jobs use it).
+JOB_PROBE_IMAGE: Final = "docker.io/curlimages/curl:8.11.1"
+JOB_PROBE_NETWORK: Final = "bridge"
 LOGROTATE_PATH: Final = "/etc/logrotate.d/ecr-login"
 # IMDSv2's response hop limit on job hosts (docker+machine's MachineOptions, the autoscaler's launch
 # template): 1 keeps job containers, one hop further, from the instance role and its credentials
@@ -36,6 +40,8 @@ ROLE_DEFAULTS: Final[dict[str, object]] = {
     "docker_auth_config_public": False,
     "docker_auth_config_creds_store": False,
     "ecrkit_task_user": "nobody",  # the validate entry point's: who a Mesos task runs as
+    "ecrkit_job_probe_image": JOB_PROBE_IMAGE,  # the validate entry point's, as the next
+    "ecrkit_job_probe_network": JOB_PROBE_NETWORK,
     "gitlab_runner_ecr_service": "gitlab-runner",
     "gitlab_runner_ecr_hop_limit": HOP_LIMIT,
     "autoscaling_group_hop_limit": HOP_LIMIT,

@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypedDict
 
-from ecrkit import helper, hoststate
+from ecrkit import helper, hoststate, images
 from ecrkit.constants import HELPER_BINARY, HELPER_VERSION, HOP_LIMIT, INSTALL_DIR, RELEASE_BASE_URL, role_default
 from ecrkit.errors import InputError
 from ecrkit.probe_facts import ProbeResult
@@ -261,7 +261,8 @@ def validate_args(
 
     rule = credential_rule(options, name or variables("docker_auth_config_"))
     runners, tasks = special_consumers(variables_ or {}, list(groups))
-    return checks.probe_args(rule.registries, services, users, runners, tasks)
+    imds = instance_metadata(variables_ or {}, list(groups))
+    return checks.probe_args(rule.registries, services, users, runners, tasks, imds=imds)
 
 
 # `gitlab-runner fleeting install` (GitLab Runner 16.11 and later) fetches the plugins config.toml names.
@@ -311,6 +312,8 @@ RULE_VARIABLES = (
     "docker_auth_config_creds_store",
 )  # fmt: skip
 RUNNER_GROUP, AGENT_GROUP = "gitlab_runners", "marathon_agents"  # playbooks/gitlab_runners.yml, marathon_agents.yml
+JOB_NETWORK = re.compile(r"^(?:container:)?[A-Za-z0-9][A-Za-z0-9_.-]*\Z", re.ASCII)
+JOB_HOST_GROUP = "job_hosts"  # playbooks/job_hosts.yml: docker+machine and docker-autoscaler job hosts
 
 
 def special_consumers(
@@ -356,3 +359,44 @@ def expected(variables: dict[str, Any], source: str) -> tuple[list[str], list[st
     if not isinstance(services, list) or not all(isinstance(s, str) and s for s in services):
         raise InputError(f"{source}: ecrkit_services", services, "a list of systemd unit names")
     return list(rule.registries), services, list(merged["docker_auth_config_users"])
+
+
+def instance_metadata(variables: Mapping[str, Any], groups: Iterable[str], source: str = "") -> dict[str, Any] | None:
+    """Whether the validator asks a host's instance metadata service, and from where a job runs
+    (the probe's `imds` argument; None: not asked).
+
+    `ecrkit_instance_metadata`: the host is an EC2 instance whose credentials come from its
+    instance role (default: true on job_hosts hosts, which docker+machine and docker-autoscaler
+    start on EC2). `ecrkit_local_jobs`: jobs run in containers on this host (default: true on
+    job_hosts hosts; set it on a runner manager whose executor is docker): the probe then runs
+    `docker run` of `ecrkit_job_probe_image` on `ecrkit_job_probe_network`, as a job would,
+    never pulling the image (the probe changes nothing on a host)."""
+    groups = set(groups)
+    job_host = JOB_HOST_GROUP in groups
+    asked = _flag(variables, "ecrkit_instance_metadata", job_host, source)
+    if not asked:
+        return None
+    if not _flag(variables, "ecrkit_local_jobs", job_host, source):
+        return {}
+    image = _variable(variables, "ecrkit_job_probe_image")
+    images.split(image, "ecrkit_job_probe_image")  # a reference, or InputError naming the variable
+    network = _variable(variables, "ecrkit_job_probe_network")
+    if not JOB_NETWORK.match(network):
+        raise InputError("ecrkit_job_probe_network", network, "a Docker network name (bridge, a network's name, "
+                         "or container:NAME), the network_mode of the runner's jobs")  # fmt: skip
+    return {"job_command": job_command(image, network)}
+
+
+def job_command(image: str, network: str) -> list[str]:
+    """The start of the command that runs the job probe's `sh -c SCRIPT`: a container of `image`
+    on `network`, removed after, its entrypoint cleared, the image never pulled."""
+    return ["docker", "run", "--rm", "--pull=never", "--entrypoint=", f"--network={network}", image]
+
+
+def _flag(variables: Mapping[str, Any], name: str, default: bool, source: str) -> bool:
+    value = variables.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise InputError(f"{source}: {name}" if source else name, value, "true or false")
+    return value

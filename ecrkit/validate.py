@@ -31,7 +31,7 @@ from rich.table import Table
 from ecrkit.checks import Finding, judge, probe_args
 from ecrkit.errors import EcrkitError, InputError
 from ecrkit.output import fits
-from ecrkit.plans import AGENT_GROUP, RUNNER_GROUP, expected, special_consumers
+from ecrkit.plans import AGENT_GROUP, JOB_HOST_GROUP, RUNNER_GROUP, expected, instance_metadata, special_consumers
 from ecrkit.probe_facts import ProbeResult
 from ecrkit.settings import CredentialRule, validate_port
 
@@ -58,6 +58,7 @@ PLAY = f"""- name: ecrkit validate
       {MODULE}:
         consumers: "{{{{ __ecrkit_probe[inventory_hostname].consumers }}}}"
         registries: "{{{{ __ecrkit_probe[inventory_hostname].registries }}}}"
+        imds: "{{{{ __ecrkit_probe[inventory_hostname].imds | default(omit) }}}}"
       check_mode: false
       timeout: {PROBE_TIMEOUT}
 """
@@ -79,6 +80,7 @@ class Target:
     users: list[str] = field(default_factory=list)
     runners: dict[str, str] = field(default_factory=dict)  # GitLab Runner units -> config.toml ("": found)
     tasks: list[dict[str, str]] = field(default_factory=list)  # Mesos agents whose tasks fetch an archive
+    imds: dict[str, Any] | None = None  # an EC2 instance: IMDS asked, and a job's reach (plans.instance_metadata)
 
 
 @dataclass
@@ -143,7 +145,7 @@ def probe_hosts(targets: Sequence[Target], vault_password_file: str | None = Non
             sources = [str(data / "hosts.json")]
         (data / "limit").write_text("".join(f"{name}\n" for name in names))
         probe = {
-            name: probe_args(t.registries, t.services, t.users, t.runners, t.tasks)
+            name: probe_args(t.registries, t.services, t.users, t.runners, t.tasks, imds=t.imds)
             for name, t in zip(names, targets, strict=True)
         }
         configured = _ansible_settings("HOST_KEY_CHECKING", "DEFAULT_FORKS")
@@ -346,7 +348,7 @@ def inventory_targets(inventory: str, patterns: Iterable[str], vault_password_fi
         names = [n for n in names if n in chosen]
     if not names:
         raise InputError("-i", inventory, "an inventory with at least one host")
-    member = {g: set(_group_hosts(data, g)) for g in (RUNNER_GROUP, AGENT_GROUP)}
+    member = {g: set(_group_hosts(data, g)) for g in (RUNNER_GROUP, AGENT_GROUP, JOB_HOST_GROUP)}
     return [
         _inventory_target(name, hostvars[name], [g for g, hs in member.items() if name in hs], inventory)
         for name in names
@@ -364,6 +366,7 @@ def _group_hosts(data: dict[str, Any], group: str) -> list[str]:
 def _inventory_target(name: str, variables: dict[str, Any], groups: list[str], inventory: str) -> Target:
     registries, services, users = expected(variables, name)
     runners, tasks = special_consumers(variables, groups)
+    imds = instance_metadata(variables, groups, name)
     user = variables.get("ansible_user")
     return Target(
         name=name,
@@ -375,6 +378,7 @@ def _inventory_target(name: str, variables: dict[str, Any], groups: list[str], i
         users=users,
         runners=runners,
         tasks=tasks,
+        imds=imds,
     )
 
 

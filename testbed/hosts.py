@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,9 +29,17 @@ from ecrkit.helper import binary_version
 from ecrkit.hoststate import version_from
 from ecrkit.output import print_rows
 from ecrkit.renderers.docker_config import parse
-from ecrkit.validate import ACCOUNT_GROUP, inventory_targets, print_report, validate_all
-from testbed.standin import API_ADDRESS, API_HOST, REGISTRY_HOST, StandIn
-from testbed.standin_imds import ImdsStandIn
+from ecrkit.validate import (
+    ACCOUNT_GROUP,
+    SEVERITY_WORD,
+    Report,
+    Target,
+    inventory_targets,
+    print_report,
+    validate_all,
+)
+from testbed.standin import API_ADDRESS, API_HOST, HOST_MOUNT, REGISTRY_HOST, StandIn
+from testbed.standin_imds import ImdsSettings, ImdsStandIn
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_INVENTORY = ROOT / "inventory" / "local" / "hosts.yml"
@@ -139,8 +147,10 @@ def start_hosts(
     options: Iterable[str] = (),
     image: str = BASE_IMAGE,
     command: Iterable[str] = (),
+    wait: bool = True,
 ) -> list[Host]:
-    """Start systemd containers (fresh ones unless `reuse`) and wait until systemd has booted them.
+    """Start systemd containers (fresh ones unless `reuse`) and wait until systemd has booted them
+    (unless not `wait`: the caller waits, with `wait_for_hosts`).
 
     `options` are more `podman run` options (networks, mounts, host entries); `image` and
     `command` replace the base image and its /sbin/init.
@@ -154,9 +164,14 @@ def start_hosts(
             podman("rm", "-f", "-t", "0", name, check=False)
             podman("run", "-d", "--name", name, "--hostname", name, "--systemd=always", *options, image, *command)
         hosts.append(Host(name))
+    if wait:
+        wait_for_hosts(hosts)
+    return hosts
+
+
+def wait_for_hosts(hosts: Iterable[Host]) -> None:
     for host in hosts:
         _wait_for_systemd(host)
-    return hosts
 
 
 def start_ssh_hosts(
@@ -289,7 +304,8 @@ def start_ec2_hosts(names: Iterable[str], stand_in: StandIn, imds: ImdsStandIn, 
         namespace = imds.add_host(name)
         imds.relay_to(namespace, API_ADDRESS, 443)
         network = f"ns:{imds.netns_path(namespace)}"
-        hosts += start_hosts([name], options=stand_in.host_options(network), image=image)
+        hosts += start_hosts([name], options=stand_in.host_options(network), image=image, wait=False)
+    wait_for_hosts(hosts)  # booting together
     return hosts
 
 
@@ -322,6 +338,57 @@ def give_stand_in_role(host: Host, stand_in: StandIn, services: Iterable[str] = 
                 f"install -d -m 0700 /etc/gitlab-runner && printf '%s' '{config}' > /etc/gitlab-runner/config.toml"
             )
             host.run("chmod 0600 /etc/gitlab-runner/config.toml")
+
+
+# The image of the validator's job probe on the test bed's hosts (ecrkit_job_probe_image in
+# inventory/local): sh, curl and head of this machine with their libraries, imported into the
+# stand-in's Docker daemon (the hosts' daemon), which pulls nothing from Docker Hub.
+JOB_PROBE_IMAGE = "ecrkit/job-probe:1"
+JOB_PROBE_FILES = ("/bin/sh", "/usr/bin/curl", "/usr/bin/head", "/usr/bin/sleep")
+
+
+def load_job_probe_image(stand_in: StandIn) -> str:
+    """JOB_PROBE_IMAGE in the stand-in's Docker daemon; returns its name."""
+    files = set(JOB_PROBE_FILES)
+    for binary in JOB_PROBE_FILES:
+        linked = subprocess.run(["ldd", binary], capture_output=True, text=True, check=True).stdout
+        files.update(word for word in linked.split() if word.startswith("/"))
+    listed = " ".join(sorted(files))
+    done = stand_in.run(["sh", "-c", f"tar -chP --transform 's,^/,,' {listed} | docker import - {JOB_PROBE_IMAGE}"])
+    if done.returncode != 0:
+        raise HostSetupError(f"the job probe's image {JOB_PROBE_IMAGE} could not be imported: {done.stderr.strip()}")
+    return JOB_PROBE_IMAGE
+
+
+def job_network(host: Host) -> str:
+    """The Docker network a job on `host` joins (ecrkit_job_probe_network): a container of its own."""
+    return f"container:ecrkit-jobs-{host.name}"
+
+
+def start_job_network(host: Host, stand_in: StandIn, imds: ImdsStandIn) -> str:
+    """Where jobs on an EC2 host (of `start_ec2_hosts`) run, as behind a job host's docker0 bridge:
+    a container of the host's Docker daemon (the stand-in's), whose network namespace the IMDS
+    stand-in routes through the host's (one routing hop further from IMDS). The host's docker CLI
+    reaches that daemon at Docker's own socket path, as on a job host. Returns the network's name
+    for `docker run --network` (job_network)."""
+    anchor = job_network(host).removeprefix("container:")
+    stand_in.run(["docker", "rm", "-f", anchor])
+    started = stand_in.run(["docker", "run", "-d", "--name", anchor, "--network=none", "--entrypoint=",
+                            JOB_PROBE_IMAGE, "sleep", "infinity"])  # fmt: skip
+    pid = stand_in.run(["docker", "inspect", "-f", "{{.State.Pid}}", anchor]).stdout.strip()
+    if started.returncode != 0 or not pid.isdigit():
+        raise HostSetupError(f"{host.name}: the job network's container did not start: {started.stderr.strip()}")
+    imds.add_job_network(f"{imds.prefix}-{host.name}", int(pid))
+    host.run(f"ln -sf {HOST_MOUNT}/{stand_in.docker_socket.name} /var/run/docker.sock")
+    return job_network(host)
+
+
+def remove_job_networks(stand_in: StandIn) -> None:
+    """The job networks' containers, before the stand-in stops (else its dockerd waits 10 s for each)."""
+    if (stand_in.state / "pids" / "holder").exists():
+        listed = stand_in.run(["docker", "ps", "-aq", "--filter", "name=^ecrkit-jobs-"]).stdout.split()
+        if listed:
+            stand_in.run(["docker", "rm", "-f", *listed])
 
 
 HELPERS_DIR = ROOT / ".cache" / "helpers"  # what `make helpers` fetched: <suite>/docker-credential-ecr-login
@@ -478,18 +545,29 @@ def helper_entries(text: str) -> str:
     return "\n".join(entries) or "no helper"
 
 
-def pull_result(host: Host, image: str, stand_in: StandIn) -> str:
-    done = host.run(f"docker pull -q {image} && docker rmi -f {image} >/dev/null", stand_in.host_env())
+def pull_result(host: Host, image: str, stand_in: StandIn, keys: bool = True) -> str:
+    """A pull on the host; without `keys` (an EC2 host) with no token cache, so that it asks ECR with the role's."""
+    env = stand_in.host_env(keys) | ({} if keys else {"AWS_ECR_DISABLE_CACHE": "true"})
+    done = host.run(f"docker pull -q {image} && docker rmi -f {image} >/dev/null", env)
     return "pulled" if done.returncode == 0 else f"refused: {done.stderr.strip().splitlines()[-1:]}"
 
 
-PULL_HEADERS = ("host", "group", "helper on PATH", "version", "docker pull", "/root/.docker/config.json")
+PULL_HEADERS = ("host", "group", "credentials", "helper on PATH", "version", "docker pull", "/root/.docker/config.json")
 
 
-def summary(groups: dict[str, list[str]], image: str, stand_in: StandIn) -> tuple[list[tuple[str, ...]], bool]:
-    """What each host got, and a real pull on each (rows for PULL_HEADERS); True when every host pulled."""
+def summary(
+    groups: dict[str, list[str]],
+    image: str,
+    stand_in: StandIn,
+    imds: ImdsStandIn | None = None,
+    ec2: Iterable[str] = (),
+) -> tuple[list[tuple[str, ...]], bool]:
+    """What each host got, and a real pull on each (rows for PULL_HEADERS); True when every host pulled.
+    The hosts named in `ec2` pull with their instance role's credentials from `imds`: the row says
+    whether keys were planted, and how many of the role's credentials the API accepted for the pull."""
     rows: list[tuple[str, ...]] = []
     pulled = True
+    ec2 = set(ec2)
     for group, names in groups.items():
         for name in names:
             host = Host(name)
@@ -497,9 +575,15 @@ def summary(groups: dict[str, list[str]], image: str, stand_in: StandIn) -> tupl
             asked = host.run("docker-credential-ecr-login -v")  # -v: the version verb may say 0.6.4 (helper.py)
             version = version_from({"rc": asked.returncode, "stdout": asked.stdout}) or "-"
             config = helper_entries(host.run("cat /root/.docker/config.json").stdout)
-            pull = pull_result(host, image, stand_in)
+            used = len(imds.keys_used()) if imds is not None else 0
+            pull = pull_result(host, image, stand_in, keys=name not in ec2)
             pulled = pulled and pull == "pulled"
-            rows.append((name, group, path, version, pull, config))
+            credentials = "planted keys"
+            if name in ec2 and imds is not None:
+                planted = "AWS_ACCESS_KEY_ID" in host.read("/etc/environment")
+                accepted = [answer for _, answer in imds.keys_used()[used:]].count("accepted")
+                credentials = f"{'planted keys and ' if planted else ''}IMDS role, {accepted} accepted"
+            rows.append((name, group, credentials, path, version, pull, config))
     return rows, pulled
 
 
@@ -540,6 +624,46 @@ def _lifecycle_text(policy: str) -> str:
     return "; ".join(rule["description"] for rule in json.loads(policy)["rules"])
 
 
+def start_local_hosts(targets: Sequence[Target], stand_in: StandIn, imds: ImdsStandIn, mirror_port: int) -> list[Host]:
+    """make run's hosts with what a site has besides ecrkit: the services, and an instance role. A host
+    whose inventory says it is an EC2 instance (ecrkit_instance_metadata) gets the role from the IMDS
+    stand-in (`imds`, up), no keys planted, and reaches the release mirror (`mirror_port`) through a
+    relay; where jobs run on it (ecrkit_local_jobs), they get a network one hop behind it. The others
+    (the workstation) get keys standing in for a role, and are reused if running."""
+    ec2 = [target.name for target in targets if target.imds is not None]
+    hosts = start_hosts([t.name for t in targets if t.name not in ec2], reuse=True, options=stand_in.host_options())
+    hosts += start_ec2_hosts(ec2, stand_in, imds)
+    services = {target.name: target.services for target in targets}
+    for host in hosts:
+        give_stand_in_role(host, stand_in, services[host.name], keys=host.name not in ec2)
+        if host.name in ec2:
+            imds.relay_to(f"{imds.prefix}-{host.name}", "127.0.0.1", mirror_port)
+    jobs = {target.name for target in targets if target.imds and target.imds.get("job_command")}
+    if jobs:
+        load_job_probe_image(stand_in)
+    for host in (h for h in hosts if h.name in jobs):
+        print(
+            f"    jobs on {host.name} run on {start_job_network(host, stand_in, imds)}, one hop behind it", flush=True
+        )
+    return hosts
+
+
+def exposure_at_hop_limits(
+    reports: Sequence[Report], jobs: Sequence[Target], imds: ImdsStandIn
+) -> list[tuple[str, str, str, str, str]]:
+    """The validator's verdict on a job's reach to the instance role on each host where jobs run:
+    at hop limit 1 from `reports`, then at hop limit 2 (the IMDS stand-in reconfigured, as by a launch
+    template with HttpPutResponseHopLimit 2, and set back after). Rows for EXPOSURE_HEADERS."""
+    names = {target.name for target in jobs}
+    verdicts = [("hop limit 1", *exposure(report)) for report in reports if report.host in names]
+    imds.configure(hop_limit=2)
+    try:
+        again = validate_all(jobs)
+    finally:
+        imds.configure(hop_limit=1)
+    return verdicts + [("hop limit 2", *exposure(report)) for report in again]
+
+
 class Steps:
     """Say what `make run` is doing, and how long each step took."""
 
@@ -557,7 +681,24 @@ class Steps:
 
 def destroy(names: Iterable[str], stand_in: StandIn) -> None:
     remove_hosts(Host(name) for name in names)
+    remove_job_networks(stand_in)
+    recorded = stand_in.state / "imds" / "prefix"  # the IMDS stand-in's namespaces, also those of a kept run
+    if recorded.exists():
+        stand_in.imds(recorded.read_text().strip()).down()
     stand_in.down()
+
+
+EXPOSURE_HEADERS = ("IMDS", "host", "result", "evidence", "fix")
+
+
+def exposure(report: Report) -> tuple[str, str, str, str]:
+    """The validator's verdict on a job's reach to the instance role: (host, result, evidence, fix)."""
+    found = [f for f in report.findings if f.check == "job reaches instance role"]
+    if not found:
+        return (report.host, "missing", report.unreachable or "the validator gave no verdict on a job's reach", "")
+    verdict = found[0]
+    return (report.host, SEVERITY_WORD[verdict.severity], verdict.evidence,
+            verdict.fix if verdict.severity != "ok" else "")  # fmt: skip
 
 
 def run(keep: bool = False) -> int:
@@ -567,7 +708,11 @@ def run(keep: bool = False) -> int:
     names = [name for members in groups.values() for name in members]
     targets = inventory_targets(str(LOCAL_INVENTORY), [])  # also what each host should have
     stand_in = StandIn(STAND_IN_STATE)
-    steps = Steps(6)
+    imds = stand_in.imds()
+    # The hosts that stand for EC2 instances (ecrkit_instance_metadata), and those where jobs run.
+    ec2 = {target.name for target in targets if target.imds is not None}
+    jobs = [target for target in targets if target.imds and target.imds.get("job_command")]
+    steps = Steps(7)
     console = Console()
     mirror = release_mirror()
     try:
@@ -575,12 +720,13 @@ def run(keep: bool = False) -> int:
             stand_in.up()
             image = stand_in.push_image("ecrkit/demo", "1")
             stand_in.client("iam").create_role(RoleName=HOSTS_ROLE, AssumeRolePolicyDocument=EC2_TRUST)
+            imds.up(ImdsSettings(role=HOSTS_ROLE, hop_limit=1))
             print(f"    https://{API_HOST} and {REGISTRY_HOST} on loopback, in a private mount namespace")
+            print(
+                f"    instance metadata at 169.254.169.254 for {', '.join(sorted(ec2))}: role {HOSTS_ROLE}, hop limit 1"
+            )
         with steps.step(f"starting hosts {', '.join(names)} (podman systemd containers)"):
-            hosts = start_hosts(names, reuse=True, options=stand_in.host_options())
-            services = {target.name: target.services for target in targets}
-            for host in hosts:  # what a site has besides ecrkit: an instance role, the services
-                give_stand_in_role(host, stand_in, services[host.name])
+            hosts = start_local_hosts(targets, stand_in, imds, int(mirror.base_url.rsplit(":", 1)[1]))
             for host in (h for h in hosts if h.name in groups.get("workstations", [])):
                 host.run("mkdir -p /root/.aws && printf '[default]\\nregion = us-east-1\\n' > /root/.aws/config")
         with steps.step("applying site.yml with --diff (the account through the stand-in's API, then the hosts)"):
@@ -597,12 +743,18 @@ def run(keep: bool = False) -> int:
             title = "What ecrkit declared in the stand-in's ECR account, read back through its API"
             print_rows(console, title, ACCOUNT_HEADERS, account_summary(stand_in))
         with steps.step(f"pulling {image} on every host through the helper"):
-            rows, pulled = summary(groups, image, stand_in)
+            rows, pulled = summary(groups, image, stand_in, imds, ec2)
             print_rows(console, f"What ecrkit set up on each host, and a real pull of {image}", PULL_HEADERS, rows)
         with steps.step("validating every host (ecrkit validate -i inventory/local/hosts.yml)"):
             reports = validate_all(targets)
             print_report(console, reports)
-        passed = pulled and all(report.passed for report in reports)
+        with steps.step(
+            f"validating {', '.join(t.name for t in jobs)} again at hop limit 2: can a job reach the role?"
+        ):
+            verdicts = exposure_at_hop_limits(reports, jobs, imds)
+            title = "A job's reach to the instance role, as the validator judged it (seed 001)"
+            print_rows(console, title, EXPOSURE_HEADERS, verdicts)
+        passed = pulled and all(report.passed for report in reports) and all(v[2] != "missing" for v in verdicts)
     finally:
         with steps.step("keeping the hosts and the stand-in (make clean-hosts removes them)" if keep else
                         "removing the hosts and stopping the stand-in (make run KEEP=1 keeps them)"):  # fmt: skip

@@ -410,12 +410,14 @@ class ImdsStandIn:
         _ip("-n", namespace, "link", "set", "eth0", "up")
         return namespace
 
-    def add_job_network(self, host: str) -> str:
+    def add_job_network(self, host: str, pid: int | None = None) -> str:
         """A job container's namespace behind `host` (its router, forwarding on): one routing hop
-        further from IMDS than the host; returns its name."""
+        further from IMDS than the host; returns its name. With `pid`, that process's network
+        namespace becomes the job network (a container's, that `docker run --network
+        container:NAME` joins), else a new one."""
         number = self.hosts[host]
         namespace = f"{host}-job"
-        _ip("netns", "add", namespace)
+        _ip("netns", *(("attach", namespace, str(pid)) if pid is not None else ("add", namespace)))
         self.jobs[namespace] = host
         _ip("-n", namespace, "link", "set", "lo", "up")
         _ip("-n", host, "link", "add", "jobs0", "type", "veth", "peer", "name", "eth0", "netns", namespace)
@@ -449,7 +451,10 @@ class ImdsStandIn:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(int(pidfile.read_text()), signal.SIGTERM)
                 pidfile.unlink()
-        for namespace in [*self.jobs, *self.hosts, self.namespace]:
+        # Those of this object, and those a stand-in of the same prefix left (`make run --keep`, then --destroy).
+        listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout.split()
+        left = [name for name in listed if name.startswith(f"{self.prefix}-")]
+        for namespace in dict.fromkeys([*self.jobs, *self.hosts, *sorted(left, reverse=True), self.namespace]):
             subprocess.run(["ip", "netns", "delete", namespace], capture_output=True, check=False)
         self.jobs.clear()
         self.hosts.clear()

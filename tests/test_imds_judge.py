@@ -15,7 +15,10 @@ from pathlib import Path
 import pytest
 
 from ecrkit.checks import Finding, judge, judge_imds, probe_args
+from ecrkit.errors import InputError
+from ecrkit.plans import instance_metadata, validate_args
 from ecrkit.probe_facts import ImdsFacts
+from ecrkit.validate import inventory_targets
 from testbed.standin_imds import ImdsSettings, ImdsStandIn
 
 PROBE = Path(__file__).resolve().parent.parent / "ecrkit" / "probe.py"
@@ -81,11 +84,65 @@ def test_a_job_probe_that_did_not_run_is_a_note() -> None:
     assert job.severity == "note" and "docker: not found" in job.evidence
 
 
+def test_an_absent_job_image_is_named_not_a_pass() -> None:
+    error = "docker: Error response from daemon: No such image: docker.io/curlimages/curl:8.11.1.\n\nRun 'docker run'"
+    job = by_check(judge_imds({**ROLE_V2, "job": {"ran": False, "error": error}}))["job reaches instance role"]
+    assert job.severity == "note"
+    assert "docker.io/curlimages/curl:8.11.1 is not on the host" in job.evidence
+    assert "ecrkit_job_probe_image" in job.fix and "pulls nothing" in job.fix
+
+
 def test_judge_includes_imds_only_when_probed() -> None:
     assert judge({"consumers": []}) == []
     assert {f.check for f in judge({"consumers": [], "imds": ROLE_V2})} == {"instance role", "IMDSv1"}
     assert probe_args([], [], [], imds={"job_command": ["x"]})["imds"] == {"job_command": ["x"]}
     assert "imds" not in probe_args([], [], [])
+
+
+# -- which hosts are asked, from the inventory (ecrkit.plans.instance_metadata) -------------------------
+
+JOB = ["docker", "run", "--rm", "--pull=never", "--entrypoint=", "--network=bridge", "docker.io/curlimages/curl:8.11.1"]
+
+
+def test_job_hosts_are_asked_with_a_job_probe_by_default_and_other_hosts_are_not() -> None:
+    assert instance_metadata({}, ["job_hosts"]) == {"job_command": JOB}
+    for groups in (["gitlab_runners"], ["marathon_agents"], ["workstations"], []):
+        assert instance_metadata({}, groups) is None
+    assert instance_metadata({"ecrkit_instance_metadata": False}, ["job_hosts"]) is None
+    assert instance_metadata({"ecrkit_instance_metadata": True}, ["gitlab_runners"]) == {}  # the host only
+    manager = {
+        "ecrkit_instance_metadata": True,
+        "ecrkit_local_jobs": True,
+        "ecrkit_job_probe_image": "alpine/curl:8.9.1",
+        "ecrkit_job_probe_network": "container:jobs",
+    }
+    assert instance_metadata(manager, ["gitlab_runners"]) == {
+        "job_command": [*JOB[:5], "--network=container:jobs", "alpine/curl:8.9.1"]
+    }
+
+
+@pytest.mark.parametrize(
+    ("variables", "named"),
+    [
+        ({"ecrkit_instance_metadata": "yes"}, "h: ecrkit_instance_metadata"),
+        ({"ecrkit_job_probe_image": "--privileged"}, "ecrkit_job_probe_image"),
+        ({"ecrkit_job_probe_network": "host --privileged"}, "ecrkit_job_probe_network"),
+    ],
+)
+def test_a_bad_variable_is_named(variables: dict[str, object], named: str) -> None:
+    with pytest.raises(InputError, match=named):
+        instance_metadata(variables, ["job_hosts"], "h")
+
+
+def test_the_playbooks_entry_point_and_the_cli_decide_alike(tmp_path: Path) -> None:
+    rule = {"registries": [], "public": False, "creds_store": False}
+    assert validate_args(rule, [], ["root"], {}, ["job_hosts"])["imds"] == {"job_command": JOB}
+    assert "imds" not in validate_args(rule, [], ["root"], {}, ["workstations"])
+    inventory = tmp_path / "hosts.yml"
+    hosts: dict[str, object] = {"job_hosts": {"hosts": {"build": {}}}, "workstations": {"hosts": {"laptop": {}}}}
+    inventory.write_text(json.dumps({"all": {"vars": {"ansible_connection": "local"}, "children": hosts}}))
+    found = {target.name: target.imds for target in inventory_targets(str(inventory), [])}
+    assert found == {"build": {"job_command": JOB}, "laptop": None}
 
 
 # -- the probe, in the stand-in's namespaces ------------------------------------------------------------

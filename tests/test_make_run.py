@@ -57,7 +57,7 @@ def test_the_embedded_default_provisions_pulls_and_validates_every_context() -> 
         assert result.returncode == 0, "\n".join([*problems, result.stdout[-2000:]])
         out = result.stdout
         # Each step says what it does and how long it took.
-        assert len(re.findall(r"^\[\d/6\] .*: done in \d+\.\d s$", out, re.M)) == 6
+        assert len(re.findall(r"^\[\d/7\] .*: done in \d+\.\d s$", out, re.M)) == 7
         # The account got what inventory/local declares, read back through the stand-in's API.
         assert record(out, "repository") == {
             "name": "ecrkit/demo",
@@ -85,7 +85,24 @@ def test_the_embedded_default_provisions_pulls_and_validates_every_context() -> 
         # Every host pulled a real image through the helper and the config the roles wrote, and
         # every check of the validator passed, for each host's service, tasks and root; all of it
         # readable in a log of 80 columns.
-        assert [hosts[name]["docker pull"] for name in names] == ["pulled"] * 3 and "refused" not in out
+        assert [hosts[name]["docker pull"] for name in names] == ["pulled"] * 3 and "docker pull: refused" not in out
+        # The hosts standing for EC2 instances pulled with their instance role's credentials from IMDS
+        # (accepted by the stand-in's API), no keys planted; the workstation with keys, as a person's.
+        for name in ("ecrkit-runner", "ecrkit-agent"):
+            assert re.fullmatch(r"IMDS role, [1-9]\d* accepted", hosts[name]["credentials"]), hosts[name]
+        assert hosts["ecrkit-workstation"]["credentials"] == "planted keys"
+        assert "    pass  instance role: role ecrkit-hosts through IMDSv2" in out
+        # The validator's verdict on a job's reach to the instance role (seed 001), both ways.
+        assert record(out, "hop limit 1") == {
+            "host": "ecrkit-runner",
+            "result": "pass",
+            "evidence": "a job in the job network cannot read the role: its token's answer did not reach it "
+            "(hop limit 1)",
+        }
+        exposed = record(out, "hop limit 2")
+        assert (exposed["host"], exposed["result"]) == ("ecrkit-runner", "warn")
+        assert "read role ecrkit-hosts" in exposed["evidence"]
+        assert "gitlab_runner_ecr_hop_limit" in exposed["fix"] and "HttpPutResponseHopLimit" in exposed["fix"]
         assert "ecrkit validate: 3 of 3 hosts pass" in out and "FAIL" not in out
         assert "    pass  runner ecrkit-runner: 123456789012.dkr.ecr.us-east-1.amazonaws.com: DOCKER_AUTH_CONFIG" in out
         assert out.rstrip().endswith("every host pulled and passed validation")

@@ -89,8 +89,8 @@ options:
       - Ask the instance metadata service at 169.254.169.254 from the host (IMDSv2 token, the
         instance role, whether IMDSv1 answers) and, with C(job_command), from where a job runs.
       - C(job_command) is the start of a command that runs in the job network, as a job would
-        (for example C(docker run --rm IMAGE), an image with C(sh) and C(curl)); the probe appends
-        C(sh -c SCRIPT). The credentials themselves are never fetched, only the role's name.
+        (for example C(docker run --rm --pull=never --entrypoint= IMAGE), an image with C(sh) and
+        C(curl)); the probe appends C(sh -c SCRIPT). The credentials themselves are never fetched, only the role's name.
     type: dict
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
@@ -906,8 +906,10 @@ IMDS = "http://169.254.169.254/latest"
 IMDS_ROLES = IMDS + "/meta-data/iam/security-credentials/"
 IMDS_TIMEOUT = 2
 # What a job runs, in sh: the token (its answer is what the hop limit stops), the role with it, the
-# role without it (IMDSv1). Only the role's name is read, never its credentials.
+# role without it (IMDSv1). Only the role's name is read, never its credentials. An image without
+# curl says so and reports nothing: its empty answers would read as a job that cannot reach the role.
 JOB_IMDS_SCRIPT = (
+    'command -v curl > /dev/null || { echo "curl: not found in the image" >&2; exit 127; }; '
     f"t=$(curl -sf -m {IMDS_TIMEOUT} -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' {IMDS}/api/token); "
     'if [ -n "$t" ]; then echo token=yes; '
     f'echo "role=$(curl -sf -m {IMDS_TIMEOUT} -H "X-aws-ec2-metadata-token: $t" {IMDS_ROLES} | head -n 1)"; '
