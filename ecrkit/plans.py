@@ -337,14 +337,19 @@ def special_consumers(
     return runners, tasks
 
 
-def _variable(variables: Mapping[str, Any], name: str) -> str:
+def _variable(variables: Mapping[str, Any], name: str, source: str = "") -> str:
     """A plain-string variable, with the role's default underneath."""
     value = variables.get(name)
     if value is None:
         value = role_default(name)
     if not isinstance(value, str) or not value:
-        raise InputError(name, value, "a non-empty string")
+        raise InputError(_named(name, source), value, "a non-empty string")
     return value
+
+
+def _named(name: str, source: str) -> str:
+    """A host's variable in errors: `host: variable` when the host is known."""
+    return f"{source}: {name}" if source else name
 
 
 def expected(variables: dict[str, Any], source: str) -> tuple[list[str], list[str], list[str]]:
@@ -378,12 +383,14 @@ def instance_metadata(variables: Mapping[str, Any], groups: Iterable[str], sourc
         return None
     if not _flag(variables, "ecrkit_local_jobs", job_host, source):
         return {}
-    image = _variable(variables, "ecrkit_job_probe_image")
-    images.split(image, "ecrkit_job_probe_image")  # a reference, or InputError naming the variable
-    network = _variable(variables, "ecrkit_job_probe_network")
+    image = _variable(variables, "ecrkit_job_probe_image", source)
+    images.split(image, _named("ecrkit_job_probe_image", source))  # a reference, or InputError naming it
+    network = _variable(variables, "ecrkit_job_probe_network", source)
     if not JOB_NETWORK.match(network):
-        raise InputError("ecrkit_job_probe_network", network, "a Docker network name (bridge, a network's name, "
-                         "or container:NAME), the network_mode of the runner's jobs")  # fmt: skip
+        accepted = (
+            "a Docker network name (bridge, a network's name, or container:NAME), the network_mode of the runner's jobs"
+        )
+        raise InputError(_named("ecrkit_job_probe_network", source), network, accepted)
     return {"job_command": job_command(image, network)}
 
 
@@ -398,5 +405,5 @@ def _flag(variables: Mapping[str, Any], name: str, default: bool, source: str) -
     if value is None:
         return default
     if not isinstance(value, bool):
-        raise InputError(f"{source}: {name}" if source else name, value, "true or false")
+        raise InputError(_named(name, source), value, "true or false")
     return value

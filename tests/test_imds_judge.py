@@ -125,8 +125,8 @@ def test_job_hosts_are_asked_with_a_job_probe_by_default_and_other_hosts_are_not
     ("variables", "named"),
     [
         ({"ecrkit_instance_metadata": "yes"}, "h: ecrkit_instance_metadata"),
-        ({"ecrkit_job_probe_image": "--privileged"}, "ecrkit_job_probe_image"),
-        ({"ecrkit_job_probe_network": "host --privileged"}, "ecrkit_job_probe_network"),
+        ({"ecrkit_job_probe_image": "--privileged"}, "h: ecrkit_job_probe_image"),
+        ({"ecrkit_job_probe_network": "host --privileged"}, "h: ecrkit_job_probe_network"),
     ],
 )
 def test_a_bad_variable_is_named(variables: dict[str, object], named: str) -> None:
