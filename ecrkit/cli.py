@@ -512,9 +512,17 @@ def _fetch(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    local_jobs = args.local_jobs or bool(args.job_probe_image or args.job_probe_network)  # either implies the rest
+    given = {
+        "ecrkit_instance_metadata": args.instance_metadata or local_jobs or None,
+        "ecrkit_local_jobs": local_jobs or None,
+        "ecrkit_job_probe_image": args.job_probe_image,
+        "ecrkit_job_probe_network": args.job_probe_network,
+    }
     targets = validate.targets_from_arguments(
-        args.hosts, args.inventory, args.registry, args.service, args.user, args.vault_password_file
-    )
+        args.hosts, args.inventory, args.registry, args.service, args.user, args.vault_password_file,
+        metadata={key: value for key, value in given.items() if value is not None},
+    )  # fmt: skip
     if args.junit:
         files.check_writable(args.junit, "--junit")  # before any host is probed
     with Progress(console=Console(stderr=True), transient=True) as progress:
@@ -1003,6 +1011,27 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="user whose login sessions run the helper (repeatable)",
     )
+    metadata = check.add_argument_group(
+        "EC2 instances (these replace the inventory's ecrkit_instance_metadata, ecrkit_local_jobs, "
+        "ecrkit_job_probe_image and ecrkit_job_probe_network for every host; docs/validation.md)"
+    )
+    metadata.add_argument(
+        "--instance-metadata", action="store_true",
+        help="the hosts get credentials from their instance role: ask IMDS (role, IMDSv1)",
+    )  # fmt: skip
+    metadata.add_argument(
+        "--local-jobs", action="store_true",
+        help="jobs run in containers on the hosts: also run a job's probe there (implies --instance-metadata)",
+    )  # fmt: skip
+    metadata.add_argument(
+        "--job-probe-image", metavar="IMAGE",
+        help=f"the job probe's image, with sh and curl, never pulled (implies --local-jobs; default "
+        f"{constants.role_default('ecrkit_job_probe_image')})",
+    )  # fmt: skip
+    metadata.add_argument(
+        "--job-probe-network", metavar="NET",
+        help="the jobs' Docker network: bridge (default), a network's name or container:NAME (implies --local-jobs)",
+    )  # fmt: skip
     check.add_argument(
         "--vault-password-file",
         metavar="FILE",

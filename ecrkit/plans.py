@@ -337,13 +337,13 @@ def special_consumers(
     return runners, tasks
 
 
-def _variable(variables: Mapping[str, Any], name: str, source: str = "") -> str:
+def _variable(variables: Mapping[str, Any], name: str, named: Name | None = None) -> str:
     """A plain-string variable, with the role's default underneath."""
     value = variables.get(name)
     if value is None:
         value = role_default(name)
     if not isinstance(value, str) or not value:
-        raise InputError(_named(name, source), value, "a non-empty string")
+        raise InputError(named(name) if named else name, value, "a non-empty string")
     return value
 
 
@@ -366,7 +366,9 @@ def expected(variables: dict[str, Any], source: str) -> tuple[list[str], list[st
     return list(rule.registries), services, list(merged["docker_auth_config_users"])
 
 
-def instance_metadata(variables: Mapping[str, Any], groups: Iterable[str], source: str = "") -> dict[str, Any] | None:
+def instance_metadata(
+    variables: Mapping[str, Any], groups: Iterable[str], source: str = "", name: Name | None = None
+) -> dict[str, Any] | None:
     """Whether the validator asks a host's instance metadata service, and from where a job runs
     (the probe's `imds` argument; None: not asked).
 
@@ -375,22 +377,24 @@ def instance_metadata(variables: Mapping[str, Any], groups: Iterable[str], sourc
     start on EC2). `ecrkit_local_jobs`: jobs run in containers on this host (default: true on
     job_hosts hosts; set it on a runner manager whose executor is docker): the probe then runs
     `docker run` of `ecrkit_job_probe_image` on `ecrkit_job_probe_network`, as a job would,
-    never pulling the image (the probe changes nothing on a host)."""
+    never pulling the image (the probe changes nothing on a host). Errors name a variable as
+    `name(variable)` (the command's options), else with the host (`source`)."""
+    named = name or (lambda variable: _named(variable, source))
     groups = set(groups)
     job_host = JOB_HOST_GROUP in groups
-    asked = _flag(variables, "ecrkit_instance_metadata", job_host, source)
+    asked = _flag(variables, "ecrkit_instance_metadata", job_host, named)
     if not asked:
         return None
-    if not _flag(variables, "ecrkit_local_jobs", job_host, source):
+    if not _flag(variables, "ecrkit_local_jobs", job_host, named):
         return {}
-    image = _variable(variables, "ecrkit_job_probe_image", source)
-    images.split(image, _named("ecrkit_job_probe_image", source))  # a reference, or InputError naming it
-    network = _variable(variables, "ecrkit_job_probe_network", source)
+    image = _variable(variables, "ecrkit_job_probe_image", named)
+    images.split(image, named("ecrkit_job_probe_image"))  # a reference, or InputError naming it
+    network = _variable(variables, "ecrkit_job_probe_network", named)
     if not JOB_NETWORK.match(network):
         accepted = (
             "a Docker network name (bridge, a network's name, or container:NAME), the network_mode of the runner's jobs"
         )
-        raise InputError(_named("ecrkit_job_probe_network", source), network, accepted)
+        raise InputError(named("ecrkit_job_probe_network"), network, accepted)
     return {"job_command": job_command(image, network)}
 
 
@@ -400,10 +404,10 @@ def job_command(image: str, network: str) -> list[str]:
     return ["docker", "run", "--rm", "--pull=never", "--entrypoint=", f"--network={network}", image]
 
 
-def _flag(variables: Mapping[str, Any], name: str, default: bool, source: str) -> bool:
+def _flag(variables: Mapping[str, Any], name: str, default: bool, named: Name) -> bool:
     value = variables.get(name)
     if value is None:
         return default
     if not isinstance(value, bool):
-        raise InputError(_named(name, source), value, "true or false")
+        raise InputError(named(name), value, "true or false")
     return value

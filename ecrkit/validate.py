@@ -399,15 +399,21 @@ def targets_from_arguments(  # noqa: PLR0917 - the command line's arguments, in 
     services: list[str],
     users: list[str],
     vault_password_file: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
 ) -> list[Target]:
-    """The targets the command line names; its --registry/--service/--user replace the inventory's."""
+    """The targets the command line names; its --registry/--service/--user replace the inventory's, and
+    `metadata` (the instance-metadata options, as the variables they stand for) replaces what the
+    inventory says of IMDS."""
     targets = (
         inventory_targets(inventory, hosts, vault_password_file)
         if inventory
         else [ssh_target(h) for h in hosts] or [Target("localhost")]
     )
     rule = CredentialRule.build(registries, source="--registry") if registries else None
+    imds = instance_metadata(metadata, [], name=METADATA_OPTIONS.__getitem__) if metadata else None
     for target in targets:
+        if metadata:
+            target.imds = imds
         if rule is not None:
             target.registries = list(rule.registries)
         target.services = services or target.services
@@ -415,6 +421,15 @@ def targets_from_arguments(  # noqa: PLR0917 - the command line's arguments, in 
         if not (target.services or target.users):
             target.users = [target.user or (login_user(target) if target.connection == "ssh" else getpass.getuser())]
     return targets
+
+
+# The command's instance-metadata options, by the inventory variable each stands for.
+METADATA_OPTIONS = {
+    "ecrkit_instance_metadata": "--instance-metadata",
+    "ecrkit_local_jobs": "--local-jobs",
+    "ecrkit_job_probe_image": "--job-probe-image",
+    "ecrkit_job_probe_network": "--job-probe-network",
+}
 
 
 def to_json(reports: Sequence[Report]) -> str:

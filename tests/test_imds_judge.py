@@ -18,8 +18,9 @@ from ecrkit.checks import Finding, judge, judge_imds, probe_args
 from ecrkit.errors import InputError
 from ecrkit.plans import instance_metadata, validate_args
 from ecrkit.probe_facts import ImdsFacts
-from ecrkit.validate import inventory_targets
+from ecrkit.validate import inventory_targets, targets_from_arguments
 from testbed.standin_imds import ImdsSettings, ImdsStandIn
+from tests.conftest import run_ecrkit
 
 PROBE = Path(__file__).resolve().parent.parent / "ecrkit" / "probe.py"
 needs_namespaces = pytest.mark.skipif(
@@ -219,3 +220,26 @@ def test_the_probe_finds_no_role_and_no_imds(imds: ImdsStandIn) -> None:
         subprocess.run(["ip", "netns", "delete", lone], check=False)
     assert facts["answered"] is False
     assert by_check(judge_imds(facts))["instance role"].evidence.startswith("IMDS unreachable")
+
+
+def test_the_commands_options_ask_every_host_as_the_inventorys_variables_do(tmp_path: Path) -> None:
+    """`ecrkit validate HOST --local-jobs ...` (no inventory) gives each host the imds argument that
+    ecrkit_local_jobs and the job probe's variables give an inventory's host; they replace the inventory's."""
+    inventory = tmp_path / "hosts.yml"
+    variables = {"ecrkit_instance_metadata": True, "ecrkit_local_jobs": True, "ecrkit_job_probe_network": "ci"}
+    hosts = {"runners": {"hosts": {"manager": variables}, "vars": {"ansible_connection": "local"}}}
+    inventory.write_text(json.dumps({"all": {"children": hosts}}))
+    (from_inventory,) = inventory_targets(str(inventory), [])
+    given = {"ecrkit_local_jobs": True, "ecrkit_instance_metadata": True, "ecrkit_job_probe_network": "ci"}
+    (direct,) = targets_from_arguments(["admin@runner-1"], None, [], [], ["root"], metadata=given)
+    assert direct.imds == from_inventory.imds == {"job_command": [*JOB[:5], "--network=ci", JOB[-1]]}
+    (replaced,) = targets_from_arguments([], str(inventory), [], [], [], metadata={"ecrkit_instance_metadata": True})
+    assert replaced.imds == {}  # the host's role asked, no job probe: the inventory's local jobs replaced
+    (untouched,) = targets_from_arguments(["admin@runner-1"], None, [], [], ["root"])
+    assert untouched.imds is None  # the negative control: nothing given, nothing asked
+    for argv, named in (
+        (["--job-probe-network", "host x"], "--job-probe-network"),
+        (["--job-probe-image", "bad image"], "--job-probe-image"),
+    ):
+        done = run_ecrkit("validate", "admin@runner-1", *argv)
+        assert done.returncode == 2 and done.stderr.startswith(f"ecrkit: {named}: "), done.stderr
