@@ -153,6 +153,7 @@ class Registry:
         self.listings: dict[str, threading.Lock] = {}
         self.listed: dict[str, list[str]] = {}
         self.serves_referrers: bool | None = None  # the OCI 1.1 referrers API: unknown until asked
+        self.probing_referrers = threading.Lock()  # held by the job that asks first
 
     # -- what a copy needs -----------------------------------------------------------------
 
@@ -194,9 +195,17 @@ class Registry:
     def referrers(self, repository: str, digest: str) -> list[dict[str, Any]] | None:
         """The descriptors of the manifests that name `digest` as their subject, by the OCI 1.1 referrers
         API; None when the registry does not serve it (a 404: the spec forbids one from a registry that
-        does), which is remembered for the run."""
+        does), which is remembered for the run. Until that is known, one job asks and the others wait for its
+        answer: a registry without the API costs the run one request, not one per tag."""
+        if self.serves_referrers is None:
+            with self.probing_referrers:
+                if self.serves_referrers is None:
+                    return self._referrers(repository, digest)
         if self.serves_referrers is False:
             return None
+        return self._referrers(repository, digest)
+
+    def _referrers(self, repository: str, digest: str) -> list[dict[str, Any]] | None:
         found: list[dict[str, Any]] = []
         path: str | None = f"/v2/{repository}/referrers/{digest}"
         while path:
