@@ -103,3 +103,33 @@ def test_a_changed_tag_is_counted_as_a_pull_and_a_push(
     assert (after_source - before_source)[("GET", "blob")] >= 1
     assert (after_target - before_target)[("PUT", "manifest")] == 1
     assert (after_target - before_target)[("PUT", "upload")] >= 1
+
+
+@pytest.mark.standin
+def test_a_first_copy_asks_neither_end_what_it_cannot_have(
+    stand_in: StandIn, source: tuple[str, Path], tmp_path: Path
+) -> None:
+    """Tags the target lacks are read at once (one HEAD at the source all told, for its rate limit before
+    the first pull; none per tag), and a repository the run created is not asked for blobs; a new tag in
+    a repository that existed is (the control)."""
+    _, log = source
+
+    def run(tags: list[str]) -> tuple[Counter[tuple[str, str]], Counter[tuple[str, str]]]:
+        since_source, since_target = settled_size(log), settled_size(stand_in.registry_log)
+        wanted = config({"source": f"{ADDRESS}/team/tool", "tags": tags, "repository": "counted/fresh"},
+                        source_host=ADDRESS)  # fmt: skip
+        done = run_mirror(stand_in, tmp_path, wanted, "--jobs", "8")
+        assert f"{len(tags)} copied" in done.stdout, done.stdout + done.stderr
+        at_target = registry_requests(stand_in.registry_log, since_target)
+        return Counter((r.method, r.kind) for r in registry_requests(log, since_source)), Counter(
+            (r.method, r.kind) for r in at_target
+        )
+
+    at_source, at_target = run(["1.0", "2.0"])
+    assert at_source[("HEAD", "manifest")] == 1
+    assert at_source[("GET", "manifest")] == 2
+    assert at_target[("HEAD", "manifest")] == 2  # each tag's comparison
+    assert at_target[("HEAD", "blob")] == 0
+    assert at_target[("PUT", "manifest")] == 2
+    _, later = run(["1.1"])  # the repository exists now: its blobs are asked about
+    assert later[("HEAD", "blob")] == 2  # tool 1.1's layer and config
