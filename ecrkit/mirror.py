@@ -1051,35 +1051,49 @@ def run(
     ensure_repositories: Callable[[Iterable[str], bool], list[str]],
     advance: Callable[[Result], None] = lambda result: None,
 ) -> Outcome:
-    """Compare every tag (concurrently); create the missing repositories of the tags to copy (unless
-    dry_run: only when a copy is due does the AWS API get asked); then copy concurrently, each blob
-    once per target repository, and each tag's referrers (unchanged tags' too). Results in plan order."""
+    """Compare every tag and copy it (concurrently, each job its tag): a job that finds a copy due makes sure
+    its target repository exists first (the first job of a repository asks, creating it if missing, unless
+    dry_run: only when a copy is due does the AWS API get asked; the others wait for it), so copies into one
+    repository start while the others' are still being compared or created. Each blob is copied once per
+    target repository, and each tag's referrers (unchanged tags' too). Results in plan order."""
     results = [Result("failed", pattern, "no tag matches this pattern") for pattern in plan_.unmatched]
     sources = {host: registry(host) for host in dict.fromkeys(job.source_host for job in plan_.copies)}
     blobs = Blobs()
+    lock = threading.Lock()
+    repositories: dict[str, Future[bool]] = {}  # target repository -> whether this run created it
+
+    def ready(name: str) -> None:
+        with lock:
+            claim, owner = repositories.get(name), False
+            if claim is None:
+                claim, owner = repositories.setdefault(name, Future()), True
+        if not owner:
+            claim.result()  # the owner's failure (the AWS API's) is this job's too
+            return
+        try:
+            created = bool(ensure_repositories([name], dry_run))
+        except BaseException as exc:
+            claim.set_exception(exc)
+            raise
+        if created and not dry_run:
+            blobs.created.add(name)
+        claim.set_result(created)
+
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        # The target's client (its helper call, a GetAuthorizationToken) is made while the sources answer.
+        # The target's client (its helper call, a GetAuthorizationToken) is made while the sources' are.
         target_ready = pool.submit(registry, plan_.target)
-        compared = list(pool.map(lambda job: compare(job, sources[job.source_host], target_ready), plan_.copies))
-        target = target_ready.result()
-        due = [(job, found) for job, found in zip(plan_.copies, compared, strict=True)
-               if found.manifest is not None or (found.result is not None and found.result.status == "unchanged"
-                                                 and job.referrers and not dry_run)]  # fmt: skip
-        for found in compared:
+
+        def one(job: Copy) -> list[Result]:
+            source = sources[job.source_host]
+            found = compare(job, source, target_ready)
+            target = target_ready.result()
             if found.result is not None:
                 advance(found.result)
-        repositories = sorted({job.target_repository for job, found in due if found.manifest is not None})
-        status = "would create" if dry_run else "created"
-        created = ensure_repositories(repositories, dry_run) if repositories else []
-        if not dry_run:
-            blobs.created.update(created)
-        results += [Result(status, f"{plan_.target}/{name}", "repository") for name in created]
-
-        def one(item: tuple[Copy, Compared]) -> list[Result]:
-            job, found = item
-            source = sources[job.source_host]
-            if found.manifest is None:  # unchanged: only its referrers may be new
-                return copy_referrers(job, found, source, target, blobs)
+                if found.result.status == "unchanged" and job.referrers and not dry_run:
+                    return [found.result, *copy_referrers(job, found, source, target, blobs)]
+                return [found.result]
+            assert found.manifest is not None
+            ready(job.target_repository)
             if dry_run:
                 result = Result("would copy", f"{job.source} -> {target.host}/{job.target_repository}:{job.tag}",
                                 _describe(found.manifest, 0))  # fmt: skip
@@ -1091,9 +1105,11 @@ def run(
                 return [result, *copy_referrers(job, found, source, target, blobs)]
             return [result]
 
-        done = dict(zip((id(found) for _, found in due), pool.map(one, due), strict=True))
-    for found in compared:
-        results += ([found.result] if found.result is not None else []) + done.get(id(found), [])
+        done = list(pool.map(one, plan_.copies))
+    status = "would create" if dry_run else "created"
+    made = sorted(name for name, claim in repositories.items() if claim.result())
+    results += [Result(status, f"{plan_.target}/{name}", "repository") for name in made]
+    results += [result for found in done for result in found]
     limits, stops = {}, []
     for host, source in sources.items():
         if source.limit is not None:
