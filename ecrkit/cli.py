@@ -453,10 +453,18 @@ def _mirror(args: argparse.Namespace) -> int:
     except RegistryError as exc:
         raise EcrkitError(f"selecting tags: {exc}") from None
 
-    def ecr() -> Any:  # the AWS SDK only when something is to be copied, or in a dry run
-        import botocore.session  # noqa: PLC0415 - boto3's client is botocore's; boto3 adds s3transfer (3 MiB)
+    clients: list[Any] = []
+    making_client = threading.Lock()
 
-        return botocore.session.get_session().create_client("ecr", region_name=region)
+    def ecr() -> Any:  # the AWS SDK only when something is to be copied, or in a dry run
+        """One ECR client for the run (jobs ask for their repositories at once; a client is thread-safe, its
+        making is not)."""
+        with making_client:
+            if not clients:
+                import botocore.session  # noqa: PLC0415 - boto3's client is botocore's; boto3 adds s3transfer
+
+                clients.append(botocore.session.get_session().create_client("ecr", region_name=region))
+            return clients[0]
 
     def ensure(names: Iterable[str], dry_run: bool) -> list[str]:
         return mirror.ensure_repositories(ecr(), account, names, dry_run)

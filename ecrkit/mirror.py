@@ -753,34 +753,50 @@ class Blobs:
         self.claims: dict[tuple[str, str], Future[None]] = {}
         self.uploads: dict[str, Future[None]] = {}
         self.held: dict[str, str] = {}  # digest -> a target repository that has it
+        self.created: set[str] = set()  # target repositories this run created (empty but for its uploads)
         self.counts = BlobCounts()
 
     def ensure(
-        self, source: Registry, source_repository: str, target: Registry, target_repository: str, blob: dict[str, Any]
+        self,
+        source: Registry,
+        source_repository: str,
+        target: Registry,
+        target_repository: str,
+        wanted: list[dict[str, Any]],
     ) -> None:
-        key = (target_repository, str(blob["digest"]))
+        """Every blob of `wanted` in the target repository: first those no other job is copying (each
+        claimed, then copied), then the others' (waited for): a job does not idle behind another's upload
+        while it has blobs of its own to copy. Each claim is settled before any wait, so two jobs waiting
+        on each other's blobs cannot block. The first failure is raised once all are settled."""
+        mine, theirs = [], []
         with self.lock:
-            claim = self.claims.get(key)
-            if claim is None:
-                claim = self.claims[key] = Future()
-                owner = True
+            for blob in wanted:
+                key = (target_repository, str(blob["digest"]))
+                if key in self.claims:
+                    theirs.append(self.claims[key])
+                else:
+                    self.claims[key] = Future()
+                    mine.append((blob, self.claims[key]))
+        failure: BaseException | None = None
+        for blob, claim in mine:
+            try:
+                self._copy(source, source_repository, target, target_repository, blob)
+            except BaseException as exc:  # settled in the claim, raised below
+                claim.set_exception(exc)
+                failure = failure or exc
             else:
-                owner = False
-        if not owner:
+                claim.set_result(None)
+        if failure is not None:
+            raise failure
+        for claim in theirs:
             claim.result()  # the owner's failure is this job's too
-            return
-        try:
-            self._copy(source, source_repository, target, target_repository, blob)
-        except BaseException as exc:
-            claim.set_exception(exc)
-            raise
-        claim.set_result(None)
 
     def _copy(
         self, source: Registry, source_repository: str, target: Registry, target_repository: str, blob: dict[str, Any]
     ) -> None:
         digest, size = str(blob["digest"]), int(blob["size"])
-        if target.has_blob(target_repository, digest):
+        # A repository this run created holds only what the run put there: no need to ask.
+        if target_repository not in self.created and target.has_blob(target_repository, digest):
             self._count(digest, target_repository, "present")
             return
         with self.lock:
@@ -825,25 +841,24 @@ class Compared:
 
 
 def compare(job: Copy, source: Registry, target: Registry | Future[Registry]) -> Compared:
-    """HEAD the tag at the source (not a pull) and at the target; GET the source's manifest (a pull) only
-    when they differ. The target may be still on its way (its helper call running) while the source answers."""
-    try:
-        head, problem = source.head_manifest(job.source_repository, job.tag), None
-    except RegistryError as exc:
-        head, problem = None, exc
+    """HEAD the tag at the target, then at the source (neither a pull); GET the source's manifest (a pull)
+    only when they differ. A tag the target lacks is read at once: its manifest is needed, and a HEAD
+    before the GET would tell nothing. So an unchanged tag costs one HEAD at each end, a new one a GET at
+    the source. The target may be still on its way (its helper call running) when a comparison starts."""
     target = target.result() if isinstance(target, Future) else target
     what = f"{job.source} -> {target.host}/{job.target_repository}:{job.tag}"
-    if problem is not None or head is None:
-        status = "stopped" if isinstance(problem, RateLimited) else "failed"
-        return Compared(Result(status, what, str(problem or "no such tag at the source")))
-    digest, media_type = head
     try:
+        held = target.manifest_digest(job.target_repository, job.tag)
         # A platform filter makes an index of its own digest: only the source's manifest tells it.
-        if not job.platforms and target.manifest_digest(job.target_repository, job.tag) == digest:
-            return Compared(Result("unchanged", what, digest), None, digest, media_type)
+        if held is not None and not job.platforms:
+            head = source.head_manifest(job.source_repository, job.tag)
+            if head is None:
+                return Compared(Result("failed", what, "no such tag at the source"))
+            if held == head[0]:
+                return Compared(Result("unchanged", what, held), None, head[0], head[1])
         manifest = source.manifest(job.source_repository, job.tag)
         if manifest is not None and job.platforms:
-            return _compare_filtered(job, manifest, target, what)
+            return _compare_filtered(job, manifest, held, what)
     except RegistryError as exc:
         return Compared(Result("stopped" if isinstance(exc, RateLimited) else "failed", what, str(exc)))
     if manifest is None:
@@ -851,13 +866,13 @@ def compare(job: Copy, source: Registry, target: Registry | Future[Registry]) ->
     return Compared(None, manifest, manifest.digest, manifest.media_type)
 
 
-def _compare_filtered(job: Copy, manifest: Manifest, target: Registry, what: str) -> Compared:
+def _compare_filtered(job: Copy, manifest: Manifest, held: str | None, what: str) -> Compared:
     """The source's manifest with the job's platforms only (an index of its own digest), compared with
-    what the target holds."""
+    what the target holds (`held`: its digest, or None)."""
     filtered = filter_index(manifest, job.platforms)
     if filtered is None:
         return Compared(Result("failed", what, f"the index has none of the platforms {', '.join(job.platforms)}"))
-    if target.manifest_digest(job.target_repository, job.tag) == filtered.digest:
+    if held == filtered.digest:
         unchanged = Result("unchanged", what, _describe(filtered, 0), isinstance(filtered, FilteredIndex))
         return Compared(unchanged, None, filtered.digest, filtered.media_type)
     return Compared(None, filtered, filtered.digest, filtered.media_type)
@@ -886,8 +901,7 @@ def put_tree(  # noqa: PLR0917 - from where to where, and what
             put_tree(source, source_repository, target, target_repository, child, digest, blobs, skip_present)
         target.put_manifest(target_repository, reference, manifest)
         return len(manifest.children())
-    for blob in manifest.blobs():
-        blobs.ensure(source, source_repository, target, target_repository, blob)
+    blobs.ensure(source, source_repository, target, target_repository, manifest.blobs())
     target.put_manifest(target_repository, reference, manifest)
     return 0
 
@@ -1037,33 +1051,49 @@ def run(
     ensure_repositories: Callable[[Iterable[str], bool], list[str]],
     advance: Callable[[Result], None] = lambda result: None,
 ) -> Outcome:
-    """Compare every tag (concurrently); create the missing repositories of the tags to copy (unless
-    dry_run: only when a copy is due does the AWS API get asked); then copy concurrently, each blob
-    once per target repository, and each tag's referrers (unchanged tags' too). Results in plan order."""
+    """Compare every tag and copy it (concurrently, each job its tag): a job that finds a copy due makes sure
+    its target repository exists first (the first job of a repository asks, creating it if missing, unless
+    dry_run: only when a copy is due does the AWS API get asked; the others wait for it), so copies into one
+    repository start while the others' are still being compared or created. Each blob is copied once per
+    target repository, and each tag's referrers (unchanged tags' too). Results in plan order."""
     results = [Result("failed", pattern, "no tag matches this pattern") for pattern in plan_.unmatched]
     sources = {host: registry(host) for host in dict.fromkeys(job.source_host for job in plan_.copies)}
     blobs = Blobs()
+    lock = threading.Lock()
+    repositories: dict[str, Future[bool]] = {}  # target repository -> whether this run created it
+
+    def ready(name: str) -> None:
+        with lock:
+            claim, owner = repositories.get(name), False
+            if claim is None:
+                claim, owner = repositories.setdefault(name, Future()), True
+        if not owner:
+            claim.result()  # the owner's failure (the AWS API's) is this job's too
+            return
+        try:
+            created = bool(ensure_repositories([name], dry_run))
+        except BaseException as exc:
+            claim.set_exception(exc)
+            raise
+        if created and not dry_run:
+            blobs.created.add(name)
+        claim.set_result(created)
+
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        # The target's client (its helper call, a GetAuthorizationToken) is made while the sources answer.
+        # The target's client (its helper call, a GetAuthorizationToken) is made while the sources' are.
         target_ready = pool.submit(registry, plan_.target)
-        compared = list(pool.map(lambda job: compare(job, sources[job.source_host], target_ready), plan_.copies))
-        target = target_ready.result()
-        due = [(job, found) for job, found in zip(plan_.copies, compared, strict=True)
-               if found.manifest is not None or (found.result is not None and found.result.status == "unchanged"
-                                                 and job.referrers and not dry_run)]  # fmt: skip
-        for found in compared:
+
+        def one(job: Copy) -> list[Result]:
+            source = sources[job.source_host]
+            found = compare(job, source, target_ready)
+            target = target_ready.result()
             if found.result is not None:
                 advance(found.result)
-        repositories = sorted({job.target_repository for job, found in due if found.manifest is not None})
-        status = "would create" if dry_run else "created"
-        created = ensure_repositories(repositories, dry_run) if repositories else []
-        results += [Result(status, f"{plan_.target}/{name}", "repository") for name in created]
-
-        def one(item: tuple[Copy, Compared]) -> list[Result]:
-            job, found = item
-            source = sources[job.source_host]
-            if found.manifest is None:  # unchanged: only its referrers may be new
-                return copy_referrers(job, found, source, target, blobs)
+                if found.result.status == "unchanged" and job.referrers and not dry_run:
+                    return [found.result, *copy_referrers(job, found, source, target, blobs)]
+                return [found.result]
+            assert found.manifest is not None
+            ready(job.target_repository)
             if dry_run:
                 result = Result("would copy", f"{job.source} -> {target.host}/{job.target_repository}:{job.tag}",
                                 _describe(found.manifest, 0))  # fmt: skip
@@ -1075,9 +1105,11 @@ def run(
                 return [result, *copy_referrers(job, found, source, target, blobs)]
             return [result]
 
-        done = dict(zip((id(found) for _, found in due), pool.map(one, due), strict=True))
-    for found in compared:
-        results += ([found.result] if found.result is not None else []) + done.get(id(found), [])
+        done = list(pool.map(one, plan_.copies))
+    status = "would create" if dry_run else "created"
+    made = sorted(name for name, claim in repositories.items() if claim.result())
+    results += [Result(status, f"{plan_.target}/{name}", "repository") for name in made]
+    results += [result for found in done for result in found]
     limits, stops = {}, []
     for host, source in sources.items():
         if source.limit is not None:

@@ -32,6 +32,7 @@ import sys
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,6 +73,54 @@ HOST_MOUNT = "/run/ecrkit-standin"  # where a test host sees the state directory
 # it instead of failing on port 443 half-way through its start.
 UP_LOCK = Path("/run/lock/ecrkit-standin.lock")
 IMDS_STATE = "imds"  # the IMDS stand-in's state directory in the stand-in's (testbed.standin_imds)
+
+
+# A line of the access log docker-registry writes for every request it answers (Apache's combined format):
+# 127.0.0.1 - - [06/Dec/2026:03:24:01 +0000] "HEAD /v2/x/manifests/y HTTP/1.1" 404 91 "" "curl/7.88.1"
+ACCESS_LINE = re.compile(r'^\S+ \S+ \S+ \[[^]]+\] "([A-Z]+) (\S+) HTTP/[\d.]+" (\d{3}) ', re.ASCII)
+
+
+ROUTES = {"manifests": "manifest", "blobs": "blob", "uploads": "upload", "tags": "tags", "referrers": "referrers"}
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request a registry answered, as its access log has it."""
+
+    method: str
+    path: str  # without the query
+    status: int
+
+    @property
+    def kind(self) -> str:
+        """What was asked, by the API's route: manifest, blob, upload, tags, referrers, catalog or base."""
+        route = self.path.split("/")[-2:-1]  # /v2/<name>/<route>/<reference>: a name may hold any word
+        if self.path == "/v2/_catalog":
+            return "catalog"
+        return ROUTES.get(route[0], "base") if route else "base"
+
+
+def registry_requests(log: Path, since: int = 0, settle: float = 0.3) -> list[Request]:
+    """The requests a docker-registry answered, read from its access log after byte `since` (401s, 404s and
+    failed uploads included: counted where they arrive, whatever the client). The server writes a line
+    after its answer is sent, so the log is read once it has not grown for `settle` seconds."""
+    size = settled_size(log, settle)
+    found = []
+    with log.open("rb") as handle:
+        handle.seek(since)
+        for line in handle.read(size - since).decode(errors="replace").splitlines():
+            matched = ACCESS_LINE.match(line)
+            if matched:
+                found.append(Request(matched[1], matched[2].split("?")[0], int(matched[3])))
+    return found
+
+
+def settled_size(log: Path, settle: float = 0.3) -> int:
+    """The log's size once it has not grown for `settle` seconds: where the requests made so far end."""
+    size = -1
+    while size != (size := log.stat().st_size if log.exists() else 0):
+        time.sleep(settle)
+    return size
 
 
 class StandIn:
@@ -183,6 +232,11 @@ class StandIn:
         """The GetRoleCredentials calls so far: account_id and role_name of each."""
         path = self.state / "sso-requests"
         return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+    @property
+    def registry_log(self) -> Path:
+        """The registry's log: its access log lines (every request, whatever the log level) among the rest."""
+        return self.state / "registry.log"
 
     def token_requests(self) -> int:
         path = self.state / "token-requests"

@@ -43,27 +43,29 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def serving_source(state: Path) -> Iterator[str]:
-    """Debian's docker-registry over plain HTTP, holding the images to mirror."""
-    config = {"version": 0.1, "log": {"level": "warn"}, "http": {"addr": SOURCE},
+def serving_source(state: Path, address: str = SOURCE, log: Path | None = None) -> Iterator[str]:
+    """Debian's docker-registry over plain HTTP, holding the images to mirror; its output (the access log
+    among it) kept in `log` if given."""
+    config = {"version": 0.1, "log": {"level": "warn"}, "http": {"addr": address},
               "storage": {"filesystem": {"rootdirectory": str(state / "data")}}}  # fmt: skip
     (state / "config.yml").write_text(json.dumps(config))
-    server = subprocess.Popen(
-        ["docker-registry", "serve", str(state / "config.yml")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    output = log.open("ab") if log is not None else subprocess.DEVNULL
+    server = subprocess.Popen(["docker-registry", "serve", str(state / "config.yml")], stdout=output, stderr=output)
     try:
-        wait_for_url(f"http://{SOURCE}/v2/", "the source registry")
-        push(SOURCE, "team/tool", "1.0", image("tool 1.0"))
-        push(SOURCE, "team/tool", "1.1", image("tool 1.1"))
-        push(SOURCE, "team/tool", "2.0", image("tool 2.0"))
-        push_index(SOURCE, "team/multi", "1", {"amd64": image("multi amd64"), "arm64": image("multi arm64", "arm64")})
+        wait_for_url(f"http://{address}/v2/", "the source registry")
+        push(address, "team/tool", "1.0", image("tool 1.0"))
+        push(address, "team/tool", "1.1", image("tool 1.1"))
+        push(address, "team/tool", "2.0", image("tool 2.0"))
+        push_index(address, "team/multi", "1", {"amd64": image("multi amd64"), "arm64": image("multi arm64", "arm64")})
         for tag in SHARED_TAGS:  # four tags on one base layer, and a repository of its own on it too
-            push(SOURCE, "shared/app", tag, image(f"app {tag}", base=SHARED_BASE))
-        push(SOURCE, "shared/other", "1", image("other 1", base=SHARED_BASE))
-        yield SOURCE
+            push(address, "shared/app", tag, image(f"app {tag}", base=SHARED_BASE))
+        push(address, "shared/other", "1", image("other 1", base=SHARED_BASE))
+        yield address
     finally:
         server.terminate()
         server.wait(timeout=10)
+        if log is not None:
+            output.close()  # type: ignore[union-attr]
 
 
 # -- building and pushing images over the registry API -----------------------------------------
