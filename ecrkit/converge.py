@@ -25,7 +25,7 @@ from ecrkit.constants import HELPER_BINARY, LOGROTATE_PATH
 from ecrkit.errors import InputError
 from ecrkit.hoststate import FilesArguments
 from ecrkit.probe import ProbeResult
-from ecrkit.renderers import aws_config, mirror_service, registries_conf
+from ecrkit.renderers import aws_config, registries_conf
 from ecrkit.settings import validate_absolute_path
 
 
@@ -323,6 +323,8 @@ MIRROR_HEADER = "# Managed by Ansible (role ecr_mirror): changes made here are o
 
 
 def _mirror_probe(options: Mapping[str, Any]) -> ProbeArgs:
+    from ecrkit.renderers import mirror_service  # noqa: PLC0415 - the mirror and urllib3, only for this role
+
     units = mirror_service.unit_paths(str(options["unit"]))
     return {"paths": list(units.values()), "read": list(units.values()), "services": list(units)}
 
@@ -331,6 +333,8 @@ def _mirror_plan(probe: ProbeResult, options: Mapping[str, Any]) -> Changes:
     """Every file in one write, which compares each with the host (ecrkit's own files go as bytes,
     without a diff). systemd reloads whenever a unit on disk is not what it loaded, this run's write
     or a killed run's (`pending`); the service is a oneshot its timer starts: nothing to restart."""
+    from ecrkit.renderers import mirror_service  # noqa: PLC0415 - the mirror and urllib3, only for this role
+
     plan = mirror_service.plan(options["config"], mirror_service.options_of(options), header=MIRROR_HEADER)
     root = {"owner": "root", "group": "root", "mode": "0644"}
     units = {plan["service_path"]: plan["service"], plan["timer_path"]: plan["timer"]}
