@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 try:
     from ecrkit import converge
+    from ecrkit.constants import ROLE_DEFAULTS, role_default
     from ecrkit.errors import EcrkitError
 
     _MISSING = ""
@@ -31,9 +33,15 @@ except ImportError as missing:  # pragma: no cover - depends on the controller's
 
     _MISSING = missing_package("the ecrkit.ecr roles", missing)
     converge = None  # type: ignore[assignment]
+    ROLE_DEFAULTS, role_default = {}, None  # type: ignore[assignment,misc]
 
     class EcrkitError(Exception):  # type: ignore[no-redef]  # named by except clauses
         pass
+
+
+# A role default that only asks the package, as defaults/main.yml writes it.
+_PACKAGE_DEFAULT = re.compile(r"\{\{ '(\w+)' \| ecrkit\.ecr\.default \}\}")
+_UNSET = object()
 
 
 class ActionModule(ActionBase):  # type: ignore[misc]  # ansible has no type information
@@ -47,8 +55,12 @@ class ActionModule(ActionBase):  # type: ignore[misc]  # ansible has no type inf
         if converge is None:
             raise AnsibleActionFail(_MISSING)
         try:
-            role = converge.role(str(self._task.args.get("role")))
-            options = _checked(role, str(self._task.args.get("role")), self._task.args.get("options"))
+            name = str(self._task.args.get("role"))
+            role = converge.role(name)
+            given = self._task.args.get("options")
+            options = _checked(
+                role, name, self._role_variables(name, role, task_vars or {}) if given is None else given
+            )
             arguments = role.probe_args(options)
             for attempt in range(converge.REPLANS + 1):
                 asked = self._module("ecrkit.ecr.probe", dict(arguments), task_vars) if arguments is not None else {}
@@ -73,6 +85,23 @@ class ActionModule(ActionBase):  # type: ignore[misc]  # ansible has no type inf
         finally:
             self._remove_tmp_path(self._connection._shell.tmpdir)
         return result
+
+    def _role_variables(self, name: str, role: converge.Role, task_vars: dict[str, Any]) -> dict[str, Any]:
+        """Without `options`, each option is the role's variable <role>_<option>, templated here as
+        Ansible templates a role's variables to check its argument spec. Ansible compiles every
+        template again in each worker, and each task runs in its own: a task that named each variable
+        in `options` paid a compile per option per host, and so does a role default that only asks
+        the package (`'<variable>' | ecrkit.ecr.default`), which is answered here without Jinja
+        (bench/README.md)."""
+        variables, defaults = {}, {}
+        for option in role.options:
+            value = task_vars.get(f"{name}_{option}", _UNSET)
+            package = _PACKAGE_DEFAULT.fullmatch(value) if isinstance(value, str) else None
+            if package and package[1] in ROLE_DEFAULTS:
+                defaults[option] = role_default(package[1])  # what the filter answers
+            elif value is not _UNSET:
+                variables[option] = value
+        return {**defaults, **dict(self._templar.template(variables))}
 
     def _apply(self, changes: converge.Changes, probe: ProbeResult, task_vars: dict[str, Any] | None) -> dict[str, Any]:
         files = list(changes["write"]["files"])
