@@ -436,3 +436,17 @@ def test_a_roles_download_names_the_roles_variables_not_the_clis_options(tmp_pat
         aws.download_verified("https://b/k", "a" * 64, str(tmp_path / "h"), names)
     with pytest.raises(InputError, match=r"^--sha256: 'abc'"):  # the CLI's own names by default
         aws.download_verified("s3://b/k", "abc", str(tmp_path / "h"))
+
+
+@pytest.mark.parametrize("check", [False, True], ids=["run", "check mode"])
+def test_the_files_module_runs_its_then_run_commands_after_writing(tmp_path: Path, check: bool) -> None:
+    """How the action asks a shipped helper its version without a second module call."""
+    path = tmp_path / "written"
+    arguments = json.dumps({"files": [{"path": str(path), "content": "x\n"}], "then_run": [["cat", str(path)]]})
+    command = [str(BIN / "ansible"), "localhost", "-c", "local", *(["--check"] if check else []), "-m",
+               "ecrkit.ecr.files", "-a", arguments, "-e", f"ansible_python_interpreter={sys.executable}"]  # fmt: skip
+    env = {**ANSIBLE_ENV, "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "json"}
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, check=False)
+    result = json.loads(done.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    expected = [] if check else [{"argv": ["cat", str(path)], "rc": 0, "stdout": "x\n", "stderr": ""}]
+    assert result.get("failed") is not True and result["commands"] == expected, result

@@ -67,7 +67,7 @@ class ActionModule(ActionBase):  # type: ignore[misc]  # ansible has no type inf
                 probe = cast("ProbeResult", asked)
                 changes = role.plan(probe, options)
                 try:
-                    result.update(self._apply(changes, probe, task_vars))
+                    result.update(self._apply(changes, probe, task_vars, role))
                     break
                 except _Conflict as conflict:  # someone wrote a file after the probe read it: read it again
                     if attempt == converge.REPLANS:
@@ -76,9 +76,6 @@ class ActionModule(ActionBase):  # type: ignore[misc]  # ansible has no type inf
                             f"{attempt + 1} times it was read and planned (such as GitLab Runner refreshing a "
                             "token); their changes were kept and this converge gave up; run it again"
                         ) from None
-            if changes["ship"] and changes["then_probe"] and not self._task.check_mode:
-                after = self._module("ecrkit.ecr.probe", dict(changes["then_probe"]), task_vars)
-                result["ansible_facts"].update(role.after(cast("ProbeResult", after)))
         except (EcrkitError, ValueError) as exc:
             # The bad value and the variable it came from; never a file's content.
             raise AnsibleActionFail(str(exc)) from None
@@ -103,19 +100,32 @@ class ActionModule(ActionBase):  # type: ignore[misc]  # ansible has no type inf
                 variables[option] = value
         return {**defaults, **dict(self._templar.template(variables))}
 
-    def _apply(self, changes: converge.Changes, probe: ProbeResult, task_vars: dict[str, Any] | None) -> dict[str, Any]:
+    def _apply(
+        self, changes: converge.Changes, probe: ProbeResult, task_vars: dict[str, Any] | None, role: converge.Role
+    ) -> dict[str, Any]:
         files = list(changes["write"]["files"])
         for shipped in changes["ship"]:
             files.append(self._ship(shipped))
         # Each file the probe read is replaced only while it still holds what the plan was made from.
-        write = converge.as_read({"directories": changes["write"]["directories"], "files": files}, probe)
-        written: dict[str, Any] = {"changed_paths": [], "backups": {}, "diff": []}
+        write: dict[str, Any] = dict(
+            converge.as_read({"directories": changes["write"]["directories"], "files": files}, probe)
+        )
+        # What a shipped file is asked after its install: commands alone are run by the write itself.
+        after = changes["then_probe"] if changes["ship"] and not self._task.check_mode else None
+        if after and set(after) == {"commands"}:
+            write["then_run"], after = after["commands"], None
+        written: dict[str, Any] = {"changed_paths": [], "backups": {}, "diff": [], "commands": []}
         if write["directories"] or write["files"]:
             self._quiet = changes["secrets"]
             try:
-                written = self._module("ecrkit.ecr.files", dict(write), task_vars)
+                written = self._module("ecrkit.ecr.files", write, task_vars)
             finally:
                 self._quiet = False
+        facts = dict(changes["facts"])
+        if "then_run" in write:
+            facts.update(role.after({"commands": written["commands"]}))
+        elif after:
+            facts.update(role.after(cast("ProbeResult", self._module("ecrkit.ecr.probe", dict(after), task_vars))))
         changed_paths = written["changed_paths"]
         diff = list(written.get("diff") or [])
         if self._task.diff:
@@ -132,7 +142,7 @@ class ActionModule(ActionBase):  # type: ignore[misc]  # ansible has no type inf
             "pending": changes["pending"],
             "backups": written["backups"],
             "diff": diff,
-            "ansible_facts": dict(changes["facts"]),
+            "ansible_facts": facts,
         }
 
     def _ship(self, shipped: converge.Shipped) -> dict[str, Any]:
