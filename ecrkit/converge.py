@@ -180,9 +180,13 @@ def _helper_plan(probe: ProbeResult, options: Mapping[str, Any]) -> Changes:
             fetch = str(plan["url"]) if s3 else ""
             ship = [Shipped(src=src, path=path, owner="root", group="root", mode="0755", fetch=fetch, sha256=digest)]
         then_probe = _version_probe({"path": path}) if ship else None
-        return changes(write=todo["write"], ship=ship, then_probe=then_probe, facts=facts, result={"install": None})
-    # release, package and url over HTTP(S): the host downloads or installs it (the role's next tasks).
-    return changes(write=todo["write"], facts=facts, result={"install": plan if todo["binary"] else None})
+        result = {"install": None, "on_host": False}
+        return changes(write=todo["write"], ship=ship, then_probe=then_probe, facts=facts, result=result)
+    # release, package and url over HTTP(S): the host downloads or installs it (the role's next tasks). `on_host`
+    # is that as a bool, for the role's condition: a bare variable, without a Jinja test (a test loads every test
+    # plugin in the worker that evaluates it, on every host).
+    on_host = bool(todo["binary"])
+    return changes(write=todo["write"], facts=facts, result={"install": plan if on_host else None, "on_host": on_host})
 
 
 def _version_probe(options: Mapping[str, Any]) -> ProbeArgs:

@@ -78,7 +78,7 @@ def test_a_converged_host_gets_no_write_and_no_copy_but_its_facts(tmp_path: Path
         "ecr_credential_helper_path": HELPER,
         "ecr_credential_helper_installed_version": "0.12.0",
     }
-    assert changes["result"] == {"install": None}
+    assert changes["result"] == {"install": None, "on_host": False}
 
 
 def test_another_controller_file_is_shipped_and_its_version_asked_after(tmp_path: Path) -> None:
@@ -107,6 +107,7 @@ def test_a_release_is_left_to_the_host_with_the_url_for_its_architecture() -> No
     options = helper_options(install_method="release")
     changes = converge.role("ecr_credential_helper").plan(converged_helper(b"x", uname="aarch64"), options)
     assert changes["ship"] == []
+    assert changes["result"]["on_host"] is True
     assert changes["result"]["install"]["url"] == (
         "https://releases.example.com/0.12.0/linux-arm64/docker-credential-ecr-login"
     )
