@@ -25,7 +25,7 @@ from ecrkit.constants import HELPER_BINARY, LOGROTATE_PATH
 from ecrkit.errors import InputError
 from ecrkit.hoststate import FilesArguments
 from ecrkit.probe_facts import ProbeResult
-from ecrkit.renderers import aws_config, mirror_service, registries_conf
+from ecrkit.renderers import aws_config, registries_conf
 from ecrkit.settings import validate_absolute_path
 
 
@@ -180,9 +180,13 @@ def _helper_plan(probe: ProbeResult, options: Mapping[str, Any]) -> Changes:
             fetch = str(plan["url"]) if s3 else ""
             ship = [Shipped(src=src, path=path, owner="root", group="root", mode="0755", fetch=fetch, sha256=digest)]
         then_probe = _version_probe({"path": path}) if ship else None
-        return changes(write=todo["write"], ship=ship, then_probe=then_probe, facts=facts, result={"install": None})
-    # release, package and url over HTTP(S): the host downloads or installs it (the role's next tasks).
-    return changes(write=todo["write"], facts=facts, result={"install": plan if todo["binary"] else None})
+        result = {"install": None, "on_host": False}
+        return changes(write=todo["write"], ship=ship, then_probe=then_probe, facts=facts, result=result)
+    # release, package and url over HTTP(S): the host downloads or installs it (the role's next tasks). `on_host`
+    # is that as a bool, for the role's condition: a bare variable, without a Jinja test (a test loads every test
+    # plugin in the worker that evaluates it, on every host).
+    on_host = bool(todo["binary"])
+    return changes(write=todo["write"], facts=facts, result={"install": plan if on_host else None, "on_host": on_host})
 
 
 def _version_probe(options: Mapping[str, Any]) -> ProbeArgs:
@@ -323,6 +327,8 @@ MIRROR_HEADER = "# Managed by Ansible (role ecr_mirror): changes made here are o
 
 
 def _mirror_probe(options: Mapping[str, Any]) -> ProbeArgs:
+    from ecrkit.renderers import mirror_service  # noqa: PLC0415 - the mirror and urllib3, only for this role
+
     units = mirror_service.unit_paths(str(options["unit"]))
     return {"paths": list(units.values()), "read": list(units.values()), "services": list(units)}
 
@@ -331,6 +337,8 @@ def _mirror_plan(probe: ProbeResult, options: Mapping[str, Any]) -> Changes:
     """Every file in one write, which compares each with the host (ecrkit's own files go as bytes,
     without a diff). systemd reloads whenever a unit on disk is not what it loaded, this run's write
     or a killed run's (`pending`); the service is a oneshot its timer starts: nothing to restart."""
+    from ecrkit.renderers import mirror_service  # noqa: PLC0415 - the mirror and urllib3, only for this role
+
     plan = mirror_service.plan(options["config"], mirror_service.options_of(options), header=MIRROR_HEADER)
     root = {"owner": "root", "group": "root", "mode": "0644"}
     units = {plan["service_path"]: plan["service"], plan["timer_path"]: plan["timer"]}

@@ -78,7 +78,7 @@ def test_a_converged_host_gets_no_write_and_no_copy_but_its_facts(tmp_path: Path
         "ecr_credential_helper_path": HELPER,
         "ecr_credential_helper_installed_version": "0.12.0",
     }
-    assert changes["result"] == {"install": None}
+    assert changes["result"] == {"install": None, "on_host": False}
 
 
 def test_another_controller_file_is_shipped_and_its_version_asked_after(tmp_path: Path) -> None:
@@ -107,6 +107,7 @@ def test_a_release_is_left_to_the_host_with_the_url_for_its_architecture() -> No
     options = helper_options(install_method="release")
     changes = converge.role("ecr_credential_helper").plan(converged_helper(b"x", uname="aarch64"), options)
     assert changes["ship"] == []
+    assert changes["result"]["on_host"] is True
     assert changes["result"]["install"]["url"] == (
         "https://releases.example.com/0.12.0/linux-arm64/docker-credential-ecr-login"
     )
@@ -347,18 +348,28 @@ def _converge_tasks() -> list[dict[str, Any]]:
     return found
 
 
-def test_every_roles_task_passes_exactly_the_options_its_spec_names() -> None:
+def test_every_roles_task_passes_exactly_the_options_its_spec_names_or_its_variables() -> None:
+    """A task passes every option, or none: then the action reads each from the role's variable of
+    that name, which the role's argument spec documents."""
     tasks = _converge_tasks()
     assert sorted({task["role"] for task in tasks}) == sorted(converge.ROLES)
     for task in tasks:
-        assert sorted(task["options"]) == sorted(converge.ROLES[task["role"]].options), task["role"]
+        options = converge.ROLES[task["role"]].options
+        if "options" in task:
+            assert sorted(task["options"]) == sorted(options), task["role"]
+            continue
+        root = Path(converge.__file__).resolve().parent.parent / "roles" / task["role"]
+        documented = yaml.safe_load((root / "meta" / "argument_specs.yml").read_text())["argument_specs"]["main"]
+        assert {f"{task['role']}_{name}" for name in options} <= set(documented["options"]), task["role"]
 
 
-def run_action(role: str, options: object) -> dict[str, Any]:
-    """One ad-hoc ecrkit.ecr.converge task on this machine, in check mode; its JSON result."""
-    arguments = json.dumps({"role": role, "options": options})
+def run_action(role: str, options: object, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One ad-hoc ecrkit.ecr.converge task on this machine, in check mode; its JSON result.
+    `options` None: the task passes none (the action reads the role's `variables`)."""
+    arguments = json.dumps({"role": role, **({} if options is None else {"options": options})})
     command = [str(BIN / "ansible"), "localhost", "-c", "local", "--check", "-m", "ecrkit.ecr.converge",
-               "-a", arguments, "-e", f"ansible_python_interpreter={sys.executable}"]  # fmt: skip
+               "-a", arguments, "-e", f"ansible_python_interpreter={sys.executable}",
+               "-e", json.dumps(variables or {})]  # fmt: skip
     env = {**ANSIBLE_ENV, "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "json"}
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, check=False)
     result: dict[str, Any] = json.loads(done.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
@@ -393,6 +404,29 @@ def test_the_action_takes_good_options(tmp_path: Path) -> None:
     assert result.get("failed") is not True and result["changed"] is True, result
 
 
+def test_without_options_the_action_reads_the_roles_variables_templated(tmp_path: Path) -> None:
+    variables = {f"registries_conf_{key}": value for key, value in DROP_IN_OPTIONS.items()}
+    result = run_action("registries_conf", None, {**variables, "drop_in": str(tmp_path / "r.conf"),
+                                                  "registries_conf_path": "{{ drop_in }}"})  # fmt: skip
+    assert result.get("failed") is not True and result["changed"] is True, result
+    assert str(tmp_path / "r.conf") in result["changed_paths"]  # "{{ drop_in }}" templated
+
+
+def test_without_options_a_package_default_is_what_the_filter_answers() -> None:
+    """A variable that only asks the package for a default is answered without Jinja: as templating does."""
+    variables = {f"registries_conf_{key}": value for key, value in DROP_IN_OPTIONS.items()}
+    variables["registries_conf_path"] = "{{ 'marathon_agent_ecr_docker_tar_path' | ecrkit.ecr.default }}"
+    result = run_action("registries_conf", None, variables)
+    assert result.get("failed") is not True and "/etc/docker.tar.gz" in result["changed_paths"], result
+
+
+def test_without_options_a_missing_variable_is_named() -> None:
+    variables = {f"registries_conf_{key}": value for key, value in DROP_IN_OPTIONS.items() if key != "path"}
+    result = run_action("registries_conf", None, variables)
+    assert result["failed"] is True and "missing required arguments: path" in result["msg"], result["msg"]
+    assert "the role's variables without registries_conf_" in result["msg"]
+
+
 def test_a_roles_download_names_the_roles_variables_not_the_clis_options(tmp_path: Path) -> None:
     from ecrkit import aws  # noqa: PLC0415 - boto3
 
@@ -403,3 +437,17 @@ def test_a_roles_download_names_the_roles_variables_not_the_clis_options(tmp_pat
         aws.download_verified("https://b/k", "a" * 64, str(tmp_path / "h"), names)
     with pytest.raises(InputError, match=r"^--sha256: 'abc'"):  # the CLI's own names by default
         aws.download_verified("s3://b/k", "abc", str(tmp_path / "h"))
+
+
+@pytest.mark.parametrize("check", [False, True], ids=["run", "check mode"])
+def test_the_files_module_runs_its_then_run_commands_after_writing(tmp_path: Path, check: bool) -> None:
+    """How the action asks a shipped helper its version without a second module call."""
+    path = tmp_path / "written"
+    arguments = json.dumps({"files": [{"path": str(path), "content": "x\n"}], "then_run": [["cat", str(path)]]})
+    command = [str(BIN / "ansible"), "localhost", "-c", "local", *(["--check"] if check else []), "-m",
+               "ecrkit.ecr.files", "-a", arguments, "-e", f"ansible_python_interpreter={sys.executable}"]  # fmt: skip
+    env = {**ANSIBLE_ENV, "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "json"}
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, check=False)
+    result = json.loads(done.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    expected = [] if check else [{"argv": ["cat", str(path)], "rc": 0, "stdout": "x\n", "stderr": ""}]
+    assert result.get("failed") is not True and result["commands"] == expected, result

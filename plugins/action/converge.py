@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 try:
     from ecrkit import converge
+    from ecrkit.constants import ROLE_DEFAULTS, role_default
     from ecrkit.errors import EcrkitError
 
     _MISSING = ""
@@ -31,9 +33,15 @@ except ImportError as missing:  # pragma: no cover - depends on the controller's
 
     _MISSING = missing_package("the ecrkit.ecr roles", missing)
     converge = None  # type: ignore[assignment]
+    ROLE_DEFAULTS, role_default = {}, None  # type: ignore[assignment,misc]
 
     class EcrkitError(Exception):  # type: ignore[no-redef]  # named by except clauses
         pass
+
+
+# A role default that only asks the package, as defaults/main.yml writes it.
+_PACKAGE_DEFAULT = re.compile(r"\{\{ '(\w+)' \| ecrkit\.ecr\.default \}\}")
+_UNSET = object()
 
 
 class ActionModule(ActionBase):  # type: ignore[misc]  # ansible has no type information
@@ -47,15 +55,19 @@ class ActionModule(ActionBase):  # type: ignore[misc]  # ansible has no type inf
         if converge is None:
             raise AnsibleActionFail(_MISSING)
         try:
-            role = converge.role(str(self._task.args.get("role")))
-            options = _checked(role, str(self._task.args.get("role")), self._task.args.get("options"))
+            name = str(self._task.args.get("role"))
+            role = converge.role(name)
+            given = self._task.args.get("options")
+            options = _checked(
+                role, name, self._role_variables(name, role, task_vars or {}) if given is None else given
+            )
             arguments = role.probe_args(options)
             for attempt in range(converge.REPLANS + 1):
                 asked = self._module("ecrkit.ecr.probe", dict(arguments), task_vars) if arguments is not None else {}
                 probe = cast("ProbeResult", asked)
                 changes = role.plan(probe, options)
                 try:
-                    result.update(self._apply(changes, probe, task_vars))
+                    result.update(self._apply(changes, probe, task_vars, role))
                     break
                 except _Conflict as conflict:  # someone wrote a file after the probe read it: read it again
                     if attempt == converge.REPLANS:
@@ -64,9 +76,6 @@ class ActionModule(ActionBase):  # type: ignore[misc]  # ansible has no type inf
                             f"{attempt + 1} times it was read and planned (such as GitLab Runner refreshing a "
                             "token); their changes were kept and this converge gave up; run it again"
                         ) from None
-            if changes["ship"] and changes["then_probe"] and not self._task.check_mode:
-                after = self._module("ecrkit.ecr.probe", dict(changes["then_probe"]), task_vars)
-                result["ansible_facts"].update(role.after(cast("ProbeResult", after)))
         except (EcrkitError, ValueError) as exc:
             # The bad value and the variable it came from; never a file's content.
             raise AnsibleActionFail(str(exc)) from None
@@ -74,19 +83,49 @@ class ActionModule(ActionBase):  # type: ignore[misc]  # ansible has no type inf
             self._remove_tmp_path(self._connection._shell.tmpdir)
         return result
 
-    def _apply(self, changes: converge.Changes, probe: ProbeResult, task_vars: dict[str, Any] | None) -> dict[str, Any]:
+    def _role_variables(self, name: str, role: converge.Role, task_vars: dict[str, Any]) -> dict[str, Any]:
+        """Without `options`, each option is the role's variable <role>_<option>, templated here as
+        Ansible templates a role's variables to check its argument spec. Ansible compiles every
+        template again in each worker, and each task runs in its own: a task that named each variable
+        in `options` paid a compile per option per host, and so does a role default that only asks
+        the package (`'<variable>' | ecrkit.ecr.default`), which is answered here without Jinja
+        (bench/README.md)."""
+        variables, defaults = {}, {}
+        for option in role.options:
+            value = task_vars.get(f"{name}_{option}", _UNSET)
+            package = _PACKAGE_DEFAULT.fullmatch(value) if isinstance(value, str) else None
+            if package and package[1] in ROLE_DEFAULTS:
+                defaults[option] = role_default(package[1])  # what the filter answers
+            elif value is not _UNSET:
+                variables[option] = value
+        return {**defaults, **dict(self._templar.template(variables))}
+
+    def _apply(
+        self, changes: converge.Changes, probe: ProbeResult, task_vars: dict[str, Any] | None, role: converge.Role
+    ) -> dict[str, Any]:
         files = list(changes["write"]["files"])
         for shipped in changes["ship"]:
             files.append(self._ship(shipped))
         # Each file the probe read is replaced only while it still holds what the plan was made from.
-        write = converge.as_read({"directories": changes["write"]["directories"], "files": files}, probe)
-        written: dict[str, Any] = {"changed_paths": [], "backups": {}, "diff": []}
+        write: dict[str, Any] = dict(
+            converge.as_read({"directories": changes["write"]["directories"], "files": files}, probe)
+        )
+        # What a shipped file is asked after its install: commands alone are run by the write itself.
+        after = changes["then_probe"] if changes["ship"] and not self._task.check_mode else None
+        if after and set(after) == {"commands"}:
+            write["then_run"], after = after["commands"], None
+        written: dict[str, Any] = {"changed_paths": [], "backups": {}, "diff": [], "commands": []}
         if write["directories"] or write["files"]:
             self._quiet = changes["secrets"]
             try:
-                written = self._module("ecrkit.ecr.files", dict(write), task_vars)
+                written = self._module("ecrkit.ecr.files", write, task_vars)
             finally:
                 self._quiet = False
+        facts = dict(changes["facts"])
+        if "then_run" in write:
+            facts.update(role.after({"commands": written["commands"]}))
+        elif after:
+            facts.update(role.after(cast("ProbeResult", self._module("ecrkit.ecr.probe", dict(after), task_vars))))
         changed_paths = written["changed_paths"]
         diff = list(written.get("diff") or [])
         if self._task.diff:
@@ -103,7 +142,7 @@ class ActionModule(ActionBase):  # type: ignore[misc]  # ansible has no type inf
             "pending": changes["pending"],
             "backups": written["backups"],
             "diff": diff,
-            "ansible_facts": dict(changes["facts"]),
+            "ansible_facts": facts,
         }
 
     def _ship(self, shipped: converge.Shipped) -> dict[str, Any]:

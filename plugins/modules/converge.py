@@ -46,9 +46,12 @@ options:
       - gitlab_runner_ecr
       - marathon_agent_ecr
   options:
-    description: The role's variables without the role's prefix (see each role's argument spec).
+    description:
+      - The role's variables without the role's prefix (see each role's argument spec).
+      - Omitted, each option is the role's variable of that name (C(<role>_<option>)), templated by the action; a
+        role's task that passes them through unchanged omits them, which saves each host a Jinja compile per option.
     type: dict
-    required: true
+    required: false
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.flow

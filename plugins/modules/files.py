@@ -93,6 +93,14 @@ options:
           - When the file holds anything else, someone changed it since it was read, and it is not
             replaced (see RV(conflicts)). Unset, the file is replaced whatever it holds.
         type: str
+  then_run:
+    description:
+      - Commands run after every write (each an argv, without a shell), not in check mode; their
+        answers are RV(commands). Such as a shipped binary asked its version, which would otherwise be
+        a module call of its own.
+    type: list
+    elements: list
+    default: []
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
@@ -131,6 +139,12 @@ backups:
   returned: always
   type: dict
   sample: {/root/.docker/config.json: "/root/.docker/config.json.1234.2026-12-03@16:50:00~"}
+commands:
+  description: What each of O(then_run) answered, in its order (none in check mode).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"argv": ["/usr/bin/docker-credential-ecr-login", "-v"], "rc": 0, "stdout": "0.9.1\n", "stderr": ""}]
 conflicts:
   description:
     - The files that no longer held their O(files[].expected_sha256), when the call failed for them.
@@ -339,6 +353,7 @@ def main() -> None:
                 "mutually_exclusive": [["content", "content_base64", "src"]],
                 "required_one_of": [["content", "content_base64", "src"]],
             },
+            "then_run": {"type": "list", "elements": "list", "default": []},
         },
         supports_check_mode=True,
     )
@@ -356,7 +371,13 @@ def main() -> None:
     for item in planned:
         if _file(module, item, backups, diffs, changed_paths):
             changed_paths.append(item.path)
-    module.exit_json(changed=bool(changed_paths), changed_paths=changed_paths, backups=backups, diff=diffs)
+    commands = []
+    for given in [] if module.check_mode else module.params["then_run"]:
+        argv = [str(arg) for arg in given]
+        rc, stdout, stderr = module.run_command(argv)
+        commands.append({"argv": argv, "rc": rc, "stdout": stdout, "stderr": stderr})
+    module.exit_json(changed=bool(changed_paths), changed_paths=changed_paths, backups=backups, diff=diffs,
+                     commands=commands)  # fmt: skip
 
 
 if __name__ == "__main__":
