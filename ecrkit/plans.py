@@ -269,17 +269,26 @@ def validate_args(
 FLEETING_INSTALL_SINCE = (16, 11)
 
 
+def fleeting_marker(config_path: str, plugin: str) -> str:
+    """The file beside config.toml that says the fleeting plugin `plugin` was installed for it: named
+    by both, so that the install runs again when either changes. It lies beside config.toml, a
+    directory that exists wherever the runner is registered."""
+    validate_absolute_path(config_path, "gitlab_runner_ecr_config_path")
+    key = hashlib.sha256(f"{config_path}\0{plugin}".encode()).hexdigest()[:16]
+    return posixpath.join(posixpath.dirname(config_path), f".ecrkit-fleeting-{key}")
+
+
 def fleeting_install(version_output: str, autoscaler: Mapping[str, Any], config_path: str) -> dict[str, Any]:
     """Whether gitlab_runner_ecr installs the fleeting plugin its autoscaler keys name, and how: from
-    `gitlab-runner --version`'s output. Returns {argv, marker, reason}: argv runs `gitlab-runner fleeting
-    -c CONFIG install` and then writes the marker; it is empty when nothing is to be installed (no plugin
-    named, a runner too old), with the reason. The marker, named by the plugin and config.toml, exists
-    only after an install that succeeded: the install runs again only when either changes (or the marker
-    is removed), and a failed one is retried. It lies beside config.toml, a directory that exists
-    wherever the runner is registered."""
+    `gitlab-runner --version`'s output. Returns {argv, command, marker, reason}: argv runs `command`
+    (`gitlab-runner fleeting -c CONFIG install`) and then writes the marker (fleeting_marker); both are
+    empty when nothing is to be installed (no plugin named, a runner too old), with the reason. The
+    marker exists only after an install that succeeded: the install runs again only when the plugin or
+    config.toml changes (or the marker is removed), and a failed one is retried."""
     plugin = str(autoscaler.get("plugin") or "")
     if not plugin:
-        return {"argv": [], "marker": "", "reason": "no fleeting plugin named in gitlab_runner_ecr_autoscaler"}
+        return {"argv": [], "command": "", "marker": "",
+                "reason": "no fleeting plugin named in gitlab_runner_ecr_autoscaler"}  # fmt: skip
     found = re.search(r"^Version:\s*(\d+)\.(\d+)\.", version_output, re.M)
     if not found:
         raise InputError(
@@ -290,18 +299,17 @@ def fleeting_install(version_output: str, autoscaler: Mapping[str, Any], config_
     version = (int(found[1]), int(found[2]))
     if version < FLEETING_INSTALL_SINCE:
         since = ".".join(map(str, FLEETING_INSTALL_SINCE))
-        return {"argv": [], "marker": "", "reason": f"GitLab Runner {version[0]}.{version[1]} has no "
+        return {"argv": [], "command": "", "marker": "", "reason": f"GitLab Runner {version[0]}.{version[1]} has no "
                 f"`fleeting install` (since {since}): install the plugin binary by hand and name it"}  # fmt: skip
-    validate_absolute_path(config_path, "gitlab_runner_ecr_config_path")
-    key = hashlib.sha256(f"{config_path}\0{plugin}".encode()).hexdigest()[:16]
-    marker = posixpath.join(posixpath.dirname(config_path), f".ecrkit-fleeting-{key}")
+    marker = fleeting_marker(config_path, plugin)
     reason = f"{plugin} named in {config_path}"
     # One command installs, then marks: the marker exists only after an install that succeeded.
     script = (
         'gitlab-runner fleeting -c "$1" install && printf "# ecrkit: gitlab-runner fleeting install: %s\\n" "$3" > "$2"'
     )
     return {"argv": ["sh", "-c", script, "ecrkit-fleeting-install", config_path, marker, reason],
-            "marker": marker, "reason": reason}  # fmt: skip
+            "command": f"gitlab-runner fleeting -c {config_path} install", "marker": marker,
+            "reason": reason}  # fmt: skip
 
 
 # -- what a host should have, from its inventory variables (the validator's plan) ---------------
