@@ -24,7 +24,7 @@ from ecrkit import helper, hoststate, plans
 from ecrkit.constants import HELPER_BINARY, LOGROTATE_PATH
 from ecrkit.errors import InputError
 from ecrkit.hoststate import FilesArguments
-from ecrkit.probe_facts import ProbeResult
+from ecrkit.probe_facts import CommandResult, ProbeResult
 from ecrkit.renderers import aws_config, registries_conf
 from ecrkit.settings import validate_absolute_path
 
@@ -60,6 +60,13 @@ class Redacted(TypedDict):
     after: str
 
 
+class Run(TypedDict):
+    """A command the role runs on the host after its writes (not in check mode): each is a change."""
+
+    argv: list[str]
+    what: str  # the command as the task's result and errors name it (argv may be a script)
+
+
 class Changes(TypedDict):
     """What a role changes on one host, decided on the controller from one probe."""
 
@@ -68,6 +75,7 @@ class Changes(TypedDict):
     secrets: bool  # a file written holds stored credentials: the write is not logged on the host
     redacted: list[Redacted]  # the diffs shown for those files instead of their own
     then_probe: ProbeArgs | None  # asked after shipping (not in check mode), for `after`
+    run: list[Run]  # run after the writes, whether or not anything is written; a failure fails the task
     pending: list[str]  # what the role's handlers must still do on the host, and why: the task reports a change
     facts: dict[str, Any]  # ansible_facts set on the host
     result: dict[str, Any]  # returned to the role as is (what its remaining tasks need)
@@ -81,6 +89,7 @@ def changes(**given: Any) -> Changes:
         "secrets": False,
         "redacted": [],
         "then_probe": None,
+        "run": [],
         "pending": [],
         "facts": {},
         "result": {},
@@ -246,6 +255,15 @@ def _sso_plan(probe: ProbeResult, options: Mapping[str, Any]) -> Changes:
 # gitlab_runner_ecr: config.toml, the service's environment, the job hosts' userdata ----------------
 
 
+# docker-autoscaler: the fleeting plugin the autoscaler keys name, installed by GitLab Runner itself on
+# a manager that runs on the host (not in a container), after the writes that name it in config.toml.
+FLEETING_VERSION = ["gitlab-runner", "--version"]
+
+
+def _fleeting_plugin(options: Mapping[str, Any]) -> str:
+    return "" if options.get("container") else str((options.get("autoscaler") or {}).get("plugin") or "")
+
+
 def _runner_probe(options: Mapping[str, Any]) -> ProbeArgs:
     paths = [options["config_path"], options["env_path"]] + (
         [options["userdata_path"]] if options["userdata_path"] else []
@@ -253,15 +271,45 @@ def _runner_probe(options: Mapping[str, Any]) -> ProbeArgs:
     service = options.get("service") or ""
     # What the service runs with, against what its drop-in gives a new start (hoststate.service_due).
     services = [service] if service and not options.get("container") else []
-    return {"paths": paths, "read": paths, **({"services": services} if services else {})}
+    asked: ProbeArgs = {"paths": paths, "read": paths, **({"services": services} if services else {})}
+    plugin = _fleeting_plugin(options)
+    if plugin:  # whether GitLab Runner can install it, and whether it was (_fleeting)
+        asked["paths"] = [*paths, plans.fleeting_marker(options["config_path"], plugin)]
+        asked["commands"] = [FLEETING_VERSION]
+    return asked
+
+
+def _fleeting(probe: ProbeResult, options: Mapping[str, Any]) -> tuple[list[Run], dict[str, str], list[str]]:
+    """The fleeting plugin's install (ecrkit.plans.fleeting_install) unless its marker says it was
+    made; the result's account of it (the command run, or why none); and a warning when GitLab
+    Runner cannot install the plugin named (the user installs it by hand)."""
+    plugin = _fleeting_plugin(options)
+    if not plugin:
+        reason = "no fleeting plugin named in gitlab_runner_ecr_autoscaler"
+        if options.get("container"):
+            reason = "the runner runs in a container (gitlab_runner_ecr_container): ecrkit installs no plugin there"
+        return [], {"install": "", "reason": reason}, []
+    version = next(iter(probe.get("commands") or []), CommandResult())
+    # A gitlab-runner that did not run says why on stderr (such as no such file): the error names it.
+    said = version.get("stdout") if version.get("rc") == 0 else version.get("stderr") or version.get("stdout")
+    decided = plans.fleeting_install(str(said or ""), options["autoscaler"], options["config_path"])
+    if not decided["argv"]:  # a runner too old
+        return [], {"install": "", "reason": decided["reason"]}, [decided["reason"]]
+    if (probe.get("paths") or {}).get(decided["marker"], {}).get("exists"):
+        return [], {"install": "", "reason": f"{decided['reason']}: installed (marker {decided['marker']})"}, []
+    command = str(decided["command"])
+    return [Run(argv=decided["argv"], what=command)], {"install": command, "reason": decided["reason"]}, []
 
 
 def _runner_plan(probe: ProbeResult, options: Mapping[str, Any]) -> Changes:
     """config.toml holds runner tokens: written without its own diff, shown redacted. A new
     drop-in gets its directory. The role's handler reloads systemd (`daemon_reload`) and restarts
     the service (`restart`) whenever the running service differs from its drop-in, whether this
-    run wrote it or a killed run did (`pending`: the task reports a change)."""
+    run wrote it or a killed run did (`pending`: the task reports a change). A fleeting plugin is
+    installed after the writes, which may name it (`fleeting`); one GitLab Runner cannot install
+    is a warning saying why."""
     plan = plans.runner_plan(probe, options)
+    run, fleeting, unable = _fleeting(probe, options)
     root = {"owner": "root", "group": "root"}
     owners = {"service_env": root, "config_toml": {}, "userdata": root}  # config.toml keeps its owner
     written = {name: item for name, item in plan["files"].items() if item["write"]}
@@ -277,13 +325,15 @@ def _runner_plan(probe: ProbeResult, options: Mapping[str, Any]) -> Changes:
         write={"directories": drop_in, "files": files},
         secrets=tokens,
         redacted=[plan["redacted"]] if tokens else [],
+        run=run,
         pending=plan["why"] if plan["restart"] or plan["daemon_reload"] else [],
-        # Keys GitLab Runner would ignore without a word: Ansible shows them as warnings.
+        # Keys GitLab Runner would ignore without a word, a plugin it cannot install: Ansible shows them as warnings.
         result={
             "restart": plan["restart"],
             "daemon_reload": plan["daemon_reload"],
             "rule": plan["rule"],
-            "warnings": plan["typos"],
+            "fleeting": fleeting,
+            "warnings": [*plan["typos"], *unable],
         },
     )
 

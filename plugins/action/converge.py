@@ -110,20 +110,30 @@ class ActionModule(ActionBase):  # type: ignore[misc]  # ansible has no type inf
         write: dict[str, Any] = dict(
             converge.as_read({"directories": changes["write"]["directories"], "files": files}, probe)
         )
-        # What a shipped file is asked after its install: commands alone are run by the write itself.
+        # The role's commands run after its writes, by the write itself (in check mode none runs: each is a
+        # change all the same); then what a shipped file is asked after its install, when that is commands alone.
+        runs = [] if self._task.check_mode else [list(item["argv"]) for item in changes["run"]]
         after = changes["then_probe"] if changes["ship"] and not self._task.check_mode else None
-        if after and set(after) == {"commands"}:
-            write["then_run"], after = after["commands"], None
+        asked = after["commands"] if after and set(after) == {"commands"} else None
+        if asked is not None:
+            after = None
+        if runs or asked:
+            write["then_run"] = runs + (asked or [])
         written: dict[str, Any] = {"changed_paths": [], "backups": {}, "diff": [], "commands": []}
-        if write["directories"] or write["files"]:
+        if write["directories"] or write["files"] or "then_run" in write:
             self._quiet = changes["secrets"]
             try:
                 written = self._module("ecrkit.ecr.files", write, task_vars)
             finally:
                 self._quiet = False
+        for item, answer in zip(changes["run"], written["commands"][: len(runs)], strict=False):
+            if answer["rc"] != 0:  # the command and the last line it said, never what the writes held
+                lines = [line.strip() for line in str(answer.get("stderr") or "").splitlines() if line.strip()]
+                said = f": {lines[-1]}" if lines else ""
+                raise AnsibleActionFail(f"{item['what']}: failed with exit status {answer['rc']}{said}")
         facts = dict(changes["facts"])
-        if "then_run" in write:
-            facts.update(role.after({"commands": written["commands"]}))
+        if asked is not None:
+            facts.update(role.after({"commands": written["commands"][len(runs) :]}))
         elif after:
             facts.update(role.after(cast("ProbeResult", self._module("ecrkit.ecr.probe", dict(after), task_vars))))
         changed_paths = written["changed_paths"]
@@ -136,8 +146,10 @@ class ActionModule(ActionBase):  # type: ignore[misc]  # ansible has no type inf
             ]  # fmt: skip
         return {
             **changes["result"],
-            # A restart a killed run had notified is still due: a change, so that the handler runs.
-            "changed": bool(changed_paths) or bool(changes["pending"]),
+            # A restart a killed run had notified is still due: a change, so that the handler runs. A command
+            # the role runs is a change (in check mode, one that would be made).
+            "changed": bool(changed_paths) or bool(changes["pending"]) or bool(changes["run"]),
+            "run": [item["what"] for item in changes["run"]],  # what ran, or in check mode would
             "changed_paths": changed_paths,
             "pending": changes["pending"],
             "backups": written["backups"],

@@ -28,6 +28,10 @@ description:
   - What a service runs with is judged from the running service, not only from this run's writes
     (gitlab_runner_ecr, marathon_agent_ecr); a reload or restart still due, from a run killed before its handler ran,
     is reported as a change (RV(pending)), so that the role's handler runs.
+  - A role may run commands on the host after its writes (RV(run)), by the same M(ecrkit.ecr.files) call, whether
+    or not it writes anything: each is a change; in check mode none runs and the task reports the change it would
+    make. A command that fails fails the task, naming the command and the last line of its standard error.
+    P(ecrkit.ecr.gitlab_runner_ecr#role) installs a docker-autoscaler runner's fleeting plugin so (RV(fleeting)).
 options:
   role:
     description:
@@ -117,6 +121,20 @@ form:
   description: For aws_sso_profile, the profile's form (sso-session or legacy).
   returned: for aws_sso_profile
   type: str
+run:
+  description: The commands the role ran after its writes (in check mode, would have run).
+  returned: always
+  type: list
+  elements: str
+  sample: [gitlab-runner fleeting -c /etc/gitlab-runner/config.toml install]
+fleeting:
+  description: >-
+    For gitlab_runner_ecr, the fleeting plugin's install: C(install), the command run (V('') when none), and
+    C(reason), what the plugin is or why none is installed (no plugin named, a runner in a container, GitLab
+    Runner before 16.11, which is also a warning, or a marker beside config.toml that says it was installed).
+  returned: for gitlab_runner_ecr
+  type: dict
+  sample: {"install": "", "reason": "GitLab Runner 16.10 has no `fleeting install` (since 16.11): ..."}
 pending:
   description: >-
     What the role's handlers must still do on the host, and why (a service that runs with another
