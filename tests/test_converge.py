@@ -7,6 +7,7 @@ import base64
 import hashlib
 import io
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ecrkit import converge
+from ecrkit import converge, plans
 from ecrkit.constants import LOGROTATE_PATH
 from ecrkit.errors import InputError
 from ecrkit.hoststate import FilesArguments
@@ -37,6 +38,7 @@ from tests.facts import (
 
 ECR = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
 HELPER = "/usr/local/bin/docker-credential-ecr-login"
+CONFIG_TOML = "/etc/gitlab-runner/config.toml"
 
 
 def converged_helper(binary: bytes, *, version: str = "0.12.0", uname: str = "") -> Any:
@@ -231,7 +233,9 @@ def test_each_file_the_probe_read_is_written_only_while_it_holds_what_the_plan_r
 def converged_runner(options: dict[str, Any], **services: Any) -> Any:
     """The probe's answer on a manager whose files are as the role writes them, with `services`."""
     config = '[[runners]]\n  name = "a"\n  token = "glrt-secret"\n  executor = "docker"\n'
-    first = converge.role("gitlab_runner_ecr").plan(root_files({str(options["config_path"]): config}), options)
+    seed = root_files({str(options["config_path"]): config})
+    seed["commands"] = [{"rc": 0, "stdout": "Version: 17.11.0\n"}]  # asked when a fleeting plugin is named
+    first = converge.role("gitlab_runner_ecr").plan(seed, options)
     facts = root_files({item["path"]: item["content"] for item in first["write"]["files"]})
     facts["paths"][str(options["env_path"])]["mode"] = "0644"
     facts["services"] = services
@@ -276,6 +280,66 @@ def test_a_runner_in_a_container_is_not_asked_about_systemd() -> None:
     assert asked is not None and "services" not in asked
     changes = converge.role("gitlab_runner_ecr").plan(converged_runner(options), options)
     assert changes["result"]["restart"] is False and changes["pending"] == []
+
+
+def test_the_runner_role_is_one_task() -> None:
+    """Every step of gitlab_runner_ecr, the fleeting plugin's install too, is its converge task's."""
+    tasks = yaml.safe_load((ROOT / "roles" / "gitlab_runner_ecr" / "tasks" / "main.yml").read_text())
+    assert [next(key for key in task if "." in key) for task in tasks] == ["ecrkit.ecr.converge"]
+
+
+AUTOSCALER = {"plugin": "aws:latest", "plugin_config": {"name": "gitlab-jobs"}}
+
+
+def fleeting_runner(options: dict[str, Any], version: dict[str, Any], marker: bool = False) -> Any:
+    """A converged manager whose `gitlab-runner --version` answered `version`, with or without the marker."""
+    facts = converged_runner(options)
+    facts["commands"] = [{"argv": ["gitlab-runner", "--version"], **version}]
+    facts["paths"][plans.fleeting_marker(str(options["config_path"]), "aws:latest")] = (
+        file_state(mode="0644") if marker else MISSING
+    )
+    return facts
+
+
+def test_a_plugin_named_asks_gitlab_runner_its_version_and_for_the_marker() -> None:
+    role = converge.role("gitlab_runner_ecr")
+    options = runner_options(ECR, userdata_path="", autoscaler=AUTOSCALER)
+    asked = role.probe_args(options)
+    marker = plans.fleeting_marker("/etc/gitlab-runner/config.toml", "aws:latest")
+    assert asked is not None and asked["commands"] == [["gitlab-runner", "--version"]]
+    assert asked["paths"][-1] == marker and marker not in asked["read"]
+    for without in ({"autoscaler": {"max_instances": 2}}, {"container": True}):
+        asked = role.probe_args({**options, **without})
+        assert asked is not None and "commands" not in asked and marker not in asked["paths"], without
+
+
+def test_the_fleeting_plugin_is_installed_after_the_writes_until_its_marker_says_it_was() -> None:
+    role = converge.role("gitlab_runner_ecr")
+    options = runner_options(ECR, userdata_path="", autoscaler=AUTOSCALER)
+    changes = role.plan(fleeting_runner(options, {"rc": 0, "stdout": "Version:      17.11.0\n"}), options)
+    decided = plans.fleeting_install("Version: 17.11.0\n", AUTOSCALER, str(options["config_path"]))
+    assert changes["run"] == [{"argv": decided["argv"], "what": f"gitlab-runner fleeting -c {CONFIG_TOML} install"}]
+    assert changes["result"]["fleeting"]["install"] == f"gitlab-runner fleeting -c {CONFIG_TOML} install"
+    marked = role.plan(fleeting_runner(options, {"rc": 0, "stdout": "Version: 17.11.0\n"}, marker=True), options)
+    assert marked["run"] == [] and "installed (marker" in marked["result"]["fleeting"]["reason"]
+    assert marked["write"] == {"directories": [], "files": []}
+
+
+def test_a_runner_too_old_to_install_its_plugin_gets_a_warning_saying_why() -> None:
+    options = runner_options(ECR, userdata_path="", autoscaler=AUTOSCALER)
+    too_old = fleeting_runner(options, {"rc": 0, "stdout": "Version: 16.10.3\n"})
+    changes = converge.role("gitlab_runner_ecr").plan(too_old, options)
+    assert changes["run"] == []
+    assert any("GitLab Runner 16.10 has no `fleeting install`" in warning for warning in changes["result"]["warnings"])
+
+
+def test_a_missing_gitlab_runner_is_named() -> None:
+    options = runner_options(ECR, userdata_path="", autoscaler=AUTOSCALER)
+    missing = {"rc": None, "stdout": "", "stderr": "[Errno 2] No such file or directory: 'gitlab-runner'"}
+    with pytest.raises(
+        InputError, match=r"^gitlab-runner --version: .*No such file or directory.*is gitlab-runner installed"
+    ):
+        converge.role("gitlab_runner_ecr").plan(fleeting_runner(options, missing), options)
 
 
 # marathon_agent_ecr ----------------------------------------------------------------------------------
@@ -363,14 +427,19 @@ def test_every_roles_task_passes_exactly_the_options_its_spec_names_or_its_varia
         assert {f"{task['role']}_{name}" for name in options} <= set(documented["options"]), task["role"]
 
 
-def run_action(role: str, options: object, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One ad-hoc ecrkit.ecr.converge task on this machine, in check mode; its JSON result.
-    `options` None: the task passes none (the action reads the role's `variables`)."""
+def run_action(
+    role: str, options: object, variables: dict[str, Any] | None = None, *, check: bool = True, path: str = ""
+) -> dict[str, Any]:
+    """One ad-hoc ecrkit.ecr.converge task on this machine, in check mode unless `check` is false;
+    its JSON result. `options` None: the task passes none (the action reads the role's `variables`).
+    `path`: a directory put first on PATH."""
     arguments = json.dumps({"role": role, **({} if options is None else {"options": options})})
-    command = [str(BIN / "ansible"), "localhost", "-c", "local", "--check", "-m", "ecrkit.ecr.converge",
-               "-a", arguments, "-e", f"ansible_python_interpreter={sys.executable}",
+    command = [str(BIN / "ansible"), "localhost", "-c", "local", *(["--check"] if check else []),
+               "-m", "ecrkit.ecr.converge", "-a", arguments, "-e", f"ansible_python_interpreter={sys.executable}",
                "-e", json.dumps(variables or {})]  # fmt: skip
     env = {**ANSIBLE_ENV, "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "json"}
+    if path:
+        env["PATH"] = f"{path}:{env.get('PATH') or os.environ['PATH']}"
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, check=False)
     result: dict[str, Any] = json.loads(done.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
     return result
@@ -437,6 +506,51 @@ def test_a_roles_download_names_the_roles_variables_not_the_clis_options(tmp_pat
         aws.download_verified("https://b/k", "a" * 64, str(tmp_path / "h"), names)
     with pytest.raises(InputError, match=r"^--sha256: 'abc'"):  # the CLI's own names by default
         aws.download_verified("s3://b/k", "abc", str(tmp_path / "h"))
+
+
+# A gitlab-runner that answers --version, records each other call, and fails while `fail` exists.
+GITLAB_RUNNER = """#!/bin/sh
+here=$(dirname "$0")
+if [ "$1" = --version ]; then printf 'Version:      17.11.0\\nGit revision: x\\n'; exit 0; fi
+echo "$*" >> "$here/calls"
+if [ -e "$here/fail" ]; then printf 'fetching plugin\\nERROR: plugin aws:latest not found\\n' >&2; exit 3; fi
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the runner's drop-in directory is root's")
+def test_the_action_runs_the_roles_commands_after_its_writes_once_and_names_one_that_failed(tmp_path: Path) -> None:
+    """The fleeting plugin's install, by the action on this machine: a change in check mode that
+    runs nothing, run once, then nothing; a failed install fails the task naming the command."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "gitlab-runner").write_text(GITLAB_RUNNER)
+    (bin_dir / "gitlab-runner").chmod(0o755)
+    config = tmp_path / "config.toml"
+    config.write_text(
+        'concurrent = 1\n[[runners]]\n  name = "a"\n  token = "glrt-secret"\n  executor = "docker-autoscaler"\n'
+    )
+    options = runner_options(ECR, userdata_path="", service="", config_path=str(config),
+                             env_path=str(tmp_path / "drop-in" / "ecrkit.conf"), autoscaler=AUTOSCALER)  # fmt: skip
+    install = f"gitlab-runner fleeting -c {config} install"
+    calls, marker = bin_dir / "calls", Path(plans.fleeting_marker(str(config), "aws:latest"))
+
+    checked = run_action("gitlab_runner_ecr", options, check=True, path=str(bin_dir))
+    assert checked.get("failed") is not True and checked["changed"] is True and checked["run"] == [install], checked
+    assert not calls.exists() and not marker.exists() and "plugin" not in config.read_text()
+    first = run_action("gitlab_runner_ecr", options, check=False, path=str(bin_dir))
+    assert first.get("failed") is not True and first["changed"] is True and first["run"] == [install], first
+    assert calls.read_text() == f"fleeting -c {config} install\n" and marker.exists()
+    assert 'plugin = "aws:latest"' in config.read_text()  # written before the install that reads it
+    again = run_action("gitlab_runner_ecr", options, check=False, path=str(bin_dir))
+    assert again.get("failed") is not True and again["changed"] is False and again["run"] == [], again
+    assert calls.read_text() == f"fleeting -c {config} install\n"
+
+    marker.unlink()
+    (bin_dir / "fail").touch()
+    failed = run_action("gitlab_runner_ecr", options, check=False, path=str(bin_dir))
+    assert failed["failed"] is True, failed
+    assert failed["msg"] == f"{install}: failed with exit status 3: ERROR: plugin aws:latest not found", failed
+    assert "glrt-secret" not in json.dumps(failed) and not marker.exists()
 
 
 @pytest.mark.parametrize("check", [False, True], ids=["run", "check mode"])

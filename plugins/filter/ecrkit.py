@@ -91,12 +91,6 @@ def ecrkit_autoscaling_group(declaration: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @_reported
-def ecrkit_fleeting_install(version_output: str, autoscaler: Mapping[str, Any], config_path: str) -> dict[str, Any]:
-    """gitlab_runner_ecr: whether and how to install the fleeting plugin (ecrkit.plans.fleeting_install)."""
-    return plans.fleeting_install(version_output, autoscaler, config_path)
-
-
-@_reported
 def ecrkit_ecr_account(declaration: Mapping[str, Any]) -> dict[str, Any]:
     """Validate an account's ECR declaration and return what the API takes (no token in it)."""
     return ecr_account.plan(declaration)
@@ -145,7 +139,6 @@ class FilterModule:
             "default": ecrkit_default,
             "ecr_account": ecrkit_ecr_account,
             "findings": ecrkit_findings,
-            "fleeting_install": ecrkit_fleeting_install,
             "replication_sources": ecrkit_replication_sources,
             "validate_args": ecrkit_validate_args,
             "version": ecrkit_version,
