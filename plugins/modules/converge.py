@@ -29,7 +29,7 @@ description:
     (gitlab_runner_ecr, marathon_agent_ecr); a reload or restart still due, from a run killed before its handler ran,
     is reported as a change (RV(pending)), so that the role's handler runs.
   - A role may run commands on the host after its writes (RV(run)), by the same M(ecrkit.ecr.files) call, whether
-    or not it writes anything: each is a change; in check mode none runs and the task reports the change it would
+    or not it writes anything. Each is a change; in check mode none runs and the task reports the change it would
     make. A command that fails fails the task, naming the command and the last line of its standard error.
     P(ecrkit.ecr.gitlab_runner_ecr#role) installs a docker-autoscaler runner's fleeting plugin so (RV(fleeting)).
 options:
