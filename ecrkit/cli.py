@@ -520,7 +520,8 @@ def _fetch(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    local_jobs = args.local_jobs or bool(args.job_probe_image or args.job_probe_network)  # either implies the rest
+    # Either job probe option implies the rest; an empty one given is refused, never taken as unset.
+    local_jobs = args.local_jobs or args.job_probe_image is not None or args.job_probe_network is not None
     given = {
         "ecrkit_instance_metadata": args.instance_metadata or local_jobs or None,
         "ecrkit_local_jobs": local_jobs or None,
@@ -792,7 +793,7 @@ def _add_ecr_parsers(kinds: Any) -> None:
         "--repository", action="append", default=[], metavar="NAME", help="repeatable; NAME/* for a prefix"
     )
     policy.add_argument(
-        "--autoscaling-group", default="", metavar="NAME",
+        "--autoscaling-group", metavar="NAME",
         help="runner-manager of docker-autoscaler job hosts: also its fleeting plugin's rights on this group (scale "
         "it, describe it and its instances, EC2 Instance Connect to the instances it tagged), in --registry's "
         "account and region",

@@ -398,7 +398,7 @@ def _iam_policy(entry: object, source: str) -> dict[str, Any]:
     if not isinstance(repositories, list):
         raise InputError(f"{source}.repositories", repositories, "a list of repository names")
     document = iam_policy.render(
-        context, str(options.get("registry") or ""), tuple(repositories), source, options.get("autoscaling_group") or ""
+        context, str(options.get("registry") or ""), tuple(repositories), source, options.get("autoscaling_group")
     )
     return {"role": role, "name": name, "document": document, "state": state}
 

@@ -227,6 +227,7 @@ def test_a_docker_autoscaler_managers_fleeting_rights_fit_the_sar_and_only_its_g
         (("job-host", REGISTRIES["aws"], "g"), "--autoscaling-group", "only --for runner-manager"),
         (("runner-manager", "", "g"), "--registry", "the registry of the account and region"),
         (("runner-manager", REGISTRIES["aws"], "a:b"), "--autoscaling-group", "an Auto Scaling group name"),
+        (("runner-manager", REGISTRIES["aws"], ""), "--autoscaling-group", "an Auto Scaling group name"),
     ],
 )
 def test_a_group_outside_a_runner_manager_or_without_its_account_is_refused(

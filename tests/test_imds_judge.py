@@ -240,6 +240,8 @@ def test_the_commands_options_ask_every_host_as_the_inventorys_variables_do(tmp_
     for argv, named in (
         (["--job-probe-network", "host x"], "--job-probe-network"),
         (["--job-probe-image", "bad image"], "--job-probe-image"),
+        (["--job-probe-image", ""], "--job-probe-image"),  # given empty: refused, never taken as unset
+        (["--job-probe-network", ""], "--job-probe-network"),
     ):
         done = run_ecrkit("validate", "admin@runner-1", *argv)
         assert done.returncode == 2 and done.stderr.startswith(f"ecrkit: {named}: "), done.stderr

@@ -82,7 +82,11 @@ def repository_arn(registry: str, repository: str, source: str = "") -> str:
 
 
 def render(
-    context: str, registry: str = "", repositories: tuple[str, ...] = (), source: str = "", autoscaling_group: str = ""
+    context: str,
+    registry: str = "",
+    repositories: tuple[str, ...] = (),
+    source: str = "",
+    autoscaling_group: str | None = None,
 ) -> dict[str, Any]:
     """The policy document for a context; repositories need the registry they live in. A runner manager
     of docker-autoscaler job hosts also gets its fleeting plugin's rights on `autoscaling_group`, in the
@@ -102,7 +106,7 @@ def render(
         statements.append({"Sid": "Registry", "Effect": "Allow", "Action": on_registry, "Resource": "*"})
     on_repositories = [action for action in actions if action not in REGISTRY]
     statements.append({"Sid": "Repositories", "Effect": "Allow", "Action": on_repositories, "Resource": resources})
-    if autoscaling_group:
+    if autoscaling_group is not None:  # an empty name given is refused, never taken as none
         statements += _fleeting(context, registry, autoscaling_group, (context_name, registry_name, group_name))
     return {"Version": "2012-10-17", "Statement": statements}
 
